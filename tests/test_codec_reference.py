@@ -1,0 +1,204 @@
+"""Reference KV codec (gateware/codec/reference.py): format, arithmetic, round trips, errors."""
+import zlib
+
+import numpy as np
+import pytest
+
+from gateware.codec import reference as R
+from tests.codec_fixtures import random_pages, extreme_page, corrupt
+
+LOSSY = [m for m in R.MODES if m != "raw"]
+
+
+# ---- arithmetic ----------------------------------------------------------------------------
+def test_fp16_int_roundtrip_exhaustive():
+    b = np.arange(65536, dtype=np.uint16)
+    b = b[(b & 0x7C00) != 0x7C00]
+    x = R.fp16_to_int(b)
+    assert np.array_equal(x.astype(np.float64) * 2.0 ** -24, b.view(np.float16).astype(np.float64))
+    back = R.int_to_fp16(x)
+    assert np.array_equal(back, np.where(b == 0x8000, 0, b))
+
+
+def test_int_to_fp16_is_round_nearest_even_saturating():
+    rng = np.random.default_rng(1)
+    v = rng.integers(-(2 ** 41), 2 ** 41, 100000) >> rng.integers(0, 41, 100000)
+    v = np.concatenate([v, [0, 1, -1, R.FP16_MAX_UNITS, R.FP16_MAX_UNITS + (1 << 19),
+                            -(1 << 42), 3 << 27]])
+    with np.errstate(over="ignore"):
+        ref = (v.astype(np.float64) * 2.0 ** -24).astype(np.float16)
+    ref = np.clip(ref.astype(np.float64), -65504, 65504).astype(np.float16).view(np.uint16)
+    ref = np.where(ref == 0x8000, 0, ref)
+    assert np.array_equal(R.int_to_fp16(v), ref)
+
+
+def test_choose_scale_is_minimal():
+    rng = np.random.default_rng(2)
+    r = np.concatenate([[0, 1, 7, 8], rng.integers(0, 2 ** 41, 5000)])
+    for qmax in (1, 3, 7, 15, 127, 255):
+        c = R.choose_scale(r, qmax).astype(np.int64)
+        ok = R.SCALE_VAL[c] * qmax >= r
+        assert (ok | (c == 255)).all()
+        prev = np.maximum(c - 1, 0)
+        assert ((c == 0) | (R.SCALE_VAL[prev] * qmax < r)).all()
+
+
+def test_quantize_close_to_exact_rounding():
+    rng = np.random.default_rng(3)
+    code = rng.integers(0, 256, 20000)
+    qmax = 255
+    d = (rng.random(20000) * R.SCALE_VAL[code] * qmax).astype(np.int64)
+    q = R.quantize(d, code, qmax)
+    exact = d / R.SCALE_VAL[code]
+    assert (np.abs(q - exact) <= 0.52).all()
+    assert (q <= qmax).all() and (q >= 0).all()
+
+
+def test_pack_unpack_bits():
+    rng = np.random.default_rng(4)
+    for bits in (2, 3, 4, 5, 8):
+        q = rng.integers(0, 1 << bits, (3, 1024)).astype(np.uint8)
+        p = R.pack_bits(q, bits)
+        assert p.shape == (3, (1024 * bits + 7) // 8)
+        assert np.array_equal(R.unpack_bits(p, bits, 1024), q)
+    # LSB-first: value i sits at bit i*bits
+    p = R.pack_bits(np.array([[1, 2, 3]], np.uint8), 3)
+    assert int.from_bytes(p[0].tobytes(), "little") == 1 | (2 << 3) | (3 << 6)
+
+
+@pytest.mark.parametrize("seed", range(4))
+def test_rle_roundtrip(seed):
+    rng = np.random.default_rng(seed)
+    n = 2048
+    data = rng.integers(0, 256, n).astype(np.uint8)
+    data[rng.random(n) < [0.02, 0.5, 0.9, 1.0][seed]] = 0
+    enc = R.rle_encode(data)
+    dec, used = R.rle_decode(np.concatenate([enc, [0, 0, 0]]), n)
+    assert used == enc.size
+    assert np.array_equal(dec, data)
+
+
+def test_rle_long_runs_and_errors():
+    data = np.zeros(700, np.uint8)
+    data[300] = 9
+    enc = R.rle_encode(data)
+    assert enc.tolist() == [0, 255, 0, 43, 9, 0, 255, 0, 142]
+    assert np.array_equal(R.rle_decode(enc, 700)[0], data)
+    with pytest.raises(R.CodecError) as e:
+        R.rle_decode(enc[:-2], 700)
+    assert e.value.kind == "format"
+    with pytest.raises(R.CodecError):
+        R.rle_decode(np.array([0, 255], np.uint8), 100)      # run overshoots the page
+
+
+# ---- page round trips ---------------------------------------------------------------------
+@pytest.mark.parametrize("mode", list(R.MODES))
+def test_length_is_fixed_and_counted(mode):
+    pages = random_pages(8, seed=5)
+    blobs = R.compress_batch(pages, mode)
+    m = R.MODES[mode]
+    for b in blobs:
+        assert len(b) % 8 == 0
+        assert int.from_bytes(b[6:8], "little") == len(b)
+        if m.kind != R.MODE_INT8_DELTA_RLE:
+            assert len(b) == R.page_length(m)
+
+
+def test_expected_page_lengths():
+    # default page 2 x 16 x 64 FP16 = 4096 bytes; every header/scale/pad/CRC byte counted
+    assert {m: R.page_length(R.MODES[m]) for m in R.MODES if m != "int8_delta_rle"} == {
+        "raw": 4112, "int8": 2096, "int8_delta": 2096, "kivi_k4v4": 1280, "kivi_k4v3": 1152,
+        "kivi_k3v3": 1024, "kivi_k3v2": 896, "kivi_k2v2": 768}
+
+
+def test_raw_is_bit_exact_including_nan_inf():
+    rng = np.random.default_rng(6)
+    bits = rng.integers(0, 65536, (16, 2, 16, 64)).astype(np.uint16)
+    bits[0, 0, 0, :4] = [0x7C00, 0xFC00, 0x7E01, 0x8000]
+    out = R.decompress_batch(R.compress_batch(bits, "raw"))
+    assert np.array_equal(out.view(np.uint16), bits)
+
+
+@pytest.mark.parametrize("mode", LOSSY)
+def test_lossy_within_bound(mode):
+    pages = np.concatenate([random_pages(24, seed=7), extreme_page()[None]])
+    blobs = R.compress_batch(pages, mode)
+    out = R.decompress_batch(blobs)
+    x, _ = R.sanitize(pages.view(np.uint16))
+    x = x.view(np.float16).astype(np.float64)
+    err = np.abs(out.astype(np.float64) - x)
+    for i in range(len(pages)):
+        assert (err[i] <= R.error_bound(pages[i], mode)).all(), i
+    assert not np.isnan(out.astype(np.float64)).any()
+    assert not np.isinf(out.astype(np.float64)).any()
+
+
+@pytest.mark.parametrize("mode", LOSSY)
+def test_nonfinite_policy(mode):
+    page = random_pages(1, seed=8)[0].copy()
+    page[0, 3, 5] = np.inf
+    page[1, 2, 7] = -np.inf
+    page[1, 9, 1] = np.nan
+    blob = R.compress(page, mode)
+    assert blob[1] & R.FLAG_NONFINITE
+    out = R.decompress(blob).astype(np.float64)
+    assert np.isfinite(out).all()
+    bound = R.error_bound(page, mode)
+    assert abs(out[0, 3, 5] - 65504) <= bound[0, 3, 5]
+    assert abs(out[1, 2, 7] + 65504) <= bound[1, 2, 7]
+    assert abs(out[1, 9, 1]) <= bound[1, 9, 1]
+    assert not R.compress(random_pages(1, seed=8)[0], mode)[1] & R.FLAG_NONFINITE
+
+
+def test_zero_page_and_negative_zero():
+    z = np.zeros((2, 16, 64), np.float16)
+    z[0, 0, 0] = -0.0
+    for mode in R.MODES:
+        out = R.decompress(R.compress(z, mode))
+        assert (out.astype(np.float64) == 0).all()
+
+
+@pytest.mark.parametrize("mode", ["int8_delta", "int8_delta_rle"])
+def test_delta_and_rle_stages_are_lossless(mode):
+    pages = np.concatenate([random_pages(16, seed=9), extreme_page()[None]])
+    a = R.decompress_batch(R.compress_batch(pages, "int8"))
+    b = R.decompress_batch(R.compress_batch(pages, mode))
+    assert np.array_equal(a.view(np.uint16), b.view(np.uint16))
+
+
+def test_other_geometry():
+    rng = np.random.default_rng(10)
+    pages = (rng.standard_normal((4, 2, 8, 32)) * 3).astype(np.float16)
+    for mode in R.MODES:
+        out = R.decompress_batch(R.compress_batch(pages, mode))
+        assert out.shape == pages.shape
+        if mode == "raw":
+            assert np.array_equal(out, pages)
+
+
+def test_batch_equals_single():
+    pages = random_pages(5, seed=11)
+    for mode in R.MODES:
+        assert R.compress_batch(pages, mode) == [R.compress(p, mode) for p in pages]
+
+
+# ---- corrupt pages -------------------------------------------------------------------------
+@pytest.mark.parametrize("mode", list(R.MODES))
+@pytest.mark.parametrize("case", ["magic", "version", "mode", "length", "geometry", "truncated",
+                                  "overlong", "crc", "payload"])
+def test_corrupt_pages_raise(mode, case):
+    blob = R.compress(random_pages(1, seed=12)[0], mode)
+    bad, kind = corrupt(blob, case)
+    with pytest.raises(R.CodecError) as e:
+        R.decompress(bad, expect_geometry=(16, 64))
+    assert e.value.kind == kind
+
+
+def test_rle_format_error_with_valid_crc():
+    blob = bytearray(R.compress(random_pages(1, seed=13)[0], "int8_delta_rle"))
+    n = len(blob) - 4
+    blob[n - 12: n] = b"\x00" * 12            # zero run markers with zero counts at the end
+    blob[n:] = zlib.crc32(bytes(blob[:n])).to_bytes(4, "little")
+    with pytest.raises(R.CodecError) as e:
+        R.decompress(bytes(blob))
+    assert e.value.kind == "format"
