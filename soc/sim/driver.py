@@ -1,0 +1,216 @@
+"""SimDriver: drive the Verilator SoC model from Python without one call per clock.
+
+The model's shared library holds pyverilator's wrapper plus ``native.cpp``. Python asks the
+native loop to run up to N cycles and stop on events (a UART byte, a pattern on the UART,
+the firmware's finish, a host-bus completion); it touches the model only when something
+happens.
+
+    drv = SimDriver(so_path, csr_json="build/sim/csr.json")
+    drv.reset()
+    text = drv.uart_read_until(b"speckv> ", max_cycles=5_000_000)
+    magic = drv.csr_read("identifier_regs_magic")
+"""
+
+import ctypes
+import enum
+import json
+from pathlib import Path
+
+
+class Stop(enum.IntFlag):
+    MAX_CYCLES = 1 << 0
+    UART_TX    = 1 << 1
+    FINISH     = 1 << 2
+    BUS_DONE   = 1 << 3
+    TX_MATCH   = 1 << 4
+
+
+class SimTimeout(RuntimeError):
+    """The cycle budget ran out before the awaited event."""
+
+
+class BusError(RuntimeError):
+    """A host-bus transaction ended with a Wishbone error or did not complete."""
+
+
+class SimDriver:
+    def __init__(self, so_path, csr_json=None, command_args=()):
+        import pyverilator  # the pyverilator-mm fork
+        self.so_path = str(so_path)
+        self._pv = pyverilator.PyVerilator(self.so_path, auto_eval=False,
+                                           command_args=list(command_args))
+        self.lib = self._pv.lib
+        self._bind()
+        self._state = self.lib.spk_new(self._pv.model)
+        self._trace = None
+        self.csr = {}
+        self.constants = {}
+        if csr_json is not None:
+            self.load_csr_map(csr_json)
+
+    # ctypes signatures ---------------------------------------------------------------------
+    def _bind(self):
+        L, vp, u32, u64 = self.lib, ctypes.c_void_p, ctypes.c_uint32, ctypes.c_uint64
+        u8p = ctypes.POINTER(ctypes.c_uint8)
+        sigs = {
+            "spk_new":            ([vp], vp),
+            "spk_free":           ([vp], None),
+            "spk_cycle_count":    ([vp], u64),
+            "spk_run":            ([vp, u64, u32], u32),
+            "spk_set_reset":      ([vp, u32], None),
+            "spk_uart_write":     ([vp, u8p, u32], None),
+            "spk_uart_pending_rx": ([vp], u32),
+            "spk_uart_read":      ([vp, u8p, u32], u32),
+            "spk_set_tx_pattern": ([vp, u8p, u32], None),
+            "spk_bus_xfer":       ([vp, u32, u32, u32, u32, u64, ctypes.POINTER(u32)], u32),
+            "spk_finished":       ([vp], u32),
+            "spk_finish_code":    ([vp], u32),
+            "spk_set_trace":      ([vp, vp], None),
+            "spk_bare_loop":      ([vp, u64], u64),
+            "spk_timed_run":      ([vp, u64], u64),
+            "start_vcd_trace":    ([vp, ctypes.c_char_p], vp),
+            "stop_vcd_trace":     ([vp], ctypes.c_int),
+        }
+        for name, (args, res) in sigs.items():
+            fn = getattr(L, name)
+            fn.argtypes, fn.restype = args, res
+
+    def close(self):
+        if self._state is not None:
+            self.trace_stop()
+            self.lib.spk_free(self._state)
+            self._state = None
+
+    def __enter__(self):
+        return self
+
+    def __exit__(self, *exc):
+        self.close()
+
+    # Clock ---------------------------------------------------------------------------------
+    @property
+    def cycle(self):
+        """Rising edges simulated so far."""
+        return self.lib.spk_cycle_count(self._state)
+
+    def reset(self, cycles=4):
+        """Hold sys_rst for ``cycles`` clock cycles."""
+        self.lib.spk_set_reset(self._state, 1)
+        self.lib.spk_run(self._state, cycles, 0)
+        self.lib.spk_set_reset(self._state, 0)
+
+    def run(self, max_cycles, until=Stop(0)):
+        """Run natively until an event in ``until`` or ``max_cycles``; return the Stop flags."""
+        if max_cycles < 0:
+            raise ValueError(f"max_cycles must be >= 0, got {max_cycles}")
+        return Stop(self.lib.spk_run(self._state, int(max_cycles), int(until)))
+
+    @property
+    def finished(self):
+        return bool(self.lib.spk_finished(self._state))
+
+    @property
+    def exit_code(self):
+        return self.lib.spk_finish_code(self._state) if self.finished else None
+
+    # UART ----------------------------------------------------------------------------------
+    def uart_write(self, data):
+        if isinstance(data, str):
+            data = data.encode()
+        buf = (ctypes.c_uint8 * len(data)).from_buffer_copy(data)
+        self.lib.spk_uart_write(self._state, buf, len(data))
+
+    def uart_read(self):
+        """Bytes the SoC sent since the last read."""
+        out = bytearray()
+        buf = (ctypes.c_uint8 * 4096)()
+        while True:
+            n = self.lib.spk_uart_read(self._state, buf, 4096)
+            out += bytes(buf[:n])
+            if n < 4096:
+                return bytes(out)
+
+    def uart_read_until(self, pattern, max_cycles):
+        """Run until the UART output ends with ``pattern``; return everything read.
+
+        Raises :class:`SimTimeout` (with the text so far) if ``max_cycles`` pass first, and
+        stops early if the firmware finishes the simulation.
+        """
+        if isinstance(pattern, str):
+            pattern = pattern.encode()
+        if not pattern:
+            raise ValueError("pattern must not be empty")
+        pbuf = (ctypes.c_uint8 * len(pattern)).from_buffer_copy(pattern)
+        self.lib.spk_set_tx_pattern(self._state, pbuf, len(pattern))
+        try:
+            ev = self.run(max_cycles, Stop.TX_MATCH | Stop.FINISH)
+        finally:
+            self.lib.spk_set_tx_pattern(self._state, pbuf, 0)
+        text = self.uart_read()
+        if ev & Stop.TX_MATCH or ev & Stop.FINISH:
+            return text
+        raise SimTimeout(f"no {pattern!r} on the UART within {max_cycles} cycles; "
+                         f"got {text[-200:]!r}")
+
+    # Host bus / CSRs -----------------------------------------------------------------------
+    def load_csr_map(self, csr_json):
+        m = json.loads(Path(csr_json).read_text())
+        self.csr = m["csr_registers"]
+        self.constants = m.get("constants", {})
+        self.memories = m.get("memories", {})
+
+    def bus_read(self, addr, timeout=10_000):
+        return self._xfer(0, addr, 0, timeout)
+
+    def bus_write(self, addr, value, timeout=10_000):
+        self._xfer(1, addr, value, timeout)
+
+    def _xfer(self, we, addr, value, timeout):
+        if addr % 4:
+            raise ValueError(f"host bus address 0x{addr:x} is not 32-bit aligned")
+        dat = ctypes.c_uint32(0)
+        st = self.lib.spk_bus_xfer(self._state, we, addr & 0xFFFFFFFF, value & 0xFFFFFFFF,
+                                   0xF, timeout, ctypes.byref(dat))
+        if st == 1:
+            raise BusError(f"bus error at 0x{addr:08x}")
+        if st == 2:
+            raise BusError(f"no ack at 0x{addr:08x} within {timeout} cycles")
+        if st == 3:
+            raise BusError(f"simulation finished during access to 0x{addr:08x}")
+        return dat.value
+
+    def _csr(self, name):
+        try:
+            return self.csr[name]
+        except KeyError:
+            raise KeyError(f"no CSR named {name!r} (known: {', '.join(sorted(self.csr)[:8])}, ...)")
+
+    def csr_read(self, name):
+        """Read a CSR by its csr.json name; multi-word CSRs are assembled MSB first."""
+        reg = self._csr(name)
+        width = self.constants.get("config_csr_data_width", 32)
+        value = 0
+        for i in range(reg["size"]):
+            value = (value << width) | self.bus_read(reg["addr"] + 4 * i)
+        return value
+
+    def csr_write(self, name, value):
+        reg = self._csr(name)
+        width = self.constants.get("config_csr_data_width", 32)
+        for i in range(reg["size"]):
+            shift = width * (reg["size"] - 1 - i)
+            self.bus_write(reg["addr"] + 4 * i, (value >> shift) & ((1 << width) - 1))
+
+    # Waveforms -----------------------------------------------------------------------------
+    def trace_start(self, path):
+        """Dump every following cycle to ``path`` (FST) until :meth:`trace_stop`."""
+        if self._trace is not None:
+            raise RuntimeError("a waveform is already being written")
+        self._trace = self.lib.start_vcd_trace(self._pv.model, str(path).encode())
+        self.lib.spk_set_trace(self._state, self._trace)
+
+    def trace_stop(self):
+        if self._trace is not None:
+            self.lib.spk_set_trace(self._state, None)
+            self.lib.stop_vcd_trace(self._trace)
+            self._trace = None

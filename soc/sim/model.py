@@ -1,0 +1,106 @@
+"""Build a Verilator model of generated Verilog with pyverilator, plus the native loop.
+
+pyverilator generates its C++ wrapper (signal accessors, tracing); we append
+``native.cpp`` to that wrapper before compiling, so the run-until-event loop lives in the
+same shared library as the model. Memory contents (ROM firmware) are read by $readmemh
+when the model is constructed, so a firmware change needs no model rebuild. Builds are cached in ``cache_root/<key>/`` where the key
+hashes every input (Verilog text, CPU sources, native loop, flags): a second build of the
+same design costs only the hash.
+"""
+
+import contextlib
+import hashlib
+import os
+import sys
+import shutil
+import subprocess
+from pathlib import Path
+
+NATIVE_CPP = Path(__file__).with_name("native.cpp")
+
+# -O3 on the model and the wrapper; x-assign/x-initial fast: values Verilog leaves undefined
+# are 0, identical run to run.
+VERILATOR_ARGS = ["--top-module", "sim", "--prefix", "Vsim", "-O3",
+                  "--x-assign", "fast", "--x-initial", "fast", "--noassert",
+                  "-Wno-fatal", "-Wno-lint", "-Wno-style"]
+CFLAGS = "-O2 -fno-plt"
+
+
+def _key(paths, extra):
+    h = hashlib.sha256()
+    for p in paths:
+        h.update(Path(p).name.encode())
+        # Comment lines carry generation dates; they do not change the model.
+        for line in Path(p).read_bytes().splitlines():
+            if not line.lstrip().startswith(b"//"):
+                h.update(line + b"\n")
+    h.update(NATIVE_CPP.read_bytes())
+    h.update(repr(extra).encode())
+    return h.hexdigest()[:16]
+
+
+@contextlib.contextmanager
+def _redirect_fds(f):
+    if f is None:
+        yield
+        return
+    sys.stdout.flush()
+    sys.stderr.flush()
+    saved = os.dup(1), os.dup(2)
+    os.dup2(f.fileno(), 1)
+    os.dup2(f.fileno(), 2)
+    try:
+        yield
+    finally:
+        sys.stdout.flush()
+        sys.stderr.flush()
+        os.dup2(saved[0], 1)
+        os.dup2(saved[1], 2)
+        os.close(saved[0])
+        os.close(saved[1])
+
+
+def build_model(top_verilog, cpu_sources, cache_root, fst=True, jobs=None, log=None):
+    """Compile ``top_verilog`` (module ``sim``) and ``cpu_sources`` into a Verilator model.
+
+    Returns the path of the shared library. ``log`` is a file path that receives
+    Verilator's and make's output (they are quiet otherwise).
+    """
+    import pyverilator  # the pyverilator-mm fork
+
+    top_verilog = Path(top_verilog).resolve()
+    cpu_sources = [Path(p).resolve() for p in cpu_sources]
+    for p in [top_verilog, *cpu_sources]:
+        if not p.exists():
+            raise FileNotFoundError(f"Verilog source not found: {p}")
+    key = _key([top_verilog, *cpu_sources], (VERILATOR_ARGS, CFLAGS, fst))
+    build_dir = Path(cache_root) / key
+    so_file = build_dir / "Vsim"
+    if so_file.exists():
+        return so_file
+    tmp_dir = Path(cache_root) / (key + ".tmp")
+    shutil.rmtree(tmp_dir, ignore_errors=True)
+    tmp_dir.mkdir(parents=True)
+    out = open(log, "a") if log else subprocess.DEVNULL
+    try:
+        # pyverilator prints the Verilator command and Verilator its lint warnings; both go
+        # to the log (fd level: Verilator is a child process).
+        with _redirect_fds(out if log else None):
+            pyverilator.PyVerilator.build(
+                str(top_verilog),
+                # CPU sources precede the top file (pyverilator's `preceding_files` is a
+                # single argument, so they go through `args`).
+                preceding_files="",
+                build_dir=str(tmp_dir), gen_only=True, quiet=True,
+                args=list(VERILATOR_ARGS) + [str(p) for p in cpu_sources], cargs=CFLAGS, dump_en=True, dump_fst=fst)
+        wrapper = tmp_dir / "pyverilator_wrapper.cpp"
+        wrapper.write_text(wrapper.read_text() + "\n" + NATIVE_CPP.read_text())
+        jobs = jobs or os.cpu_count() or 1
+        subprocess.run(["make", f"-j{jobs}", "-C", str(tmp_dir), "-f", "Vsim.mk",
+                        "LDFLAGS=-fPIC -shared", f"OPT_FAST=-O2", "OPT_SLOW=-O1"],
+                       check=True, stdout=out, stderr=subprocess.STDOUT if log else None)
+    finally:
+        if log:
+            out.close()
+    os.replace(tmp_dir, build_dir) if not build_dir.exists() else shutil.rmtree(tmp_dir)
+    return so_file

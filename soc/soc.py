@@ -1,0 +1,114 @@
+"""The SpecKV SoC: VexRiscv + ROM firmware + SRAM + LiteDRAM + UART + identifier.
+
+Later issues add the cache engine (bridge endpoint, ATU, DMA, codec) here; each core lives
+in ``gateware/`` and is wired in by one ``add_*`` method.
+"""
+
+from migen import Module, Signal
+
+from litex.gen import LiteXModule
+from litex.soc.cores.clock import *  # noqa: F401,F403  (CRG helpers for boards)
+from litex.soc.integration.soc_core import SoCCore
+from litex.soc.interconnect import wishbone
+from litex.soc.interconnect.csr import AutoCSR, CSRField, CSRStatus
+from migen.genlib.io import CRG
+
+from soc.simctrl import SimControl
+
+# "SPKV" in ASCII: the identifier register's magic, read back by host tools and tests.
+IDENT_MAGIC   = 0x53504B56
+IDENT_VERSION = 0x00000100  # major.minor.patch as 0x00MMmmpp -> 0.1.0
+
+# Memory map (bytes) and sizes, kept fixed so the register map does not move between the
+# firmware pass and the final pass of the build.
+ROM_SIZE  = 0x8000   # 32 KiB: firmware (text + rodata + data image)
+SRAM_SIZE = 0x8000   # 32 KiB: data, bss, stack
+
+
+def _pad_rom(words):
+    words = list(words) if words is not None else []
+    return words + [0] * (ROM_SIZE // 4 - len(words))
+
+
+class Identifier(Module, AutoCSR):
+    """Read-only identifier registers: project magic, version and the sys_clk frequency."""
+    def __init__(self, sys_clk_freq):
+        self.magic = CSRStatus(32, reset=IDENT_MAGIC, description="Project magic, ASCII 'SPKV'.")
+        self.version = CSRStatus(32, fields=[
+            CSRField("patch", size=8, offset=0,  reset=(IDENT_VERSION >> 0) & 0xFF,
+                     description="Patch version."),
+            CSRField("minor", size=8, offset=8,  reset=(IDENT_VERSION >> 8) & 0xFF,
+                     description="Minor version."),
+            CSRField("major", size=8, offset=16, reset=(IDENT_VERSION >> 16) & 0xFF,
+                     description="Major version."),
+        ], description="Gateware version.")
+        self.sys_clk_freq = CSRStatus(32, reset=int(sys_clk_freq),
+                                      description="sys_clk frequency in Hz the build assumes.")
+
+
+class SpecKVSoC(SoCCore):
+    """SoC shared by simulation and boards.
+
+    ``platform``/``crg`` are given by the target; in simulation ``uart_name="sim"`` gives the
+    stream UART and ``sdram_phy`` is LiteDRAM's ``SDRAMPHYModel``.
+    """
+    def __init__(self, platform, sys_clk_freq, crg,
+                 cpu_variant="standard",
+                 rom_init=None,
+                 uart_name="serial",
+                 sdram_phy=None, sdram_module=None,
+                 host_bus_pads=None,
+                 sim_ctrl_pads=None,
+                 **kwargs):
+        if sys_clk_freq <= 0:
+            raise ValueError(f"sys_clk_freq must be positive, got {sys_clk_freq}")
+        if rom_init is not None and len(rom_init) * 4 > ROM_SIZE:
+            raise ValueError(f"firmware image is {len(rom_init) * 4} bytes, ROM holds {ROM_SIZE}")
+        self.crg = crg
+        SoCCore.__init__(self, platform, clk_freq=sys_clk_freq,
+            ident                = "SpecKV-FPGA SoC",
+            # No build date in the identifier: the same design gives the same Verilog, so
+            # the Verilator model cache hits.
+            ident_version        = False,
+            cpu_type             = "vexriscv",
+            cpu_variant          = cpu_variant,
+            integrated_rom_size  = ROM_SIZE,
+            # Padded to the full ROM so the Verilog (and so the Verilator model) only changes
+            # when the hardware does; a placeholder image lets the first pass skip the BIOS.
+            integrated_rom_init  = _pad_rom(rom_init),
+            integrated_sram_size = SRAM_SIZE,
+            uart_name            = uart_name,
+            **kwargs)
+        self.identifier_regs = Identifier(sys_clk_freq)
+
+        if sdram_phy is not None:
+            self.sdrphy = sdram_phy
+            self.add_sdram("sdram",
+                phy                     = sdram_phy,
+                module                  = sdram_module,
+                l2_cache_size           = 8192,
+                l2_cache_min_data_width = 128,
+            )
+            # The firmware runs its own short DRAM check; skip the library's long memtest.
+            self.add_constant("SDRAM_TEST_DISABLE")
+
+        if host_bus_pads is not None:
+            self.add_host_bus(host_bus_pads)
+        if sim_ctrl_pads is not None:
+            self.sim_ctrl = SimControl(sim_ctrl_pads)
+
+    def add_host_bus(self, pads):
+        """A Wishbone master driven from outside: the host's CSR/memory path."""
+        bus = wishbone.Interface(data_width=32, adr_width=30)
+        self.comb += [
+            bus.adr.eq(pads.adr),
+            bus.dat_w.eq(pads.dat_w),
+            bus.sel.eq(pads.sel),
+            bus.cyc.eq(pads.cyc),
+            bus.stb.eq(pads.stb),
+            bus.we.eq(pads.we),
+            pads.dat_r.eq(bus.dat_r),
+            pads.ack.eq(bus.ack),
+            pads.err.eq(bus.err),
+        ]
+        self.bus.add_master(name="host", master=bus)
