@@ -44,7 +44,9 @@ class SimDriver:
         self._state = self.lib.spk_new(self._pv.model)
         self._trace = None
         self.csr = {}
+        self.csr_bases = {}
         self.constants = {}
+        self.memories = {}
         if csr_json is not None:
             self.load_csr_map(csr_json)
 
@@ -156,6 +158,7 @@ class SimDriver:
     def load_csr_map(self, csr_json):
         m = json.loads(Path(csr_json).read_text())
         self.csr = m["csr_registers"]
+        self.csr_bases = m["csr_bases"]
         self.constants = m.get("constants", {})
         self.memories = m.get("memories", {})
 
