@@ -134,6 +134,7 @@ def write_trace(path, meta: dict, tensors: dict) -> str:
     tmp = path.with_name(path.name + ".tmp")
     save_file({k: np.ascontiguousarray(v) for k, v in tensors.items()}, str(tmp),
               metadata={METADATA_KEY: meta_json})
+    os.chmod(tmp, 0o644)
     os.replace(tmp, path)
     return sha256_file(path)
 
