@@ -200,16 +200,13 @@ def build_sim(build_dir=DEFAULT_BUILD_DIR, sys_clk_freq=DEFAULT_SYS_CLK,
 
 def run_console(b, max_cycles, script, interactive, trace=None, quiet=False):
     """Boot the SoC under Verilator and print its UART; returns the firmware's exit code."""
-    from soc.sim.driver import SimDriver, SimTimeout, Stop
+    from soc.sim.driver import SimDriver, SimTimeout
 
     with SimDriver(b.model, csr_json=b.csr_json) as drv:
         t0 = time.time()
-        if trace:
-            path, start, end = trace
-            drv.run(start)
-            drv.trace_start(path)
-            budget_to_trace_end = end - start
         drv.reset()
+        if trace:
+            drv.trace_start(trace[0], trace[1], trace[2])
         out = sys.stdout.buffer
 
         def pump(pattern, budget):
@@ -237,8 +234,6 @@ def run_console(b, max_cycles, script, interactive, trace=None, quiet=False):
             print(f"\n[sim] stopped: {e}", file=sys.stderr)
         finally:
             if trace:
-                if drv.cycle < trace[2]:
-                    drv.run(trace[2] - drv.cycle, Stop.FINISH)
                 drv.trace_stop()
         dt = time.time() - t0
         code = drv.exit_code
@@ -247,7 +242,8 @@ def run_console(b, max_cycles, script, interactive, trace=None, quiet=False):
                   f"({drv.cycle / dt / 1e6:.2f} M cycles/s), "
                   f"exit code {code if code is not None else '-'}")
             if trace:
-                print(f"[sim] waveform cycles {trace[1]}..{trace[2]} -> {trace[0]}")
+                last = min(trace[2], drv.cycle)
+                print(f"[sim] waveform of cycles {trace[1]}..{last} -> {trace[0]}")
         return code
 
 

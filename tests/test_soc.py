@@ -169,14 +169,21 @@ def test_same_input_same_cycles(sim_build):
 # Waveforms and the command line ---------------------------------------------------------------
 
 def test_waveform_window(sim, tmp_path):
-    path = tmp_path / "w.fst"
-    sim.run(100)
-    sim.trace_start(path)
-    sim.run(200)
-    sim.trace_stop()
-    data = path.read_bytes()
-    assert len(data) > 1000
-    assert data[0] == 0  # FST header block type FST_BL_HDR
+    sizes = {}
+    for name, (start, end) in {"short": (100, 300), "long": (100, 2100),
+                               "future": (10**9, 10**9 + 1)}.items():
+        path = tmp_path / f"{name}.fst"
+        begin = sim.cycle
+        sim.trace_start(path, begin + start, begin + end)
+        sim.run(2500)
+        sim.trace_stop()
+        data = path.read_bytes()
+        assert data[0] == 0, "not an FST file (header block type 0)"
+        sizes[name] = len(data)
+    # Only the window is dumped: a longer window is a bigger file, an unreached one is empty.
+    assert sizes["future"] < sizes["short"] < sizes["long"], sizes
+    with pytest.raises(ValueError, match="window is empty"):
+        sim.trace_start(tmp_path / "x.fst", 10, 10)
 
 
 def test_cli_help_documents_every_option():

@@ -67,7 +67,7 @@ class SimDriver:
             "spk_bus_xfer":       ([vp, u32, u32, u32, u32, u64, ctypes.POINTER(u32)], u32),
             "spk_finished":       ([vp], u32),
             "spk_finish_code":    ([vp], u32),
-            "spk_set_trace":      ([vp, vp], None),
+            "spk_set_trace":      ([vp, vp, u64, u64], None),
             "spk_bare_loop":      ([vp, u64], u64),
             "spk_timed_run":      ([vp, u64], u64),
             "start_vcd_trace":    ([vp, ctypes.c_char_p], vp),
@@ -205,15 +205,20 @@ class SimDriver:
             self.bus_write(reg["addr"] + 4 * i, (value >> shift) & ((1 << width) - 1))
 
     # Waveforms -----------------------------------------------------------------------------
-    def trace_start(self, path):
-        """Dump every following cycle to ``path`` (FST) until :meth:`trace_stop`."""
+    def trace_start(self, path, start=None, end=None):
+        """Write an FST waveform to ``path`` of the cycles ``start <= cycle < end``
+        (default: from now until :meth:`trace_stop`). Time unit: half a clock cycle."""
         if self._trace is not None:
             raise RuntimeError("a waveform is already being written")
+        start = self.cycle if start is None else int(start)
+        end = (1 << 64) - 1 if end is None else int(end)
+        if end <= start:
+            raise ValueError(f"waveform window is empty: start {start}, end {end}")
         self._trace = self.lib.start_vcd_trace(self._pv.model, str(path).encode())
-        self.lib.spk_set_trace(self._state, self._trace)
+        self.lib.spk_set_trace(self._state, self._trace, start, end)
 
     def trace_stop(self):
         if self._trace is not None:
-            self.lib.spk_set_trace(self._state, None)
+            self.lib.spk_set_trace(self._state, None, 0, 0)
             self.lib.stop_vcd_trace(self._trace)
             self._trace = None

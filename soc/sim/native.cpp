@@ -30,6 +30,7 @@ struct SpkState {
     std::vector<uint8_t> pattern;      // SPK_STOP_TX_MATCH pattern
     size_t match;                      // bytes of pattern matched so far (KMP-free: restart)
     DUMP_TYPE *tfp;                    // waveform, or null
+    uint64_t trace_from, trace_to;     // dump the cycles trace_from <= cycle < trace_to
     // host bus
     bool bus_active;
     uint32_t bus_we, bus_adr, bus_dat_w, bus_sel;
@@ -61,9 +62,10 @@ static inline void spk_drive_inputs(SpkState *s) {
 static inline uint32_t spk_cycle(SpkState *s) {
     SPK_TOP *t = s->top;
     uint32_t ev = 0;
+    const bool tr = s->tfp && s->cycle >= s->trace_from && s->cycle < s->trace_to;
     t->sys_clk = 0;
     t->eval();
-    if (s->tfp) s->tfp->dump((uint64_t)(2 * s->cycle + 1));
+    if (tr) s->tfp->dump((uint64_t)(2 * s->cycle + 1));
     const bool tx_fire = t->serial_source_valid;           // ready is held high
     const uint8_t tx_data = t->serial_source_data;
     const bool rx_fire = t->serial_sink_valid && t->serial_sink_ready;
@@ -75,7 +77,7 @@ static inline uint32_t spk_cycle(SpkState *s) {
     t->sys_clk = 1;
     t->eval();
     s->cycle++;
-    if (s->tfp) s->tfp->dump((uint64_t)(2 * s->cycle));
+    if (tr) s->tfp->dump((uint64_t)(2 * s->cycle));
     if (tx_fire) {
         s->tx.push_back(tx_data);
         ev |= SPK_STOP_UART_TX;
@@ -181,7 +183,11 @@ uint32_t spk_bus_xfer(SpkState *s, uint32_t we, uint32_t byte_adr, uint32_t dat_
 uint32_t spk_finished(SpkState *s) { return s->finished; }
 uint32_t spk_finish_code(SpkState *s) { return s->finish_code; }
 
-void spk_set_trace(SpkState *s, DUMP_TYPE *tfp) { s->tfp = tfp; }
+void spk_set_trace(SpkState *s, DUMP_TYPE *tfp, uint64_t from, uint64_t to) {
+    s->tfp = tfp;
+    s->trace_from = from;
+    s->trace_to = to;
+}
 
 // Benchmark helper: the bare Verilator loop (clock toggle + eval, nothing else), timed in
 // C++. Returns elapsed nanoseconds.
