@@ -168,6 +168,9 @@ def main(argv=None) -> int:
     unknown = [n for n in names if n not in table]
     if unknown:
         ap.error(f"unknown workload(s): {', '.join(unknown)}; choose from {', '.join(table)}")
+    want = None
+    if args.check is not None:  # read before anything is (re)written: --check may name --out/SHA256SUMS
+        want = dict(line.split()[::-1] for line in args.check.read_text().splitlines() if line.strip())
     from host.model import load_model
 
     t0 = time.perf_counter()
@@ -195,10 +198,10 @@ def main(argv=None) -> int:
     print(format_table(rows))
     if args.only is None:
         (args.out / "SHA256SUMS").write_text("\n".join(sums) + "\n")
-        (args.out / "summary.json").write_text(json.dumps(md_rows, indent=2) + "\n")
-        (args.out / "summary.md").write_text(markdown_table(md_rows) + "\n")
-    if args.check is not None:
-        want = dict(line.split()[::-1] for line in args.check.read_text().splitlines() if line.strip())
+        if not args.mini:
+            (args.out / "summary.json").write_text(json.dumps(md_rows, indent=2) + "\n")
+            (args.out / "summary.md").write_text(markdown_table(md_rows) + "\n")
+    if want is not None:
         bad = [f"{s.split()[1]}: {s.split()[0]} != expected {want.get(s.split()[1])}"
                for s in sums if want.get(s.split()[1]) != s.split()[0]]
         if bad:
