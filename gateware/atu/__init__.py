@@ -1,0 +1,1 @@
+"""ATU: virtual KV page -> (DRAM slot address, compressed length, flags). See README.md."""

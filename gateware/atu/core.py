@@ -1,0 +1,379 @@
+"""ATU core: TLB + page walker translating virtual KV page numbers to DRAM slots.
+
+The behaviour is specified by ``model.ATUModel``; this core matches it exactly (results,
+fault codes, hit/miss sequence, replacement, counters). Interface, PTE format, registers and
+timing: README.md beside this file.
+"""
+
+from migen import Signal, If, Cat, Mux, Array, Constant, log2_int
+from litex.gen import LiteXModule
+from litex.soc.interconnect import stream
+from litex.soc.interconnect.csr import CSRStorage, CSRStatus, CSRField
+
+from .model import (ATUParams, COUNTER_WIDTH, FAULT_WIDTH, FAULT_NONE, FAULT_UNMAPPED,
+                    FAULT_INVALID, FAULT_BAD_PTE, FAULT_BUS_ERROR, PTE_BYTES, PTE_VALID_BIT,
+                    PTE_FLAGS_SHIFT, PTE_FLAGS_WIDTH, PTE_LEN_SHIFT, PTE_LEN_WIDTH,
+                    PTE_SLOT_SHIFT, PTE_SLOT_WIDTH, SLOT_ALIGN_BITS, LFSR_SEED, LFSR_TAPS)
+
+# Stream layouts --------------------------------------------------------------------------------
+
+
+def lookup_request_layout(vpn_width, tag_width):
+    return [
+        ("vpn", vpn_width),  # virtual KV page number to translate
+        ("tag", tag_width),  # requester's tag, returned unchanged with the response
+    ]
+
+
+def lookup_response_layout(tag_width, paddr_width):
+    return [
+        ("tag",    tag_width),        # tag of the request this answers
+        ("paddr",  paddr_width),      # DRAM byte address of the page slot (0 on fault)
+        ("length", PTE_LEN_WIDTH),    # compressed page length in bytes (0 on fault)
+        ("flags",  PTE_FLAGS_WIDTH),  # PTE flags, opaque to the ATU (0 on fault)
+        ("fault",  FAULT_WIDTH),      # model.FAULT_* code; 0 = translation ok
+        ("hit",    1),                # 1 if served by the TLB (no page walk)
+    ]
+
+
+# Core -------------------------------------------------------------------------------------------
+
+
+class ATU(LiteXModule):
+    """Address-translation unit.
+
+    ``port``: a LiteDRAM native port (``LiteDRAMNativePort``, mode "read" or "both", any
+    power-of-two data width >= 8), used read-only for page-table walks: connect one from
+    ``soc.sdram.crossbar.get_port()``. Other parameters: see ``model.ATUParams``;
+    ``walk_timeout``: cycles a walk may wait for the port before it fails with a bus error
+    (0 = wait forever).
+
+    Datapath signals (driven by ``add_csr()`` or directly by a parent core): configuration
+    ``pt_base``, ``pt_entries``, ``dram_base``, ``dram_size``; one-cycle pulses ``flush``,
+    ``inval`` (with ``inval_vpn``), ``clear``; status ``hits``, ``misses``, ``walks``,
+    ``faults``, ``last_fault_code``, ``last_fault_vpn``, ``busy``.
+    """
+
+    def __init__(self, port, entries=16, policy="lru", vpn_width=24, paddr_width=32,
+                 tag_width=8, max_length=4160, walk_timeout=4096):
+        self.params = p = ATUParams(entries=entries, policy=policy, vpn_width=vpn_width,
+                                    paddr_width=paddr_width, tag_width=tag_width,
+                                    max_length=max_length)
+        dw = getattr(port, "data_width", None)
+        if not isinstance(dw, int) or dw < 8 or dw & (dw - 1):
+            raise ValueError("port data_width must be a power of two >= 8, got {!r}".format(dw))
+        if getattr(port, "mode", None) not in ("read", "both"):
+            raise ValueError("port mode must be 'read' or 'both', got {!r}".format(
+                getattr(port, "mode", None)))
+        if not isinstance(walk_timeout, int) or isinstance(walk_timeout, bool) or walk_timeout < 0:
+            raise ValueError("walk_timeout must be an int >= 0 (0 = none), got {!r}".format(walk_timeout))
+        self.port = port
+        self.walk_timeout = walk_timeout
+        self.port_bytes = (1 << port.address_width) * dw // 8
+        N = entries
+
+        self.sink   = sink   = stream.Endpoint(lookup_request_layout(vpn_width, tag_width))
+        self.source = source = stream.Endpoint(lookup_response_layout(tag_width, paddr_width))
+
+        # Configuration (changing any of them flushes the TLB one cycle later).
+        self.pt_base    = Signal(paddr_width)    # page table byte address (bits 2:0 ignored)
+        self.pt_entries = Signal(vpn_width + 1)  # vpn >= pt_entries faults (unmapped)
+        self.dram_base  = Signal(paddr_width)    # window for page slots: [base, base+size)
+        self.dram_size  = Signal(paddr_width)
+        # Control pulses.
+        self.flush      = Signal()               # invalidate every entry
+        self.inval      = Signal()               # invalidate the entry of inval_vpn
+        self.inval_vpn  = Signal(vpn_width)
+        self.clear      = Signal()               # zero counters and last fault
+        # Status.
+        self.hits   = Signal(COUNTER_WIDTH)
+        self.misses = Signal(COUNTER_WIDTH)
+        self.walks  = Signal(COUNTER_WIDTH)
+        self.faults = Signal(COUNTER_WIDTH)
+        self.last_fault_code = Signal(FAULT_WIDTH)
+        self.last_fault_vpn  = Signal(vpn_width)
+        self.busy   = Signal()                   # a page walk is in progress
+
+        # # #
+
+        cmd, rdata = port.cmd, port.rdata
+        slot_width = paddr_width - SLOT_ALIGN_BITS
+        iw         = max(1, (N - 1).bit_length())      # TLB entry index width
+        beats      = max(1, 64 // dw)                   # native words per PTE
+        wsh        = log2_int(dw // 8)                  # byte -> native word address shift
+
+        # The Migen simulator re-evaluates every comb statement until nothing changes, and
+        # each sync statement once per cycle: logic below is kept in sync statements or under
+        # comb guards wherever that costs no hardware, so unit simulations stay fast.
+
+        # State (one-hot) -------------------------------------------------------------------------
+        idle     = Signal(reset=1)                      # accepting lookups
+        walking  = Signal()                             # PTE read in flight
+        checking = Signal()                             # PTE registered, checking + answering
+        self.comb += self.busy.eq(~idle)
+
+        # TLB storage -----------------------------------------------------------------------------
+        valid   = Signal(N)
+        e_vpn   = Array(Signal(vpn_width, name="tlb_vpn{}".format(i)) for i in range(N))
+        e_slot  = Array(Signal(slot_width, name="tlb_slot{}".format(i)) for i in range(N))
+        e_len   = Array(Signal(PTE_LEN_WIDTH, name="tlb_len{}".format(i)) for i in range(N))
+        e_flags = Array(Signal(PTE_FLAGS_WIDTH, name="tlb_flags{}".format(i)) for i in range(N))
+        self.tlb_valid = valid
+
+        # Lookup: CAM match on the sink, priority encoder (an entry is only ever filled for a
+        # vpn that missed, so at most one bit of ``match`` is set).
+        match   = Signal(N)
+        hit     = Signal()
+        hit_idx = Signal(iw)
+        self.comb += If(sink.valid, *[match[i].eq(valid[i] & (e_vpn[i] == sink.vpn))
+                                      for i in range(N)])
+        self.comb += hit.eq(match != 0)
+        self.comb += If(hit, *_encoder(match, hit_idx))
+
+        # Output register -------------------------------------------------------------------------
+        can_load = Signal()
+        accept   = Signal()                             # lookup handshake this cycle
+        self.comb += [
+            can_load.eq(~source.valid | source.ready),
+            sink.ready.eq(idle & can_load),
+            accept.eq(sink.valid & sink.ready),
+            source.first.eq(1),
+            source.last.eq(1),
+        ]
+
+        # Page walker signals ---------------------------------------------------------------------
+        walk_vpn  = Signal(vpn_width)
+        walk_tag  = Signal(tag_width)
+        pte_addr  = Signal(max(paddr_width, vpn_width + 3) + 1)
+        w_addr    = Signal(port.address_width)          # first native word of the PTE
+        lane      = Signal(max(1, wsh - 3))             # 64-bit lane inside a wide word
+        issued    = Signal(max=beats + 1)               # commands accepted by the port
+        received  = Signal(max=beats + 1)               # beats received for this walk
+        pte       = Signal(64)                          # PTE being assembled / checked
+        no_fill   = Signal()                            # invalidated while walking: don't cache
+        timed_out = Signal()
+        drops     = Signal(16)                          # late beats of abandoned walks to drop
+        timer     = Signal(max=max(walk_timeout, 2) + 1)
+        timeout   = Signal()
+        rd_take   = Signal()                            # a beat of this walk arrives
+        self.comb += [
+            rdata.ready.eq(1),                          # the LiteDRAM crossbar ignores it anyway
+            rd_take.eq(rdata.valid & (drops == 0) & walking),
+            cmd.valid.eq(walking & (issued != beats) & ~timeout),
+            cmd.we.eq(0),
+            cmd.last.eq(1),
+            cmd.addr.eq(w_addr + issued),
+            port.flush.eq(0),
+        ]
+        if walk_timeout:
+            self.comb += timeout.eq(walking & (timer == walk_timeout))
+        self.comb += If(idle & sink.valid,
+            pte_addr.eq(Cat(Constant(0, 3), self.pt_base[3:]) + (sink.vpn << 3)))
+        unmapped    = sink.vpn >= self.pt_entries
+        out_of_port = (pte_addr >> log2_int(self.port_bytes)) != 0
+
+        # Check stage: PTE decode, fault, victim (comb, evaluated only while checking) ----------
+        pte_valid = pte[PTE_VALID_BIT]
+        pte_flags = pte[PTE_FLAGS_SHIFT:PTE_FLAGS_SHIFT + PTE_FLAGS_WIDTH]
+        pte_len   = pte[PTE_LEN_SHIFT:PTE_LEN_SHIFT + PTE_LEN_WIDTH]
+        pte_slot  = pte[PTE_SLOT_SHIFT:PTE_SLOT_SHIFT + PTE_SLOT_WIDTH]
+        pte_paddr = Cat(Constant(0, SLOT_ALIGN_BITS), pte_slot)
+        pte_fault = Signal(FAULT_WIDTH)
+        respond   = Signal()                            # check stage answers this cycle
+        fill      = Signal()                            # ... and caches the translation
+        inval_walk = self.inval & (self.inval_vpn == walk_vpn)
+        victim    = Signal(iw)
+        any_invalid = Signal()
+        pol_idx   = Signal(iw)                          # policy's victim when the TLB is full
+        self.comb += If(checking,
+            If(timed_out, pte_fault.eq(FAULT_BUS_ERROR)
+            ).Elif(~pte_valid, pte_fault.eq(FAULT_INVALID)
+            ).Elif((pte_len == 0) | (pte_len > max_length)
+                   | ((pte_paddr >> paddr_width) != 0)
+                   | (pte_paddr < self.dram_base)
+                   | (pte_paddr + pte_len > self.dram_base + self.dram_size),
+                pte_fault.eq(FAULT_BAD_PTE)),
+            respond.eq(can_load),
+            # A flush or config change in this cycle clears ``valid`` with priority over the
+            # fill; an invalidation of this very vpn must suppress it here.
+            fill.eq(can_load & (pte_fault == FAULT_NONE) & ~no_fill & ~inval_walk),
+            any_invalid.eq(valid != (2**N - 1)),
+            If(any_invalid, *_encoder(~valid, victim)).Else(victim.eq(pol_idx)),
+        )
+
+        # Replacement policies --------------------------------------------------------------------
+        advance = Signal()                              # a fill evicts by policy: step state
+        self.comb += advance.eq(fill & ~any_invalid)
+        if policy == "lru":
+            # Ages are a permutation of 0..N-1; 0 = most recently used, N-1 = the victim.
+            ages = Array(Signal(iw, reset=i, name="tlb_age{}".format(i)) for i in range(N))
+            self.comb += If(checking & ~any_invalid,
+                *_encoder(Cat(*[ages[i] == N - 1 for i in range(N)]), pol_idx))
+
+            def lru_touch(idx):
+                return [If(idx == i, ages[i].eq(0)).Elif(ages[i] < ages[idx], ages[i].eq(ages[i] + 1))
+                        for i in range(N)]
+            self.sync += If(accept & hit, *lru_touch(hit_idx)).Elif(fill, *lru_touch(victim))
+        elif policy == "fifo":
+            ptr = Signal(iw)
+            self.comb += pol_idx.eq(ptr)
+            self.sync += If(advance, If(ptr == N - 1, ptr.eq(0)).Else(ptr.eq(ptr + 1)))
+        else:  # random: 16-bit Galois LFSR, its low bits pick the victim
+            lfsr = Signal(16, reset=LFSR_SEED)
+            sel_bits = log2_int(N, need_pow2=True)
+            self.comb += pol_idx.eq(lfsr[:sel_bits] if sel_bits else 0)
+            self.sync += If(advance,
+                lfsr.eq((lfsr >> 1) ^ Mux(lfsr[0], Constant(LFSR_TAPS, 16), Constant(0, 16))))
+
+        # Configuration change -> flush -----------------------------------------------------------
+        cfg     = Cat(self.pt_base, self.pt_entries, self.dram_base, self.dram_size)
+        cfg_q   = Signal(len(cfg))
+        flush   = Signal()
+        self.sync += cfg_q.eq(cfg)
+        self.comb += flush.eq(self.flush | (cfg != cfg_q))
+
+        # TLB updates: flush > fill of the victim > single invalidation ------------------------
+        self.sync += If(flush, valid.eq(0)).Elif(fill | self.inval, *[
+            If(fill & (victim == i), valid[i].eq(1)
+            ).Elif(self.inval & (e_vpn[i] == self.inval_vpn), valid[i].eq(0))
+            for i in range(N)])
+        self.sync += If(fill,
+            e_vpn[victim].eq(walk_vpn), e_slot[victim].eq(pte_slot[:slot_width]),
+            e_len[victim].eq(pte_len), e_flags[victim].eq(pte_flags))
+
+        # Lookup stage (idle) -----------------------------------------------------------------------
+        def answer(fault, paddr=0, length=0, flags=0, hit_=0):
+            return [source.valid.eq(1), source.fault.eq(fault), source.paddr.eq(paddr),
+                    source.length.eq(length), source.flags.eq(flags), source.hit.eq(hit_)]
+
+        def count_fault(vpn, code):
+            return [self.faults.eq(self.faults + 1),
+                    self.last_fault_code.eq(code), self.last_fault_vpn.eq(vpn)]
+
+        self.sync += If(source.ready, source.valid.eq(0))
+        self.sync += If(accept,
+            source.tag.eq(sink.tag),
+            If(hit,
+                self.hits.eq(self.hits + 1),
+                *answer(FAULT_NONE, Cat(Constant(0, SLOT_ALIGN_BITS), e_slot[hit_idx]),
+                        e_len[hit_idx], e_flags[hit_idx], 1),
+            ).Else(
+                self.misses.eq(self.misses + 1),
+                If(unmapped,
+                    *answer(FAULT_UNMAPPED), *count_fault(sink.vpn, FAULT_UNMAPPED),
+                ).Elif(out_of_port,
+                    *answer(FAULT_BUS_ERROR), *count_fault(sink.vpn, FAULT_BUS_ERROR),
+                ).Else(
+                    self.walks.eq(self.walks + 1),
+                    idle.eq(0), walking.eq(1),
+                    walk_vpn.eq(sink.vpn), walk_tag.eq(sink.tag),
+                    w_addr.eq(pte_addr[wsh:]),
+                    lane.eq(pte_addr[3:3 + len(lane)] if wsh > 3 else 0),
+                    issued.eq(0), received.eq(0), timer.eq(0),
+                    no_fill.eq(0), timed_out.eq(0),
+                ),
+            ),
+        )
+
+        # Walk stage ---------------------------------------------------------------------------------
+        if dw >= 64:
+            take_word = pte.eq(_index_mux(lane, [rdata.data[64 * k:64 * (k + 1)]
+                                                 for k in range(dw // 64)]))
+        else:
+            take_word = pte.eq(Cat(pte[dw:], rdata.data))
+        rd_drop = rdata.valid & (drops != 0)
+        self.sync += If(walking,
+            timer.eq(timer + 1),
+            If(cmd.valid & cmd.ready, issued.eq(issued + 1)),
+            If(rd_take, received.eq(received + 1), take_word),
+            If(timeout,
+                # Give up: beats still owed by the port will be dropped when they come.
+                drops.eq(drops + issued - received - rd_take - rd_drop),
+                timed_out.eq(1), walking.eq(0), checking.eq(1),
+            ).Else(
+                If(rd_drop, drops.eq(drops - 1)),
+                If(rd_take & (received == beats - 1), walking.eq(0), checking.eq(1)),
+            ),
+        ).Elif(rd_drop, drops.eq(drops - 1))
+        self.sync += If(~idle & (flush | inval_walk), no_fill.eq(1))
+
+        # Check stage --------------------------------------------------------------------------------
+        self.sync += If(respond,
+            checking.eq(0), idle.eq(1),
+            source.tag.eq(walk_tag),
+            If(pte_fault == FAULT_NONE,
+                *answer(FAULT_NONE, pte_paddr[:paddr_width], pte_len, pte_flags),
+            ).Else(
+                *answer(pte_fault), *count_fault(walk_vpn, pte_fault),
+            ),
+        )
+
+        # Counter clear (last: it has priority) ---------------------------------------------------
+        self.sync += If(self.clear,
+            self.hits.eq(0), self.misses.eq(0), self.walks.eq(0), self.faults.eq(0),
+            self.last_fault_code.eq(0), self.last_fault_vpn.eq(0))
+
+    # Control and status registers ------------------------------------------------------------
+
+    def add_csr(self):
+        """Expose the datapath's configuration, control and status as LiteX CSRs."""
+        p = self.params
+        self._ctrl = CSRStorage(fields=[
+            CSRField("flush", size=1, pulse=True,
+                     description="Write 1: invalidate every TLB entry."),
+            CSRField("clear", size=1, pulse=True,
+                     description="Write 1: zero the counters and ``last_fault``."),
+        ], description="ATU control (self-clearing pulses).")
+        self._inval = CSRStorage(p.vpn_width, description=(
+            "Writing a virtual page number invalidates its TLB entry, if cached. Software "
+            "rewrites a PTE in DRAM, then writes its vpn here."))
+        self._pt_base = CSRStorage(p.paddr_width, description=(
+            "DRAM byte address of the page table (bits 2:0 ignored). A change flushes the TLB."))
+        self._pt_entries = CSRStorage(p.vpn_width + 1, description=(
+            "Number of PTEs; vpn >= pt_entries faults (unmapped) without a memory read. "
+            "A change flushes the TLB."))
+        self._dram_base = CSRStorage(p.paddr_width, description=(
+            "Start of the DRAM window page slots must lie in. A change flushes the TLB."))
+        self._dram_size = CSRStorage(p.paddr_width, description=(
+            "Size in bytes of the DRAM window. A change flushes the TLB."))
+        self._status = CSRStatus(fields=[
+            CSRField("busy", size=1, description="A page walk is in progress."),
+        ])
+        self._hits   = CSRStatus(COUNTER_WIDTH, description="Lookups served by the TLB (wraps).")
+        self._misses = CSRStatus(COUNTER_WIDTH, description="Lookups that missed the TLB (wraps).")
+        self._walks  = CSRStatus(COUNTER_WIDTH, description="PTE reads started (wraps).")
+        self._faults = CSRStatus(COUNTER_WIDTH, description="Lookups answered with a fault (wraps).")
+        self._last_fault = CSRStatus(fields=[
+            CSRField("code", size=FAULT_WIDTH, offset=0, description=(
+                "Code of the most recent fault: 1 unmapped, 2 invalid, 3 bad_pte, 4 bus_error.")),
+            CSRField("vpn", size=p.vpn_width, offset=8, description="Its virtual page number."),
+        ])
+        self.comb += [
+            self.flush.eq(self._ctrl.fields.flush),
+            self.clear.eq(self._ctrl.fields.clear),
+            self.inval.eq(self._inval.re),
+            self.inval_vpn.eq(self._inval.storage),
+            self.pt_base.eq(self._pt_base.storage),
+            self.pt_entries.eq(self._pt_entries.storage),
+            self.dram_base.eq(self._dram_base.storage),
+            self.dram_size.eq(self._dram_size.storage),
+            self._status.fields.busy.eq(self.busy),
+            self._hits.status.eq(self.hits),
+            self._misses.status.eq(self.misses),
+            self._walks.status.eq(self.walks),
+            self._faults.status.eq(self.faults),
+            self._last_fault.fields.code.eq(self.last_fault_code),
+            self._last_fault.fields.vpn.eq(self.last_fault_vpn),
+        ]
+
+
+# Helpers ------------------------------------------------------------------------------------------
+
+
+def _encoder(vector, index):
+    """Comb statements: ``index`` = position of the lowest set bit of ``vector`` (0 if none)."""
+    return [index.eq(0)] + [If(vector[i], index.eq(i)) for i in reversed(range(len(vector)))]
+
+
+def _index_mux(index, values):
+    return Array(values)[index]

@@ -1,0 +1,300 @@
+"""ATU reference model: the specification of the address-translation unit.
+
+Virtual KV page number (vpn) -> (physical DRAM byte address, compressed length, flags), via a
+fully associative TLB in front of a flat page table of 64-bit PTEs kept in DRAM. The Migen
+core (`core.py`) matches this model exactly: results, fault codes, TLB hit/miss sequence,
+replacement decisions and counters. See README.md for the prose version.
+
+All addresses here are DRAM byte offsets, as seen by a LiteDRAM native port (byte 0 = first
+byte of the SDRAM; the CPU sees it at the SoC's ``main_ram`` base).
+"""
+
+from dataclasses import dataclass
+
+# Fault codes (response field ``fault``, CSR ``last_fault.code``) ----------------------------
+
+FAULT_NONE      = 0  # translation ok
+FAULT_UNMAPPED  = 1  # vpn >= pt_entries: outside the page table, no memory read
+FAULT_INVALID   = 2  # PTE read, its valid bit is 0
+FAULT_BAD_PTE   = 3  # PTE valid but unusable: length 0 or > max_length, or
+                     # [paddr, paddr+length) not inside the DRAM window / paddr_width
+FAULT_BUS_ERROR = 4  # PTE address beyond the native port's address space (no read), or
+                     # the PTE read timed out (gateware only: a timing event, not modelled)
+FAULT_NAMES = {FAULT_NONE: "none", FAULT_UNMAPPED: "unmapped", FAULT_INVALID: "invalid",
+               FAULT_BAD_PTE: "bad_pte", FAULT_BUS_ERROR: "bus_error"}
+FAULT_WIDTH = 3
+
+# Page-table entry format (64 bits, little endian in memory) ---------------------------------
+
+PTE_BYTES       = 8
+PTE_VALID_BIT   = 0   # bit 0: valid
+PTE_FLAGS_SHIFT = 1   # bits 7:1: flags, 7 bits, opaque to the ATU, returned with the result
+PTE_FLAGS_WIDTH = 7
+PTE_LEN_SHIFT   = 8   # bits 23:8: compressed length in bytes (1..max_length)
+PTE_LEN_WIDTH   = 16
+PTE_SLOT_SHIFT  = 24  # bits 63:24: physical address >> 6 (pages live in 64-byte aligned slots)
+PTE_SLOT_WIDTH  = 40
+SLOT_ALIGN_BITS = 6   # 64-byte (one CXL line) alignment of page slots
+
+POLICIES = ("lru", "fifo", "random")
+COUNTER_WIDTH = 32
+
+LFSR_SEED = 0x0001   # 16-bit Galois LFSR of the "random" policy, x^16+x^14+x^13+x^11+1
+LFSR_TAPS = 0xB400
+
+
+def lfsr_next(state):
+    """One step of the 16-bit Galois LFSR used by the 'random' replacement policy."""
+    lsb = state & 1
+    state >>= 1
+    if lsb:
+        state ^= LFSR_TAPS
+    return state
+
+
+def pack_pte(paddr, length, flags=0, valid=True):
+    """A 64-bit PTE. ``paddr`` must be 64-byte aligned; fields must fit (ValueError if not)."""
+    if paddr < 0 or paddr % (1 << SLOT_ALIGN_BITS):
+        raise ValueError("paddr 0x{:x} is not a 64-byte aligned address".format(paddr))
+    if (paddr >> SLOT_ALIGN_BITS) >> PTE_SLOT_WIDTH:
+        raise ValueError("paddr 0x{:x} does not fit the {}-bit slot field".format(paddr, PTE_SLOT_WIDTH))
+    if not 0 <= length < (1 << PTE_LEN_WIDTH):
+        raise ValueError("length {} does not fit {} bits".format(length, PTE_LEN_WIDTH))
+    if not 0 <= flags < (1 << PTE_FLAGS_WIDTH):
+        raise ValueError("flags {} do not fit {} bits".format(flags, PTE_FLAGS_WIDTH))
+    return (((paddr >> SLOT_ALIGN_BITS) << PTE_SLOT_SHIFT) | (length << PTE_LEN_SHIFT)
+            | (flags << PTE_FLAGS_SHIFT) | (int(bool(valid)) << PTE_VALID_BIT))
+
+
+@dataclass(frozen=True)
+class PTE:
+    valid: bool
+    flags: int
+    length: int
+    paddr: int
+
+    @classmethod
+    def unpack(cls, value):
+        return cls(valid=bool((value >> PTE_VALID_BIT) & 1),
+                   flags=(value >> PTE_FLAGS_SHIFT) & ((1 << PTE_FLAGS_WIDTH) - 1),
+                   length=(value >> PTE_LEN_SHIFT) & ((1 << PTE_LEN_WIDTH) - 1),
+                   paddr=((value >> PTE_SLOT_SHIFT) & ((1 << PTE_SLOT_WIDTH) - 1)) << SLOT_ALIGN_BITS)
+
+
+@dataclass(frozen=True)
+class ATUParams:
+    """Build-time parameters shared by the model and the core (checked here, once)."""
+    entries:     int = 16      # TLB entries (fully associative), 1..64
+    policy:      str = "lru"   # replacement when the TLB is full: lru, fifo, random
+    vpn_width:   int = 24      # virtual page number bits
+    paddr_width: int = 32      # physical (DRAM byte) address bits: paddr, pt_base, window
+    tag_width:   int = 8       # requester tag bits, returned unchanged
+    max_length:  int = 4160    # largest valid compressed length (4 KiB page + 64 B)
+
+    def __post_init__(self):
+        def need(cond, msg):
+            if not cond:
+                raise ValueError(msg)
+        for name in ("entries", "vpn_width", "paddr_width", "tag_width", "max_length"):
+            need(isinstance(getattr(self, name), int) and not isinstance(getattr(self, name), bool),
+                 "{} must be an int, got {!r}".format(name, getattr(self, name)))
+        need(1 <= self.entries <= 64, "entries must be in 1..64, got {}".format(self.entries))
+        need(self.policy in POLICIES,
+             "policy must be one of {}, got {!r}".format(", ".join(POLICIES), self.policy))
+        need(self.policy != "random" or self.entries & (self.entries - 1) == 0,
+             "policy 'random' needs a power-of-two number of entries, got {}".format(self.entries))
+        need(1 <= self.vpn_width <= 31, "vpn_width must be in 1..31, got {}".format(self.vpn_width))
+        need(SLOT_ALIGN_BITS < self.paddr_width <= SLOT_ALIGN_BITS + PTE_SLOT_WIDTH,
+             "paddr_width must be in {}..{}, got {}".format(
+                 SLOT_ALIGN_BITS + 1, SLOT_ALIGN_BITS + PTE_SLOT_WIDTH, self.paddr_width))
+        need(1 <= self.tag_width <= 32, "tag_width must be in 1..32, got {}".format(self.tag_width))
+        need(1 <= self.max_length < (1 << PTE_LEN_WIDTH),
+             "max_length must be in 1..{}, got {}".format((1 << PTE_LEN_WIDTH) - 1, self.max_length))
+
+
+@dataclass(frozen=True)
+class Translation:
+    fault:  int   # FAULT_*
+    paddr:  int   # 0 on fault
+    length: int   # 0 on fault
+    flags:  int   # 0 on fault
+    hit:    bool  # served by the TLB (no page walk)
+
+
+class SparseMemory:
+    """Byte-addressed little-endian memory, zero where never written (dict of 8-byte words)."""
+
+    def __init__(self):
+        self.words = {}
+
+    def read(self, addr, n):
+        out = bytearray()
+        a = addr
+        while a < addr + n:
+            w, o = divmod(a, 8)
+            take = min(8 - o, addr + n - a)
+            out += self.words.get(w, 0).to_bytes(8, "little")[o:o + take]
+            a += take
+        return bytes(out)
+
+    def write(self, addr, data):
+        a = addr
+        i = 0
+        while i < len(data):
+            w, o = divmod(a, 8)
+            take = min(8 - o, len(data) - i)
+            b = bytearray(self.words.get(w, 0).to_bytes(8, "little"))
+            b[o:o + take] = data[i:i + take]
+            self.words[w] = int.from_bytes(b, "little")
+            a += take
+            i += take
+
+    def read64(self, addr):
+        if addr % 8 == 0:
+            return self.words.get(addr // 8, 0)
+        return int.from_bytes(self.read(addr, 8), "little")
+
+    def write64(self, addr, value):
+        if addr % 8 == 0:
+            self.words[addr // 8] = value & (2**64 - 1)
+        else:
+            self.write(addr, (value & (2**64 - 1)).to_bytes(8, "little"))
+
+
+class ATUModel:
+    """The ATU as software sees it: configuration registers, TLB, page walker, counters.
+
+    ``memory`` needs ``read64(addr)`` (and ``write64`` for ``map``/``unmap``).
+    ``port_bytes`` is the size of the DRAM address space the walker's native port reaches
+    (2**address_width * data_width/8); a PTE at or beyond it is a bus error, not a read.
+    """
+
+    def __init__(self, memory=None, port_bytes=1 << 32, **params):
+        self.p = p = ATUParams(**params)
+        if port_bytes <= 0 or port_bytes & (port_bytes - 1):
+            raise ValueError("port_bytes must be a power of two, got {}".format(port_bytes))
+        self.memory = SparseMemory() if memory is None else memory
+        self.port_bytes = port_bytes
+        # Configuration registers (reset values: empty table, empty window).
+        self.pt_base = self.pt_entries = self.dram_base = self.dram_size = 0
+        # TLB state.
+        self.valid = [False] * p.entries
+        self.tags  = [0] * p.entries                  # vpn of each entry
+        self.data  = [(0, 0, 0)] * p.entries           # (paddr, length, flags)
+        self.ages  = list(range(p.entries))            # lru: a permutation, 0 = most recent
+        self.fifo_ptr = 0
+        self.lfsr = LFSR_SEED
+        self.clear_counters()
+
+    # Registers ------------------------------------------------------------------------------
+
+    def configure(self, pt_base=None, pt_entries=None, dram_base=None, dram_size=None):
+        """Write configuration registers. Any change of value flushes the TLB (as the core
+        does by itself one cycle after the change)."""
+        p = self.p
+        new = dict(pt_base=self.pt_base, pt_entries=self.pt_entries,
+                   dram_base=self.dram_base, dram_size=self.dram_size)
+        masks = dict(pt_base=p.paddr_width, pt_entries=p.vpn_width + 1,
+                     dram_base=p.paddr_width, dram_size=p.paddr_width)
+        for k, v in (("pt_base", pt_base), ("pt_entries", pt_entries),
+                     ("dram_base", dram_base), ("dram_size", dram_size)):
+            if v is not None:
+                new[k] = v & ((1 << masks[k]) - 1)
+        changed = any(getattr(self, k) != v for k, v in new.items())
+        for k, v in new.items():
+            setattr(self, k, v)
+        if changed:
+            self.invalidate_all()
+
+    def clear_counters(self):
+        self.hits = self.misses = self.walks = self.faults = 0
+        self.last_fault_code = self.last_fault_vpn = 0
+
+    def invalidate(self, vpn):
+        for i in range(self.p.entries):
+            if self.valid[i] and self.tags[i] == vpn:
+                self.valid[i] = False
+
+    def invalidate_all(self):
+        self.valid = [False] * self.p.entries
+
+    # Software helpers: write PTEs (the CPU / host does this; remember to invalidate) ---------
+
+    def pte_addr(self, vpn):
+        return (self.pt_base & ~7) + PTE_BYTES * vpn
+
+    def map(self, vpn, paddr, length, flags=0, invalidate=True):
+        self.memory.write64(self.pte_addr(vpn), pack_pte(paddr, length, flags))
+        if invalidate:
+            self.invalidate(vpn)
+
+    def unmap(self, vpn, invalidate=True):
+        self.memory.write64(self.pte_addr(vpn), 0)
+        if invalidate:
+            self.invalidate(vpn)
+
+    # Lookup ---------------------------------------------------------------------------------
+
+    def _touch(self, i):
+        a = self.ages[i]
+        self.ages = [g + 1 if g < a else g for g in self.ages]
+        self.ages[i] = 0
+
+    def _victim(self):
+        for i in range(self.p.entries):
+            if not self.valid[i]:
+                return i
+        if self.p.policy == "lru":
+            return self.ages.index(self.p.entries - 1)
+        if self.p.policy == "fifo":
+            v = self.fifo_ptr
+            self.fifo_ptr = (self.fifo_ptr + 1) % self.p.entries
+            return v
+        v = self.lfsr & (self.p.entries - 1)
+        self.lfsr = lfsr_next(self.lfsr)
+        return v
+
+    def _count(self, name):
+        setattr(self, name, (getattr(self, name) + 1) % (1 << COUNTER_WIDTH))
+
+    def _fault(self, vpn, code):
+        self._count("faults")
+        self.last_fault_code, self.last_fault_vpn = code, vpn
+        return Translation(code, 0, 0, 0, False)
+
+    def lookup(self, vpn):
+        p = self.p
+        if not 0 <= vpn < (1 << p.vpn_width):
+            raise ValueError("vpn {} does not fit {} bits".format(vpn, p.vpn_width))
+        for i in range(p.entries):
+            if self.valid[i] and self.tags[i] == vpn:
+                self._count("hits")
+                if p.policy == "lru":
+                    self._touch(i)
+                paddr, length, flags = self.data[i]
+                return Translation(FAULT_NONE, paddr, length, flags, True)
+        self._count("misses")
+        if vpn >= self.pt_entries:
+            return self._fault(vpn, FAULT_UNMAPPED)
+        addr = self.pte_addr(vpn)
+        if addr + PTE_BYTES > self.port_bytes:
+            return self._fault(vpn, FAULT_BUS_ERROR)
+        self._count("walks")
+        pte = PTE.unpack(self.memory.read64(addr))
+        if not pte.valid:
+            return self._fault(vpn, FAULT_INVALID)
+        if (pte.length == 0 or pte.length > p.max_length
+                or pte.paddr >> p.paddr_width
+                or pte.paddr < self.dram_base
+                or pte.paddr + pte.length > self.dram_base + self.dram_size):
+            return self._fault(vpn, FAULT_BAD_PTE)
+        i = self._victim()
+        self.valid[i], self.tags[i] = True, vpn
+        self.data[i] = (pte.paddr, pte.length, pte.flags)
+        if p.policy == "lru":
+            self._touch(i)
+        return Translation(FAULT_NONE, pte.paddr, pte.length, pte.flags, False)
+
+    def counters(self):
+        return dict(hits=self.hits, misses=self.misses, walks=self.walks, faults=self.faults,
+                    last_fault_code=self.last_fault_code, last_fault_vpn=self.last_fault_vpn)
