@@ -42,6 +42,7 @@ class ATUBench:
         yield sig.eq(1)
         yield
         yield sig.eq(0)
+        yield               # the pulse's effect is visible from here on
 
     def configure(self, **cfg):
         """Write configuration signals (and the model's registers); wait for the flush."""
@@ -109,5 +110,6 @@ class ATUBench:
         return bad
 
     def run(self, main, cycles=2_000_000, vcd=None):
-        gens = [main(), self.pm.generator(), self.col.generator(), watchdog(cycles, "ATU bench")]
+        # Collector first: within a cycle it counts the cycle before main() reads the count.
+        gens = [self.col.generator(), self.pm.generator(), main(), watchdog(cycles, "ATU bench")]
         run_simulation(self.dut, gens, vcd_name=vcd)

@@ -10,6 +10,7 @@ byte of the SDRAM; the CPU sees it at the SoC's ``main_ram`` base).
 """
 
 from dataclasses import dataclass
+from typing import NamedTuple
 
 # Fault codes (response field ``fault``, CSR ``last_fault.code``) ----------------------------
 
@@ -112,8 +113,7 @@ class ATUParams:
              "max_length must be in 1..{}, got {}".format((1 << PTE_LEN_WIDTH) - 1, self.max_length))
 
 
-@dataclass(frozen=True)
-class Translation:
+class Translation(NamedTuple):
     fault:  int   # FAULT_*
     paddr:  int   # 0 on fault
     length: int   # 0 on fault
