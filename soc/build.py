@@ -81,6 +81,7 @@ def _sim_soc(sys_clk_freq, cpu_variant, with_sdram, rom_init):
         sdram_phy     = sdram_phy,
         sdram_module  = sdram_module,
         host_bus_pads = platform.request("host_bus"),
+        bridge_pads   = platform.request("bridge"),
         sim_ctrl_pads = platform.request("sim_ctrl"),
     )
     return soc

@@ -5,8 +5,9 @@ Every pad here is a top-level port of the generated Verilog, and the native C++ 
 
 - ``sys_clk`` / ``sys_rst``: clock and synchronous reset.
 - ``serial``: LiteX's stream UART (``uart_name="sim"``): one byte per beat, no baud rate.
-- ``host_bus``: a 32-bit Wishbone master the host drives (CSR and memory access from the
-  host, before the CXL bridge endpoint exists).
+- ``host_bus``: a 32-bit Wishbone master the host drives directly (debug/bring-up path).
+- ``bridge``: the CXL.mem-style message link to the bridge endpoint, one flit (128-bit
+  header + 64 B line) per beat each way; the native loop emulates the link behind it.
 - ``sim_ctrl``: ``finish`` / ``code`` from the :class:`~soc.simctrl.SimControl` CSR block, so
   firmware ends a simulation cleanly with an exit code.
 """
@@ -39,6 +40,16 @@ _io = [
         Subsignal("we",    Pins(1)),
         Subsignal("ack",   Pins(1)),
         Subsignal("err",   Pins(1)),
+    ),
+    ("bridge", 0,  # CXL.mem-style message link (gateware/bridge/protocol.py)
+        Subsignal("h2d_valid", Pins(1)),
+        Subsignal("h2d_ready", Pins(1)),
+        Subsignal("h2d_hdr",   Pins(128)),
+        Subsignal("h2d_data",  Pins(512)),
+        Subsignal("d2h_valid", Pins(1)),
+        Subsignal("d2h_ready", Pins(1)),
+        Subsignal("d2h_hdr",   Pins(128)),
+        Subsignal("d2h_data",  Pins(512)),
     ),
     ("sim_ctrl", 0,
         Subsignal("finish", Pins(1)),

@@ -4,7 +4,7 @@ Later issues add the cache engine (bridge endpoint, ATU, DMA, codec) here; each 
 in ``gateware/`` and is wired in by one ``add_*`` method.
 """
 
-from migen import Module, Signal
+from migen import Cat, Module, Replicate, Signal
 
 from litex.gen import LiteXModule
 from litex.soc.cores.clock import *  # noqa: F401,F403  (CRG helpers for boards)
@@ -13,6 +13,8 @@ from litex.soc.interconnect import wishbone
 from litex.soc.interconnect.csr import AutoCSR, CSRField, CSRStatus
 from migen.genlib.io import CRG
 
+from gateware.bridge.core import BridgeEndpoint
+from gateware.bridge.protocol import HDR_BITS, EndpointConfig, Window
 from soc.simctrl import SimControl
 
 # "SPKV" in ASCII: the identifier register's magic, read back by host tools and tests.
@@ -23,6 +25,9 @@ IDENT_VERSION = 0x00000100  # major.minor.patch as 0x00MMmmpp -> 0.1.0
 # firmware pass and the final pass of the build.
 ROM_SIZE  = 0x8000   # 32 KiB: firmware (text + rodata + data image)
 SRAM_SIZE = 0x8000   # 32 KiB: data, bss, stack
+MAILBOX_BASE = 0x20000000  # host <-> firmware mailbox (hints, commands)
+MAILBOX_SIZE = 0x1000
+BRIDGE_CREDITS = 8   # requests the host may have outstanding at the bridge endpoint
 
 
 def _pad_rom(words):
@@ -58,6 +63,7 @@ class SpecKVSoC(SoCCore):
                  uart_name="serial",
                  sdram_phy=None, sdram_module=None,
                  host_bus_pads=None,
+                 bridge_pads=None,
                  sim_ctrl_pads=None,
                  **kwargs):
         if sys_clk_freq <= 0:
@@ -92,10 +98,47 @@ class SpecKVSoC(SoCCore):
             # The firmware runs its own short DRAM check; skip the library's long memtest.
             self.add_constant("SDRAM_TEST_DISABLE")
 
+        # Mailbox: a small RAM both the host (over the bridge) and the firmware reach.
+        self.add_ram("mbox", origin=MAILBOX_BASE, size=MAILBOX_SIZE)  # "mailbox" is a SystemVerilog keyword
+
         if host_bus_pads is not None:
             self.add_host_bus(host_bus_pads)
+        if bridge_pads is not None:
+            self.add_bridge(bridge_pads)
         if sim_ctrl_pads is not None:
             self.sim_ctrl = SimControl(sim_ctrl_pads)
+
+    def add_bridge(self, pads, credits=BRIDGE_CREDITS):
+        """The CXL.mem-style bridge endpoint: host MemRd/MemWr reach main RAM, CfgRd/CfgWr
+        reach the CSRs and the mailbox; nothing else."""
+        mem = []
+        if "main_ram" in self.bus.regions:
+            r = self.bus.regions["main_ram"]
+            mem.append(Window(r.origin, r.size))
+        # The CSR region is created at finalize time; its base and size are fixed here.
+        cfg = [Window(self.mem_map["csr"], 0x10000), Window(MAILBOX_BASE, MAILBOX_SIZE)]
+        self.bridge = ep = BridgeEndpoint(EndpointConfig(mem_windows=mem, cfg_windows=cfg,
+                                                         credits=credits))
+        ep.add_csr()
+        self.bus.add_master(name="bridge", master=ep.bus)
+        self.add_constant("CXL_LINK_CREDITS", credits)
+        h2d, d2h = ep.sink, ep.source
+        self.comb += [
+            h2d.valid.eq(pads.h2d_valid),
+            pads.h2d_ready.eq(h2d.ready),
+            h2d.opcode.eq(pads.h2d_hdr[0:8]),
+            h2d.tag.eq(pads.h2d_hdr[8:16]),
+            h2d.status.eq(pads.h2d_hdr[16:24]),
+            h2d.addr.eq(pads.h2d_hdr[32:96]),
+            h2d.value.eq(pads.h2d_hdr[96:128]),
+            h2d.data.eq(pads.h2d_data),
+            pads.d2h_valid.eq(d2h.valid),
+            d2h.ready.eq(pads.d2h_ready),
+            pads.d2h_hdr.eq(Cat(d2h.opcode, d2h.tag, d2h.status, Replicate(0, 8),
+                                d2h.addr, d2h.value)),
+            pads.d2h_data.eq(d2h.data),
+        ]
+        assert HDR_BITS == 128
 
     def add_host_bus(self, pads):
         """A Wishbone master driven from outside: the host's CSR/memory path."""

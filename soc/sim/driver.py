@@ -23,6 +23,7 @@ class Stop(enum.IntFlag):
     FINISH     = 1 << 2
     BUS_DONE   = 1 << 3
     TX_MATCH   = 1 << 4
+    D2H        = 1 << 5
 
 
 class SimTimeout(RuntimeError):
@@ -69,6 +70,11 @@ class SimDriver:
             "spk_finish_code":    ([vp], u32),
             "spk_set_trace":      ([vp, vp, u64, u64], None),
             "spk_bare_loop":      ([vp, u64], u64),
+            "spk_link_config":    ([vp, ctypes.c_double, u64, u64, u32, u64], None),
+            "spk_link_send":      ([vp, ctypes.POINTER(u32), ctypes.POINTER(u32)], None),
+            "spk_link_recv":      ([vp, ctypes.POINTER(u32), ctypes.POINTER(u32),
+                                    ctypes.POINTER(u64)], u32),
+            "spk_link_stats":     ([vp, ctypes.POINTER(u64)], None),
             "spk_timed_run":      ([vp, u64], u64),
             "start_vcd_trace":    ([vp, ctypes.c_char_p], vp),
             "stop_vcd_trace":     ([vp], ctypes.c_int),

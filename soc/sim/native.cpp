@@ -5,9 +5,16 @@
 // the cost of Python is paid per event, not per clock.
 //
 // Pads it touches (see soc/platform.py): sys_clk, sys_rst, serial_* (stream UART),
-// host_bus_* (Wishbone master), sim_ctrl_finish / sim_ctrl_code.
+// host_bus_* (Wishbone master), bridge_* (CXL.mem-style message link), sim_ctrl_*.
+//
+// The link: host messages wait for a credit, are serialised at the link bandwidth, travel
+// the one-way latency, and are presented to the device pad in order. Device messages are
+// serialised and delayed the same way and delivered to the host inbox at their arrival
+// cycle; each response returns one credit when it arrives.
 // ---------------------------------------------------------------------------------------
 #include <cstdint>
+#include <algorithm>
+#include <cmath>
 #include <chrono>
 #include <deque>
 #include <vector>
@@ -20,7 +27,50 @@ enum {
     SPK_STOP_FINISH     = 1u << 2,   // firmware wrote sim_ctrl.finish
     SPK_STOP_BUS_DONE   = 1u << 3,   // the host bus transaction completed (ack or err)
     SPK_STOP_TX_MATCH   = 1u << 4,   // the UART output ended with the armed pattern
+    SPK_STOP_D2H        = 1u << 5,   // a device message arrived at the host
 };
+
+struct SpkMsg {
+    uint32_t hdr[4];      // 128-bit header, little-endian words
+    uint32_t data[16];    // 64 B line
+    uint64_t t;           // cycle it reaches the other side (or was sent, for the log)
+    uint64_t sent;        // cycle it entered the link
+};
+
+struct SpkLink {
+    double bytes_per_cycle;   // link bandwidth
+    uint64_t lat_min, lat_max; // one-way latency range, cycles (uniform, seeded)
+    uint64_t rng;
+    uint32_t credits, credits_max;
+    double h2d_free, d2h_free; // cycle each direction's wire is next free
+    std::deque<SpkMsg> waiting;   // host messages waiting for a credit
+    std::deque<SpkMsg> h2d_wire;  // in flight to the device (arrival order)
+    std::deque<SpkMsg> d2h_wire;  // in flight to the host
+    std::deque<SpkMsg> inbox;     // arrived at the host, not yet read
+    uint64_t h2d_bytes, d2h_bytes, h2d_msgs, d2h_msgs;
+};
+
+static inline uint64_t spk_rand(SpkLink *l) {  // xorshift64*
+    l->rng ^= l->rng >> 12; l->rng ^= l->rng << 25; l->rng ^= l->rng >> 27;
+    return l->rng * 2685821657736338717ull;
+}
+
+static inline uint64_t spk_latency(SpkLink *l) {
+    if (l->lat_max <= l->lat_min) return l->lat_min;
+    return l->lat_min + spk_rand(l) % (l->lat_max - l->lat_min + 1);
+}
+
+// Bytes a message occupies on the wire: the 16 B header, plus the line if it carries one.
+static inline uint32_t spk_wire_bytes(const SpkMsg &m) {
+    const uint32_t op = m.hdr[0] & 0xff;
+    const bool with_data = (op == 0x02) || (op == 0x82);  // MemWr, MemData
+    return 16 + (with_data ? 64 : 0);
+}
+
+static inline bool spk_is_response(const SpkMsg &m) {
+    const uint32_t op = m.hdr[0] & 0xff;
+    return op == 0x81 || op == 0x82 || op == 0x83;
+}
 
 struct SpkState {
     SPK_TOP *top;
@@ -38,7 +88,26 @@ struct SpkState {
     // simulation end
     bool finished;
     uint32_t finish_code;
+    SpkLink link;
 };
+
+// Put waiting host messages on the wire while credits last.
+static void spk_link_pump(SpkState *s) {
+    SpkLink *l = &s->link;
+    while (l->credits > 0 && !l->waiting.empty()) {
+        SpkMsg m = l->waiting.front();
+        l->waiting.pop_front();
+        double depart = std::max((double)s->cycle, l->h2d_free);
+        double ser = spk_wire_bytes(m) / l->bytes_per_cycle;
+        l->h2d_free = depart + ser;
+        m.t = (uint64_t)std::ceil(depart + ser) + spk_latency(l);
+        if (!l->h2d_wire.empty() && m.t < l->h2d_wire.back().t) m.t = l->h2d_wire.back().t;  // in order
+        l->credits--;
+        l->h2d_bytes += spk_wire_bytes(m);
+        l->h2d_msgs++;
+        l->h2d_wire.push_back(m);
+    }
+}
 
 static inline void spk_drive_inputs(SpkState *s) {
     SPK_TOP *t = s->top;
@@ -55,6 +124,16 @@ static inline void spk_drive_inputs(SpkState *s) {
     t->host_bus_adr   = s->bus_adr;
     t->host_bus_dat_w = s->bus_dat_w;
     t->host_bus_sel   = s->bus_sel;
+    SpkLink *l = &s->link;
+    t->bridge_d2h_ready = 1;
+    if (!l->h2d_wire.empty() && l->h2d_wire.front().t <= s->cycle) {
+        const SpkMsg &m = l->h2d_wire.front();
+        t->bridge_h2d_valid = 1;
+        for (int i = 0; i < 4; i++) t->bridge_h2d_hdr[i] = m.hdr[i];
+        for (int i = 0; i < 16; i++) t->bridge_h2d_data[i] = m.data[i];
+    } else {
+        t->bridge_h2d_valid = 0;
+    }
 }
 
 // One clock cycle. Inputs were set after the previous rising edge; the falling-edge eval
@@ -74,6 +153,13 @@ static inline uint32_t spk_cycle(SpkState *s) {
     const bool bus_err = t->host_bus_err;
     const bool finish = t->sim_ctrl_finish;
     const uint32_t code = t->sim_ctrl_code;
+    const bool h2d_fire = t->bridge_h2d_valid && t->bridge_h2d_ready;
+    const bool d2h_fire = t->bridge_d2h_valid;  // ready is held high
+    SpkMsg d2h;
+    if (d2h_fire) {
+        for (int i = 0; i < 4; i++) d2h.hdr[i] = t->bridge_d2h_hdr[i];
+        for (int i = 0; i < 16; i++) d2h.data[i] = t->bridge_d2h_data[i];
+    }
     t->sys_clk = 1;
     t->eval();
     s->cycle++;
@@ -94,6 +180,27 @@ static inline uint32_t spk_cycle(SpkState *s) {
         s->bus_err = bus_err;
         ev |= SPK_STOP_BUS_DONE;
     }
+    SpkLink *l = &s->link;
+    if (h2d_fire) l->h2d_wire.pop_front();
+    if (d2h_fire) {
+        double depart = std::max((double)(s->cycle - 1), l->d2h_free);
+        double ser = spk_wire_bytes(d2h) / l->bytes_per_cycle;
+        l->d2h_free = depart + ser;
+        d2h.sent = s->cycle - 1;
+        d2h.t = (uint64_t)std::ceil(depart + ser) + spk_latency(l);
+        if (!l->d2h_wire.empty() && d2h.t < l->d2h_wire.back().t) d2h.t = l->d2h_wire.back().t;
+        l->d2h_bytes += spk_wire_bytes(d2h);
+        l->d2h_msgs++;
+        l->d2h_wire.push_back(d2h);
+    }
+    while (!l->d2h_wire.empty() && l->d2h_wire.front().t <= s->cycle) {
+        const SpkMsg &m = l->d2h_wire.front();
+        if (spk_is_response(m) && l->credits < l->credits_max) l->credits++;
+        l->inbox.push_back(m);
+        l->d2h_wire.pop_front();
+        ev |= SPK_STOP_D2H;
+    }
+    if (ev & SPK_STOP_D2H) spk_link_pump(s);
     if (finish) {
         s->finished = true;
         s->finish_code = code;
@@ -116,6 +223,12 @@ SpkState *spk_new(SPK_TOP *top) {
     s->bus_dat_r = s->bus_err = 0;
     s->finished = false;
     s->finish_code = 0;
+    s->link.bytes_per_cycle = 64.0;
+    s->link.lat_min = s->link.lat_max = 0;
+    s->link.rng = 0x9e3779b97f4a7c15ull;
+    s->link.credits = s->link.credits_max = 1;
+    s->link.h2d_free = s->link.d2h_free = 0;
+    s->link.h2d_bytes = s->link.d2h_bytes = s->link.h2d_msgs = s->link.d2h_msgs = 0;
     top->sys_clk = 1;
     top->sys_rst = 0;
     spk_drive_inputs(s);
@@ -178,6 +291,52 @@ uint32_t spk_bus_xfer(SpkState *s, uint32_t we, uint32_t byte_adr, uint32_t dat_
     s->bus_active = false;
     spk_drive_inputs(s);
     return (ev & SPK_STOP_FINISH) ? 3 : 2;
+}
+
+// Link parameters: bandwidth in bytes per cycle, one-way latency range in cycles, the
+// device's credit count, and the seed of the latency draw.
+void spk_link_config(SpkState *s, double bytes_per_cycle, uint64_t lat_min, uint64_t lat_max,
+                     uint32_t credits, uint64_t seed) {
+    SpkLink *l = &s->link;
+    l->bytes_per_cycle = bytes_per_cycle;
+    l->lat_min = lat_min;
+    l->lat_max = lat_max;
+    l->credits = l->credits_max = credits;
+    l->rng = seed ? seed : 0x9e3779b97f4a7c15ull;
+}
+
+// Queue a host message (4 header words, 16 data words); it leaves when a credit is free.
+void spk_link_send(SpkState *s, const uint32_t *hdr, const uint32_t *data) {
+    SpkMsg m;
+    for (int i = 0; i < 4; i++) m.hdr[i] = hdr[i];
+    for (int i = 0; i < 16; i++) m.data[i] = data[i];
+    m.sent = s->cycle;
+    m.t = 0;
+    s->link.waiting.push_back(m);
+    spk_link_pump(s);
+    spk_drive_inputs(s);
+}
+
+// Pop the oldest message that arrived at the host. Returns 0 if there is none.
+uint32_t spk_link_recv(SpkState *s, uint32_t *hdr, uint32_t *data, uint64_t *times) {
+    SpkLink *l = &s->link;
+    if (l->inbox.empty()) return 0;
+    const SpkMsg &m = l->inbox.front();
+    for (int i = 0; i < 4; i++) hdr[i] = m.hdr[i];
+    for (int i = 0; i < 16; i++) data[i] = m.data[i];
+    times[0] = m.sent;   // cycle the device sent it
+    times[1] = m.t;      // cycle it arrived at the host
+    l->inbox.pop_front();
+    return 1;
+}
+
+// Counters: [credits, waiting, h2d in flight, d2h in flight, inbox, h2d msgs, d2h msgs,
+// h2d bytes, d2h bytes].
+void spk_link_stats(SpkState *s, uint64_t *out) {
+    SpkLink *l = &s->link;
+    out[0] = l->credits; out[1] = l->waiting.size(); out[2] = l->h2d_wire.size();
+    out[3] = l->d2h_wire.size(); out[4] = l->inbox.size(); out[5] = l->h2d_msgs;
+    out[6] = l->d2h_msgs; out[7] = l->h2d_bytes; out[8] = l->d2h_bytes;
 }
 
 uint32_t spk_finished(SpkState *s) { return s->finished; }

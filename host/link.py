@@ -1,0 +1,178 @@
+"""Host side of the emulated CXL.mem / PCIe link to the simulated device.
+
+The link itself (credits, serialisation at the link bandwidth, one-way latency) runs inside
+the Verilator model's native loop (``soc/sim/native.cpp``), cycle by cycle; this module
+converts named profiles to cycles at the SoC's sys_clk and speaks the message protocol of
+``gateware/bridge/protocol.py``:
+
+    link = HostLink(driver, profile="cxl2-x16", sys_clk_freq=100e6)
+    link.cfg_read(addr)                 # CfgRd -> CfgData
+    link.mem_write(addr, data)          # one MemWr per 64 B line, pipelined within credits
+    data = link.mem_read(addr, nbytes)  # one MemRd per line, answered by MemData
+"""
+
+import ctypes
+import random
+from dataclasses import dataclass
+
+from gateware.bridge.protocol import LINE, Message, Op, Status
+from soc.sim.driver import Stop
+
+
+@dataclass(frozen=True)
+class LinkProfile:
+    name: str
+    bandwidth_gbps: float   # GB/s (1e9 bytes per second), each direction
+    latency_ns_min: float   # one-way latency range; each message draws uniformly in it
+    latency_ns_max: float
+    note: str = ""
+
+
+PROFILES = {
+    "cxl2-x16": LinkProfile("cxl2-x16", 64.0, 250.0, 400.0,
+                            "CXL 2.0 x16 (PCIe 5.0 PHY): ~64 GB/s, 250-400 ns one way"),
+    "pcie4-x16": LinkProfile("pcie4-x16", 25.0, 500.0, 800.0,
+                             "PCIe Gen4 x16: ~25 GB/s; the 500-800 ns one-way latency is our "
+                             "assumption for a DMA-style read path"),
+    "ideal": LinkProfile("ideal", 1e6, 0.0, 0.0, "no latency, unbounded bandwidth (tests)"),
+}
+
+
+class LinkError(RuntimeError):
+    """A response carried a non-OK status, or did not arrive in time."""
+    def __init__(self, msg, response=None):
+        super().__init__(msg)
+        self.response = response
+
+
+@dataclass
+class Arrival:
+    """A device message delivered to the host, with its timing in cycles."""
+    msg: Message
+    sent_cycle: int      # cycle the device emitted it
+    arrival_cycle: int   # cycle it reached the host
+
+
+class HostLink:
+    def __init__(self, driver, profile="cxl2-x16", sys_clk_freq=None, credits=None, seed=1):
+        if isinstance(profile, str):
+            if profile not in PROFILES:
+                raise ValueError(f"unknown link profile {profile!r}; known: {', '.join(PROFILES)}")
+            profile = PROFILES[profile]
+        self.drv = driver
+        self.profile = profile
+        self.sys_clk_freq = float(sys_clk_freq or driver.constants["config_clock_frequency"])
+        self.credits = int(credits or driver.constants["cxl_link_credits"])
+        ns_per_cycle = 1e9 / self.sys_clk_freq
+        self.bytes_per_cycle = profile.bandwidth_gbps * ns_per_cycle  # GB/s * ns = bytes
+        self.lat_min = round(profile.latency_ns_min / ns_per_cycle)
+        self.lat_max = round(profile.latency_ns_max / ns_per_cycle)
+        driver.lib.spk_link_config(driver._state, self.bytes_per_cycle, self.lat_min,
+                                   self.lat_max, self.credits, seed)
+        self._tags = random.Random(seed)
+        self._next_tag = 0
+        self.sent = {}  # tag -> (Message, cycle sent)
+
+    # Raw messages ----------------------------------------------------------------------------
+    def send(self, msg):
+        hdr = msg.header()
+        h = (ctypes.c_uint32 * 4)(*[(hdr >> (32 * i)) & 0xFFFFFFFF for i in range(4)])
+        d = (ctypes.c_uint32 * 16).from_buffer_copy(msg.data)
+        self.sent[msg.tag] = (msg, self.drv.cycle)
+        self.drv.lib.spk_link_send(self.drv._state, h, d)
+
+    def recv(self):
+        """All device messages that have arrived at the host, oldest first."""
+        out = []
+        h = (ctypes.c_uint32 * 4)()
+        d = (ctypes.c_uint32 * 16)()
+        t = (ctypes.c_uint64 * 2)()
+        while self.drv.lib.spk_link_recv(self.drv._state, h, d, t):
+            hdr = sum(h[i] << (32 * i) for i in range(4))
+            out.append(Arrival(Message.from_header(hdr, bytes(d)), t[0], t[1]))
+        return out
+
+    def stats(self):
+        v = (ctypes.c_uint64 * 9)()
+        self.drv.lib.spk_link_stats(self.drv._state, v)
+        keys = ("credits", "waiting", "h2d_in_flight", "d2h_in_flight", "inbox",
+                "h2d_msgs", "d2h_msgs", "h2d_bytes", "d2h_bytes")
+        return dict(zip(keys, v))
+
+    def tag(self):
+        t = self._next_tag
+        self._next_tag = (self._next_tag + 1) % 256
+        return t
+
+    def transact(self, msgs, max_cycles=2_000_000, check=True):
+        """Send ``msgs`` (pipelined, as credits allow); wait for one response each.
+
+        Returns the responses in the order of ``msgs`` as :class:`Arrival` objects, each with
+        ``latency`` (cycles from send to arrival) set. Raises :class:`LinkError` on a missing
+        response, or on a non-OK status when ``check``.
+        """
+        tags = [m.tag for m in msgs]
+        if len(set(tags)) != len(tags):
+            raise ValueError("tags of outstanding requests must be unique")
+        start = self.drv.cycle
+        for m in msgs:
+            self.send(m)
+        pending = {m.tag: m for m in msgs}
+        got = {}
+        while pending:
+            budget = max_cycles - (self.drv.cycle - start)
+            if budget <= 0:
+                raise LinkError(f"{len(pending)} response(s) missing after {max_cycles} cycles "
+                                f"(tags {sorted(pending)[:8]})")
+            self.drv.run(budget, Stop.D2H)
+            for a in self.recv():
+                if a.msg.tag not in pending:
+                    raise LinkError(f"unexpected response {a.msg}", a.msg)
+                a.latency = a.arrival_cycle - self.sent[a.msg.tag][1]
+                got[a.msg.tag] = a
+                del pending[a.msg.tag]
+        out = [got[m.tag] for m in msgs]
+        if check:
+            for m, a in zip(msgs, out):
+                if a.msg.status != Status.OK:
+                    raise LinkError(f"{m} failed: {Status(a.msg.status).name}", a.msg)
+        return out
+
+    # Convenience -----------------------------------------------------------------------------
+    def cfg_read(self, addr):
+        return self.transact([Message(Op.CFG_RD, self.tag(), addr)])[0].msg.value
+
+    def cfg_write(self, addr, value):
+        self.transact([Message(Op.CFG_WR, self.tag(), addr, value=value)])
+
+    def csr_read(self, name):
+        reg = self.drv.csr[name]
+        value = 0
+        for i in range(reg["size"]):
+            value = (value << 32) | self.cfg_read(reg["addr"] + 4 * i)
+        return value
+
+    def csr_write(self, name, value):
+        reg = self.drv.csr[name]
+        for i in range(reg["size"]):
+            self.cfg_write(reg["addr"] + 4 * i, (value >> (32 * (reg["size"] - 1 - i))) & 0xFFFFFFFF)
+
+    def mem_write(self, addr, data):
+        if addr % LINE or len(data) % LINE:
+            raise ValueError(f"mem_write needs {LINE} B aligned address and length "
+                             f"(addr 0x{addr:x}, {len(data)} bytes)")
+        msgs = [Message(Op.MEM_WR, self.tag(), addr + o, data=bytes(data[o:o + LINE]))
+                for o in range(0, len(data), LINE)]
+        for i in range(0, len(msgs), 256):
+            self.transact(msgs[i:i + 256])
+
+    def mem_read(self, addr, nbytes):
+        if addr % LINE or nbytes % LINE:
+            raise ValueError(f"mem_read needs {LINE} B aligned address and length "
+                             f"(addr 0x{addr:x}, {nbytes} bytes)")
+        out = bytearray()
+        msgs = [Message(Op.MEM_RD, self.tag(), addr + o) for o in range(0, nbytes, LINE)]
+        for i in range(0, len(msgs), 256):
+            for a in self.transact(msgs[i:i + 256]):
+                out += a.msg.data
+        return bytes(out)
