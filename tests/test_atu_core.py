@@ -34,6 +34,14 @@ def random_pte(rng, max_length):
     """A PTE of a random kind: mostly good, sometimes invalid, bad or garbage."""
     r = rng.random()
     slots = WIN_SIZE // 64
+    if r < 0.08:                                     # edges of the window and of the length
+        length = rng.choice([64, 128, max_length - max_length % 64])
+        return rng.choice([
+            pack_pte(WIN_BASE + WIN_SIZE - length, length),        # ends exactly at the end
+            pack_pte(WIN_BASE + WIN_SIZE - length, length + 1),    # one byte past it
+            pack_pte(WIN_BASE, rng.choice([1, max_length])),       # starts at the base
+            pack_pte(WIN_BASE, max_length + 1),
+        ])
     if r < 0.75:
         length = rng.choice([rng.randint(1, max_length), max_length, 64, 1])
         slot = rng.randrange(slots - (length + 63) // 64 + 1)
@@ -185,7 +193,9 @@ def test_every_fault_code(dw):
         m.unmap(2)
         m.map(3, WIN_BASE, 0)
         m.map(4, WIN_BASE + WIN_SIZE - 64, 65)
-        yield from b.lookups([1, 1, PT_ENTRIES, 2, 3, 4])
+        m.map(5, WIN_BASE + WIN_SIZE - 128, 128)            # ends exactly at the window end
+        m.map(6, WIN_BASE - 64, 64)                          # just below the window
+        yield from b.lookups([1, 1, PT_ENTRIES, 2, 3, 4, 5, 6])
         yield from b.drain()
         reads["before"] = len(b.pm.reads)
         yield from b.lookups([PT_ENTRIES + 1, 4095])                # unmapped: no read
@@ -199,7 +209,7 @@ def test_every_fault_code(dw):
     b.run(main)
     got = [r.fault for r in b.responses()]
     assert got == [FAULT_NONE, FAULT_NONE, FAULT_UNMAPPED, FAULT_INVALID, FAULT_BAD_PTE,
-                   FAULT_BAD_PTE, FAULT_UNMAPPED, FAULT_UNMAPPED, FAULT_INVALID,
+                   FAULT_BAD_PTE, FAULT_NONE, FAULT_BAD_PTE, FAULT_UNMAPPED, FAULT_UNMAPPED, FAULT_INVALID,
                    FAULT_BUS_ERROR, FAULT_BUS_ERROR]
     assert b.disagreements() == []
     assert reads["unmapped"] == reads["before"]
