@@ -72,6 +72,8 @@ class HostLink:
         self._tags = random.Random(seed)
         self._next_tag = 0
         self.sent = {}  # tag -> (Message, cycle sent)
+        self.host_memory = {}  # host byte address -> 64 B line written by the device (HostWr)
+        self.host_writes = 0
 
     # Raw messages ----------------------------------------------------------------------------
     def send(self, msg):
@@ -82,14 +84,20 @@ class HostLink:
         self.drv.lib.spk_link_send(self.drv._state, h, d)
 
     def recv(self):
-        """All device messages that have arrived at the host, oldest first."""
+        """All device messages that have arrived at the host, oldest first. Host writes
+        (``HostWr``) are applied to :attr:`host_memory` here and not returned."""
         out = []
         h = (ctypes.c_uint32 * 4)()
         d = (ctypes.c_uint32 * 16)()
         t = (ctypes.c_uint64 * 2)()
         while self.drv.lib.spk_link_recv(self.drv._state, h, d, t):
             hdr = sum(h[i] << (32 * i) for i in range(4))
-            out.append(Arrival(Message.from_header(hdr, bytes(d)), t[0], t[1]))
+            m = Message.from_header(hdr, bytes(d))
+            if m.opcode == Op.HOST_WR:
+                self.host_memory[m.addr] = m.data
+                self.host_writes += 1
+                continue
+            out.append(Arrival(m, t[0], t[1]))
         return out
 
     def stats(self):

@@ -64,8 +64,10 @@ def random_request(rng, tag):
     return Message(rng.choice([0x00, 0x05, 0x7F, 0x81, 0xFF]), tag, line)
 
 
-def simulate(requests, seed, credits=4, stall=0.3):
-    """Run the endpoint on ``requests``; return (responses, model responses)."""
+def simulate(requests, seed, credits=4, stall=0.3, host_writes=()):
+    """Run the endpoint on ``requests`` (and device-initiated ``host_writes``, a list of
+    (addr, data bytes, tag)); return (responses, model responses, memories); the host
+    writes that came out are in ``simulate.host_writes``."""
     rng = random.Random(seed)
     cfg = EndpointConfig(mem_windows=[MEM], cfg_windows=[CFG], credits=credits)
     dut = BridgeEndpoint(cfg)
@@ -73,6 +75,21 @@ def simulate(requests, seed, credits=4, stall=0.3):
     model = BridgeModel(cfg, ref_mem.read, ref_mem.write)
     expected = [model.respond(m) for m in requests]
     got = []
+    got_hw = []
+    simulate.host_writes = got_hw
+
+    def host_write_gen():
+        for addr, data, tag in host_writes:
+            while rng.random() < stall:
+                yield
+            yield dut.host_write.valid.eq(1)
+            yield dut.host_write.addr.eq(addr)
+            yield dut.host_write.data.eq(int.from_bytes(data, "little"))
+            yield dut.host_write.tag.eq(tag)
+            yield
+            while not (yield dut.host_write.ready):
+                yield
+            yield dut.host_write.valid.eq(0)
 
     def source_gen():
         for m in requests:
@@ -88,8 +105,8 @@ def simulate(requests, seed, credits=4, stall=0.3):
             yield dut.sink.valid.eq(0)
 
     def sink_gen():
-        timeout = 200 * len(requests) + 1000
-        while len(got) < len(requests):
+        timeout = 200 * len(requests) + 50 * len(host_writes) + 1000
+        while len(got) < len(requests) or len(got_hw) < len(host_writes):
             timeout -= 1
             assert timeout > 0, f"no response after {len(got)} of {len(requests)}"
             ready = rng.random() >= stall
@@ -99,8 +116,9 @@ def simulate(requests, seed, credits=4, stall=0.3):
                 hdr = {}
                 for f in ("opcode", "tag", "status", "addr", "value", "data"):
                     hdr[f] = yield getattr(dut.source, f)
-                got.append(Message(hdr["opcode"], hdr["tag"], hdr["addr"], hdr["value"],
-                                   hdr["data"].to_bytes(LINE, "little"), hdr["status"]))
+                m = Message(hdr["opcode"], hdr["tag"], hdr["addr"], hdr["value"],
+                            hdr["data"].to_bytes(LINE, "little"), hdr["status"])
+                (got_hw if m.opcode == Op.HOST_WR else got).append(m)
         yield dut.source.ready.eq(0)
 
     @passive
@@ -122,7 +140,7 @@ def simulate(requests, seed, credits=4, stall=0.3):
                 yield (bus.err if err else bus.ack).eq(1)
                 yield
 
-    run_simulation(dut, [source_gen(), sink_gen(), bus_gen()])
+    run_simulation(dut, [source_gen(), sink_gen(), bus_gen(), host_write_gen()])
     return got, expected, hw_mem, ref_mem
 
 
@@ -146,6 +164,18 @@ def test_every_status_is_provoked():
     assert seen == set(Status), f"statuses never produced: {set(Status) - seen}"
     ops = {m.opcode for m in got}
     assert ops == {Op.CMP, Op.MEM_DATA, Op.CFG_DATA}
+
+
+def test_host_writes_share_the_output_with_responses():
+    rng = random.Random(21)
+    requests = [random_request(rng, i % 256) for i in range(60)]
+    writes = [(LINE * rng.randrange(1 << 20), bytes(rng.getrandbits(8) for _ in range(LINE)), i)
+              for i in range(60)]
+    got, expected, _, _ = simulate(requests, 21, 4, 0.3, host_writes=writes)
+    assert got == expected
+    hw = simulate.host_writes
+    assert [(m.addr, m.data, m.tag) for m in hw] == writes, "host writes lost, reordered or altered"
+    assert all(m.opcode == Op.HOST_WR and m.status == 0 for m in hw)
 
 
 def test_write_then_read_back_line():

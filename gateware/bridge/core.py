@@ -1,7 +1,9 @@
 """BridgeEndpoint: the device side of the emulated CXL.mem link.
 
 Requests (``sink``) enter an input queue whose depth is the number of credits the host
-holds; they are served in order, one response each on ``source``. Memory and config
+holds; they are served in order, one response each on ``source``. Device-initiated host
+writes (``host_write``, from the DMA engine) share ``source`` with the responses, granted
+round-robin per message. Memory and config
 accesses go out on a 32-bit Wishbone master (``bus``) into the SoC interconnect; every
 address is checked against the configured windows first, so a bad request never reaches
 the bus. Behaviour is specified by :class:`gateware.bridge.model.BridgeModel`.
@@ -12,7 +14,8 @@ from migen import FSM, If, NextState, NextValue, Signal, Cat, Mux, Module, Repli
 from litex.soc.interconnect import stream, wishbone
 from litex.soc.interconnect.csr import AutoCSR, CSRStatus
 
-from gateware.bridge.protocol import DATA_BITS, LINE, Op, Status, message_layout
+from gateware.bridge.protocol import (DATA_BITS, LINE, Op, Status, host_write_layout,
+                                      message_layout)
 
 WORDS = LINE // 4  # 32-bit bus words per line
 
@@ -31,7 +34,9 @@ class BridgeEndpoint(Module, AutoCSR):
     def __init__(self, config):
         self.config = config
         self.sink   = sink   = stream.Endpoint(message_layout)  # host -> device requests
-        self.source = source = stream.Endpoint(message_layout)  # device -> host responses
+        self.source = source = stream.Endpoint(message_layout)  # device -> host messages
+        self.host_write = hw = stream.Endpoint(host_write_layout)  # DMA deposits into host
+        rsp = stream.Endpoint(message_layout)  # responses, before the output arbiter
         self.bus    = bus    = wishbone.Interface(data_width=32, adr_width=30)
 
         # Input queue: one entry per host credit.
@@ -139,18 +144,42 @@ class BridgeEndpoint(Module, AutoCSR):
             )
         )
         fsm.act("RESPOND",
-            source.valid.eq(1),
-            source.opcode.eq(rsp_op),
-            source.tag.eq(tag),
-            source.status.eq(status),
-            source.addr.eq(addr),
-            source.value.eq(value),
-            source.data.eq(Mux(rsp_op == Op.MEM_DATA, line, 0)),
-            If(source.ready,
+            rsp.valid.eq(1),
+            rsp.opcode.eq(rsp_op),
+            rsp.tag.eq(tag),
+            rsp.status.eq(status),
+            rsp.addr.eq(addr),
+            rsp.value.eq(value),
+            rsp.data.eq(Mux(rsp_op == Op.MEM_DATA, line, 0)),
+            If(rsp.ready,
                 If(status != Status.OK, NextValue(self.errors, self.errors + 1)),
                 NextState("IDLE"),
             )
         )
+
+        # Output arbiter: responses and host writes, round-robin per message; a message
+        # presented but not yet accepted keeps the grant (stream data stays stable).
+        last_rsp = Signal()  # the previous grant went to a response
+        held     = Signal()  # a message was presented and not accepted last cycle
+        held_rsp = Signal()  # ... and it was a response
+        pick_rsp = Signal()
+        self.comb += pick_rsp.eq(Mux(held, held_rsp, rsp.valid & (~hw.valid | ~last_rsp)))
+        self.sync += [held.eq(source.valid & ~source.ready), held_rsp.eq(pick_rsp)]
+        self.comb += [
+            If(pick_rsp,
+                rsp.connect(source, omit={"first", "last"}),
+            ).Elif(hw.valid,
+                source.valid.eq(1),
+                source.opcode.eq(Op.HOST_WR),
+                source.tag.eq(hw.tag),
+                source.addr.eq(hw.addr),
+                source.data.eq(hw.data),
+                hw.ready.eq(source.ready),
+            ),
+            source.first.eq(1),
+            source.last.eq(1),
+        ]
+        self.sync += If(source.valid & source.ready, last_rsp.eq(pick_rsp))
 
     def add_csr(self):
         """Request/error counters and the credit count, readable by firmware and host."""

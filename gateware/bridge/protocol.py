@@ -38,6 +38,7 @@ class Op(enum.IntEnum):
     CMP      = 0x81  # completion without data (MemWr, CfgWr, errors)
     MEM_DATA = 0x82  # data response to MemRd
     CFG_DATA = 0x83  # data response to CfgRd (value field)
+    HOST_WR  = 0x90  # device writes a 64 B line into host memory (DMA deposit; no response)
 
 
 class Status(enum.IntEnum):
@@ -47,6 +48,13 @@ class Status(enum.IntEnum):
     MISALIGNED   = 3  # address not aligned to the access size
     OUT_OF_RANGE = 4  # address outside the windows the message may reach
 
+
+# Device-initiated writes into host memory (from the DMA engine): one line each.
+host_write_layout = [
+    ("addr", 64),         # host byte address, 64 B aligned
+    ("data", DATA_BITS),  # the line
+    ("tag",  8),          # DMA job tag, carried for tracing
+]
 
 # Migen stream layout of one message (payload), used by both directions.
 message_layout = [

@@ -63,7 +63,7 @@ static inline uint64_t spk_latency(SpkLink *l) {
 // Bytes a message occupies on the wire: the 16 B header, plus the line if it carries one.
 static inline uint32_t spk_wire_bytes(const SpkMsg &m) {
     const uint32_t op = m.hdr[0] & 0xff;
-    const bool with_data = (op == 0x02) || (op == 0x82);  // MemWr, MemData
+    const bool with_data = (op == 0x02) || (op == 0x82) || (op == 0x90);  // MemWr, MemData, HostWr
     return 16 + (with_data ? 64 : 0);
 }
 
