@@ -3,7 +3,10 @@ one memory, with generator helpers for configuration, control pulses and lookup 
 
 import random
 
+from migen import Module
 from migen.sim import run_simulation
+from litex.soc.interconnect import csr_bus
+from litex.soc.interconnect.csr_bus import CSRBankArray
 from litedram.common import LiteDRAMNativePort
 
 from gateware.atu.core import ATU
@@ -16,12 +19,15 @@ class ATUBench:
     def __init__(self, seed=0, entries=8, policy="lru", dw=64, aw=14, vpn_width=12,
                  paddr_width=24, tag_width=8, max_length=4160, walk_timeout=4096,
                  valid_prob=1.0, ready_prob=1.0, latency=(1, 1), cmd_ready_prob=1.0,
-                 rdata_prob=1.0, extra_delay=None):
+                 rdata_prob=1.0, extra_delay=None, with_csr=False):
         self.rng = random.Random(seed)
         self.port = LiteDRAMNativePort("both", aw, dw)
         self.dut = ATU(self.port, entries=entries, policy=policy, vpn_width=vpn_width,
                        paddr_width=paddr_width, tag_width=tag_width, max_length=max_length,
                        walk_timeout=walk_timeout)
+        self.top = self.dut
+        if with_csr:
+            self.top = CSRTop(self.dut)
         self.mem = SparseMemory()
         self.model = ATUModel(self.mem, port_bytes=self.dut.port_bytes, entries=entries,
                               policy=policy, vpn_width=vpn_width, paddr_width=paddr_width,
@@ -112,4 +118,23 @@ class ATUBench:
     def run(self, main, cycles=2_000_000, vcd=None):
         # Collector first: within a cycle it counts the cycle before main() reads the count.
         gens = [self.col.generator(), self.pm.generator(), main(), watchdog(cycles, "ATU bench")]
-        run_simulation(self.dut, gens, vcd_name=vcd)
+        run_simulation(self.top, gens, vcd_name=vcd)
+
+
+class CSRTop(Module):
+    """The ATU with ``add_csr()`` behind a LiteX CSR bank, driven through a CSR bus master
+    (``bus.write``/``bus.read`` generators); ``addr[name]`` is each register's word address."""
+
+    def __init__(self, atu):
+        self.submodules.atu = atu
+        atu.add_csr()
+        self.submodules.csrs = CSRBankArray(self, lambda name, memory: 0 if name == "atu" else None,
+                                            data_width=32, address_width=14)
+        self.bus = csr_bus.Interface(data_width=32, address_width=14)
+        self.submodules.ic = csr_bus.Interconnect(self.bus, self.csrs.get_buses())
+        (_, csrs, mapaddr, rmap), = self.csrs.banks
+        self.addr, offset = {}, mapaddr * self.csrs.paging
+        for c in csrs:                      # the bank lays registers out in this order
+            self.addr[c.name] = offset
+            offset += (c.size + 31) // 32
+        assert offset - mapaddr * self.csrs.paging == len(rmap.simple_csrs)
