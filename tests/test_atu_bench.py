@@ -19,10 +19,10 @@ class ATUBench:
     def __init__(self, seed=0, entries=8, policy="lru", dw=64, aw=14, vpn_width=12,
                  paddr_width=24, tag_width=8, max_length=4160, walk_timeout=4096,
                  valid_prob=1.0, ready_prob=1.0, latency=(1, 1), cmd_ready_prob=1.0,
-                 rdata_prob=1.0, extra_delay=None, with_csr=False):
+                 rdata_prob=1.0, extra_delay=None, with_csr=False, atu_cls=ATU):
         self.rng = random.Random(seed)
         self.port = LiteDRAMNativePort("both", aw, dw)
-        self.dut = ATU(self.port, entries=entries, policy=policy, vpn_width=vpn_width,
+        self.dut = atu_cls(self.port, entries=entries, policy=policy, vpn_width=vpn_width,
                        paddr_width=paddr_width, tag_width=tag_width, max_length=max_length,
                        walk_timeout=walk_timeout)
         self.top = self.dut

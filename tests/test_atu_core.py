@@ -290,6 +290,49 @@ def test_dead_port_never_hangs():
     assert [r.hit for r in b.responses()] == [False, False, True, True, False, True]
 
 
+class SmallDropsATU(ATU):
+    DROPS_WIDTH = 3          # stop walking once 4 beats are owed (4 = one 16-bit-port PTE)
+
+
+def test_owed_beats_bounded():
+    """While too many beats of abandoned walks are owed, misses fail at once (no read) so the
+    owed count cannot wrap; walks resume when the late beats have come and gone."""
+    slow = {}
+    b = bench(dw=16, entries=4, latency=(1, 1), walk_timeout=30, atu_cls=SmallDropsATU,
+              extra_delay=lambda addr: slow.get(addr, 0))
+    m = b.model
+    reads = {}
+
+    def main():
+        yield from _configured(b)
+        for v in (5, 6, 7):
+            m.map(v, WIN_BASE + 64 * v, 64 + v)
+        yield from b.lookups([7], model=False)                  # cached
+        yield from b.drain()
+        word = m.pte_addr(5) // 2
+        for k in range(4):
+            slow[word + k] = 150
+        yield from b.lookups([5], model=False)                  # times out, 4 beats owed
+        yield from b.drain()
+        reads["owed"] = len(b.pm.reads)
+        yield from b.lookups([6, 7], model=False)               # refused at once; hit fine
+        yield from b.drain()
+        reads["refused"] = len(b.pm.reads)
+        for _ in range(200):                                    # late beats arrive, dropped
+            yield
+        slow.clear()
+        yield from b.lookups([6, 5], model=False)
+        yield from b.drain()
+
+    b.run(main)
+    got = b.responses()
+    assert [r.fault for r in got] == [FAULT_NONE, FAULT_BUS_ERROR, FAULT_BUS_ERROR,
+                                      FAULT_NONE, FAULT_NONE, FAULT_NONE]
+    assert got[3].hit and (got[4].paddr, got[4].length) == (WIN_BASE + 64 * 6, 70)
+    assert (got[5].paddr, got[5].length) == (WIN_BASE + 64 * 5, 69)
+    assert reads["refused"] == reads["owed"]
+
+
 @pytest.mark.parametrize("event", ["inval", "flush", "config"])
 def test_invalidation_during_walk_is_not_cached(event):
     """A PTE read may race with software rewriting it; a translation whose vpn was

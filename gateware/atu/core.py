@@ -11,7 +11,7 @@ from litex.soc.interconnect import stream
 from litex.soc.interconnect.csr import CSRStorage, CSRStatus, CSRField
 
 from .model import (ATUParams, COUNTER_WIDTH, FAULT_WIDTH, FAULT_NONE, FAULT_UNMAPPED,
-                    FAULT_INVALID, FAULT_BAD_PTE, FAULT_BUS_ERROR, PTE_BYTES, PTE_VALID_BIT,
+                    FAULT_INVALID, FAULT_BAD_PTE, FAULT_BUS_ERROR, PTE_VALID_BIT,
                     PTE_FLAGS_SHIFT, PTE_FLAGS_WIDTH, PTE_LEN_SHIFT, PTE_LEN_WIDTH,
                     PTE_SLOT_SHIFT, PTE_SLOT_WIDTH, SLOT_ALIGN_BITS, LFSR_SEED, LFSR_TAPS)
 
@@ -53,6 +53,11 @@ class ATU(LiteXModule):
     ``inval`` (with ``inval_vpn``), ``clear``; status ``hits``, ``misses``, ``walks``,
     ``faults``, ``last_fault_code``, ``last_fault_vpn``, ``busy``.
     """
+
+    # Width of the count of read beats owed by the port to abandoned (timed-out) walks. While
+    # its top bit is set, misses fail with bus_error at once instead of walking: the count
+    # can never wrap, so a late beat is never taken for a later walk's PTE.
+    DROPS_WIDTH = 16
 
     def __init__(self, port, entries=16, policy="lru", vpn_width=24, paddr_width=32,
                  tag_width=8, max_length=4160, walk_timeout=4096):
@@ -152,7 +157,7 @@ class ATU(LiteXModule):
         pte       = Signal(64)                          # PTE being assembled / checked
         no_fill   = Signal()                            # invalidated while walking: don't cache
         timed_out = Signal()
-        drops     = Signal(16)                          # late beats of abandoned walks to drop
+        drops     = Signal(self.DROPS_WIDTH)            # late beats of abandoned walks to drop
         timer     = Signal(max=max(walk_timeout, 2) + 1)
         timeout   = Signal()
         rd_take   = Signal()                            # a beat of this walk arrives
@@ -261,7 +266,7 @@ class ATU(LiteXModule):
                 self.misses.eq(self.misses + 1),
                 If(unmapped,
                     *answer(FAULT_UNMAPPED), *count_fault(sink.vpn, FAULT_UNMAPPED),
-                ).Elif(out_of_port,
+                ).Elif(out_of_port | drops[-1],
                     *answer(FAULT_BUS_ERROR), *count_fault(sink.vpn, FAULT_BUS_ERROR),
                 ).Else(
                     self.walks.eq(self.walks + 1),
