@@ -1,0 +1,205 @@
+"""DMA engine reference model: the specification of ``core.DMA``.
+
+A job is a chain of descriptors (the last one has ``last=1``); each descriptor moves
+``length`` bytes from DRAM ``src`` either unchanged (copy) or through a codec transform
+(compress / decompress) to a destination: device DRAM, or the host (64-byte lines). Every
+job returns one completion ``(tag, status, bytes)``, in job order.
+
+The model executes jobs on byte arrays and returns completions plus every memory effect:
+the DRAM bytes after the run and the exact sequence of host lines. The gateware matches it
+byte for byte, except inside the destination range of a failed descriptor (status corrupt,
+overflow or timeout), which the model reports as ``dirty`` (unspecified) ranges.
+
+All addresses are DRAM byte offsets as seen by a LiteDRAM native port (byte 0 = first byte
+of the SDRAM) or host byte addresses.
+"""
+
+from dataclasses import dataclass, field
+from typing import Callable, NamedTuple
+
+# Operations ------------------------------------------------------------------------------------
+
+OP_COPY       = 0
+OP_COMPRESS   = 1
+OP_DECOMPRESS = 2
+OP_NAMES = {OP_COPY: "copy", OP_COMPRESS: "compress", OP_DECOMPRESS: "decompress"}
+OP_WIDTH = 2
+
+# Completion statuses ---------------------------------------------------------------------------
+
+ST_OK       = 0  # every descriptor of the job done
+ST_FAULT    = 1  # a source or destination range outside its window: checked when the
+                 # descriptor is queued, so the whole job is skipped (no memory access)
+ST_CORRUPT  = 2  # the decompressor reported an error: job stopped, nothing written outside
+                 # [dst, dst + cap) of that descriptor
+ST_TIMEOUT  = 3  # watchdog: no progress on the memory port, host stream or codec for
+                 # ``timeout`` cycles: job abandoned (gateware only: a timing event)
+ST_OVERFLOW = 4  # a codec produced more than ``cap`` bytes: job stopped at ``cap``
+ST_INVALID  = 5  # malformed descriptor (length 0 or too long, cap 0 for a codec op,
+                 # unknown op or op without a codec, host destination not 64-byte aligned,
+                 # chain longer than the descriptor queue): whole job skipped
+STATUS_NAMES = {ST_OK: "ok", ST_FAULT: "fault", ST_CORRUPT: "corrupt", ST_TIMEOUT: "timeout",
+                ST_OVERFLOW: "overflow", ST_INVALID: "invalid"}
+STATUS_WIDTH = 3
+
+HOST_LINE = 64  # bytes per host line (one CXL cache line)
+
+
+@dataclass(frozen=True)
+class Descriptor:
+    op:     int          # OP_*
+    src:    int          # DRAM byte address of the source
+    dst:    int          # DRAM byte address, or host byte address if ``host``
+    length: int          # source bytes (1 .. 2**len_width - 1)
+    tag:    int = 0      # the job's tag is the tag of its first descriptor
+    cap:    int = 0      # codec ops: destination capacity in bytes (copy: ignored, = length)
+    host:   bool = False # destination is the host (64-byte aligned address)
+    last:   bool = True  # last descriptor of its job
+
+
+class Completion(NamedTuple):
+    tag:    int
+    status: int          # ST_*
+    bytes:  int          # destination bytes written by the job's completed descriptors
+
+
+class HostLine(NamedTuple):
+    addr:   int          # host byte address (64-byte aligned)
+    data:   bytes        # 64 bytes; bytes at or beyond ``nbytes`` are zero
+    nbytes: int          # 1..64 valid bytes from the line start
+    tag:    int          # tag of the job
+
+
+# A codec transform: input bytes -> (output bytes, error). ``error`` is only meaningful for the
+# decompressor (corrupt page); its output is then ignored.
+Transform = Callable[[bytes], tuple]
+
+
+@dataclass
+class DMAConfig:
+    dram_base: int = 0
+    dram_size: int = 0
+    host_base: int = 0
+    host_size: int = 0
+    len_width: int = 24
+    depth:     int = 16   # descriptor queue depth = longest chain
+    compress:   Transform | None = None
+    decompress: Transform | None = None
+
+
+@dataclass
+class Result:
+    completions: list = field(default_factory=list)   # Completion, in job order
+    host_lines:  list = field(default_factory=list)   # HostLine, in emission order
+    dirty:       list = field(default_factory=list)   # (kind, start, end): "dram" | "host"
+
+
+def _inside(addr, n, base, size):
+    return base <= addr and addr + n <= base + size
+
+
+def check(d, cfg):
+    """Status of one descriptor at queue time: ST_OK, ST_INVALID or ST_FAULT."""
+    codec = {OP_COMPRESS: cfg.compress, OP_DECOMPRESS: cfg.decompress}
+    if d.op not in OP_NAMES or (d.op != OP_COPY and codec[d.op] is None):
+        return ST_INVALID
+    if not 0 < d.length < (1 << cfg.len_width):
+        return ST_INVALID
+    if d.op != OP_COPY and not 0 < d.cap < (1 << cfg.len_width):
+        return ST_INVALID
+    if d.host and d.dst % HOST_LINE:
+        return ST_INVALID
+    span = d.length if d.op == OP_COPY else d.cap
+    if not _inside(d.src, d.length, cfg.dram_base, cfg.dram_size):
+        return ST_FAULT
+    if d.host:
+        if not _inside(d.dst, span, cfg.host_base, cfg.host_size):
+            return ST_FAULT
+    elif not _inside(d.dst, span, cfg.dram_base, cfg.dram_size):
+        return ST_FAULT
+    return ST_OK
+
+
+def split_jobs(descs, depth):
+    """Group descriptors into jobs as the queue does: (tag, status at queue time, [desc]).
+
+    A chain longer than ``depth`` descriptors is ST_INVALID; its first ``depth`` descriptors
+    are queued (and skipped), the rest dropped at the queue input.
+    """
+    jobs, cur = [], []
+    for d in descs:
+        cur.append(d)
+        if d.last:
+            jobs.append(cur)
+            cur = []
+    if cur:
+        raise ValueError("descriptor list ends inside a chain (no last=1)")
+    return jobs
+
+
+class DMAModel:
+    """Executes jobs on ``dram`` (a bytearray indexed by DRAM byte address) in place."""
+
+    def __init__(self, dram, cfg):
+        self.dram = dram
+        self.cfg = cfg
+
+    def job_status(self, chain):
+        """Queue-time status of a chain: first non-ok descriptor status, else chain length."""
+        if len(chain) > self.cfg.depth:
+            for d in chain[:self.cfg.depth]:
+                st = check(d, self.cfg)
+                if st != ST_OK:
+                    return st
+            return ST_INVALID
+        for d in chain:
+            st = check(d, self.cfg)
+            if st != ST_OK:
+                return st
+        return ST_OK
+
+    def run(self, descs, timeouts=None):
+        """Execute every job of ``descs``; returns a ``Result``.
+
+        ``timeouts``: {job index: descriptor index} of jobs the environment stalls (a dead
+        port in a test): that descriptor is abandoned with ST_TIMEOUT and its destination
+        range reported dirty.
+        """
+        timeouts = timeouts or {}
+        res = Result()
+        for j, chain in enumerate(split_jobs(descs, self.cfg.depth)):
+            tag = chain[0].tag
+            st = self.job_status(chain)
+            if st != ST_OK:
+                res.completions.append(Completion(tag, st, 0))
+                continue
+            done = 0
+            for i, d in enumerate(chain):
+                span = d.length if d.op == OP_COPY else d.cap
+                kind = "host" if d.host else "dram"
+                if timeouts.get(j) == i:
+                    st = ST_TIMEOUT
+                    res.dirty.append((kind, d.dst, d.dst + span))
+                    break
+                data = bytes(self.dram[d.src:d.src + d.length])
+                if d.op != OP_COPY:
+                    fn = self.cfg.compress if d.op == OP_COMPRESS else self.cfg.decompress
+                    out, err = fn(data)
+                    if err and d.op == OP_DECOMPRESS:
+                        st = ST_CORRUPT
+                    elif len(out) > d.cap:
+                        st = ST_OVERFLOW
+                    if st != ST_OK:
+                        res.dirty.append((kind, d.dst, d.dst + span))
+                        break
+                    data = bytes(out)
+                if d.host:
+                    for k in range(0, len(data), HOST_LINE):
+                        chunk = data[k:k + HOST_LINE]
+                        res.host_lines.append(HostLine(d.dst + k, chunk.ljust(HOST_LINE, b"\0"),
+                                                       len(chunk), tag))
+                else:
+                    self.dram[d.dst:d.dst + len(data)] = data
+                done += len(data)
+            res.completions.append(Completion(tag, st, done))
+        return res
