@@ -88,3 +88,54 @@ def corrupt(blob: bytes, case: str) -> tuple[bytes, str]:
         b[len(b) // 2] ^= 0x10
         return bytes(b), "crc"
     raise ValueError(case)
+
+
+# ---- Migen stream toolkit -------------------------------------------------------------------
+def page_beats(page, dw: int) -> list[int]:
+    """One FP16 page (2, T, D) -> dw-bit beats (lane j of beat i = value i*L + j)."""
+    v = R.as_bits(np.asarray(page)).reshape(-1).astype(np.uint64)
+    L = dw // 16
+    return [sum(int(v[i + j]) << (16 * j) for j in range(L)) for i in range(0, v.size, L)]
+
+
+def bytes_beats(blob: bytes, dw: int) -> list[int]:
+    """A byte string -> dw-bit little-endian beats (last beat zero padded)."""
+    nb = dw // 8
+    blob = blob + bytes(-len(blob) % nb)
+    return [int.from_bytes(blob[i: i + nb], "little") for i in range(0, len(blob), nb)]
+
+
+def beats_bytes(beats, dw: int) -> bytes:
+    return b"".join(int(b).to_bytes(dw // 8, "little") for b in beats)
+
+
+def stream_source(ep, frames, rng, p_valid=1.0):
+    """Drive `frames` (lists of beats) on endpoint `ep`, `last` on each frame's final beat,
+    valid asserted with probability p_valid per cycle (seeded)."""
+    for beats in frames:
+        for i, d in enumerate(beats):
+            while rng.random() >= p_valid:
+                yield ep.valid.eq(0)
+                yield
+            yield ep.valid.eq(1)
+            yield ep.data.eq(d)
+            yield ep.last.eq(i == len(beats) - 1)
+            yield
+            while not (yield ep.ready):
+                yield
+    yield ep.valid.eq(0)
+    yield ep.last.eq(0)
+
+
+def stream_sink(ep, out, rng, p_ready=1.0):
+    """Collect beats from `ep` into out (list of frames; a frame ends on `last`), ready
+    asserted with probability p_ready per cycle (seeded). Runs forever (passive)."""
+    cur = []
+    while True:
+        yield ep.ready.eq(int(rng.random() < p_ready))
+        yield
+        if (yield ep.valid) and (yield ep.ready):
+            cur.append((yield ep.data))
+            if (yield ep.last):
+                out.append(cur)
+                cur = []

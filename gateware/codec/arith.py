@@ -1,0 +1,152 @@
+"""Migen building blocks of the codec arithmetic, one function per reference.py function.
+
+Each function adds combinational logic to module ``m`` and returns the result Signal.
+They mirror ``reference.py`` exactly (same widths, same rounding); ``tests/test_codec_gateware``
+checks each against the reference on random and exhaustive inputs.
+"""
+from __future__ import annotations
+
+from migen import Array, C, Cat, If, Mux, Signal
+
+from . import reference as R
+
+XW = 42          # signed integer value of an FP16 in units of 2**-24 (|x| < 2**41)
+VW = 50          # signed width of a dequantized value before FP16 conversion
+
+
+def sanitize(m, b):
+    """Lossy-mode input policy: NaN -> +0, +-inf -> +-65504, -0 -> +0.
+    Returns (clean bits, nonfinite flag)."""
+    clean = Signal(16)
+    nf = Signal()
+    e = b[10:15]
+    m.comb += [
+        nf.eq(e == 31),
+        If(nf & (b[0:10] != 0), clean.eq(0))
+        .Elif(nf, clean.eq(Cat(C(R.FP16_MAX_BITS, 15), b[15])))
+        .Elif(b == 0x8000, clean.eq(0))
+        .Else(clean.eq(b)),
+    ]
+    return clean, nf
+
+
+def fp16_to_int(m, b):
+    """Finite FP16 bits -> signed integer, units of 2**-24."""
+    e = b[10:15]
+    sh = Signal(5)
+    mag = Signal(XW - 1)
+    v = Signal((XW, True))
+    m.comb += [
+        sh.eq(e - 1),
+        If(e == 0, mag.eq(b[0:10])).Else(mag.eq(Cat(b[0:10], C(1, 1)) << sh)),
+        If(b[15], v.eq(-mag)).Else(v.eq(mag)),
+    ]
+    return v
+
+
+def order_key(b):
+    """FP16 bits (canonical, finite) -> unsigned key whose order is the value order."""
+    return Mux(b[15], ~b, b | 0x8000)
+
+
+def bitlen(m, x, width):
+    n = Signal(max=width + 1)
+    stmts = [n.eq(0)]
+    for i in range(width):
+        stmts.append(If(x[i], n.eq(i + 1)))
+    m.comb += stmts
+    return n
+
+
+def int_to_fp16(m, v, width=VW):
+    """Signed integer (units 2**-24) -> FP16 bits, round to nearest even, saturating."""
+    mag = Signal(width)
+    m.comb += If(v < 0, mag.eq(-v)).Else(mag.eq(v))
+    n = bitlen(m, mag, width)
+    shift = Signal(max=width + 1)
+    mant = Signal(width)
+    rem = Signal(width)
+    half = Signal(width)
+    up = Signal()
+    mant2 = Signal(13)
+    ovf = Signal()
+    mant3 = Signal(12)
+    shift2 = Signal(max=width + 2)
+    normal = Signal()
+    e = Signal(max=width + 3)
+    bits = Signal(16)
+    out = Signal(16)
+    m.comb += [
+        If(n > 11, shift.eq(n - 11)).Else(shift.eq(0)),
+        mant.eq(mag >> shift),
+        rem.eq(mag & ((C(1, width + 1) << shift) - 1)),
+        If(shift > 0, half.eq(C(1, width) << (shift - 1))).Else(half.eq(0)),
+        up.eq((shift > 0) & ((rem > half) | ((rem == half) & mant[0]))),
+        mant2.eq(mant[0:12] + up),
+        ovf.eq(mant2[11]),
+        If(ovf, mant3.eq(mant2[1:13])).Else(mant3.eq(mant2[0:12])),
+        shift2.eq(shift + ovf),
+        normal.eq(mant3[10]),
+        If(normal, e.eq(shift2 + 1)).Else(e.eq(0)),
+        If(e >= 31, bits.eq(R.FP16_MAX_BITS))
+        .Else(bits.eq(Cat(mant3[0:10], e[0:5]))),
+        If(bits == 0, out.eq(0)).Else(out.eq(Cat(bits[0:15], v < 0))),
+    ]
+    return out
+
+
+def scale_value(m, code):
+    """E5M3 code -> scale (8 + m) << (e + 5), units of 2**-24 (41 bits)."""
+    s = Signal(41)
+    sh = Signal(6)
+    m.comb += [sh.eq(code[3:8] + R.SCALE_SHIFT),
+               s.eq(Cat(code[0:3], C(1, 1)) << sh)]
+    return s
+
+
+def choose_scale(m, r, qmax):
+    """Smallest E5M3 code with S(code) * qmax >= r (r unsigned); 255 if none.
+    32 constant comparators pick the exponent, 8 pick the mantissa."""
+    ok = Signal(32)
+    m.comb += [ok[e].eq((15 * qmax << (e + R.SCALE_SHIFT)) >= r) for e in range(32)]
+    emin = Signal(5)
+    m.comb += [emin.eq(31)] + [If(ok[e], emin.eq(e)) for e in reversed(range(32))]
+    E = Signal(6)
+    rr = Signal(len(r))
+    frac = Signal()
+    msel = Signal(3)
+    code = Signal(8)
+    m.comb += [
+        E.eq(emin + R.SCALE_SHIFT),
+        frac.eq((r & ((C(1, len(r) + 1) << E) - 1)) != 0),
+        rr.eq((r >> E) + frac),
+        msel.eq(7),
+        [If((8 + mm) * qmax >= rr, msel.eq(mm)) for mm in reversed(range(8))],
+        If(~ok[31], code.eq(255)).Else(code.eq(Cat(msel, emin))),
+    ]
+    return code
+
+
+def quantize(m, d, code, qmax):
+    """reference.quantize for d >= 0 (unsigned signal)."""
+    E = Signal(6)
+    g = Signal(4)
+    sh1 = Signal(6)
+    dshf = Signal(len(d))
+    dsh = Signal(R.DSH_BITS)
+    recip = Signal(R.RECIP_BITS - 2)
+    prod = Signal(R.DSH_BITS + R.RECIP_BITS - 2)
+    qq = Signal(len(prod))
+    q = Signal(max=qmax + 1)
+    m.comb += [
+        E.eq(code[3:8] + R.SCALE_SHIFT),
+        If(E < R.GUARD, g.eq(E)).Else(g.eq(R.GUARD)),
+        sh1.eq(E - g),
+        dshf.eq(d >> sh1),
+        If(dshf >= (1 << R.DSH_BITS), dsh.eq((1 << R.DSH_BITS) - 1)).Else(dsh.eq(dshf)),
+        recip.eq(Array([C(int(x), R.RECIP_BITS - 2) for x in R.RECIP])[code[0:3]]),
+        prod.eq(dsh * recip),
+        qq.eq((prod + (C(1, len(prod)) << (R.RECIP_BITS - 1 + g))) >> (R.RECIP_BITS + g)),
+        If(qq > qmax, q.eq(qmax)).Else(q.eq(qq)),
+    ]
+    return q

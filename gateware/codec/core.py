@@ -1,0 +1,376 @@
+"""Migen stream cores of the KV codec: ``KVCompressor`` and ``KVDecompressor``.
+
+Both are bit exact with ``reference.py`` (the specification) for the fixed-size modes
+(raw, int8, int8_delta, kivi_*); the mode, the page geometry and the datapath width ``dw``
+are constructor parameters. See README.md for the interface, timing and error codes.
+"""
+from __future__ import annotations
+
+from migen import Array, C, Cat, If, Memory, Module, Mux, Signal
+from migen.fhdl.bitcontainer import bits_for
+
+from litex.soc.interconnect import stream
+
+from . import arith as A
+from . import reference as R
+from .crc import INIT as CRC_INIT, XOROUT as CRC_XOROUT, crc32_expr
+
+HW_MODES = ("raw", "int8", "int8_delta")  # + every kivi_* mode
+
+
+def _resolve(mode):
+    m = R.MODES[mode] if isinstance(mode, str) else mode
+    if m.kind == R.MODE_INT8_DELTA_RLE:
+        raise ValueError("int8_delta_rle has a variable-length byte-serial payload: "
+                         "not implemented in gateware (see README)")
+    return m
+
+
+def _check(dw, T, D):
+    if dw not in (32, 64, 128):
+        raise ValueError(f"dw must be 32, 64 or 128 bits, not {dw}")
+    L = dw // 16
+    if T % 8 or D % 8 or not (1 <= T <= 255 and 1 <= D <= 255):
+        raise ValueError(f"T and D must be multiples of 8 in 8..248 (got T={T}, D={D})")
+    if D % (2 * L):
+        raise ValueError(f"D={D} must be a multiple of 2 * lanes = {2 * L} (dw={dw})")
+    return L
+
+
+def _rot(regs, k, new=None):
+    """Statements rotating a register file left by k (regs[i] <= regs[i+k]); the k entries
+    falling off the head re-enter at the tail unless `new` gives their replacement."""
+    n = len(regs)
+    new = new if new is not None else regs[:k]
+    return [regs[i].eq(regs[i + k]) for i in range(n - k)] + \
+           [regs[n - k + j].eq(new[j]) for j in range(k)]
+
+
+def _header_bits(mode, flags, T, D, length):
+    return Cat(C(R.MAGIC, 8), flags[0:4], C(R.VERSION, 4), C(mode.kind, 8),
+               C(mode.bits_byte, 8), C(T, 8), C(D, 8), C(length, 16))
+
+
+class _BitPacker(Module):
+    """Bit accumulator: `push` (width `pw`, `pn` valid bits, LSB first) when `push_ok`;
+    emits dw-bit beats on `source`. CRC-32 of the page inserted into the last 32 bits of
+    beat `nbeats - 1`."""
+
+    def __init__(self, dw, maxpush, nbeats):
+        self.source = stream.Endpoint([("data", dw)])
+        self.push = Signal(maxpush)
+        self.pn = Signal(max=maxpush + 1)
+        self.push_ok = Signal()        # out: a push this cycle is accepted
+        self.do_push = Signal()        # in: push this cycle (only when push_ok)
+        self.page_done = Signal()      # out: last beat of the page left
+        cap = dw + maxpush
+        acc = Signal(cap)
+        n = Signal(max=cap + 1)
+        after = Signal(max=cap + 1)
+        pop = Signal()
+        ob = Signal(max=nbeats)
+        crc = Signal(32, reset=CRC_INIT)
+        last = Signal()
+        data = acc[0:dw]
+        crc_full = crc32_expr(crc, data, dw)
+        crc_part = crc32_expr(crc, data, dw - 32) if dw > 32 else crc
+        src = self.source
+        self.comb += [
+            last.eq(ob == nbeats - 1),
+            src.valid.eq(n >= dw),
+            If(last, src.data.eq(Cat(data[0:dw - 32], crc_part ^ CRC_XOROUT)))
+            .Else(src.data.eq(data)),
+            src.last.eq(last),
+            pop.eq(src.valid & src.ready),
+            after.eq(n - Mux(pop, dw, 0)),
+            self.push_ok.eq(after < dw),
+            self.page_done.eq(pop & last),
+        ]
+        shifted = Signal(cap)
+        self.comb += If(pop, shifted.eq(acc >> dw)).Else(shifted.eq(acc))
+        self.sync += [
+            If(self.do_push,
+                acc.eq(shifted | (self.push << after)),
+                n.eq(after + self.pn),
+            ).Else(
+                acc.eq(shifted),
+                n.eq(after),
+            ),
+            If(pop,
+                If(last, ob.eq(0), crc.eq(CRC_INIT)).Else(ob.eq(ob + 1), crc.eq(crc_full))),
+        ]
+
+
+class KVCompressor(Module):
+    """FP16 KV pages in (``sink``, ``dw``-bit beats, 4 values per 64 bits, page order of
+    README.md), compressed pages out (``source``, ``last`` on each page's final beat).
+
+    The page is buffered (double-buffered page memory) because the scales need the whole
+    page; input runs at one beat per cycle while the previous page is emitted.
+    """
+
+    def __init__(self, mode="kivi_k4v3", dw=64, T=16, D=64):
+        mode = _resolve(mode)
+        L = _check(dw, T, D)
+        self.mode, self.dw, self.T, self.D = mode, dw, T, D
+        self.sink = stream.Endpoint([("data", dw)])
+        self.source = stream.Endpoint([("data", dw)])
+        self.pages = Signal(32)        # pages completed (status)
+
+        nin = 2 * T * D // L           # input beats per page
+        bpt = D // L                   # input beats per token
+        length = R.page_length(mode, T, D)
+        nout = length * 8 // dw
+        if length * 8 % dw:
+            raise ValueError(f"page length {length} B is not a whole number of {dw}-bit beats")
+        maxpush = max(64, dw)
+        self.submodules.pk = pk = _BitPacker(dw, maxpush, nout)
+        self.comb += pk.source.connect(self.source)
+        lossy = mode.kind != R.MODE_RAW
+        kivi = mode.kind == R.MODE_KIVI
+
+        # ---- page memory: even / odd beats, two pages (double buffer) ---------------------
+        half = nin // 2
+        ab = bits_for(half - 1)         # address bits of one buffered page (even or odd beats)
+        mem = [Memory(dw, 2 << ab, name=f"page_{s}") for s in ("even", "odd")]
+        self.specials += mem
+        wp = [m.get_port(write_capable=True) for m in mem]
+        rp = [m.get_port(async_read=True) for m in mem]
+        self.specials += wp + rp
+
+        # ---- phase A: input, statistics -------------------------------------------------
+        a_beat = Signal(max=nin + 1)
+        a_full = Signal()
+        wsel = Signal()
+        tb = Signal(max=bpt)            # beat within token
+        tok = Signal(max=2 * T)         # token index over K then V
+        accept = Signal()
+        sk = self.sink
+        self.comb += [sk.ready.eq(~a_full), accept.eq(sk.valid & sk.ready)]
+        for s in range(2):
+            self.comb += [wp[s].adr.eq(Cat(a_beat[1:1 + ab], wsel)), wp[s].dat_w.eq(sk.data),
+                          wp[s].we.eq(accept & (a_beat[0] == s))]
+        a_last = Signal()
+        tok_end = Signal()
+        self.comb += [a_last.eq(a_beat == nin - 1), tok_end.eq(tb == bpt - 1)]
+        self.sync += If(accept,
+                        If(a_last, a_beat.eq(0), a_full.eq(1)).Else(a_beat.eq(a_beat + 1)),
+                        If(tok_end, tb.eq(0), tok.eq(Mux(tok == 2 * T - 1, 0, tok + 1)))
+                        .Else(tb.eq(tb + 1)))
+
+        nf_a = Signal()
+        nf_b = Signal()
+        clean = []
+        if lossy:
+            nfs = []
+            for j in range(L):
+                c, nf = A.sanitize(self, sk.data[16 * j: 16 * j + 16])
+                clean.append(c)
+                nfs.append(nf)
+            anynf = Signal()
+            self.comb += anynf.eq(Cat(*nfs) != 0)
+        swap = Signal()
+        if lossy:
+            self.sync += If(swap, nf_b.eq(nf_a), nf_a.eq(0)).Elif(accept & anynf, nf_a.eq(1))
+
+        stats_ready = Signal()          # statistics of the page in A are complete
+        b_regs = []                     # (A-side regs, B-side regs) to copy at swap
+
+        if mode.kind in (R.MODE_INT8, R.MODE_INT8_DELTA):
+            mags = [c[0:15] for c in clean]
+            bm = self._tree(mags, lambda a, b: Mux(a > b, a, b), 15)
+            accm = Signal(15)
+            merged = Signal(15)
+            self.comb += If(tb == 0, merged.eq(bm)).Elif(accm > bm, merged.eq(accm)).Else(merged.eq(bm))
+            rv = A.fp16_to_int(self, Cat(merged, C(0, 1)))
+            code = A.choose_scale(self, rv[0:41], 127)
+            codes_a = [Signal(8) for _ in range(2 * T)]
+            codes_b = [Signal(8) for _ in range(2 * T)]
+            self.sync += If(accept, accm.eq(merged), If(tok_end, *_rot(codes_a, 1, [code])))
+            b_regs.append((codes_a, codes_b))
+        if kivi:
+            kq, vq = (1 << mode.kbits) - 1, (1 << mode.vbits) - 1
+            in_k = Signal()
+            self.comb += in_k.eq(a_beat < nin // 2)
+            # K: per-channel min/max in rotating register files (lanes update the head)
+            kmin = [Signal(16) for _ in range(D)]
+            kmax = [Signal(16) for _ in range(D)]
+            first_tok = Signal()
+            self.comb += first_tok.eq(tok == 0)
+            newmin, newmax = [], []
+            for j in range(L):
+                nm, nx = Signal(16), Signal(16)
+                kc = clean[j]
+                self.comb += [
+                    If(first_tok | (A.order_key(kc) < A.order_key(kmin[j])), nm.eq(kc))
+                    .Else(nm.eq(kmin[j])),
+                    If(first_tok | (A.order_key(kc) > A.order_key(kmax[j])), nx.eq(kc))
+                    .Else(nx.eq(kmax[j])),
+                ]
+                newmin.append(nm)
+                newmax.append(nx)
+            # per-channel codes, one channel per cycle once K is in (during V input)
+            kcnt = Signal(max=D + 1, reset=D)
+            kcode_a = [Signal(8) for _ in range(D)]
+            klo_a = [Signal(16) for _ in range(D)]
+            krange = Signal(43)
+            self.comb += krange.eq(A.fp16_to_int(self, kmax[0]) - A.fp16_to_int(self, kmin[0]))
+            kcode = A.choose_scale(self, krange, kq)
+            self.sync += [
+                If(accept & in_k, *(_rot(kmin, L, newmin) + _rot(kmax, L, newmax))),
+                If(accept & (a_beat == nin // 2 - 1), kcnt.eq(0)),
+                If(kcnt < D,
+                    kcnt.eq(kcnt + 1),
+                    *(_rot(kmin, 1) + _rot(kmax, 1) + _rot(kcode_a, 1, [kcode])
+                      + _rot(klo_a, 1, [kmin[0]]))),
+            ]
+            self.comb += stats_ready.eq(kcnt == D)
+            # V: per-token min/max
+            key = A.order_key
+            bmin = self._tree(clean, lambda a, b: Mux(key(a) < key(b), a, b), 16)
+            bmax = self._tree(clean, lambda a, b: Mux(key(a) > key(b), a, b), 16)
+            amin, amax, mmin, mmax = Signal(16), Signal(16), Signal(16), Signal(16)
+            self.comb += [
+                If((tb == 0) | (key(bmin) < key(amin)), mmin.eq(bmin)).Else(mmin.eq(amin)),
+                If((tb == 0) | (key(bmax) > key(amax)), mmax.eq(bmax)).Else(mmax.eq(amax)),
+            ]
+            vrange = Signal(43)
+            self.comb += vrange.eq(A.fp16_to_int(self, mmax) - A.fp16_to_int(self, mmin))
+            vcode = A.choose_scale(self, vrange, vq)
+            vcode_a = [Signal(8) for _ in range(T)]
+            vlo_a = [Signal(16) for _ in range(T)]
+            self.sync += If(accept & ~in_k, amin.eq(mmin), amax.eq(mmax),
+                            If(tok_end, *(_rot(vcode_a, 1, [vcode]) + _rot(vlo_a, 1, [mmin]))))
+            kcode_b = [Signal(8) for _ in range(D)]
+            klo_b = [Signal(16) for _ in range(D)]
+            vcode_b = [Signal(8) for _ in range(T)]
+            vlo_b = [Signal(16) for _ in range(T)]
+            b_regs += [(kcode_a, kcode_b), (klo_a, klo_b), (vcode_a, vcode_b), (vlo_a, vlo_b)]
+
+        if not kivi:
+            self.comb += stats_ready.eq(1)
+
+        # ---- swap ---------------------------------------------------------------------------
+        b_busy = Signal()
+        rsel = Signal()
+        self.comb += swap.eq(a_full & stats_ready & ~b_busy)
+        self.sync += If(swap, a_full.eq(0), wsel.eq(~wsel), rsel.eq(wsel), b_busy.eq(1),
+                        *[bb.eq(aa) for a_, b_ in b_regs for aa, bb in zip(a_, b_)])
+        self.sync += If(pk.page_done, b_busy.eq(0), self.pages.eq(self.pages + 1))
+
+        # ---- phase B: emission program --------------------------------------------------
+        steps = [("hdr", 1)]
+        if mode.kind == R.MODE_RAW:
+            steps += [("raw", nin)]
+        elif not kivi:
+            steps += [("codes", 2 * T // 8), ("q", nin // 2)]
+        else:
+            steps += [("kcode", D // 8), ("klo", D // 4), ("vcode", T // 8), ("vlo", T // 4),
+                      ("kq", nin // 4), ("vq", nin // 4)]
+        steps += [("tail", 1)]
+        st = Signal(max=len(steps) + 1)
+        cnt = Signal(max=max(n for _, n in steps) + 1)
+        sub = Signal(max=max(D // (2 * L), 1) + 1)     # cycles within a token (payload)
+        go = Signal()
+        self.comb += go.eq(b_busy & pk.push_ok & (st < len(steps)))
+        step_last = Signal()
+        self.comb += step_last.eq(Array([C(n - 1) for _, n in steps] + [C(0)])[st] == cnt)
+        self.sync += [
+            If(swap, st.eq(0), cnt.eq(0), sub.eq(0)),
+            If(go,
+                If(step_last, st.eq(st + 1), cnt.eq(0), sub.eq(0)).Else(
+                    cnt.eq(cnt + 1),
+                    If(sub == D // (2 * L) - 1, sub.eq(0)).Else(sub.eq(sub + 1))),
+            ),
+            If(pk.page_done, st.eq(len(steps))),
+        ]
+        self.comb += pk.do_push.eq(go)
+        # memory read address: raw reads one beat per cycle, payload steps two
+        radr = Signal(ab)
+        for s in range(2):
+            self.comb += rp[s].adr.eq(Cat(radr, rsel))
+        cases = []
+        hdr = _header_bits(mode, Cat(nf_b, C(0, 3)), T, D, length)
+        for i, (name, n) in enumerate(steps):
+            cases.append((i, name))
+        push_stmts = {}
+        push_stmts["hdr"] = [pk.push.eq(hdr), pk.pn.eq(64)]
+        push_stmts["tail"] = [pk.push.eq(0), pk.pn.eq(64)]
+        extra_sync = {}
+        if mode.kind == R.MODE_RAW:
+            self.comb += If(st == 1, radr.eq(cnt[1:]))
+            push_stmts["raw"] = [pk.push.eq(Mux(cnt[0], rp[1].dat_r, rp[0].dat_r)), pk.pn.eq(dw)]
+        elif not kivi:
+            push_stmts["codes"] = [pk.push.eq(Cat(*codes_b[:8])), pk.pn.eq(64)]
+            extra_sync["codes"] = _rot(codes_b, 8)
+            self.comb += If(st == 2, radr.eq(cnt))
+            vals = [rp[s].dat_r[16 * j: 16 * j + 16] for s in range(2) for j in range(L)]
+            qs = []
+            for v in vals:
+                cv, _ = A.sanitize(self, v)
+                x = A.fp16_to_int(self, cv)
+                mag = Signal(41)
+                self.comb += If(x < 0, mag.eq(-x)).Else(mag.eq(x))
+                qm = A.quantize(self, mag, codes_b[0], 127)
+                q8 = Signal(8)
+                self.comb += If(x < 0, q8.eq(-qm)).Else(q8.eq(qm))
+                qs.append(q8)
+            if mode.kind == R.MODE_INT8_DELTA:
+                prev = [Signal(8) for _ in range(D)]
+                first = Signal()
+                self.comb += first.eq((cnt < D // (2 * L)) | (cnt - nin // 4 < D // (2 * L))
+                                      & (cnt >= nin // 4))
+                outs = []
+                for j, q8 in enumerate(qs):
+                    dlt = Signal(8)
+                    self.comb += If(first, dlt.eq(q8)).Else(dlt.eq(q8 - prev[j]))
+                    outs.append(dlt)
+                extra_sync["q"] = _rot(prev, 2 * L, qs)
+            else:
+                outs = qs
+            push_stmts["q"] = [pk.push.eq(Cat(*outs)), pk.pn.eq(16 * L)]
+            extra_sync["q"] = extra_sync.get("q", []) + [If(sub == D // (2 * L) - 1,
+                                                            *_rot(codes_b, 1))]
+        else:
+            push_stmts["kcode"] = [pk.push.eq(Cat(*kcode_b[:8])), pk.pn.eq(64)]
+            extra_sync["kcode"] = _rot(kcode_b, 8)
+            push_stmts["klo"] = [pk.push.eq(Cat(*klo_b[:4])), pk.pn.eq(64)]
+            extra_sync["klo"] = _rot(klo_b, 4)
+            push_stmts["vcode"] = [pk.push.eq(Cat(*vcode_b[:8])), pk.pn.eq(64)]
+            extra_sync["vcode"] = _rot(vcode_b, 8)
+            push_stmts["vlo"] = [pk.push.eq(Cat(*vlo_b[:4])), pk.pn.eq(64)]
+            extra_sync["vlo"] = _rot(vlo_b, 4)
+            ik = [i for i, (nm, _) in enumerate(steps) if nm == "kq"][0]
+            self.comb += If(st == ik, radr.eq(cnt)).Else(radr.eq(cnt + nin // 4))
+            vals = [rp[s].dat_r[16 * j: 16 * j + 16] for s in range(2) for j in range(L)]
+            kqs, vqs = [], []
+            for j, v in enumerate(vals):
+                cv, _ = A.sanitize(self, v)
+                x = A.fp16_to_int(self, cv)
+                for (lo, code, qmax, lst) in ((klo_b[j], kcode_b[j], kq, kqs),
+                                              (vlo_b[0], vcode_b[0], vq, vqs)):
+                    d = Signal(43)
+                    self.comb += d.eq(x - A.fp16_to_int(self, lo))
+                    lst.append(A.quantize(self, d, code, qmax))
+            push_stmts["kq"] = [pk.push.eq(Cat(*[q[0:mode.kbits] for q in kqs])),
+                                pk.pn.eq(2 * L * mode.kbits)]
+            extra_sync["kq"] = _rot(kcode_b, 2 * L) + _rot(klo_b, 2 * L)
+            push_stmts["vq"] = [pk.push.eq(Cat(*[q[0:mode.vbits] for q in vqs])),
+                                pk.pn.eq(2 * L * mode.vbits)]
+            extra_sync["vq"] = [If(sub == D // (2 * L) - 1, *(_rot(vcode_b, 1) + _rot(vlo_b, 1)))]
+        for i, name in cases:
+            self.comb += If(st == i, *push_stmts[name])
+            if name in extra_sync:
+                self.sync += If(go & (st == i), *extra_sync[name])
+
+    @staticmethod
+    def _tree(items, f, width):
+        items = list(items)
+        while len(items) > 1:
+            nxt = []
+            for i in range(0, len(items) - 1, 2):
+                nxt.append(f(items[i], items[i + 1]))
+            if len(items) % 2:
+                nxt.append(items[-1])
+            items = nxt
+        return items[0]

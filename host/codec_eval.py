@@ -1,0 +1,179 @@
+"""Accuracy and compression ratio of the KV codec on a real model (SmolLM2-135M-Instruct).
+
+The model reads a text file in chunks of one KV page (16 tokens). After every chunk, the page
+that just filled is what the host would offload to the device pool: for every (layer, KV
+head) its K and V are cast to FP16, compressed by the reference codec, decompressed, and
+written back into the model's KV cache, so every later token attends to the round-tripped
+page. The partial page being filled stays exact (it lives in the host's L1), which is also
+what token-by-token decoding would see: chunked evaluation at page granularity is exactly
+equivalent to decoding one token at a time with offload-on-full.
+
+Reported per mode: perplexity on the text and its change against the FP16 baseline (`raw`:
+pages rounded to FP16, the paper's baseline), the mean compression ratio over all pages
+(every header, scale, padding and CRC byte counted) and the ratio per layer.
+
+    python -m host.codec_eval --text /usr/share/common-licenses/GPL-3 --json build/codec_eval.json
+"""
+from __future__ import annotations
+
+import argparse
+import datetime
+import json
+import math
+import sys
+import time
+from pathlib import Path
+
+import numpy as np
+
+from gateware.codec import reference as R
+
+PAGE_TOKENS = 16
+
+
+def _roundtrip_page(cache, start: int, mode, stats: dict) -> None:
+    """Round-trip the page [start, start+16) of every layer through the codec, in place."""
+    import torch
+
+    ks, vs = [], []
+    for layer in cache.layers:
+        ks.append(layer.keys[0, :, start: start + PAGE_TOKENS, :])
+        vs.append(layer.values[0, :, start: start + PAGE_TOKENS, :])
+    k = torch.stack(ks)                    # (L, H, 16, D)
+    v = torch.stack(vs)
+    L, H, T, D = k.shape
+    pages = torch.stack([k, v], dim=2).to(torch.float16).reshape(L * H, 2, T, D).numpy()
+    blobs = R.compress_batch(pages, mode)
+    out = R.decompress_batch(blobs, expect_geometry=(T, D))
+    lens = np.array([len(b) for b in blobs]).reshape(L, H)
+    stats["bytes"] += lens.sum(axis=1)
+    stats["pages"] += H
+    back = torch.from_numpy(out.astype(np.float32)).reshape(L, H, 2, T, D)
+    for li, layer in enumerate(cache.layers):
+        dt = layer.keys.dtype
+        layer.keys[0, :, start: start + PAGE_TOKENS, :] = back[li, :, 0].to(dt)
+        layer.values[0, :, start: start + PAGE_TOKENS, :] = back[li, :, 1].to(dt)
+
+
+def eval_mode(model, ids, mode, window_pages: int = 0) -> dict:
+    """Perplexity of `ids` (1, N) with pooled pages round-tripped through `mode`
+    (None: no codec, float32 cache)."""
+    import torch
+    from transformers import DynamicCache
+
+    n_layers = model.config.num_hidden_layers
+    stats = {"bytes": np.zeros(n_layers, np.int64), "pages": 0}
+    cache = DynamicCache()
+    nll, count = 0.0, 0
+    N = ids.shape[1]
+    pending = []                            # full pages not yet offloaded (the L1 window)
+    with torch.no_grad():
+        for s in range(0, N, PAGE_TOKENS):
+            chunk = ids[:, s: s + PAGE_TOKENS]
+            out = model(chunk, past_key_values=cache, use_cache=True)
+            logits = out.logits[0].float()
+            tgt = ids[0, s + 1: s + 1 + chunk.shape[1]]
+            lp = torch.log_softmax(logits[: tgt.shape[0]], dim=-1)
+            nll -= lp.gather(1, tgt[:, None]).sum().item()
+            count += tgt.shape[0]
+            if mode is not None and chunk.shape[1] == PAGE_TOKENS:
+                pending.append(s)
+                while len(pending) > window_pages:
+                    _roundtrip_page(cache, pending.pop(0), mode, stats)
+    res = {"ppl": math.exp(nll / count), "tokens_scored": count}
+    if mode is not None and stats["pages"]:
+        per_layer_pages = stats["pages"]
+        raw = 2 * PAGE_TOKENS * _head_dim(model) * 2
+        res["ratio"] = raw * per_layer_pages * n_layers / stats["bytes"].sum()
+        res["ratio_per_layer"] = (raw * per_layer_pages / stats["bytes"]).tolist()
+        res["pages"] = per_layer_pages * n_layers
+    return res
+
+
+def _head_dim(model) -> int:
+    c = model.config
+    return int(getattr(c, "head_dim", None) or c.hidden_size // c.num_attention_heads)
+
+
+def main(argv=None) -> int:
+    ap = argparse.ArgumentParser(description=__doc__.split("\n\n")[0],
+                                 formatter_class=argparse.RawDescriptionHelpFormatter)
+    ap.add_argument("--text", required=True, help="UTF-8 text file to score")
+    ap.add_argument("--modes", default=",".join(R.MODES),
+                    help="comma-separated codec modes (default: all); 'raw' is the FP16 baseline"
+                         " and is always run")
+    ap.add_argument("--tokens", type=int, default=1024,
+                    help="tokens per segment (multiple of 16; default 1024)")
+    ap.add_argument("--segments", type=int, default=1,
+                    help="number of consecutive segments of the text to score (default 1)")
+    ap.add_argument("--window", type=int, default=0,
+                    help="full pages kept exact in the host L1 window besides the partial one"
+                         " (default 0: every full page is offloaded)")
+    ap.add_argument("--json", help="write results as JSON to this file")
+    args = ap.parse_args(argv)
+    if args.tokens % PAGE_TOKENS:
+        ap.error("--tokens must be a multiple of 16")
+    modes = [m for m in args.modes.split(",") if m]
+    for m in modes:
+        if m not in R.MODES:
+            ap.error(f"unknown mode {m!r}; choose from {', '.join(R.MODES)}")
+    if "raw" not in modes:
+        modes.insert(0, "raw")
+
+    import torch
+    from tqdm import tqdm
+
+    from host.model import load_model
+
+    model, tok = load_model()
+    text = Path(args.text).read_text(encoding="utf-8")
+    ids = tok(text, return_tensors="pt").input_ids
+    need = args.tokens * args.segments
+    if ids.shape[1] < need:
+        ap.error(f"{args.text} has {ids.shape[1]} tokens, {need} needed")
+    segs = [ids[:, i * args.tokens: (i + 1) * args.tokens] for i in range(args.segments)]
+
+    results = {}
+    runs = [None] + modes
+    bar = tqdm(total=len(runs) * len(segs), desc="codec eval", unit="seg", file=sys.stderr)
+    for m in runs:
+        name = "fp32 (no codec)" if m is None else m
+        agg = {"nll": 0.0, "n": 0, "bytes": None}
+        per = []
+        t0 = time.time()
+        for seg in segs:
+            r = eval_mode(model, seg, R.MODES[m] if m else None, args.window)
+            per.append(r)
+            agg["nll"] += math.log(r["ppl"]) * r["tokens_scored"]
+            agg["n"] += r["tokens_scored"]
+            bar.update(1)
+        res = {"ppl": math.exp(agg["nll"] / agg["n"]), "seconds": time.time() - t0}
+        if m is not None:
+            res["ratio"] = float(np.mean([r["ratio"] for r in per]))
+            res["ratio_per_layer"] = np.mean([r["ratio_per_layer"] for r in per], axis=0).tolist()
+        results[name] = res
+    bar.close()
+    base = results["raw"]["ppl"]
+    for r in results.values():
+        r["dppl_pct"] = 100 * (r["ppl"] / base - 1)
+
+    print(f"\nSmolLM2-135M-Instruct, {args.text}, {args.segments} x {args.tokens} tokens, "
+          f"window {args.window} pages, {datetime.date.today()}")
+    print(f"{'mode':<18} {'ratio':>7} {'ppl':>9} {'dppl vs fp16':>13}  ratio layer 0 / mid / last")
+    for name, r in results.items():
+        rl = r.get("ratio_per_layer")
+        lay = f"{rl[0]:.3f} / {rl[len(rl) // 2]:.3f} / {rl[-1]:.3f}" if rl else ""
+        ratio = f"{r['ratio']:.3f}" if "ratio" in r else "-"
+        print(f"{name:<18} {ratio:>7} {r['ppl']:>9.4f} {r['dppl_pct']:>+12.3f}%  {lay}")
+    if args.json:
+        Path(args.json).parent.mkdir(parents=True, exist_ok=True)
+        meta = {"text": args.text, "tokens": args.tokens, "segments": args.segments,
+                "window_pages": args.window, "date": str(datetime.date.today()),
+                "model": "SmolLM2-135M-Instruct (Q4_1 GGUF, dequantized fp32)",
+                "command": " ".join(["python -m host.codec_eval"] + (argv or sys.argv[1:]))}
+        Path(args.json).write_text(json.dumps({"meta": meta, "results": results}, indent=1))
+    return 0
+
+
+if __name__ == "__main__":
+    sys.exit(main())
