@@ -36,6 +36,7 @@ from pathlib import Path
 
 import numpy as np
 
+import host.model  # noqa: F401  (sets OMP_WAIT_POLICY before torch is imported)
 from host import sparse as sp
 from host.trace import FORMAT_NAME, FORMAT_VERSION, PAGE_TOKENS, VPN_PAGE_BITS, sha256_file, write_trace
 

@@ -29,6 +29,7 @@ import time
 from dataclasses import dataclass, field
 from pathlib import Path
 
+import host.model  # noqa: F401  (sets OMP_WAIT_POLICY before torch is imported)
 from host.capture import DEFAULT_K, DEFAULT_WINDOW, format_table, run_capture, summary_row
 
 

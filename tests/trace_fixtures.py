@@ -6,7 +6,9 @@ several test modules does not repeat the work.
 """
 from __future__ import annotations
 
+import atexit
 import functools
+import shutil
 import os
 import tempfile
 from pathlib import Path
@@ -24,6 +26,7 @@ TINY = dict(prompt_tokens=72, gen_tokens=8, k=1, window=0, instruction="Summariz
 
 def _tmpdir() -> Path:
     d = Path(tempfile.mkdtemp(prefix="speckv-trace-test-"))
+    atexit.register(shutil.rmtree, d, True)
     return d
 
 
