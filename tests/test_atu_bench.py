@@ -1,18 +1,21 @@
-"""Migen testbench for the ATU core: DUT + native-port memory model + reference model sharing
-one memory, with generator helpers for configuration, control pulses and lookup streams."""
+"""Migen testbench for the ATU core (DUT + native-port memory model + reference model sharing
+one memory, with generator helpers for configuration, control pulses and lookup streams),
+used by test_atu_core.py; and self-tests of the shared toolkit tests/stream_kit.py."""
 
 import random
 
+import pytest
 from migen import Module
-from migen.sim import run_simulation
-from litex.soc.interconnect import csr_bus
+from migen.sim import run_simulation, passive as passive_gen
+from litex.soc.interconnect import csr_bus, stream
 from litex.soc.interconnect.csr_bus import CSRBankArray
 from litedram.common import LiteDRAMNativePort
 
 from gateware.atu.core import ATU
 from gateware.atu.model import ATUModel, SparseMemory, Translation
 
-from stream_kit import Collector, NativePortModel, send, wait_until, watchdog
+from stream_kit import (Collector, NativePortModel, SimTimeout, StreamProtocolError, send,
+                        wait_until, watchdog)
 
 
 class ATUBench:
@@ -42,7 +45,7 @@ class ATUBench:
 
     # Generator helpers (use with ``yield from``) ----------------------------------------------
 
-    def pulse(self, sig, value=None, vpn=None):
+    def pulse(self, sig, vpn=None):
         if vpn is not None:
             yield self.dut.inval_vpn.eq(vpn)
         yield sig.eq(1)
@@ -138,3 +141,113 @@ class CSRTop(Module):
             self.addr[c.name] = offset
             offset += (c.size + 31) // 32
         assert offset - mapaddr * self.csrs.paging == len(rmap.simple_csrs)
+
+
+# Self-tests of the shared stream toolkit (tests/stream_kit.py) ---------------------------------
+
+
+class _Loop(Module):
+    """sink -> one-register pipeline stage -> source (LiteX PipeValid)."""
+
+    def __init__(self):
+        self.submodules.pipe = stream.PipeValid([("data", 16)])
+        self.sink, self.source = self.pipe.sink, self.pipe.source
+
+
+def test_kit_send_collect_roundtrip_under_throttling():
+    dut = _Loop()
+    rng = random.Random(3)
+    items = [dict(data=rng.randrange(1 << 16)) for _ in range(300)]
+    col = Collector(dut.source, random.Random(4), ready_prob=0.4)
+
+    def main():
+        yield from send(dut.sink, items, random.Random(5), valid_prob=0.5)
+        yield from wait_until(lambda: _done(col, len(items)), 5000, "loop")
+
+    run_simulation(dut, [col.generator(), main(), watchdog(20000)])
+    assert [{"data": i["data"]} for i in col.items] == items
+    gaps = [b["cycle"] - a["cycle"] for a, b in zip(col.items, col.items[1:])]
+    assert max(gaps) > 1                                         # throttling really happened
+
+
+def _done(col, n):
+    return len(col.items) >= n
+    yield
+
+
+def _bad_source(ep, mode):
+    yield ep.valid.eq(1)
+    yield ep.data.eq(1)
+    for _ in range(3):
+        yield
+    if mode == "drop":
+        yield ep.valid.eq(0)
+    else:
+        yield ep.data.eq(2)
+    for _ in range(3):
+        yield
+
+
+@pytest.mark.parametrize("mode, msg", [("drop", "valid dropped"), ("change", "payload changed")])
+def test_kit_collector_catches_protocol_errors(mode, msg):
+    ep = stream.Endpoint([("data", 8)])
+    dut = Module()
+    dut.comb += ep.first.eq(0)
+    col = Collector(ep, ready_prob=0.0)
+    with pytest.raises(StreamProtocolError, match=msg):
+        run_simulation(dut, [col.generator(), _bad_source(ep, mode)])
+
+
+def test_kit_native_port_model_in_order_latency_and_strict_ready():
+    port = LiteDRAMNativePort("both", 10, 32)
+    mem = SparseMemory()
+    for a in range(64):
+        mem.write(4 * a, (a * 0x01010101).to_bytes(4, "little"))
+    pm = NativePortModel(port, mem.read, random.Random(1), latency=(3, 9), cmd_ready_prob=0.5,
+                         rdata_prob=0.5)
+    dut = Module()
+    dut.comb += port.rdata.ready.eq(1)
+    got, issued = [], []
+
+    def main():
+        for a in range(40):
+            yield port.cmd.valid.eq(1)
+            yield port.cmd.addr.eq(a)
+            yield
+            while not (yield port.cmd.ready):
+                yield
+            issued.append(pm.cycle)
+        yield port.cmd.valid.eq(0)
+        while len(got) < 40:
+            yield
+
+    def mon():
+        while True:
+            if (yield port.rdata.valid):
+                got.append((pm.cycle, (yield port.rdata.data)))
+            yield
+    mon = passive_gen(mon)
+    run_simulation(dut, [pm.generator(), main(), mon(), watchdog(5000)])
+    assert [d for _, d in got] == [a * 0x01010101 for a in range(40)]
+    assert all(c - i >= 3 for (c, _), i in zip(got, issued))
+    assert pm.reads == list(range(40)) and pm.writes == []
+    # strict: a master that is not ready for read data is an error
+    port2 = LiteDRAMNativePort("both", 10, 32)
+    pm2 = NativePortModel(port2, mem.read, latency=(1, 1))
+
+    def one():
+        yield port2.cmd.valid.eq(1)
+        yield
+        yield port2.cmd.valid.eq(0)
+        for _ in range(5):
+            yield
+    with pytest.raises(StreamProtocolError, match="not ready"):
+        run_simulation(Module(), [pm2.generator(), one()])
+
+
+def test_kit_watchdog():
+    def forever():
+        while True:
+            yield
+    with pytest.raises(SimTimeout, match="within 50 cycles"):
+        run_simulation(Module(), [forever(), watchdog(50, "forever")])

@@ -549,3 +549,40 @@ def test_csr_bus_control():
     assert seen["first"][0]["last_fault"] == FAULT_INVALID | (3 << 8)
     assert seen["changed"][0]["last_fault"] == FAULT_UNMAPPED | (4000 << 8)
     assert seen["cleared"][0] == dict(hits=0, misses=0, walks=0, faults=0, last_fault=0, status=0)
+
+
+def test_drops_into_litex_soc():
+    """The core on a real LiteDRAM crossbar port (16-bit SDR model, as the sim SoC) inside a
+    LiteX SoC: elaborates, its CSRs land in the SoC's map, the whole SoC converts."""
+    from migen.genlib.io import CRG
+    from litex.build.generic_platform import Pins
+    from litex.build.sim import SimPlatform
+    from litex.soc.integration.soc_core import SoCCore
+    from litedram import modules as litedram_modules
+    from litedram.phy.model import SDRAMPHYModel
+
+    class Platform(SimPlatform):
+        def __init__(self):
+            SimPlatform.__init__(self, "SIM", [("sys_clk", 0, Pins(1)), ("sys_rst", 0, Pins(1))])
+
+    class SoC(SoCCore):
+        def __init__(self):
+            platform = Platform()
+            SoCCore.__init__(self, platform, clk_freq=int(1e8), cpu_type=None,
+                             integrated_rom_size=0, integrated_sram_size=0x100,
+                             with_uart=False, with_timer=False)
+            self.crg = CRG(platform.request("sys_clk"))
+            module = litedram_modules.MT48LC16M16(100e6, "1:1")
+            self.sdrphy = SDRAMPHYModel(module=module, data_width=16, clk_freq=100e6)
+            self.add_sdram("sdram", phy=self.sdrphy, module=module, with_bist=False)
+            self.atu = ATU(self.sdram.crossbar.get_port(mode="read"), entries=8)
+            self.atu.add_csr()
+
+    soc = SoC()
+    assert soc.atu.port.data_width == 16
+    soc.finalize()
+    assert "atu" in soc.csr.regions
+    names = [c.name for c in soc.csr.regions["atu"].obj]
+    assert names[:3] == ["ctrl", "inval", "pt_base"]
+    verilog = soc.platform.get_verilog(soc).main_source
+    assert "tlb_vpn7" in verilog and "pt_base_storage" in verilog
