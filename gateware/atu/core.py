@@ -71,7 +71,8 @@ class ATU(LiteXModule):
             raise ValueError("port mode must be 'read' or 'both', got {!r}".format(
                 getattr(port, "mode", None)))
         if not isinstance(walk_timeout, int) or isinstance(walk_timeout, bool) or walk_timeout < 0:
-            raise ValueError("walk_timeout must be an int >= 0 (0 = none), got {!r}".format(walk_timeout))
+            raise ValueError("walk_timeout must be an int >= 0 (0 = none), got {!r}".format(
+                walk_timeout))
         self.port = port
         self.walk_timeout = walk_timeout
         self.port_bytes = (1 << port.address_width) * dw // 8
@@ -81,23 +82,25 @@ class ATU(LiteXModule):
         self.source = source = stream.Endpoint(lookup_response_layout(tag_width, paddr_width))
 
         # Configuration (changing any of them flushes the TLB one cycle later).
-        self.pt_base    = Signal(paddr_width)    # page table byte address (bits 2:0 ignored)
-        self.pt_entries = Signal(vpn_width + 1)  # vpn >= pt_entries faults (unmapped)
-        self.dram_base  = Signal(paddr_width)    # window for page slots: [base, base+size)
-        self.dram_size  = Signal(paddr_width)
+        # pt_base: page table byte address (bits 2:0 ignored); vpn >= pt_entries faults
+        # (unmapped); page slots must lie in the window [dram_base, dram_base + dram_size).
+        self.pt_base    = Signal(paddr_width, name="pt_base")
+        self.pt_entries = Signal(vpn_width + 1, name="pt_entries")
+        self.dram_base  = Signal(paddr_width, name="dram_base")
+        self.dram_size  = Signal(paddr_width, name="dram_size")
         # Control pulses.
-        self.flush      = Signal()               # invalidate every entry
-        self.inval      = Signal()               # invalidate the entry of inval_vpn
-        self.inval_vpn  = Signal(vpn_width)
-        self.clear      = Signal()               # zero counters and last fault
+        self.flush      = Signal(name="flush")              # invalidate every entry
+        self.inval      = Signal(name="inval")              # invalidate the entry of inval_vpn
+        self.inval_vpn  = Signal(vpn_width, name="inval_vpn")
+        self.clear      = Signal(name="clear")              # zero counters and last fault
         # Status.
-        self.hits   = Signal(COUNTER_WIDTH)
-        self.misses = Signal(COUNTER_WIDTH)
-        self.walks  = Signal(COUNTER_WIDTH)
-        self.faults = Signal(COUNTER_WIDTH)
-        self.last_fault_code = Signal(FAULT_WIDTH)
-        self.last_fault_vpn  = Signal(vpn_width)
-        self.busy   = Signal()                   # a page walk is in progress
+        self.hits   = Signal(COUNTER_WIDTH, name="hits")
+        self.misses = Signal(COUNTER_WIDTH, name="misses")
+        self.walks  = Signal(COUNTER_WIDTH, name="walks")
+        self.faults = Signal(COUNTER_WIDTH, name="faults")
+        self.last_fault_code = Signal(FAULT_WIDTH, name="last_fault_code")
+        self.last_fault_vpn  = Signal(vpn_width, name="last_fault_vpn")
+        self.busy   = Signal(name="busy")                   # a page walk is in progress
 
         # # #
 
@@ -112,13 +115,13 @@ class ATU(LiteXModule):
         # comb guards wherever that costs no hardware, so unit simulations stay fast.
 
         # State (one-hot) -------------------------------------------------------------------------
-        idle     = Signal(reset=1)                      # accepting lookups
-        walking  = Signal()                             # PTE read in flight
-        checking = Signal()                             # PTE registered, checking + answering
+        idle     = Signal(reset=1, name="idle")             # accepting lookups
+        walking  = Signal(name="walking")                   # PTE read in flight
+        checking = Signal(name="checking")                  # PTE registered, checking + answering
         self.comb += self.busy.eq(~idle)
 
         # TLB storage -----------------------------------------------------------------------------
-        valid   = Signal(N)
+        valid   = Signal(N, name="valid")
         e_vpn   = Array(Signal(vpn_width, name="tlb_vpn{}".format(i)) for i in range(N))
         e_slot  = Array(Signal(slot_width, name="tlb_slot{}".format(i)) for i in range(N))
         e_len   = Array(Signal(PTE_LEN_WIDTH, name="tlb_len{}".format(i)) for i in range(N))
@@ -127,17 +130,17 @@ class ATU(LiteXModule):
 
         # Lookup: CAM match on the sink, priority encoder (an entry is only ever filled for a
         # vpn that missed, so at most one bit of ``match`` is set).
-        match   = Signal(N)
-        hit     = Signal()
-        hit_idx = Signal(iw)
+        match   = Signal(N, name="match")
+        hit     = Signal(name="hit")
+        hit_idx = Signal(iw, name="hit_idx")
         self.comb += If(sink.valid, *[match[i].eq(valid[i] & (e_vpn[i] == sink.vpn))
                                       for i in range(N)])
         self.comb += hit.eq(match != 0)
         self.comb += If(hit, *_encoder(match, hit_idx))
 
         # Output register -------------------------------------------------------------------------
-        can_load = Signal()
-        accept   = Signal()                             # lookup handshake this cycle
+        can_load = Signal(name="can_load")
+        accept   = Signal(name="accept")                    # lookup handshake this cycle
         self.comb += [
             can_load.eq(~source.valid | source.ready),
             sink.ready.eq(idle & can_load),
@@ -147,20 +150,20 @@ class ATU(LiteXModule):
         ]
 
         # Page walker signals ---------------------------------------------------------------------
-        walk_vpn  = Signal(vpn_width)
-        walk_tag  = Signal(tag_width)
-        pte_addr  = Signal(max(paddr_width, vpn_width + 3) + 1)
-        w_addr    = Signal(port.address_width)          # first native word of the PTE
-        lane      = Signal(max(1, wsh - 3))             # 64-bit lane inside a wide word
-        issued    = Signal(max=beats + 1)               # commands accepted by the port
-        received  = Signal(max=beats + 1)               # beats received for this walk
-        pte       = Signal(64)                          # PTE being assembled / checked
-        no_fill   = Signal()                            # invalidated while walking: don't cache
-        timed_out = Signal()
-        drops     = Signal(self.DROPS_WIDTH)            # late beats of abandoned walks to drop
-        timer     = Signal(max=max(walk_timeout, 2) + 1)
-        timeout   = Signal()
-        rd_take   = Signal()                            # a beat of this walk arrives
+        walk_vpn  = Signal(vpn_width, name="walk_vpn")
+        walk_tag  = Signal(tag_width, name="walk_tag")
+        pte_addr  = Signal(max(paddr_width, vpn_width + 3) + 1, name="pte_addr")
+        w_addr    = Signal(port.address_width, name="w_addr")  # first native word of the PTE
+        lane      = Signal(max(1, wsh - 3), name="lane")    # 64-bit lane inside a wide word
+        issued    = Signal(max=beats + 1, name="issued")    # commands accepted by the port
+        received  = Signal(max=beats + 1, name="received")  # beats received for this walk
+        pte       = Signal(64, name="pte")                  # PTE being assembled / checked
+        no_fill   = Signal(name="no_fill")                  # invalidated while walking: don't cache
+        timed_out = Signal(name="timed_out")
+        drops     = Signal(self.DROPS_WIDTH, name="drops")  # late beats of abandoned walks to drop
+        timer     = Signal(max=max(walk_timeout, 2) + 1, name="timer")
+        timeout   = Signal(name="timeout")
+        rd_take   = Signal(name="rd_take")                  # a beat of this walk arrives
         self.comb += [
             rdata.ready.eq(1),                          # the LiteDRAM crossbar ignores it anyway
             rd_take.eq(rdata.valid & (drops == 0) & walking),
@@ -183,13 +186,14 @@ class ATU(LiteXModule):
         pte_len   = pte[PTE_LEN_SHIFT:PTE_LEN_SHIFT + PTE_LEN_WIDTH]
         pte_slot  = pte[PTE_SLOT_SHIFT:PTE_SLOT_SHIFT + PTE_SLOT_WIDTH]
         pte_paddr = Cat(Constant(0, SLOT_ALIGN_BITS), pte_slot)
-        pte_fault = Signal(FAULT_WIDTH)
-        respond   = Signal()                            # check stage answers this cycle
-        fill      = Signal()                            # ... and caches the translation
+        pte_fault = Signal(FAULT_WIDTH, name="pte_fault")
+        respond   = Signal(name="respond")                  # check stage answers this cycle
+        fill      = Signal(name="fill")                     # ... and caches the translation
         inval_walk = self.inval & (self.inval_vpn == walk_vpn)
-        victim    = Signal(iw)
-        any_invalid = Signal()
-        pol_idx   = Signal(iw)                          # policy's victim when the TLB is full
+        victim    = Signal(iw, name="victim")
+        any_invalid = Signal(name="any_invalid")
+        pol_idx   = Signal(iw, name="pol_idx")              # policy's victim when the TLB is full
+        self.comb += any_invalid.eq(valid != (2**N - 1))
         self.comb += If(checking,
             If(timed_out, pte_fault.eq(FAULT_BUS_ERROR)
             ).Elif(~pte_valid, pte_fault.eq(FAULT_INVALID)
@@ -202,12 +206,11 @@ class ATU(LiteXModule):
             # A flush or config change in this cycle clears ``valid`` with priority over the
             # fill; an invalidation of this very vpn must suppress it here.
             fill.eq(can_load & (pte_fault == FAULT_NONE) & ~no_fill & ~inval_walk),
-            any_invalid.eq(valid != (2**N - 1)),
             If(any_invalid, *_encoder(~valid, victim)).Else(victim.eq(pol_idx)),
         )
 
         # Replacement policies --------------------------------------------------------------------
-        advance = Signal()                              # a fill evicts by policy: step state
+        advance = Signal(name="advance")                    # a fill evicts by policy: step state
         self.comb += advance.eq(fill & ~any_invalid)
         if policy == "lru":
             # Ages are a permutation of 0..N-1; 0 = most recently used, N-1 = the victim.
@@ -216,15 +219,15 @@ class ATU(LiteXModule):
                 *_encoder(Cat(*[ages[i] == N - 1 for i in range(N)]), pol_idx))
 
             def lru_touch(idx):
-                return [If(idx == i, ages[i].eq(0)).Elif(ages[i] < ages[idx], ages[i].eq(ages[i] + 1))
-                        for i in range(N)]
+                return [If(idx == i, ages[i].eq(0)
+                        ).Elif(ages[i] < ages[idx], ages[i].eq(ages[i] + 1)) for i in range(N)]
             self.sync += If(accept & hit, *lru_touch(hit_idx)).Elif(fill, *lru_touch(victim))
         elif policy == "fifo":
-            ptr = Signal(iw)
+            ptr = Signal(iw, name="ptr")
             self.comb += pol_idx.eq(ptr)
             self.sync += If(advance, If(ptr == N - 1, ptr.eq(0)).Else(ptr.eq(ptr + 1)))
         else:  # random: 16-bit Galois LFSR, its low bits pick the victim
-            lfsr = Signal(16, reset=LFSR_SEED)
+            lfsr = Signal(16, reset=LFSR_SEED, name="lfsr")
             sel_bits = log2_int(N, need_pow2=True)
             self.comb += pol_idx.eq(lfsr[:sel_bits] if sel_bits else 0)
             self.sync += If(advance,
@@ -232,8 +235,8 @@ class ATU(LiteXModule):
 
         # Configuration change -> flush -----------------------------------------------------------
         cfg     = Cat(self.pt_base, self.pt_entries, self.dram_base, self.dram_size)
-        cfg_q   = Signal(len(cfg))
-        flush   = Signal()
+        cfg_q   = Signal(len(cfg), name="cfg_q")
+        flush   = Signal(name="flush")
         self.sync += cfg_q.eq(cfg)
         self.comb += flush.eq(self.flush | (cfg != cfg_q))
 
@@ -246,7 +249,7 @@ class ATU(LiteXModule):
             e_vpn[victim].eq(walk_vpn), e_slot[victim].eq(pte_slot[:slot_width]),
             e_len[victim].eq(pte_len), e_flags[victim].eq(pte_flags))
 
-        # Lookup stage (idle) -----------------------------------------------------------------------
+        # Lookup stage (idle) --------------------------------------------------------------------
         def answer(fault, paddr=0, length=0, flags=0, hit_=0):
             return [source.valid.eq(1), source.fault.eq(fault), source.paddr.eq(paddr),
                     source.length.eq(length), source.flags.eq(flags), source.hit.eq(hit_)]
@@ -280,7 +283,7 @@ class ATU(LiteXModule):
             ),
         )
 
-        # Walk stage ---------------------------------------------------------------------------------
+        # Walk stage -----------------------------------------------------------------------------
         if dw >= 64:
             take_word = pte.eq(_index_mux(lane, [rdata.data[64 * k:64 * (k + 1)]
                                                  for k in range(dw // 64)]))
@@ -302,7 +305,7 @@ class ATU(LiteXModule):
         ).Elif(rd_drop, drops.eq(drops - 1))
         self.sync += If(~idle & (flush | inval_walk), no_fill.eq(1))
 
-        # Check stage --------------------------------------------------------------------------------
+        # Check stage ----------------------------------------------------------------------------
         self.sync += If(respond,
             checking.eq(0), idle.eq(1),
             source.tag.eq(walk_tag),
@@ -347,7 +350,8 @@ class ATU(LiteXModule):
         self._hits   = CSRStatus(COUNTER_WIDTH, description="Lookups served by the TLB (wraps).")
         self._misses = CSRStatus(COUNTER_WIDTH, description="Lookups that missed the TLB (wraps).")
         self._walks  = CSRStatus(COUNTER_WIDTH, description="PTE reads started (wraps).")
-        self._faults = CSRStatus(COUNTER_WIDTH, description="Lookups answered with a fault (wraps).")
+        self._faults = CSRStatus(COUNTER_WIDTH,
+                                 description="Lookups answered with a fault (wraps).")
         self._last_fault = CSRStatus(fields=[
             CSRField("code", size=FAULT_WIDTH, offset=0, description=(
                 "Code of the most recent fault: 1 unmapped, 2 invalid, 3 bad_pte, 4 bus_error.")),
