@@ -26,9 +26,9 @@ PT_LOW = 0x2000               # page table well inside the port
 PT_ENTRIES = 96
 
 
-def bench(dw=64, **kw):
+def bench(dw=64, vpn_width=12, paddr_width=24, **kw):
     aw = 16 - (dw // 8).bit_length() + 1
-    b = ATUBench(dw=dw, aw=aw, vpn_width=12, paddr_width=24, **kw)
+    b = ATUBench(dw=dw, aw=aw, vpn_width=vpn_width, paddr_width=paddr_width, **kw)
     assert b.dut.port_bytes == PORT_BYTES
     return b
 
@@ -144,7 +144,7 @@ def run_random_ops(b, seed, n_ops, hot=12):
     return bad, counter_mismatches, stats
 
 
-# 10,300 operations in all, spread over policies, sizes, port widths and stall patterns.
+# 10,900 operations in all, spread over policies, sizes, port widths and stall patterns.
 RANDOM_CASES = [
     # id, ops, bench kwargs
     ("lru8-dw64-stalls", 2500, dict(entries=8, policy="lru", dw=64, valid_prob=0.7,
@@ -160,6 +160,8 @@ RANDOM_CASES = [
                                latency=(2, 30))),
     ("fifo6-dw8", 800, dict(entries=6, policy="fifo", dw=8, valid_prob=0.8, ready_prob=0.8,
                             latency=(1, 4), cmd_ready_prob=0.6)),
+    ("lru64-wide", 600, dict(entries=64, policy="lru", dw=64, vpn_width=31, paddr_width=46,
+                             tag_width=32, valid_prob=0.9, latency=(1, 8))),
 ]
 
 
@@ -415,6 +417,7 @@ def test_miss_latency(dw, L):
         yield from _configured(b)
         m.map(3, WIN_BASE, 64)
         for vpn in (3, 3):
+            b.expected.append(m.lookup(vpn))
             yield d.sink.valid.eq(1)
             yield d.sink.vpn.eq(vpn)
             yield
@@ -429,6 +432,7 @@ def test_miss_latency(dw, L):
     miss, hit = (r["cycle"] - a for r, a in zip(b.col.items, accept))
     assert hit == 1
     assert miss == beats + L + 2, (miss, beats, L)
+    assert [m.cycles(r, L, beats) for r in b.expected] == [miss, hit]
 
 
 # Build checks ----------------------------------------------------------------------------------
@@ -438,6 +442,9 @@ def test_miss_latency(dw, L):
     dict(dw=16, entries=4, policy="lru"),
     dict(dw=64, entries=16, policy="fifo", walk_timeout=0),
     dict(dw=128, entries=8, policy="random", vpn_width=20, paddr_width=34, tag_width=12),
+    dict(dw=32, entries=64, policy="lru", vpn_width=31, paddr_width=46, tag_width=32),
+    dict(dw=512, entries=1, policy="fifo", vpn_width=1, paddr_width=7, tag_width=1,
+         max_length=1),
 ])
 def test_converts_to_verilog(kw, tmp_path):
     kw = dict(kw)

@@ -295,6 +295,17 @@ class ATUModel:
             self._touch(i)
         return Translation(FAULT_NONE, pte.paddr, pte.length, pte.flags, False)
 
+    @staticmethod
+    def cycles(result, port_latency, beats=1):
+        """Core latency of one lookup, request handshake to response handshake, with no
+        back-pressure and an idle port: 1 for a hit or a fault found before memory
+        (unmapped, PTE beyond the port), else ``beats + port_latency + 2`` (``beats`` =
+        native words per PTE, max(1, 64 // dw); ``port_latency`` = cycles from a port
+        command to its data). Checked against the core by tests/test_atu_core.py."""
+        if result.hit or result.fault in (FAULT_UNMAPPED, FAULT_BUS_ERROR):
+            return 1
+        return beats + port_latency + 2
+
     def counters(self):
         return dict(hits=self.hits, misses=self.misses, walks=self.walks, faults=self.faults,
                     last_fault_code=self.last_fault_code, last_fault_vpn=self.last_fault_vpn)
