@@ -236,7 +236,7 @@ class ATU(LiteXModule):
         # Configuration change -> flush -----------------------------------------------------------
         cfg     = Cat(self.pt_base, self.pt_entries, self.dram_base, self.dram_size)
         cfg_q   = Signal(len(cfg), name="cfg_q")
-        flush   = Signal(name="flush")
+        flush   = Signal(name="flush_all")
         self.sync += cfg_q.eq(cfg)
         self.comb += flush.eq(self.flush | (cfg != cfg_q))
 
