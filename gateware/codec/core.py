@@ -374,3 +374,214 @@ class KVCompressor(Module):
                 nxt.append(items[-1])
             items = nxt
         return items[0]
+
+
+class KVDecompressor(Module):
+    """Compressed pages in (``sink``, ``last`` on each page's final beat), FP16 pages out
+    (``source``, one page of ``dw``-bit beats, ``last`` on its final beat).
+
+    Status, valid in the cycle ``done`` pulses (once per input page, after its ``last``):
+    ``error`` = 0 ok, 1 header, 2 truncated, 3 overlong, 4 crc (README.md). A page with a
+    header error emits nothing; a truncated page emits at most what its bytes decode to;
+    output never exceeds one page; input is always drained up to ``last``.
+    """
+
+    def __init__(self, mode="kivi_k4v3", dw=64, T=16, D=64):
+        mode = _resolve(mode)
+        L = _check(dw, T, D)
+        self.mode, self.dw, self.T, self.D = mode, dw, T, D
+        self.sink = stream.Endpoint([("data", dw)])
+        self.source = stream.Endpoint([("data", dw)])
+        self.done = Signal()
+        self.error = Signal(3)
+        self.nonfinite = Signal()
+        self.pages = Signal(32)
+        self.errors = Signal(32)
+
+        length = R.page_length(mode, T, D)
+        if length * 8 % dw:
+            raise ValueError(f"page length {length} B is not a whole number of {dw}-bit beats")
+        nin = length * 8 // dw           # compressed beats per page
+        nout = 2 * T * D // L            # output beats per page
+        kivi = mode.kind == R.MODE_KIVI
+        maxtake = max(64, dw)
+        cap = dw + maxtake
+
+        # ---- program ----------------------------------------------------------------------
+        steps = [("hdr", 1, 64)]
+        if mode.kind == R.MODE_RAW:
+            steps += [("raw", nout, dw)]
+        elif not kivi:
+            steps += [("codes", 2 * T // 8, 64), ("q", nout, 8 * L)]
+        else:
+            steps += [("kcode", D // 8, 64), ("klo", D // 4, 64), ("vcode", T // 8, 64),
+                      ("vlo", T // 4, 64), ("kq", nout // 2, L * mode.kbits),
+                      ("vq", nout // 2, L * mode.vbits)]
+        steps += [("tail", 1, 64)]
+        END = len(steps)
+        st = Signal(max=END + 1)
+        cnt = Signal(max=max(n for _, n, _ in steps) + 1)
+        sub = Signal(max=D // L + 1)     # output beats within a token
+        tw = Signal(max=maxtake + 1)
+        self.comb += tw.eq(Array([C(w) for _, _, w in steps] + [C(0)])[st])
+        step_last = Signal()
+        self.comb += step_last.eq(Array([C(n - 1) for _, n, _ in steps] + [C(0)])[st] == cnt)
+
+        # ---- bit reader -------------------------------------------------------------------
+        buf = Signal(cap)
+        n = Signal(max=cap + 1)
+        take = Signal()
+        after = Signal(max=cap + 1)
+        ib = Signal(max=nin + 1)         # input beats of this page accepted
+        last_seen = Signal()
+        accept = Signal()
+        load = Signal()
+        sk = self.sink
+        self.comb += [
+            after.eq(n - Mux(take, tw, 0)),
+            sk.ready.eq(~last_seen & ((st == END) | (ib >= nin) | (after + dw <= cap))),
+            accept.eq(sk.valid & sk.ready),
+            load.eq(accept & (st != END) & (ib < nin)),
+        ]
+        shifted = Signal(cap)
+        self.comb += If(take, shifted.eq(buf >> tw)).Else(shifted.eq(buf))
+        finish = Signal()
+        self.sync += [
+            If(finish, n.eq(0), buf.eq(0))
+            .Elif(load, buf.eq(shifted | (sk.data << after)), n.eq(after + dw))
+            .Else(buf.eq(shifted), n.eq(after)),
+        ]
+
+        # ---- CRC and length checks on the input ------------------------------------------
+        crc = Signal(32, reset=CRC_INIT)
+        e_hdr, e_trunc, e_over, e_crc = Signal(), Signal(), Signal(), Signal()
+        crc_full = crc32_expr(crc, sk.data, dw)
+        crc_part = crc32_expr(crc, sk.data, dw - 32) if dw > 32 else crc
+        self.sync += [
+            If(finish,
+                crc.eq(CRC_INIT), ib.eq(0), last_seen.eq(0),
+                e_hdr.eq(0), e_trunc.eq(0), e_over.eq(0), e_crc.eq(0),
+            ).Elif(accept,
+                If(ib < nin, ib.eq(ib + 1)),
+                If(sk.last, last_seen.eq(1)),
+                If(ib < nin - 1,
+                    crc.eq(crc_full),
+                    If(sk.last, e_trunc.eq(1)),
+                ).Elif(ib == nin - 1,
+                    If((crc_part ^ CRC_XOROUT) != sk.data[dw - 32: dw], e_crc.eq(1)),
+                    If(~sk.last, e_over.eq(1)),
+                ),
+            ),
+        ]
+
+        # ---- header check ------------------------------------------------------------------
+        h = buf[0:64]
+        hdr_ok = Signal()
+        self.comb += hdr_ok.eq(
+            (h[0:8] == R.MAGIC) & (h[12:16] == R.VERSION) & (h[9:12] == 0) &
+            (h[16:24] == mode.kind) & (h[24:32] == mode.bits_byte) & (h[32:40] == T) &
+            (h[40:48] == D) & (h[48:64] == length))
+
+        # ---- payload decode ----------------------------------------------------------------
+        src = self.source
+        ob = Signal(max=nout + 1)
+        payload_names = {"raw", "q", "kq", "vq"}
+        in_payload = Signal()
+        self.comb += in_payload.eq(Array([C(int(nm in payload_names)) for nm, _, _ in steps]
+                                         + [C(0)])[st])
+        avail = Signal()
+        self.comb += avail.eq(n >= tw)
+        self.comb += [
+            src.valid.eq(in_payload & avail),
+            src.last.eq(ob == nout - 1),
+            take.eq(avail & (st != END) & Mux(in_payload, src.ready, 1) & ~(e_hdr)),
+        ]
+        go = Signal()
+        hdr_bad = Signal()
+        is_hdr = Signal()
+        self.comb += [is_hdr.eq(st == 0), hdr_bad.eq(is_hdr & take & ~hdr_ok),
+                      go.eq(take & ~hdr_bad)]
+        sub_wrap = Signal()
+        self.comb += sub_wrap.eq(sub == D // L - 1)
+        self.sync += [
+            If(finish, st.eq(0), cnt.eq(0), sub.eq(0), ob.eq(0))
+            .Elif(hdr_bad, st.eq(END), e_hdr.eq(1))
+            .Elif(go,
+                If(is_hdr, self.nonfinite.eq(h[8])),
+                If(step_last, st.eq(st + 1), cnt.eq(0), sub.eq(0)).Else(
+                    cnt.eq(cnt + 1), If(sub_wrap, sub.eq(0)).Else(sub.eq(sub + 1))),
+                If(in_payload, ob.eq(ob + 1)),
+            ),
+        ]
+        # a page is finished once its input has ended and the program is done or starved
+        self.comb += finish.eq(last_seen & ((st == END) | ~avail))
+        err = Signal(3)
+        self.comb += If(e_hdr, err.eq(1)).Elif(e_trunc | (st != END), err.eq(2)) \
+            .Elif(e_over, err.eq(3)).Elif(e_crc, err.eq(4)).Else(err.eq(0))
+        self.sync += [
+            self.done.eq(finish),
+            If(finish, self.error.eq(err), self.pages.eq(self.pages + 1),
+               If(err != 0, self.errors.eq(self.errors + 1))),
+        ]
+
+        cases = {}
+        sync_cases = {}
+        names = [nm for nm, _, _ in steps]
+        data_out = Signal(dw)
+        self.comb += src.data.eq(data_out)
+        if mode.kind == R.MODE_RAW:
+            self.comb += data_out.eq(buf[0:dw])
+        elif not kivi:
+            codes = [Signal(8) for _ in range(2 * T)]
+            sync_cases["codes"] = _rot(codes, 8, [buf[8 * i: 8 * i + 8] for i in range(8)])
+            s_val = A.scale_value(self, codes[0])
+            qs = []
+            if mode.kind == R.MODE_INT8_DELTA:
+                prev = [Signal(8) for _ in range(D)]
+                first = Signal()
+                self.comb += first.eq((ob < D // L) | ((ob >= nout // 2) & (ob < nout // 2 + D // L)))
+                for j in range(L):
+                    q = Signal(8)
+                    self.comb += If(first, q.eq(buf[8 * j: 8 * j + 8])) \
+                        .Else(q.eq(buf[8 * j: 8 * j + 8] + prev[j]))
+                    qs.append(q)
+                sync_cases["q"] = _rot(prev, L, qs)
+            else:
+                qs = [buf[8 * j: 8 * j + 8] for j in range(L)]
+            outs = []
+            for j in range(L):
+                mag = Signal(8)
+                v = Signal((A.VW, True))
+                self.comb += [If(qs[j][7], mag.eq(-qs[j])).Else(mag.eq(qs[j])),
+                              If(qs[j][7], v.eq(-(mag * s_val))).Else(v.eq(mag * s_val))]
+                outs.append(A.int_to_fp16(self, v))
+            self.comb += data_out.eq(Cat(*outs))
+            sync_cases["q"] = sync_cases.get("q", []) + [If(sub_wrap, *_rot(codes, 1))]
+        else:
+            kcode = [Signal(8) for _ in range(D)]
+            klo = [Signal(16) for _ in range(D)]
+            vcode = [Signal(8) for _ in range(T)]
+            vlo = [Signal(16) for _ in range(T)]
+            sync_cases["kcode"] = _rot(kcode, 8, [buf[8 * i: 8 * i + 8] for i in range(8)])
+            sync_cases["klo"] = _rot(klo, 4, [buf[16 * i: 16 * i + 16] for i in range(4)])
+            sync_cases["vcode"] = _rot(vcode, 8, [buf[8 * i: 8 * i + 8] for i in range(8)])
+            sync_cases["vlo"] = _rot(vlo, 4, [buf[16 * i: 16 * i + 16] for i in range(4)])
+            isk = Signal()
+            self.comb += isk.eq(st == names.index("kq"))
+            outs = []
+            vx = A.fp16_to_int(self, vlo[0])
+            vs = A.scale_value(self, vcode[0])
+            for j in range(L):
+                kx = A.fp16_to_int(self, klo[j])
+                ks = A.scale_value(self, kcode[j])
+                v = Signal((A.VW, True))
+                qk = buf[mode.kbits * j: mode.kbits * (j + 1)]
+                qv = buf[mode.vbits * j: mode.vbits * (j + 1)]
+                self.comb += If(isk, v.eq(kx + qk * ks)).Else(v.eq(vx + qv * vs))
+                outs.append(A.int_to_fp16(self, v))
+            self.comb += data_out.eq(Cat(*outs))
+            sync_cases["kq"] = _rot(kcode, L) + _rot(klo, L)
+            sync_cases["vq"] = [If(sub_wrap, *(_rot(vcode, 1) + _rot(vlo, 1)))]
+        for i, nm in enumerate(names):
+            if nm in sync_cases:
+                self.sync += If(go & (st == i), *sync_cases[nm])
