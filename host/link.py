@@ -72,7 +72,8 @@ class HostLink:
         self._tags = random.Random(seed)
         self._next_tag = 0
         self.sent = {}  # tag -> (Message, cycle sent)
-        self.host_memory = {}  # host byte address -> 64 B line written by the device (HostWr)
+        self.host_memory = bytearray()  # host memory the device writes into (HostWr)
+        self.host_memory_base = 0
         self.host_writes = 0
 
     # Raw messages ----------------------------------------------------------------------------
@@ -94,11 +95,24 @@ class HostLink:
             hdr = sum(h[i] << (32 * i) for i in range(4))
             m = Message.from_header(hdr, bytes(d))
             if m.opcode == Op.HOST_WR:
-                self.host_memory[m.addr] = m.data
-                self.host_writes += 1
+                self._host_write(m)
                 continue
             out.append(Arrival(m, t[0], t[1]))
         return out
+
+    def set_host_memory(self, base, size):
+        """The host buffer (e.g. the L2 prefetch buffer) the device may write into."""
+        self.host_memory_base = base
+        self.host_memory = bytearray(size)
+
+    def _host_write(self, m):
+        n = m.value
+        off = m.addr - self.host_memory_base
+        if not 1 <= n <= LINE or m.addr % LINE or off < 0 or off + n > len(self.host_memory):
+            raise LinkError(f"device wrote outside the host buffer or a bad line: {m} "
+                            f"({n} bytes; buffer 0x{self.host_memory_base:x}+{len(self.host_memory)})", m)
+        self.host_memory[off:off + n] = m.data[:n]
+        self.host_writes += 1
 
     def stats(self):
         v = (ctypes.c_uint64 * 9)()

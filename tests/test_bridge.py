@@ -86,6 +86,7 @@ def simulate(requests, seed, credits=4, stall=0.3, host_writes=()):
             yield dut.host_write.addr.eq(addr)
             yield dut.host_write.data.eq(int.from_bytes(data, "little"))
             yield dut.host_write.tag.eq(tag)
+            yield dut.host_write.nbytes.eq(1 + tag % LINE)
             yield
             while not (yield dut.host_write.ready):
                 yield
@@ -175,6 +176,7 @@ def test_host_writes_share_the_output_with_responses():
     assert got == expected
     hw = simulate.host_writes
     assert [(m.addr, m.data, m.tag) for m in hw] == writes, "host writes lost, reordered or altered"
+    assert [m.value for m in hw] == [1 + t % LINE for _, _, t in writes], "byte counts"
     assert all(m.opcode == Op.HOST_WR and m.status == 0 for m in hw)
 
 

@@ -173,6 +173,7 @@ class BridgeEndpoint(Module, AutoCSR):
                 source.opcode.eq(Op.HOST_WR),
                 source.tag.eq(hw.tag),
                 source.addr.eq(hw.addr),
+                source.value.eq(hw.nbytes),
                 source.data.eq(hw.data),
                 hw.ready.eq(source.ready),
             ),

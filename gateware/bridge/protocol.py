@@ -38,7 +38,8 @@ class Op(enum.IntEnum):
     CMP      = 0x81  # completion without data (MemWr, CfgWr, errors)
     MEM_DATA = 0x82  # data response to MemRd
     CFG_DATA = 0x83  # data response to CfgRd (value field)
-    HOST_WR  = 0x90  # device writes a 64 B line into host memory (DMA deposit; no response)
+    HOST_WR  = 0x90  # device writes bytes [0, value) of a 64 B line into host memory
+                     # (DMA deposit; value = byte count 1..64; no response)
 
 
 class Status(enum.IntEnum):
@@ -53,6 +54,7 @@ class Status(enum.IntEnum):
 host_write_layout = [
     ("addr", 64),         # host byte address, 64 B aligned
     ("data", DATA_BITS),  # the line
+    ("nbytes", 7),        # valid bytes from the line start, 1..64 (sent in `value`)
     ("tag",  8),          # DMA job tag, carried for tracing
 ]
 
