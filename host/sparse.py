@@ -135,3 +135,73 @@ def attention_mass_kept(probs: np.ndarray, token_mask: np.ndarray) -> np.ndarray
     p = np.asarray(probs, dtype=np.float64).reshape(n_l, n_h, g, t)
     kept = (p * token_mask[:, :, None, :]).sum(axis=-1)  # [L, H, G]
     return kept.mean(axis=-1)
+
+
+# ----------------------------------------------------------------------------- re-selection
+
+def resimulate(trace, k: int, window: int):
+    """Re-run Quest selection on a stored trace with other (k, window), from its stored queries.
+
+    Returns (mask bool [S, L, H, P], mass float64 [S, L, H]). True attention is recomputed
+    from the stored float32 queries and the stored FP16 keys (the model attended with
+    float32 keys, so masses differ from the capture's by FP16 rounding only; at the trace's
+    own k and window the selection is the stored one).
+    """
+    if trace.queries is None:
+        raise ValueError(f"{trace.path}: trace has no stored queries (captured with --no-queries)")
+    kv = trace.kv
+    n_l, n_h, n_p, _, pt, d = kv.shape
+    n_q = trace.queries.shape[2]
+    g = n_q // n_h
+    keys = np.concatenate([kv[:, :, :, 0].reshape(n_l, n_h, n_p * pt, d), trace.kv_tail[:, :, 0]],
+                          axis=2).astype(np.float32)  # [L, H, T, D]
+    kmin, kmax = page_minmax(keys[:, :, :n_p * pt])
+    mask = np.zeros((trace.n_steps, n_l, n_h, n_p), dtype=bool)
+    mass = np.zeros((trace.n_steps, n_l, n_h))
+    scale = 1.0 / np.sqrt(d)
+    for s in range(trace.n_steps):
+        seq_len = int(trace.seq_len[s])
+        n_full = full_pages_at(seq_len, pt)
+        q = trace.queries[s].reshape(n_l, n_h, g, d).astype(np.float32)
+        sel = select_pages(q, kmin[:, :, :n_full], kmax[:, :, :n_full], seq_len, k, window, pt)
+        mask[s, :, :, :n_full] = sel
+        logits = np.matmul(q, keys[:, :, :seq_len].transpose(0, 1, 3, 2)).astype(np.float64) * scale
+        logits -= logits.max(axis=-1, keepdims=True)
+        p = np.exp(logits)
+        p /= p.sum(axis=-1, keepdims=True)
+        mass[s] = attention_mass_kept(p.reshape(n_l, n_q, seq_len), attended_tokens(sel, seq_len, pt))
+    return mask, mass
+
+
+def main(argv=None) -> int:
+    """CLI: attention mass kept vs pages read for several k on stored traces."""
+    import argparse
+
+    from host.trace import load_trace
+
+    ap = argparse.ArgumentParser(
+        prog="python -m host.sparse",
+        description="Sweep Quest's k (and window) on traces captured with queries: pages read per "
+                    "step versus the share of true attention mass kept.")
+    ap.add_argument("traces", nargs="+", help="trace files (.safetensors) with stored queries")
+    ap.add_argument("--k", type=int, nargs="+", default=[2, 4, 8, 16, 32], help="k values to try")
+    ap.add_argument("--window", type=int, nargs="+", default=[64], help="window sizes (tokens) to try")
+    args = ap.parse_args(argv)
+    print("| trace | k | window | pages read / step (share of dense) | mean mass kept | min mass kept |")
+    print("| --- | --- | --- | --- | --- | --- |")
+    for path in args.traces:
+        t = load_trace(path)
+        dense = t.access_mask("dense").sum() / t.n_steps
+        for w in args.window:
+            for k in args.k:
+                m, mass = resimulate(t, k, w)
+                r = m.sum() / t.n_steps
+                print(f"| {t.meta['workload']['name']} | {k} | {w} | {r:.0f} ({r / dense:.0%}) "
+                      f"| {mass.mean():.3f} | {mass.min():.3f} |", flush=True)
+    return 0
+
+
+if __name__ == "__main__":
+    import sys
+
+    sys.exit(main())

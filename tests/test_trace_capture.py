@@ -180,3 +180,17 @@ def test_seeded_sampling_is_reproducible(smol):
     a, b, c = run(1), run(1), run(2)
     assert a == b
     assert a != c
+
+
+def test_resimulate_reproduces_stored_selection(tiny):
+    from host.sparse import resimulate
+
+    path, _, meta, _ = tiny
+    t = load_trace(path)
+    mask, mass = resimulate(t, meta["sparse"]["k"], meta["sparse"]["window"])
+    np.testing.assert_array_equal(mask, t.access_mask("sparse"))
+    np.testing.assert_allclose(mass, t.mass_kept, atol=2e-2)
+    # more pages can only keep more mass
+    mask4, mass4 = resimulate(t, 4, 0)
+    assert (mask4 >= mask).all() and (mass4 >= mass - 1e-9).all()
+    np.testing.assert_allclose(mass4, 1.0, atol=1e-9)  # k=4 keeps all 4 candidate pages
