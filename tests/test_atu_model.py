@@ -170,3 +170,32 @@ def test_invalidate_all_and_lookup_range():
     assert not m.lookup(0).hit
     with pytest.raises(ValueError, match="vpn"):
         m.lookup(1 << 12)
+
+
+def test_lru_order_equals_age_permutation():
+    """The model keeps LRU as an order; the core as per-entry ages (touch: younger entries
+    age by one, the touched one becomes 0; victim = age N-1). Same decisions, step by step."""
+    import random
+    rng = random.Random(7)
+    m = make(entries=8, policy="lru")
+    for v in range(64):
+        m.map(v, 0x10000 + 64 * v, 64)
+    ages = list(range(8))                                    # reset: age[i] = i
+    for step in range(3000):
+        op = rng.random()
+        if op < 0.05:
+            m.invalidate(rng.randrange(64))
+        elif op < 0.06:
+            m.invalidate_all()
+        else:
+            valid_before = list(m.valid)
+            full = all(valid_before)
+            victim_by_age = ages.index(7) if full else valid_before.index(False)
+            r = m.lookup(rng.choice(range(16)) if rng.random() < 0.8 else rng.randrange(64))
+            touched = next(k for k in range(8) if m.valid[k] and m.data[k][0] == r.paddr)
+            if not r.hit:
+                assert touched == victim_by_age, step
+            a = ages[touched]
+            ages = [g + 1 if g < a else g for g in ages]
+            ages[touched] = 0
+        assert m.ages == ages, step

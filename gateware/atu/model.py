@@ -181,7 +181,10 @@ class ATUModel:
         self.valid = [False] * p.entries
         self.tags  = [0] * p.entries                  # vpn of each entry
         self.data  = [(0, 0, 0)] * p.entries           # (paddr, length, flags)
-        self.ages  = list(range(p.entries))            # lru: a permutation, 0 = most recent
+        # LRU state: the core keeps per-entry ages (a permutation of 0..N-1, 0 = most recent,
+        # reset age[i] = i); here the same order as a dict, least recent first (O(1) updates).
+        self.recency = dict.fromkeys(reversed(range(p.entries)))
+        self.where = {}                                # vpn -> entry, for valid entries
         self.fifo_ptr = 0
         self.lfsr = LFSR_SEED
         self.clear_counters()
@@ -211,12 +214,13 @@ class ATUModel:
         self.last_fault_code = self.last_fault_vpn = 0
 
     def invalidate(self, vpn):
-        for i in range(self.p.entries):
-            if self.valid[i] and self.tags[i] == vpn:
-                self.valid[i] = False
+        i = self.where.pop(vpn, None)
+        if i is not None:
+            self.valid[i] = False
 
     def invalidate_all(self):
         self.valid = [False] * self.p.entries
+        self.where = {}
 
     # Software helpers: write PTEs (the CPU / host does this; remember to invalidate) ---------
 
@@ -235,17 +239,23 @@ class ATUModel:
 
     # Lookup ---------------------------------------------------------------------------------
 
+    @property
+    def ages(self):
+        """LRU ages per entry, as the core holds them (0 = most recently used)."""
+        order = list(self.recency)
+        n = len(order)
+        return [n - 1 - order.index(i) for i in range(n)]
+
     def _touch(self, i):
-        a = self.ages[i]
-        self.ages = [g + 1 if g < a else g for g in self.ages]
-        self.ages[i] = 0
+        del self.recency[i]
+        self.recency[i] = None
 
     def _victim(self):
         for i in range(self.p.entries):
             if not self.valid[i]:
                 return i
         if self.p.policy == "lru":
-            return self.ages.index(self.p.entries - 1)
+            return next(iter(self.recency))
         if self.p.policy == "fifo":
             v = self.fifo_ptr
             self.fifo_ptr = (self.fifo_ptr + 1) % self.p.entries
@@ -266,13 +276,13 @@ class ATUModel:
         p = self.p
         if not 0 <= vpn < (1 << p.vpn_width):
             raise ValueError("vpn {} does not fit {} bits".format(vpn, p.vpn_width))
-        for i in range(p.entries):
-            if self.valid[i] and self.tags[i] == vpn:
-                self._count("hits")
-                if p.policy == "lru":
-                    self._touch(i)
-                paddr, length, flags = self.data[i]
-                return Translation(FAULT_NONE, paddr, length, flags, True)
+        i = self.where.get(vpn)
+        if i is not None:
+            self._count("hits")
+            if p.policy == "lru":
+                self._touch(i)
+            paddr, length, flags = self.data[i]
+            return Translation(FAULT_NONE, paddr, length, flags, True)
         self._count("misses")
         if vpn >= self.pt_entries:
             return self._fault(vpn, FAULT_UNMAPPED)
@@ -289,7 +299,10 @@ class ATUModel:
                 or pte.paddr + pte.length > self.dram_base + self.dram_size):
             return self._fault(vpn, FAULT_BAD_PTE)
         i = self._victim()
+        if self.valid[i]:
+            del self.where[self.tags[i]]
         self.valid[i], self.tags[i] = True, vpn
+        self.where[vpn] = i
         self.data[i] = (pte.paddr, pte.length, pte.flags)
         if p.policy == "lru":
             self._touch(i)
