@@ -516,7 +516,7 @@ def build_parser() -> argparse.ArgumentParser:
                         "the sparse selection can then not be re-derived from the trace alone")
     p.add_argument("--threads", type=int, default=2, help="torch CPU threads (results depend on it)")
     p.add_argument("--source-label", default=None,
-                   help="how the metadata names the source (default: the file's base name)")
+                   help="label naming the source in the metadata (unset: the file's base name)")
     p.add_argument("--no-progress", action="store_true", help="no progress bar")
     p.add_argument("--json", action="store_true", help="print the trace metadata as JSON at the end")
     return p
