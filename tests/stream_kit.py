@@ -79,7 +79,8 @@ class Collector:
                     payload[k] = yield getattr(ep, k)
             if pending is not None:
                 if not valid:
-                    raise StreamProtocolError("valid dropped before ready at cycle {}".format(self.cycle))
+                    raise StreamProtocolError(
+                        "valid dropped before ready at cycle {}".format(self.cycle))
                 if payload != pending:
                     raise StreamProtocolError("payload changed while stalled at cycle {}: {} -> {}"
                                               .format(self.cycle, pending, payload))

@@ -58,7 +58,8 @@ def pack_pte(paddr, length, flags=0, valid=True):
     if paddr < 0 or paddr % (1 << SLOT_ALIGN_BITS):
         raise ValueError("paddr 0x{:x} is not a 64-byte aligned address".format(paddr))
     if (paddr >> SLOT_ALIGN_BITS) >> PTE_SLOT_WIDTH:
-        raise ValueError("paddr 0x{:x} does not fit the {}-bit slot field".format(paddr, PTE_SLOT_WIDTH))
+        raise ValueError("paddr 0x{:x} does not fit the {}-bit slot field".format(
+            paddr, PTE_SLOT_WIDTH))
     if not 0 <= length < (1 << PTE_LEN_WIDTH):
         raise ValueError("length {} does not fit {} bits".format(length, PTE_LEN_WIDTH))
     if not 0 <= flags < (1 << PTE_FLAGS_WIDTH):
@@ -79,7 +80,8 @@ class PTE:
         return cls(valid=bool((value >> PTE_VALID_BIT) & 1),
                    flags=(value >> PTE_FLAGS_SHIFT) & ((1 << PTE_FLAGS_WIDTH) - 1),
                    length=(value >> PTE_LEN_SHIFT) & ((1 << PTE_LEN_WIDTH) - 1),
-                   paddr=((value >> PTE_SLOT_SHIFT) & ((1 << PTE_SLOT_WIDTH) - 1)) << SLOT_ALIGN_BITS)
+                   paddr=(((value >> PTE_SLOT_SHIFT) & ((1 << PTE_SLOT_WIDTH) - 1))
+                          << SLOT_ALIGN_BITS))
 
 
 @dataclass(frozen=True)
@@ -110,7 +112,8 @@ class ATUParams:
                  SLOT_ALIGN_BITS + 1, SLOT_ALIGN_BITS + PTE_SLOT_WIDTH, self.paddr_width))
         need(1 <= self.tag_width <= 32, "tag_width must be in 1..32, got {}".format(self.tag_width))
         need(1 <= self.max_length < (1 << PTE_LEN_WIDTH),
-             "max_length must be in 1..{}, got {}".format((1 << PTE_LEN_WIDTH) - 1, self.max_length))
+             "max_length must be in 1..{}, got {}".format(
+                 (1 << PTE_LEN_WIDTH) - 1, self.max_length))
 
 
 class Translation(NamedTuple):
