@@ -98,21 +98,29 @@ class Collector:
 
 
 class NativePortModel:
-    """Passive LiteDRAM native-port memory model (read side), seeded and randomly slow.
+    """Passive LiteDRAM native-port memory model, seeded and randomly slow.
 
     ``read(addr, nbytes) -> bytes`` backs it (byte address = word address * dw/8, little
-    endian). Per command: ``cmd.ready`` is high with probability ``cmd_ready_prob``; data
+    endian). Per command: ``cmd.ready`` is high with probability ``cmd_ready_prob``; read data
     returns in order, ``latency`` = (min, max) cycles after the command, and each cycle a due
     beat is shown with probability ``rdata_prob`` (``rdata.ready`` is not waited for, like the
-    LiteDRAM crossbar; with ``strict`` the model raises if the master is not ready).
+    LiteDRAM crossbar; with ``strict`` the model raises if the master is not ready). A read
+    takes its data from memory when its command is accepted.
     ``extra_delay(word_addr) -> int or None`` adds cycles to one read (None = never answer:
-    the port is dead from then on). Writes are recorded in ``writes`` (never performed).
+    the port is dead from then on).
+    Write commands are recorded in ``writes`` (word addresses). With ``write(addr, data)``
+    given, their data beats are taken in order from ``wdata`` (``wdata.ready`` high with
+    probability ``wdata_prob`` while a write waits for data) and stored under the byte
+    enables ``wdata.we``; without it nothing is stored (a read-only master checks ``writes``
+    stays empty).
     """
 
     def __init__(self, port, read, rng=None, latency=(1, 8), cmd_ready_prob=1.0,
-                 rdata_prob=1.0, extra_delay=None, strict=True):
+                 rdata_prob=1.0, extra_delay=None, strict=True, write=None, wdata_prob=1.0):
         self.port = port
         self.read = read
+        self.write = write
+        self.wdata_prob = wdata_prob
         self.rng = rng or random.Random(0)
         self.latency = latency
         self.cmd_ready_prob = cmd_ready_prob
@@ -128,7 +136,9 @@ class NativePortModel:
         port, rng = self.port, self.rng
         nbytes = port.data_width // 8
         queue = []          # [due_cycle or None, data]
+        wqueue = []         # word addresses of writes waiting for their data beat
         last_due = 0
+        wready = False
         cmd_ready = rng.random() < self.cmd_ready_prob
         yield port.cmd.ready.eq(cmd_ready)
         yield
@@ -140,6 +150,8 @@ class NativePortModel:
                 addr = yield port.cmd.addr
                 if (yield port.cmd.we):
                     self.writes.append(addr)
+                    if self.write is not None:
+                        wqueue.append(addr)
                 else:
                     self.reads.append(addr)
                     lat = rng.randint(*self.latency)
@@ -151,6 +163,18 @@ class NativePortModel:
                     last_due = due
                     data = int.from_bytes(self.read(addr * nbytes, nbytes), "little")
                     queue.append([due, data])
+            # Write data taken in this cycle?
+            if wready and (yield port.wdata.valid):
+                waddr = wqueue.pop(0)
+                data = (yield port.wdata.data).to_bytes(nbytes, "little")
+                we = yield port.wdata.we
+                old = bytearray(self.read(waddr * nbytes, nbytes))
+                for k in range(nbytes):
+                    if (we >> k) & 1:
+                        old[k] = data[k]
+                self.write(waddr * nbytes, bytes(old))
+            wready = bool(wqueue) and rng.random() < self.wdata_prob
+            yield port.wdata.ready.eq(wready)
             # Read data for the next cycle.
             show = (queue and queue[0][0] is not None and queue[0][0] <= now + 1
                     and rng.random() < self.rdata_prob)
