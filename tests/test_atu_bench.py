@@ -41,6 +41,7 @@ class ATUBench:
         self.valid_prob = valid_prob
         self.sent = 0
         self.expected = []      # model Translations, in request order
+        self.expected_reads = []  # native words the walker must read, in order (model lookups)
         self.tags = []
 
     # Generator helpers (use with ``yield from``) ----------------------------------------------
@@ -82,7 +83,12 @@ class ATUBench:
             items.append(dict(vpn=v, tag=tag))
             self.tags.append(tag)
             if model:
-                self.expected.append(self.model.lookup(v))
+                r = self.model.lookup(v)
+                self.expected.append(r)
+                if self.model.cycles(r, 0) > 1:             # the model walked: PTE words read
+                    nb = self.port.data_width // 8
+                    first = self.model.pte_addr(v) // nb
+                    self.expected_reads += range(first, first + max(1, 8 // nb))
         yield from send(self.dut.sink, items, self.rng, self.valid_prob)
         self.sent += len(items)
 

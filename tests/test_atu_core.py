@@ -140,6 +140,9 @@ def run_random_ops(b, seed, n_ops, hot=12):
     b.run(main, cycles=3_000_000)
     bad = b.disagreements()
     assert not b.pm.writes, "the walker issued write commands"
+    # Memory reads are exactly the PTE words of the lookups the model walks, in order.
+    if b.pm.reads != b.expected_reads:
+        bad.append(("reads", len(b.expected_reads), len(b.pm.reads)))
     return bad, counter_mismatches, stats
 
 
