@@ -193,14 +193,21 @@ class ATU(LiteXModule):
         victim    = Signal(iw, name="victim")
         any_invalid = Signal(name="any_invalid")
         pol_idx   = Signal(iw, name="pol_idx")              # policy's victim when the TLB is full
+        # Sums get their own signals, one bit wider than their operands: in Verilog an
+        # expression is only as wide as its widest operand (and the comparison's other side),
+        # so ``a + b > c + d`` written inline could wrap where the model's integers do not.
+        pte_end   = Signal(PTE_SLOT_WIDTH + SLOT_ALIGN_BITS + 1, name="pte_end")
+        win_end   = Signal(paddr_width + 1, name="win_end")
         self.comb += any_invalid.eq(valid != (2**N - 1))
         self.comb += If(checking,
+            pte_end.eq(pte_paddr + pte_len),
+            win_end.eq(self.dram_base + self.dram_size),
             If(timed_out, pte_fault.eq(FAULT_BUS_ERROR)
             ).Elif(~pte_valid, pte_fault.eq(FAULT_INVALID)
             ).Elif((pte_len == 0) | (pte_len > max_length)
                    | ((pte_paddr >> paddr_width) != 0)
                    | (pte_paddr < self.dram_base)
-                   | (pte_paddr + pte_len > self.dram_base + self.dram_size),
+                   | (pte_end > win_end),
                 pte_fault.eq(FAULT_BAD_PTE)),
             respond.eq(can_load),
             # A flush or config change in this cycle clears ``valid`` with priority over the
