@@ -25,19 +25,21 @@ if shutil.which("verilator") is None:
 
 ROOT = Path(__file__).resolve().parent.parent
 
-# name: ATU parameters, port (address width, data width)
+# name: ATU parameters, port (address width, data width), walk timeout
 CONFIGS = {
-    "wide46": (dict(entries=8, policy="lru", vpn_width=20, paddr_width=46, tag_width=8), 20, 64),
-    "sdr16":  (dict(entries=4, policy="fifo", vpn_width=12, paddr_width=32, tag_width=8), 15, 16),
+    "wide46": (dict(entries=8, policy="lru", vpn_width=20, paddr_width=46, tag_width=8), 20, 64,
+               0),
+    "sdr16":  (dict(entries=4, policy="fifo", vpn_width=12, paddr_width=32, tag_width=8), 15, 16,
+               300),
 }
 
 
 class CoSimTop(Module):
     """The ATU with every port and control signal brought out under a plain name."""
 
-    def __init__(self, params, aw, dw):
+    def __init__(self, params, aw, dw, walk_timeout):
         self.port = LiteDRAMNativePort("read", aw, dw)
-        self.submodules.atu = atu = ATU(self.port, walk_timeout=0, **params)
+        self.submodules.atu = atu = ATU(self.port, walk_timeout=walk_timeout, **params)
         self.ios = set()
 
         def io(name, dst, width=1, out=False):
@@ -74,8 +76,8 @@ _built = {}
 def build(name):
     if name in _built:
         return _built[name]
-    params, aw, dw = CONFIGS[name]
-    top = CoSimTop(params, aw, dw)
+    params, aw, dw, walk_timeout = CONFIGS[name]
+    top = CoSimTop(params, aw, dw, walk_timeout)
     verilog = str(convert(top, ios=top.ios, name="atu_cosim"))
     d = ROOT / "build" / "atu-cosim" / hashlib.sha256(verilog.encode()).hexdigest()[:16]
     d.mkdir(parents=True, exist_ok=True)
@@ -103,13 +105,14 @@ class CoSim:
     random ready, a native-port memory (random cmd ready, latency, rdata gaps), pulses."""
 
     def __init__(self, name, seed, p_valid=0.7, p_ready=0.7, p_cmd=0.7, p_rdata=0.7,
-                 latency=(1, 8)):
+                 latency=(1, 8), extra_delay=None):
         self.sim, params, self.port_bytes, self.dw = build(name)
         self.rng = random.Random(seed)
         self.mem = SparseMemory()
         self.model = ATUModel(self.mem, port_bytes=self.port_bytes, **params)
         self.p_valid, self.p_ready, self.p_cmd, self.p_rdata = p_valid, p_ready, p_cmd, p_rdata
         self.latency = latency
+        self.extra_delay = extra_delay or (lambda addr: 0)
         self.queue = []         # [due cycle, data]
         self.cycle = 0
         self.responses, self.expected, self.reads = [], [], []
@@ -153,7 +156,7 @@ class CoSim:
             addr = s["cmd_addr"]
             self.reads.append(addr)
             nb = self.dw // 8
-            due = max(self.cycle + rng.randint(*self.latency),
+            due = max(self.cycle + rng.randint(*self.latency) + self.extra_delay(addr),
                       self.queue[-1][0] + 1 if self.queue else 0)
             self.queue.append([due, int.from_bytes(self.mem.read(addr * nb, nb), "little")])
         self._clock()
@@ -288,3 +291,29 @@ def test_cosim_bus_error_and_wrap_edge():
     assert got == [FAULT_BAD_PTE, FAULT_NONE, FAULT_NONE, FAULT_BUS_ERROR]
     assert [e[1:] for e in c.expected] == [r[1:] for r in c.responses]
     assert len(c.reads) == reads
+
+
+def test_cosim_walk_timeout_drops_late_beats():
+    """16-bit port (4 beats per PTE), timeout 300: a PTE whose beats come 400 cycles late
+    is bus_error, and those beats are dropped rather than taken for the next walk's PTE."""
+    slow = set()
+    c = CoSim("sdr16", seed=2, p_valid=1.0, p_ready=1.0, p_cmd=1.0, p_rdata=1.0,
+              latency=(2, 2), extra_delay=lambda addr: 400 if addr in slow else 0)
+    m = c.model
+    c.configure(pt_base=0x1000, pt_entries=64, dram_base=0x10000, dram_size=0x40000)
+    m.map(5, 0x10040, 100, flags=1)
+    m.map(6, 0x10080, 200, flags=2)
+    first = m.pte_addr(5) // 2
+    slow.update(range(first, first + 4))
+    c.lookups([5])
+    c.drain()
+    slow.clear()
+    c.lookups([6, 6, 5])
+    c.drain()
+    tags = [e[0] for e in c.expected]
+    assert c.responses == [
+        (tags[0], FAULT_BUS_ERROR, 0, 0, 0, 0),
+        (tags[1], FAULT_NONE, 0x10080, 200, 2, 0),
+        (tags[2], FAULT_NONE, 0x10080, 200, 2, 1),
+        (tags[3], FAULT_NONE, 0x10040, 100, 1, 0)]
+    assert c.counters()["faults"] == 1 and c.counters()["last_fault_code"] == FAULT_BUS_ERROR
