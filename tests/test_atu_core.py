@@ -420,7 +420,7 @@ def test_miss_latency(dw, L):
     def main():
         yield from _configured(b)
         m.map(3, WIN_BASE, 64)
-        for vpn in (3, 3):
+        for vpn in (3, 3, PT_ENTRIES):
             b.expected.append(m.lookup(vpn))
             yield d.sink.valid.eq(1)
             yield d.sink.vpn.eq(vpn)
@@ -433,10 +433,10 @@ def test_miss_latency(dw, L):
             yield from b.drain()
 
     b.run(main)
-    miss, hit = (r["cycle"] - a for r, a in zip(b.col.items, accept))
-    assert hit == 1
+    miss, hit, unmapped = (r["cycle"] - a for r, a in zip(b.col.items, accept))
+    assert hit == unmapped == 1
     assert miss == beats + L + 2, (miss, beats, L)
-    assert [m.cycles(r, L, beats) for r in b.expected] == [miss, hit]
+    assert [m.cycles(r, L, beats) for r in b.expected] == [miss, hit, unmapped]
 
 
 # Build checks ----------------------------------------------------------------------------------
