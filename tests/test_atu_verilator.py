@@ -238,9 +238,18 @@ def _random_ops(c, n_ops, pt_entries, win_base, win_size, extreme):
             c.mem.write64(m.pte_addr(v), random_pte())
             m.invalidate(v)
             c.step(inval=1, inval_vpn=v)
-        elif r < 0.95:
+        elif r < 0.94:
             m.invalidate_all()
             c.step(flush=1)
+        elif r < 0.98:                 # configuration change: window, table, or PTEs past
+            cfg = rng.choice([         # the end of the port (bus errors)
+                dict(pt_base=0x1000, pt_entries=pt_entries, dram_base=win_base,
+                     dram_size=win_size),
+                dict(pt_base=0x1000 + 8 * 3, pt_entries=pt_entries - 4),
+                dict(dram_base=win_base + 0x1000, dram_size=win_size // 2),
+                dict(pt_base=c.port_bytes - 8 * (pt_entries // 2), pt_entries=pt_entries,
+                     dram_base=win_base, dram_size=win_size)])
+            c.configure(**cfg)
         else:
             m.clear_counters()
             c.step(clear=1)
@@ -257,15 +266,15 @@ def test_cosim_random_ops_match_model(name, extreme):
     c = CoSim(name, seed=len(name))
     m = c.model
     if name == "wide46":
-        mism = _random_ops(c, 1500, 64, (1 << 46) - (1 << 20), 1 << 20, extreme)
+        mism = _random_ops(c, 4000, 64, (1 << 46) - (1 << 20), 1 << 20, extreme)
     else:
-        mism = _random_ops(c, 1500, 64, 0x10000, 0x40000, extreme)
+        mism = _random_ops(c, 4000, 64, 0x10000, 0x40000, extreme)
     bad = [(i, e, g) for i, (e, g) in enumerate(zip(c.expected, c.responses)) if e != g]
     assert len(c.responses) == len(c.expected)
     assert bad == [], "{} disagreements, first {}".format(len(bad), bad[:3])
     assert mism == []
     faults = {e[1] for e in c.expected}
-    assert {FAULT_NONE, FAULT_UNMAPPED, FAULT_INVALID, FAULT_BAD_PTE} <= faults
+    assert {FAULT_NONE, FAULT_UNMAPPED, FAULT_INVALID, FAULT_BAD_PTE, FAULT_BUS_ERROR} <= faults
     assert sum(e[5] for e in c.expected) > len(c.expected) // 10
     assert m.hits + m.misses > 0
 
