@@ -6,8 +6,12 @@ through ``WritePortModel`` below, which performs byte-enabled writes on the same
 
 import random
 
-from migen import Module, Signal, If, Cat, Replicate, run_simulation
+from migen import Module, Signal, If, Cat, Constant, Replicate, run_simulation
 from migen.sim import passive
+from migen.fhdl.tools import list_targets, list_inputs, lower_specials
+from migen.fhdl.simplify import MemoryToArray
+from migen.genlib.resetsync import AsyncResetSynchronizer
+from migen.sim.core import DummyAsyncResetSynchronizer
 from litedram.common import LiteDRAMNativePort
 from litex.soc.interconnect import stream
 
@@ -15,6 +19,72 @@ from gateware.dma.core import DMA, packed_layout
 from gateware.dma.model import (Descriptor, DMAConfig, DMAModel, HostLine, Completion,
                                 OP_DECOMPRESS)
 from stream_kit import Collector, NativePortModel, send, watchdog, StreamProtocolError
+
+
+def fast_fragment(module):
+    """The module's fragment, memories and specials lowered, comb statements in dependency
+    order (simulation speed only; the hardware is unchanged).
+
+    The Migen simulator re-runs the whole comb list until no signal changes, so every
+    statement listed before one it depends on costs a full extra pass. Here statements are
+    topologically ordered: strongly connected groups and statements driving a common signal
+    keep their original relative order, so the fixed point is the same.
+    """
+    frag = module.get_fragment()
+    MemoryToArray().transform_fragment(None, frag)
+    lower_specials({AsyncResetSynchronizer: DummyAsyncResetSynchronizer}, frag)
+    stmts = frag.comb
+    n = len(stmts)
+    tgt = [set(list_targets(x)) for x in stmts]
+    inp = [set(list_inputs(x)) for x in stmts]
+    drivers = {}
+    for k, ts in enumerate(tgt):
+        for t in ts:
+            drivers.setdefault(t, []).append(k)
+    succ = [set() for _ in range(n)]
+    for k in range(n):
+        for sig in inp[k]:
+            for j in drivers.get(sig, ()):
+                if j != k:
+                    succ[j].add(k)
+    for ks in drivers.values():
+        for a, c in zip(ks, ks[1:]):
+            succ[a].add(c)
+    # Tarjan's strongly connected components (iterative), found in reverse topological order.
+    index, low, on, stack, sccs = {}, {}, set(), [], []
+    for root in range(n):
+        if root in index:
+            continue
+        index[root] = low[root] = len(index)
+        stack.append(root)
+        on.add(root)
+        work = [(root, iter(sorted(succ[root])))]
+        while work:
+            v, it = work[-1]
+            for w in it:
+                if w not in index:
+                    index[w] = low[w] = len(index)
+                    stack.append(w)
+                    on.add(w)
+                    work.append((w, iter(sorted(succ[w]))))
+                    break
+                if w in on:
+                    low[v] = min(low[v], index[w])
+            else:
+                work.pop()
+                if work:
+                    low[work[-1][0]] = min(low[work[-1][0]], low[v])
+                if low[v] == index[v]:
+                    comp = []
+                    while True:
+                        w = stack.pop()
+                        on.discard(w)
+                        comp.append(w)
+                        if w == v:
+                            break
+                    sccs.append(sorted(comp))
+    frag.comb = [stmts[k] for comp in reversed(sccs) for k in comp]
+    return frag
 
 
 class WritePortModel:
@@ -65,9 +135,10 @@ class WritePortModel:
 class XorTransform(Module):
     """Test codec: XORs every byte with ``key``, one register stage, same beat sizes.
 
-    ``stall`` (driven by the test) holds the stage. As a decompressor (``poison`` set) it
-    raises a sticky ``error`` when the page's first byte equals ``poison``, at the page's last
-    input beat (after emitting earlier beats). ``xor_model`` is its reference.
+    ``stall`` (driven by the test) holds the stage. ``done`` pulses after the page's last
+    input beat; as a decompressor (``poison`` set) ``error`` is then set when the page's
+    first byte equals ``poison`` (after earlier beats were emitted). ``xor_model`` is its
+    reference.
     """
 
     def __init__(self, dw, key, poison=None):
@@ -75,7 +146,7 @@ class XorTransform(Module):
         self.source = source = stream.Endpoint(packed_layout(dw))
         self.stall = Signal()
         self.error = Signal()
-        k = Replicate(key & 0xFF, dw // 8)
+        k = Replicate(Constant(key & 0xFF, 8), dw // 8)
         bad = Signal()
         self.comb += sink.ready.eq(~self.stall & (~source.valid | source.ready))
         self.sync += [
@@ -87,6 +158,8 @@ class XorTransform(Module):
                 source.last.eq(sink.last),
             ),
         ]
+        self.done = Signal()
+        self.sync += self.done.eq(sink.valid & sink.ready & sink.last)
         if poison is not None:
             self.sync += If(sink.valid & sink.ready,
                 If(sink.first, bad.eq(sink.data[:8] == poison)),
@@ -139,7 +212,7 @@ class Bench:
         res = DMAModel(mem, self.cfg).run(descs, timeouts)
         return mem, res
 
-    def run(self, descs, max_cycles=200000, extra=(), csr=False):
+    def run(self, descs, max_cycles=200000, extra=(), wait_jobs=None):
         dut, rng = self.dut, self.rng
         st = self.stalls
         self.reader = NativePortModel(self.rport, lambda a, n: bytes(self.mem[a:a + n]),
@@ -154,7 +227,7 @@ class Bench:
                                ready_prob=0.5 if st else 1.0)
         self.hosts = HostCollector(dut.host_source, random.Random(rng.random()),
                                    0.6 if st else 1.0, self.host_stall)
-        n_jobs = sum(1 for d in descs if d.last)
+        n_jobs = wait_jobs or sum(1 for d in descs if d.last)
         self.done_cycle = None
 
         def driver():
@@ -182,7 +255,7 @@ class Bench:
         gens = [driver(), self.reader.generator(), self.writer.generator(),
                 self.comps.generator(), self.hosts.generator(), passive(codec_stall)(),
                 watchdog(max_cycles, "DMA jobs")] + list(extra)
-        run_simulation(dut, gens)
+        run_simulation(fast_fragment(dut), gens)
         comps = [Completion(c["tag"], c["status"], c["bytes"]) for c in self.comps.items]
         return comps, self.hosts.lines
 

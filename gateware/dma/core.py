@@ -63,10 +63,6 @@ def _lowmask(x, n):
     return (Constant(1, 2 * n + 1) << x) - 1
 
 
-def _bytes_to_bits(mask, nbytes):
-    return Cat(*[Replicate(mask[i], 8) for i in range(nbytes)])
-
-
 # Per-descriptor datapath (reset by the engine when a job is abandoned) ----------------------
 
 
@@ -170,7 +166,6 @@ class _JobPath(Module):
         # Destination side -----------------------------------------------------------------------
         first   = Signal()
         pend    = Signal()                          # DRAM flush word pending
-        fl_n    = Signal(nbw)                       # bytes in the flush word
         bprev   = Signal(dw)
         waddr   = Signal(vport.address_width)
         haddr   = Signal(haddr_width)
@@ -200,15 +195,23 @@ class _JobPath(Module):
         shift = Cat(Constant(0, 3), bsh)            # 8 * (B - d), 8B when d = 0
         end = Signal(nbw + 1)
         self.comb += end.eq(d + b.nbytes)
+        # (masks in signals: the Migen simulator evaluates expression trees without sharing)
+        m_end = Signal(B)
+        m_lo  = Signal(B)       # bytes below the destination offset (first word)
+        m_fl  = Signal(B)       # flush word enables
+        self.comb += m_end.eq(_lowmask(end, B))
+        self.sync += [
+            If(self.start, m_lo.eq(_lowmask(self.d_dst[:sh], B) & Mux(self.d_host, 0, 2**B - 1))),
+            If(b.valid & b.ready & b.last & (end > B), m_fl.eq(_lowmask(end - B, B))),
+        ]
         self.comb += If(pend,
             w.valid.eq(1),
             w.data.eq((Cat(bprev, Constant(0, dw)) >> shift)[:dw]),
-            w.we.eq(_lowmask(fl_n, B)[:B]),
+            w.we.eq(m_fl),
         ).Else(
             w.valid.eq(b.valid & ~host & ~ovf),
             w.data.eq((Cat(bprev, b.data) >> shift)[:dw]),
-            w.we.eq(Mux(b.last, _lowmask(end, B)[:B], 2**B - 1) &
-                    Mux(first, ~_lowmask(d, B)[:B], 2**B - 1)),
+            w.we.eq(Mux(b.last, m_end, 2**B - 1) & ~Mux(first, m_lo, 0)),
         )
         self.comb += w.addr.eq(waddr)
 
@@ -216,7 +219,7 @@ class _JobPath(Module):
         bmask = Signal(dw)
         emit  = Signal()
         self.comb += [
-            bmask.eq(_bytes_to_bits(_lowmask(b.nbytes, B)[:B], B)),
+            If(host, bmask.eq(_lowmask(Cat(Constant(0, 3), b.nbytes), dw))),
             emit.eq(b.last | (wcnt == W - 1)),
             h.valid.eq(b.valid & host & ~ovf & emit),
             h.data.eq(line | ((b.data & bmask) << Cat(Constant(0, log2_int(dw)), wcnt))),
@@ -248,7 +251,6 @@ class _JobPath(Module):
                 ).Elif(b.last,
                     If(end > B,
                         pend.eq(1),
-                        fl_n.eq(end - B),
                     ).Else(
                         self.final.eq(1),
                     )
@@ -266,8 +268,10 @@ class DMA(LiteXModule):
     ``rport`` / ``wport``: LiteDRAM native ports (modes "read"/"both" and "write"/"both",
     same power-of-two data width, 32..512 bits); connect two ports from
     ``soc.sdram.crossbar.get_port()``. ``compressor`` / ``decompressor``: optional stream
-    transform modules (``sink`` / ``source`` of ``packed_layout(dw)``, the decompressor also
-    has an ``error`` output), reset by the engine before each descriptor and when a job is
+    transform modules (``sink`` / ``source`` of ``packed_layout(dw)``; the decompressor also
+    has ``done``, pulsing once per page after its last input beat, and ``error``, nonzero =
+    corrupt page, valid when ``done`` pulses: ``codec.PackedCodec`` adapts the KV codec
+    cores), reset by the engine before each descriptor and when a job is
     abandoned; an op without its transform is an invalid descriptor. ``depth``: descriptor
     queue depth (= longest chain), ``cq_depth``: completion queue depth, ``timeout``: reset
     value of the watchdog limit in cycles (0 = none).
@@ -309,8 +313,9 @@ class DMA(LiteXModule):
         for name, x in (("compressor", compressor), ("decompressor", decompressor)):
             if x is not None and not (hasattr(x, "sink") and hasattr(x, "source")):
                 raise ValueError("{} must have sink and source endpoints".format(name))
-        if decompressor is not None and not hasattr(decompressor, "error"):
-            raise ValueError("decompressor must have an error output")
+        if decompressor is not None and not (hasattr(decompressor, "error") and
+                                             hasattr(decompressor, "done")):
+            raise ValueError("decompressor must have error and done outputs")
         self.dw, self.paddr_width, self.haddr_width = dw, paddr_width, haddr_width
         self.tag_width, self.len_width, self.depth = tag_width, len_width, depth
 
@@ -364,7 +369,7 @@ class DMA(LiteXModule):
         invalid = Signal()
         fault = Signal()
         st = Signal(STATUS_WIDTH)
-        self.comb += [
+        self.comb += If(i.valid,    # (guarded: keeps the Migen simulation fast)
             invalid.eq((i.op == 3) |
                        ((i.op == OP_COMPRESS) & (compressor is None)) |
                        ((i.op == OP_DECOMPRESS) & (decompressor is None)) |
@@ -377,7 +382,7 @@ class DMA(LiteXModule):
                          (i.dst < self.host_base) | (i.dst + span > self.host_base + self.host_size),
                          (i.dst < self.dram_base) | (i.dst + span > self.dram_base + self.dram_size))),
             st.eq(Mux(invalid, ST_INVALID, Mux(fault, ST_FAULT, ST_OK))),
-        ]
+        )
         ccount  = Signal(cw)            # descriptors of the current chain queued so far
         cstatus = Signal(STATUS_WIDTH)
         ctag    = Signal(tag_width)
@@ -494,9 +499,24 @@ class DMA(LiteXModule):
             routes.append(If(jp.op == op, a.connect(xf.sink), xf.sink.first.eq(xfirst),
                              xf.source.connect(b)))
         self.comb += routes
+        # Decompressor verdict: ``error`` (nonzero = corrupt) is valid when ``done`` pulses,
+        # once per page after its last input beat; a decompress descriptor completes only
+        # after it (its output may be complete before the CRC is checked).
         corrupt = Signal()
+        verdict = Signal(reset=1)
         if decompressor is not None:
-            self.comb += corrupt.eq((jp.op == OP_DECOMPRESS) & decompressor.error)
+            xdone = Signal()
+            xerr = Signal()
+            self.sync += If(jp.start | dp_rst,
+                xdone.eq(0), xerr.eq(0),
+            ).Elif(decompressor.done,
+                xdone.eq(1),
+                If(decompressor.error != 0, xerr.eq(1)),
+            )
+            self.comb += [
+                corrupt.eq((jp.op == OP_DECOMPRESS) & xerr),
+                verdict.eq((jp.op != OP_DECOMPRESS) | xdone),
+            ]
 
         # Watchdog -------------------------------------------------------------------------------
         progress = Signal()
@@ -505,7 +525,7 @@ class DMA(LiteXModule):
         hs = lambda ep: ep.valid & ep.ready
         prog_terms = [hs(rport.cmd), hs(rport.rdata), hs(wport.cmd), hs(wport.wdata),
                       hs(host_source), hs(a), hs(b)]
-        self.comb += progress.eq(Cat(*prog_terms) != 0)
+        self.sync += progress.eq(Cat(*prog_terms) != 0)     # registered: one cycle late
         self.sync += If(~running | progress, wd.eq(0)).Else(wd.eq(wd + 1))
         expired = Signal()
         self.comb += expired.eq((self.timeout != 0) & (wd >= self.timeout))
@@ -557,7 +577,7 @@ class DMA(LiteXModule):
                 NextValue(job_st, ST_OVERFLOW), NextState("ABORT"),
             ).Elif(expired,
                 NextValue(job_st, ST_TIMEOUT), NextState("ABORT"),
-            ).Elif(jp.final & outputs_idle,
+            ).Elif(jp.final & outputs_idle & verdict,
                 NextValue(job_bytes, job_bytes + jp.out_bytes),
                 NextState("NEXT"),
             )
