@@ -31,6 +31,8 @@ CONFIGS = {
                0),
     "sdr16":  (dict(entries=4, policy="fifo", vpn_width=12, paddr_width=32, tag_width=8), 15, 16,
                300),
+    "rand32": (dict(entries=16, policy="random", vpn_width=16, paddr_width=28, tag_width=8), 18,
+               32, 0),
 }
 
 
@@ -261,12 +263,15 @@ def _random_ops(c, n_ops, pt_entries, win_base, win_size, extreme):
     return mismatches
 
 
-@pytest.mark.parametrize("name, extreme", [("wide46", True), ("sdr16", False)])
+@pytest.mark.parametrize("name, extreme", [("wide46", True), ("sdr16", False),
+                                           ("rand32", True)])
 def test_cosim_random_ops_match_model(name, extreme):
     c = CoSim(name, seed=len(name))
     m = c.model
     if name == "wide46":
         mism = _random_ops(c, 4000, 64, (1 << 46) - (1 << 20), 1 << 20, extreme)
+    elif name == "rand32":                     # window at the top of the 28-bit space
+        mism = _random_ops(c, 4000, 64, (1 << 28) - (1 << 19), 1 << 19, extreme)
     else:
         mism = _random_ops(c, 4000, 64, 0x10000, 0x40000, extreme)
     bad = [(i, e, g) for i, (e, g) in enumerate(zip(c.expected, c.responses)) if e != g]
