@@ -17,7 +17,9 @@ from litex.soc.interconnect import stream
 
 from gateware.dma.core import DMA, packed_layout
 from gateware.dma.model import (Descriptor, DMAConfig, DMAModel, HostLine, Completion,
-                                OP_DECOMPRESS)
+                                OP_DECOMPRESS, codec_transforms)
+from gateware.dma.codec import PackedCodec
+from gateware.codec.core import KVCompressor, KVDecompressor
 from stream_kit import Collector, NativePortModel, send, watchdog, StreamProtocolError
 
 
@@ -185,14 +187,21 @@ class Bench:
     """A DMA with memory models, test codecs, drivers and collectors; ``run()`` simulates."""
 
     def __init__(self, dw=32, aw_bytes=1 << 20, seed=0, depth=16, cq_depth=16, codecs=True,
-                 timeout=4096, stalls=True, latency=(1, 8), **kw):
+                 timeout=4096, stalls=True, latency=(1, 8), kv=None, **kw):
         self.rng = random.Random(seed)
         nb = dw // 8
         aw = (aw_bytes // nb - 1).bit_length()
         self.rport = LiteDRAMNativePort("read", aw, dw)
         self.wport = LiteDRAMNativePort("write", aw, dw)
-        self.comp = XorTransform(dw, 0xA5) if codecs else None
-        self.decomp = XorTransform(dw, 0x3C, poison=0xFF) if codecs else None
+        if kv is not None:                      # (mode, T, D): the real KV codec cores
+            self.comp = PackedCodec(KVCompressor(kv[0], dw=dw, T=kv[1], D=kv[2]))
+            self.decomp = PackedCodec(KVDecompressor(kv[0], dw=dw, T=kv[1], D=kv[2]))
+            comp_fn, decomp_fn = codec_transforms(*kv)
+        else:
+            self.comp = XorTransform(dw, 0xA5) if codecs else None
+            self.decomp = XorTransform(dw, 0x3C, poison=0xFF) if codecs else None
+            comp_fn = xor_model(0xA5) if codecs else None
+            decomp_fn = xor_model(0x3C, 0xFF) if codecs else None
         self.dut = DMA(self.rport, self.wport, compressor=self.comp, decompressor=self.decomp,
                        depth=depth, cq_depth=cq_depth, timeout=timeout, **kw)
         self.mem = bytearray(self.rng.getrandbits(8) for _ in range(aw_bytes))
@@ -201,8 +210,7 @@ class Bench:
         self.latency = latency
         self.cfg = DMAConfig(dram_base=0, dram_size=aw_bytes, host_base=0x1_0000_0000,
                              host_size=1 << 24, len_width=self.dut.len_width, depth=depth,
-                             compress=xor_model(0xA5) if codecs else None,
-                             decompress=xor_model(0x3C, 0xFF) if codecs else None)
+                             compress=comp_fn, decompress=decomp_fn)
         self.read_delay = None      # word address -> extra cycles (stream_kit semantics)
         self.write_stall = None     # cycle -> bool
         self.host_stall = None      # cycle -> bool
@@ -244,13 +252,12 @@ class Bench:
             self.done_cycle = self.comps.items[-1]["cycle"]
 
         def codec_stall():
-            for x in (self.comp, self.decomp):
-                if x is not None:
-                    yield x.stall.eq(0)
-            while True:
-                for x in (self.comp, self.decomp):
-                    if x is not None:
-                        yield x.stall.eq(int(st and rng.random() < 0.3))
+            xs = [x for x in (self.comp, self.decomp) if isinstance(x, XorTransform)]
+            for x in xs:
+                yield x.stall.eq(0)
+            while xs:
+                for x in xs:
+                    yield x.stall.eq(int(st and rng.random() < 0.3))
                 yield
         gens = [driver(), self.reader.generator(), self.writer.generator(),
                 self.comps.generator(), self.hosts.generator(), passive(codec_stall)(),

@@ -203,3 +203,30 @@ class DMAModel:
                 done += len(data)
             res.completions.append(Completion(tag, st, done))
         return res
+
+
+def codec_transforms(mode="kivi_k4v3", T=16, D=64):
+    """(compress, decompress) transforms of the KV codec reference (gateware/codec) for one
+    configured mode and geometry, as the codec cores behind ``codec.PackedCodec`` behave:
+    the compressor takes exactly one FP16 page; the decompressor fails (corrupt) on any
+    page the reference rejects and on a valid page of another mode or geometry."""
+    import numpy as np
+    from gateware.codec import reference as R
+    m = R.MODES[mode] if isinstance(mode, str) else mode
+
+    def compress(data):
+        page = np.frombuffer(bytes(data), dtype="<u2")
+        if page.size != 2 * T * D:
+            raise ValueError("compress source must be one page of {} bytes".format(4 * T * D))
+        return R.compress(page.reshape(2, T, D), m), False
+
+    def decompress(blob):
+        try:
+            if R.parse_header(bytes(blob)).mode != m:
+                return b"", True
+            page = R.decompress(bytes(blob), expect_geometry=(T, D))
+        except R.CodecError:
+            return b"", True
+        return R.as_bits(page).astype("<u2").tobytes(), False
+
+    return compress, decompress
