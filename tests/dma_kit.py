@@ -187,7 +187,7 @@ class Bench:
     """A DMA with memory models, test codecs, drivers and collectors; ``run()`` simulates."""
 
     def __init__(self, dw=32, aw_bytes=1 << 20, seed=0, depth=16, cq_depth=16, codecs=True,
-                 timeout=4096, stalls=True, latency=(1, 8), kv=None, **kw):
+                 timeout=4096, stalls=True, latency=(1, 8), kv=None, stall_p=0.3, **kw):
         self.rng = random.Random(seed)
         nb = dw // 8
         aw = (aw_bytes // nb - 1).bit_length()
@@ -207,6 +207,7 @@ class Bench:
         self.mem = bytearray(self.rng.getrandbits(8) for _ in range(aw_bytes))
         self.initial = bytes(self.mem)
         self.stalls = stalls
+        self.p = 1.0 - stall_p if stalls else 1.0     # ready / valid probability per cycle
         self.latency = latency
         self.cfg = DMAConfig(dram_base=0, dram_size=aw_bytes, host_base=0x1_0000_0000,
                              host_size=1 << 24, len_width=self.dut.len_width, depth=depth,
@@ -222,19 +223,17 @@ class Bench:
 
     def run(self, descs, max_cycles=200000, extra=(), wait_jobs=None):
         dut, rng = self.dut, self.rng
-        st = self.stalls
+        st, p = self.stalls, self.p
         self.reader = NativePortModel(self.rport, lambda a, n: bytes(self.mem[a:a + n]),
                                       rng=random.Random(rng.random()), latency=self.latency,
-                                      cmd_ready_prob=0.7 if st else 1.0,
-                                      rdata_prob=0.7 if st else 1.0,
+                                      cmd_ready_prob=p, rdata_prob=p,
                                       extra_delay=self.read_delay)
         self.writer = WritePortModel(self.wport, self.mem, rng=random.Random(rng.random()),
-                                     cmd_ready_prob=0.7 if st else 1.0,
-                                     wdata_ready_prob=0.7 if st else 1.0, stall=self.write_stall)
+                                     cmd_ready_prob=p, wdata_ready_prob=p, stall=self.write_stall)
         self.comps = Collector(dut.completion, rng=random.Random(rng.random()),
                                ready_prob=0.5 if st else 1.0)
-        self.hosts = HostCollector(dut.host_source, random.Random(rng.random()),
-                                   0.6 if st else 1.0, self.host_stall)
+        self.hosts = HostCollector(dut.host_source, random.Random(rng.random()), p,
+                                   self.host_stall)
         n_jobs = wait_jobs or sum(1 for d in descs if d.last)
         self.done_cycle = None
 
@@ -243,7 +242,7 @@ class Bench:
                 yield k.eq(v)
             yield
             yield from send(dut.sink, [desc_item(d) for d in descs],
-                            rng=random.Random(rng.random()), valid_prob=0.6 if st else 1.0)
+                            rng=random.Random(rng.random()), valid_prob=p)
             while len(self.comps.items) < n_jobs:
                 yield
             # let outputs of abandoned jobs drain, then stop
@@ -257,7 +256,7 @@ class Bench:
                 yield x.stall.eq(0)
             while xs:
                 for x in xs:
-                    yield x.stall.eq(int(st and rng.random() < 0.3))
+                    yield x.stall.eq(int(rng.random() >= p))
                 yield
         gens = [driver(), self.reader.generator(), self.writer.generator(),
                 self.comps.generator(), self.hosts.generator(), passive(codec_stall)(),
@@ -302,3 +301,19 @@ def assert_memory(mem, expected, dirty=(), initial=None):
         raise AssertionError("{} DRAM bytes differ from the model, first at 0x{:x}: got {:#x} "
                              "expected {:#x}{}".format(len(bad), bad[0], got[bad[0]], exp[bad[0]],
                              "" if initial is None else " (initial {:#x})".format(initial[bad[0]])))
+
+
+def assert_host_lines(got, expected, dirty=()):
+    """Host lines equal the model's, in order, except lines inside a ``dirty`` host range
+    (a failed descriptor's destination): those may appear, but only inside that range."""
+    ranges = [(a, b) for kind, a, b in dirty if kind == "host"]
+
+    def inside(line):
+        return any(a <= line.addr and line.addr + line.nbytes <= b for a, b in ranges)
+
+    def outside(line):
+        return not any(a <= line.addr < b for a, b in ranges)
+
+    for line in got:
+        assert inside(line) or outside(line), "host line {} crosses a failed range".format(line)
+    assert [l for l in got if outside(l)] == [l for l in expected if outside(l)]
