@@ -31,7 +31,7 @@ from gateware.codec import reference as R
 PAGE_TOKENS = 16
 
 
-def _roundtrip_page(cache, start: int, mode, stats: dict) -> None:
+def _roundtrip_page(cache, start: int, mode, stats: dict, sink: bool = False) -> None:
     """Round-trip the page [start, start+16) of every layer through the codec, in place."""
     import torch
 
@@ -43,7 +43,7 @@ def _roundtrip_page(cache, start: int, mode, stats: dict) -> None:
     v = torch.stack(vs)
     L, H, T, D = k.shape
     pages = torch.stack([k, v], dim=2).to(torch.float16).reshape(L * H, 2, T, D).numpy()
-    blobs = R.compress_batch(pages, mode)
+    blobs = R.compress_batch(pages, mode, sink=sink and mode.kind == R.MODE_KIVI)
     out = R.decompress_batch(blobs, expect_geometry=(T, D))
     lens = np.array([len(b) for b in blobs]).reshape(L, H)
     stats["bytes"] += lens.sum(axis=1)
@@ -55,9 +55,10 @@ def _roundtrip_page(cache, start: int, mode, stats: dict) -> None:
         layer.values[0, :, start: start + PAGE_TOKENS, :] = back[li, :, 1].to(dt)
 
 
-def eval_mode(model, ids, mode, window_pages: int = 0) -> dict:
+def eval_mode(model, ids, mode, window_pages: int = 0, sink: bool = True) -> dict:
     """Perplexity of `ids` (1, N) with pooled pages round-tripped through `mode`
-    (None: no codec, float32 cache)."""
+    (None: no codec, float32 cache). `sink`: the sequence's first page is compressed with
+    the SINK flag (kivi modes: token 0's K kept exact)."""
     import torch
     from transformers import DynamicCache
 
@@ -79,7 +80,8 @@ def eval_mode(model, ids, mode, window_pages: int = 0) -> dict:
             if mode is not None and chunk.shape[1] == PAGE_TOKENS:
                 pending.append(s)
                 while len(pending) > window_pages:
-                    _roundtrip_page(cache, pending.pop(0), mode, stats)
+                    p0 = pending.pop(0)
+                    _roundtrip_page(cache, p0, mode, stats, sink=sink and p0 == 0)
     res = {"ppl": math.exp(nll / count), "tokens_scored": count}
     if mode is not None and stats["pages"]:
         per_layer_pages = stats["pages"]
@@ -109,6 +111,9 @@ def main(argv=None) -> int:
     ap.add_argument("--window", type=int, default=0,
                     help="full pages kept exact in the host L1 window besides the partial one"
                          " (default 0: every full page is offloaded)")
+    ap.add_argument("--no-sink", action="store_true",
+                    help="do not set the SINK flag on each sequence's first page (kivi modes"
+                         " then quantize the attention-sink token's K like any other)")
     ap.add_argument("--json", help="write results as JSON to this file")
     args = ap.parse_args(argv)
     if args.tokens % PAGE_TOKENS:
@@ -142,7 +147,8 @@ def main(argv=None) -> int:
         per = []
         t0 = time.time()
         for seg in segs:
-            r = eval_mode(model, seg, R.MODES[m] if m else None, args.window)
+            r = eval_mode(model, seg, R.MODES[m] if m else None, args.window,
+                          sink=not args.no_sink)
             per.append(r)
             agg["nll"] += math.log(r["ppl"]) * r["tokens_scored"]
             agg["n"] += r["tokens_scored"]
@@ -158,7 +164,8 @@ def main(argv=None) -> int:
         r["dppl_pct"] = 100 * (r["ppl"] / base - 1)
 
     print(f"\nSmolLM2-135M-Instruct, {args.text}, {args.segments} x {args.tokens} tokens, "
-          f"window {args.window} pages, {datetime.date.today()}")
+          f"window {args.window} pages, sink flag {'off' if args.no_sink else 'on'}, "
+          f"{datetime.date.today()}")
     print(f"{'mode':<18} {'ratio':>7} {'ppl':>9} {'dppl vs fp16':>13}  ratio layer 0 / mid / last")
     for name, r in results.items():
         rl = r.get("ratio_per_layer")
@@ -168,7 +175,7 @@ def main(argv=None) -> int:
     if args.json:
         Path(args.json).parent.mkdir(parents=True, exist_ok=True)
         meta = {"text": args.text, "tokens": args.tokens, "segments": args.segments,
-                "window_pages": args.window, "date": str(datetime.date.today()),
+                "window_pages": args.window, "sink": not args.no_sink, "date": str(datetime.date.today()),
                 "model": "SmolLM2-135M-Instruct (Q4_1 GGUF, dequantized fp32)",
                 "command": " ".join(["python -m host.codec_eval"] + (argv or sys.argv[1:]))}
         Path(args.json).write_text(json.dumps({"meta": meta, "results": results}, indent=1))

@@ -75,7 +75,7 @@ def corrupt(blob: bytes, case: str) -> tuple[bytes, str]:
         b[6:8] = L.to_bytes(2, "little")
         return reseal(b), "header"
     if case == "geometry":
-        b[4] = 8
+        b[4] ^= 0x20
         return reseal(b), "header"
     if case == "truncated":
         return bytes(b[: len(b) - 16]), "truncated"
@@ -139,3 +139,21 @@ def stream_sink(ep, out, rng, p_ready=1.0):
             if (yield ep.last):
                 out.append(cur)
                 cur = []
+
+
+# ---- real KV pages from the bundled traces ---------------------------------------------------
+import pytest  # noqa: E402
+
+TRACE = "traces/mini-chatbot.safetensors"
+
+
+def load_trace_pages(path: str = TRACE) -> np.ndarray:
+    """All full KV pages of a bundled trace as (N, 2, 16, 64) float16."""
+    from host.trace import load_trace
+    kv = load_trace(path).kv                      # (L, H, P, 2, 16, D)
+    return np.ascontiguousarray(kv.reshape(-1, *kv.shape[3:]))
+
+
+@pytest.fixture(scope="session")
+def trace_pages():
+    return load_trace_pages()

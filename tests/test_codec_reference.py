@@ -30,6 +30,13 @@ def test_int_to_fp16_is_round_nearest_even_saturating():
     ref = np.clip(ref.astype(np.float64), -65504, 65504).astype(np.float16).view(np.uint16)
     ref = np.where(ref == 0x8000, 0, ref)
     assert np.array_equal(R.int_to_fp16(v), ref)
+    assert np.array_equal(R.int_to_fp16_spec(v), ref)      # the integer (gateware) algorithm
+
+
+def test_fp16_to_int_fast_equals_spec():
+    b = np.arange(65536, dtype=np.uint16)
+    b = b[(b & 0x7C00) != 0x7C00]
+    assert np.array_equal(R.fp16_to_int(b), R.fp16_to_int_spec(b))
 
 
 def test_choose_scale_is_minimal():
@@ -202,3 +209,36 @@ def test_rle_format_error_with_valid_crc():
     with pytest.raises(R.CodecError) as e:
         R.decompress(bytes(blob))
     assert e.value.kind == "format"
+
+
+# ---- SINK pages (kivi) ----------------------------------------------------------------------
+@pytest.mark.parametrize("mode", ["kivi_k4v3", "kivi_k3v2"])
+def test_sink_page(mode):
+    pages = np.concatenate([random_pages(6, seed=14), extreme_page()[None]])
+    sink = np.array([1, 0, 1, 0, 0, 1, 1], bool)
+    blobs = R.compress_batch(pages, mode, sink=sink)
+    m = R.MODES[mode]
+    for b, s in zip(blobs, sink):
+        assert bool(b[1] & R.FLAG_SINK) == s
+        assert len(b) == R.page_length(m, sink=bool(s))
+    assert blobs[1] == R.compress(pages[1], mode)
+    assert R.page_length(m, sink=True) == R.page_length(m) + 128
+    out = np.stack([R.decompress(b) for b in blobs])
+    x, _ = R.sanitize(pages.view(np.uint16))
+    x = x.view(np.float16).astype(np.float64)
+    for i in range(len(pages)):
+        err = np.abs(out[i].astype(np.float64) - x[i])
+        assert (err <= R.error_bound(pages[i], mode, sink=bool(sink[i]))).all()
+        if sink[i]:
+            assert np.array_equal(out[i, 0, 0], x[i, 0, 0])      # token 0's K exact
+
+
+def test_sink_flag_rejected_outside_kivi():
+    with pytest.raises(ValueError):
+        R.compress_batch(random_pages(1), "int8", sink=True)
+    blob = bytearray(R.compress(random_pages(1)[0], "int8"))
+    blob[1] |= R.FLAG_SINK
+    from tests.codec_fixtures import reseal
+    with pytest.raises(R.CodecError) as e:
+        R.decompress(reseal(blob))
+    assert e.value.kind == "header"

@@ -138,6 +138,8 @@ def quantize(m, d, code, qmax):
     prod = Signal(R.DSH_BITS + R.RECIP_BITS - 2)
     qq = Signal(len(prod))
     q = Signal(max=qmax + 1)
+    sh_half = Signal(6)
+    sh2 = Signal(6)
     m.comb += [
         E.eq(code[3:8] + R.SCALE_SHIFT),
         If(E < R.GUARD, g.eq(E)).Else(g.eq(R.GUARD)),
@@ -146,7 +148,11 @@ def quantize(m, d, code, qmax):
         If(dshf >= (1 << R.DSH_BITS), dsh.eq((1 << R.DSH_BITS) - 1)).Else(dsh.eq(dshf)),
         recip.eq(Array([C(int(x), R.RECIP_BITS - 2) for x in R.RECIP])[code[0:3]]),
         prod.eq(dsh * recip),
-        qq.eq((prod + (C(1, len(prod)) << (R.RECIP_BITS - 1 + g))) >> (R.RECIP_BITS + g)),
+        # shift amounts in their own 6-bit signals: in Verilog an inline `15 + g` would be
+        # evaluated at the 4-bit width of its operands and wrap
+        sh_half.eq(R.RECIP_BITS - 1 + g),
+        sh2.eq(R.RECIP_BITS + g),
+        qq.eq((prod + (C(1, len(prod)) << sh_half)) >> sh2),
         If(qq > qmax, q.eq(qmax)).Else(q.eq(qq)),
     ]
     return q

@@ -146,9 +146,12 @@ class KVCompressor(Module):
         tok = Signal(max=2 * T)         # token index over K then V
         accept = Signal()
         sk = self.sink
-        self.comb += [sk.ready.eq(~a_full), accept.eq(sk.valid & sk.ready)]
+        swap = Signal()
+        # the first beat of the next page is taken in the very cycle the full page swaps out
+        self.comb += [sk.ready.eq(~a_full | swap), accept.eq(sk.valid & sk.ready)]
         for s in range(2):
-            self.comb += [wp[s].adr.eq(Cat(a_beat[1:1 + ab], wsel)), wp[s].dat_w.eq(sk.data),
+            self.comb += [wp[s].adr.eq(Cat(a_beat[1:1 + ab], Mux(swap, ~wsel, wsel))),
+                          wp[s].dat_w.eq(sk.data),
                           wp[s].we.eq(accept & (a_beat[0] == s))]
         a_last = Signal()
         tok_end = Signal()
@@ -169,9 +172,9 @@ class KVCompressor(Module):
                 nfs.append(nf)
             anynf = Signal()
             self.comb += anynf.eq(Cat(*nfs) != 0)
-        swap = Signal()
         if lossy:
-            self.sync += If(swap, nf_b.eq(nf_a), nf_a.eq(0)).Elif(accept & anynf, nf_a.eq(1))
+            self.sync += If(swap, nf_b.eq(nf_a), nf_a.eq(accept & anynf)) \
+                .Elif(accept & anynf, nf_a.eq(1))
 
         stats_ready = Signal()          # statistics of the page in A are complete
         b_regs = []                     # (A-side regs, B-side regs) to copy at swap

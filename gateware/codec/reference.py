@@ -31,6 +31,7 @@ CRC_BYTES = 4
 ALIGN = 8                      # every section starts on an 8-byte boundary; total length too
 
 FLAG_NONFINITE = 0x1           # lossy modes: a NaN/inf input was replaced (see README)
+FLAG_SINK = 0x2                # kivi modes: token 0's K kept exact (attention-sink page)
 
 MODE_RAW = 0
 MODE_INT8 = 1
@@ -121,7 +122,7 @@ def sanitize(bits: np.ndarray) -> tuple[np.ndarray, bool]:
     return out, True
 
 
-def fp16_to_int(bits: np.ndarray) -> np.ndarray:
+def fp16_to_int_spec(bits: np.ndarray) -> np.ndarray:
     """Finite FP16 bit patterns -> signed int64 in units of 2**-24 (exact). -0 -> 0."""
     b = np.asarray(bits, dtype=np.int64)
     e = (b >> 10) & 31
@@ -130,7 +131,14 @@ def fp16_to_int(bits: np.ndarray) -> np.ndarray:
     return np.where(b & 0x8000, -mag, mag)
 
 
-def int_to_fp16(v: np.ndarray) -> np.ndarray:
+def fp16_to_int(bits: np.ndarray) -> np.ndarray:
+    """Same as fp16_to_int_spec (the bit-level definition the gateware follows), computed
+    through float64, which holds every FP16 value times 2**24 exactly."""
+    f = np.asarray(bits, dtype=np.uint16).view(np.float16).astype(np.float64)
+    return (f * 16777216.0).astype(np.int64)
+
+
+def int_to_fp16_spec(v: np.ndarray) -> np.ndarray:
     """Signed int64 (units of 2**-24) -> FP16 bits, round to nearest even, saturating at
     +-65504 (never inf). Zero (either sign of rounding) -> +0."""
     v = np.asarray(v, dtype=np.int64)
@@ -156,6 +164,17 @@ def int_to_fp16(v: np.ndarray) -> np.ndarray:
     bits = np.where(e >= 31, FP16_MAX_BITS, bits)
     bits = np.where(bits == 0, 0, bits | np.where(v < 0, 0x8000, 0))
     return bits.astype(np.uint16)
+
+
+def int_to_fp16(v: np.ndarray) -> np.ndarray:
+    """Same as int_to_fp16_spec (the integer definition the gateware follows), computed with
+    numpy's correctly rounded (nearest even) float64 -> float16 cast: |v| < 2**53 is exact in
+    float64 and the scaling by 2**-24 is exact."""
+    v = np.asarray(v, dtype=np.int64)
+    with np.errstate(over="ignore"):
+        h = (v.astype(np.float64) * 2.0 ** -24).astype(np.float16).view(np.uint16)
+    h = np.where((h & 0x7FFF) == 0x7C00, (h & 0x8000) | FP16_MAX_BITS, h)
+    return np.where(h == 0x8000, 0, h).astype(np.uint16)
 
 
 # --------------------------------------------------------------------------------------------
@@ -204,22 +223,40 @@ def quantize(d: np.ndarray, code: np.ndarray, qmax: int) -> np.ndarray:
 # --------------------------------------------------------------------------------------------
 # Bit packing (LSB-first little-endian bit stream)
 # --------------------------------------------------------------------------------------------
+def _group(bits: int) -> tuple[int, int]:
+    """Values per byte-aligned group (g) and its bytes: g * bits = lcm(bits, 8) <= 64."""
+    g = 8 // np.gcd(bits, 8)
+    return int(g), int(g * bits // 8)
+
+
 def pack_bits(q: np.ndarray, bits: int) -> np.ndarray:
-    """(N, n) unsigned ints < 2**bits -> (N, ceil(n*bits/8)) bytes, value i at bit i*bits."""
+    """(N, n) unsigned ints < 2**bits -> (N, ceil(n*bits/8)) bytes, value i at bit i*bits
+    (little-endian, LSB first)."""
     q = np.asarray(q, dtype=np.uint8)
-    n = q.shape[-1]
-    bitarr = ((q[..., None] >> np.arange(bits, dtype=np.uint8)) & 1).reshape(q.shape[0], -1)
-    pad = (-n * bits) % 8
+    N, n = q.shape
+    g, gb = _group(bits)
+    pad = -n % g
     if pad:
-        bitarr = np.concatenate([bitarr, np.zeros((q.shape[0], pad), np.uint8)], axis=1)
-    return np.packbits(bitarr, axis=1, bitorder="little")
+        q = np.concatenate([q, np.zeros((N, pad), np.uint8)], axis=1)
+    w = (q.reshape(N, -1, g).astype(np.uint64) << (np.arange(g, dtype=np.uint64) * bits)).sum(
+        axis=2, dtype=np.uint64)
+    out = w.astype("<u8").view(np.uint8).reshape(N, -1, 8)[:, :, :gb].reshape(N, -1)
+    return np.ascontiguousarray(out[:, : (n * bits + 7) // 8])
 
 
 def unpack_bits(b: np.ndarray, bits: int, n: int) -> np.ndarray:
     b = np.asarray(b, dtype=np.uint8)
-    bitarr = np.unpackbits(b, axis=1, bitorder="little")[:, : n * bits]
-    bitarr = bitarr.reshape(b.shape[0], n, bits).astype(np.uint8)
-    return (bitarr << np.arange(bits, dtype=np.uint8)).sum(axis=2).astype(np.uint8)
+    N = b.shape[0]
+    g, gb = _group(bits)
+    ngroups = -(-n // g)
+    buf = np.zeros((N, ngroups, 8), np.uint8)
+    flat = buf[:, :, :gb].reshape(N, -1)
+    m = min(flat.shape[1], b.shape[1])
+    flat[:, :m] = b[:, :m]
+    buf[:, :, :gb] = flat.reshape(N, ngroups, gb)
+    w = buf.view("<u8").reshape(N, ngroups, 1)
+    v = (w >> (np.arange(g, dtype=np.uint64) * bits)) & np.uint64((1 << bits) - 1)
+    return v.reshape(N, -1)[:, :n].astype(np.uint8)
 
 
 def _align(n: int, a: int = ALIGN) -> int:
@@ -288,10 +325,11 @@ def rle_decode(enc: np.ndarray, n: int) -> tuple[np.ndarray, int]:
 # --------------------------------------------------------------------------------------------
 # Layout
 # --------------------------------------------------------------------------------------------
-def kivi_layout(T: int, D: int, kbits: int, vbits: int) -> list[tuple[str, int]]:
+def kivi_layout(T: int, D: int, kbits: int, vbits: int, sink: bool = False):
     """Sections after the header, each padded to ALIGN: (name, unpadded bytes)."""
-    return [("k_code", D), ("k_lo", 2 * D), ("v_code", T), ("v_lo", 2 * T),
-            ("k_q", (T * D * kbits + 7) // 8), ("v_q", (T * D * vbits + 7) // 8)]
+    return [("k_code", D), ("k_lo", 2 * D), ("v_code", T), ("v_lo", 2 * T)] + \
+        ([("k_sink", 2 * D)] if sink else []) + \
+        [("k_q", (T * D * kbits + 7) // 8), ("v_q", (T * D * vbits + 7) // 8)]
 
 
 def int8_layout(T: int, D: int) -> list[tuple[str, int]]:
@@ -304,14 +342,16 @@ def finish_length(body: int) -> int:
     return _align(body + CRC_BYTES)
 
 
-def page_length(mode: Mode, T: int = 16, D: int = 64) -> int | None:
-    """Compressed length in bytes of every page in a fixed-size mode (None for RLE)."""
+def page_length(mode: Mode, T: int = 16, D: int = 64, sink: bool = False) -> int | None:
+    """Compressed length in bytes of every page in a fixed-size mode (None for RLE);
+    `sink`: a kivi page with the SINK flag."""
     if mode.kind == MODE_RAW:
         body = HEADER_BYTES + _align(2 * T * D * 2)
     elif mode.kind in (MODE_INT8, MODE_INT8_DELTA):
         body = HEADER_BYTES + sum(_align(n) for _, n in int8_layout(T, D))
     elif mode.kind == MODE_KIVI:
-        body = HEADER_BYTES + sum(_align(n) for _, n in kivi_layout(T, D, mode.kbits, mode.vbits))
+        body = HEADER_BYTES + sum(_align(n) for _, n in
+                                  kivi_layout(T, D, mode.kbits, mode.vbits, sink))
     else:
         return None
     return finish_length(body)
@@ -374,13 +414,20 @@ def _int8_dequant(code: np.ndarray, q: np.ndarray) -> np.ndarray:
     return int_to_fp16(v)
 
 
-def _kivi_quant(x: np.ndarray, kbits: int, vbits: int):
+def _kivi_quant(x: np.ndarray, kbits: int, vbits: int, sink=None):
     """K (x[:,0]) per channel over tokens, V (x[:,1]) per token over channels; asymmetric:
-    q = quantize(x - lo, code, 2**b - 1) with lo the group minimum (an exact FP16 value)."""
+    q = quantize(x - lo, code, 2**b - 1) with lo the group minimum (an exact FP16 value).
+    Pages with sink[i]: K statistics over tokens 1..T-1 only, token 0's K codes are 0."""
     k, v = x[:, 0], x[:, 1]
-    k_lo = k.min(axis=1)                        # (N, D)
-    k_code = choose_scale(k.max(axis=1) - k_lo, (1 << kbits) - 1)
-    k_q = quantize(k - k_lo[:, None, :], k_code[:, None, :], (1 << kbits) - 1)
+    ks = k
+    if sink is not None and np.any(sink):
+        ks = k.copy()
+        ks[sink, 0] = ks[sink, 1]              # token 0 out of the statistics
+    k_lo = ks.min(axis=1)                       # (N, D)
+    k_code = choose_scale(ks.max(axis=1) - k_lo, (1 << kbits) - 1)
+    k_q = quantize(np.maximum(k - k_lo[:, None, :], 0), k_code[:, None, :], (1 << kbits) - 1)
+    if sink is not None and np.any(sink):
+        k_q[sink, 0] = 0
     v_lo = v.min(axis=2)                        # (N, T)
     v_code = choose_scale(v.max(axis=2) - v_lo, (1 << vbits) - 1)
     v_q = quantize(v - v_lo[:, :, None], v_code[:, :, None], (1 << vbits) - 1)
@@ -418,8 +465,10 @@ def as_bits(pages) -> np.ndarray:
     raise TypeError(f"pages must be float16 or uint16 bit patterns, not {a.dtype}")
 
 
-def compress_batch(pages, mode: str | Mode) -> list[bytes]:
-    """Compress (N, 2, T, D) FP16 pages. Returns N compressed pages (bytes)."""
+def compress_batch(pages, mode: str | Mode, sink=False) -> list[bytes]:
+    """Compress (N, 2, T, D) FP16 pages. Returns N compressed pages (bytes).
+    `sink` (bool or (N,) bools, kivi modes only): the page holds an attention sink in its
+    token 0 (the host sets it for the first page of a sequence); token 0's K is kept exact."""
     mode = MODES[mode] if isinstance(mode, str) else mode
     bits = as_bits(pages)
     if bits.ndim != 4 or bits.shape[1] != 2:
@@ -427,6 +476,18 @@ def compress_batch(pages, mode: str | Mode) -> list[bytes]:
     N, _, T, D = bits.shape
     if not (1 <= T <= 255 and 1 <= D <= 255):
         raise ValueError("T and D must be in 1..255")
+    sink = np.broadcast_to(np.asarray(sink, bool), (N,))
+    if sink.any():
+        if mode.kind != MODE_KIVI or T < 2:
+            raise ValueError("the SINK flag needs a kivi mode and T >= 2")
+        if not sink.all():
+            out = [None] * N
+            for flag in (False, True):
+                idx = np.flatnonzero(sink == flag)
+                for i, b in zip(idx, compress_batch(bits[idx], mode, flag)):
+                    out[i] = b
+            return out
+    sink = bool(sink.all()) if N else False
     flat = bits.reshape(N, -1)
     if mode.kind == MODE_RAW:
         body = [_u16le(flat)]
@@ -445,9 +506,13 @@ def compress_batch(pages, mode: str | Mode) -> list[bytes]:
                 return [_finish_rle(mode, flags[i], T, D, code[i], payload[i]) for i in range(N)]
             body.append(payload)
         elif mode.kind == MODE_KIVI:
-            k_code, k_lo, k_q, v_code, v_lo, v_q = _kivi_quant(x, mode.kbits, mode.vbits)
-            body = [k_code, _u16le(int_to_fp16(k_lo)), v_code, _u16le(int_to_fp16(v_lo)),
-                    pack_bits(k_q.reshape(N, -1), mode.kbits),
+            k_code, k_lo, k_q, v_code, v_lo, v_q = _kivi_quant(
+                x, mode.kbits, mode.vbits, np.full(N, sink))
+            body = [k_code, _u16le(int_to_fp16(k_lo)), v_code, _u16le(int_to_fp16(v_lo))]
+            if sink:
+                body.append(_u16le(int_to_fp16(x[:, 0, 0, :])))
+                flags = flags | FLAG_SINK
+            body += [pack_bits(k_q.reshape(N, -1), mode.kbits),
                     pack_bits(v_q.reshape(N, -1), mode.vbits)]
         else:  # pragma: no cover
             raise ValueError(mode)
@@ -491,16 +556,19 @@ def parse_header(blob: bytes) -> Header:
         raise CodecError("header", f"bad magic 0x{h[0]:02x}")
     if h[1] >> 4 != VERSION:
         raise CodecError("header", f"unsupported version {h[1] >> 4}")
-    if h[1] & 0xE:
+    if h[1] & 0xC:
         raise CodecError("header", "reserved flag bits set")
     mode = mode_from_header(h[2], h[3])
+    sink = bool(h[1] & FLAG_SINK)
+    if sink and (mode.kind != MODE_KIVI or h[4] < 2):
+        raise CodecError("header", "SINK flag outside a kivi mode")
     T, D = h[4], h[5]
     if T == 0 or D == 0:
         raise CodecError("header", "zero page geometry")
     length = h[6] | (h[7] << 8)
     if length % ALIGN or length < HEADER_BYTES + CRC_BYTES:
         raise CodecError("header", f"bad length {length}")
-    expect = page_length(mode, T, D)
+    expect = page_length(mode, T, D, sink)
     if expect is not None and length != expect:
         raise CodecError("header", f"length {length} != {expect} for mode {mode.name}")
     return Header(mode, h[1] & 0xF, T, D, length)
@@ -531,7 +599,8 @@ def decompress_batch(blobs: list[bytes], expect_geometry=None) -> np.ndarray:
     """Decompress pages that share one mode and geometry -> (N, 2, T, D) float16."""
     hdrs = [check(b, expect_geometry) for b in blobs]
     h0 = hdrs[0]
-    if any((h.mode, h.T, h.D) != (h0.mode, h0.T, h0.D) for h in hdrs):
+    if any((h.mode, h.T, h.D, h.flags & FLAG_SINK) != (h0.mode, h0.T, h0.D, h0.flags & FLAG_SINK)
+           for h in hdrs):
         return np.stack([_decode_checked([b], h)[0] for b, h in zip(blobs, hdrs)])
     return _decode_checked(blobs, h0)
 
@@ -575,16 +644,20 @@ def _decode_checked(blobs: list[bytes], hdr: Header) -> np.ndarray:
         q = q.view(np.int8) if mode.kind == MODE_INT8 else _undelta(q)
         return _int8_dequant(code, q).view(np.float16)
     if mode.kind == MODE_KIVI:
-        s = _sections(arr, kivi_layout(T, D, mode.kbits, mode.vbits))
+        sink = bool(hdr.flags & FLAG_SINK)
+        s = _sections(arr, kivi_layout(T, D, mode.kbits, mode.vbits, sink))
         k_lo = fp16_to_int(np.ascontiguousarray(s["k_lo"]).view("<u2").astype(np.uint16))
         v_lo = fp16_to_int(np.ascontiguousarray(s["v_lo"]).view("<u2").astype(np.uint16))
         k_q = unpack_bits(s["k_q"], mode.kbits, T * D).reshape(N, T, D)
         v_q = unpack_bits(s["v_q"], mode.vbits, T * D).reshape(N, T, D)
-        return _kivi_dequant(s["k_code"], k_lo, k_q, s["v_code"], v_lo, v_q).view(np.float16)
+        out = _kivi_dequant(s["k_code"], k_lo, k_q, s["v_code"], v_lo, v_q)
+        if sink:
+            out[:, 0, 0, :] = np.ascontiguousarray(s["k_sink"]).view("<u2").astype(np.uint16)
+        return out.view(np.float16)
     raise CodecError("header", "unknown mode")  # pragma: no cover
 
 
-def error_bound(page, mode: str | Mode) -> np.ndarray:
+def error_bound(page, mode: str | Mode, sink: bool = False) -> np.ndarray:
     """Per-value absolute error bound of a lossy mode for this (sanitized) page, in float64:
     0.52 * scale + half an FP16 ulp of the reconstructed value (documented in
     the README). It holds for every finite input: the largest scale (61440) times the smallest
@@ -595,7 +668,7 @@ def error_bound(page, mode: str | Mode) -> np.ndarray:
     if mode.kind == MODE_RAW:
         return np.zeros(bits.shape)
     if mode.kind == MODE_KIVI:
-        k_code, _, _, v_code, _, _ = _kivi_quant(x, mode.kbits, mode.vbits)
+        k_code, _, _, v_code, _, _ = _kivi_quant(x, mode.kbits, mode.vbits, np.array([sink]))
         s = np.stack([np.broadcast_to(scale_value(k_code[0])[None, :], x.shape[2:]),
                       np.broadcast_to(scale_value(v_code[0])[:, None], x.shape[2:])])
     else:
@@ -604,4 +677,7 @@ def error_bound(page, mode: str | Mode) -> np.ndarray:
     s = s.astype(np.float64) * 2.0 ** -24
     mag = np.abs(x[0].astype(np.float64) * 2.0 ** -24) + s
     ulp = np.maximum(2.0 ** (np.floor(np.log2(np.maximum(mag, 2.0 ** -14))) - 10), 2.0 ** -24)
-    return 0.52 * s + 0.5 * ulp
+    bound = 0.52 * s + 0.5 * ulp
+    if sink:
+        bound[0, 0, :] = 0.0
+    return bound
