@@ -173,10 +173,14 @@ class _JobPath(Module):
         lbytes  = Signal(7)
         wcnt    = Signal(max(1, (W - 1).bit_length()))
         ovf     = Signal()
+        dropping = Signal()
         self.comb += [
-            ovf.eq(b.valid & (self.out_bytes + b.nbytes > cap)),
+            ovf.eq(b.valid & (self.out_bytes + b.nbytes > cap) | dropping),
             self.overflow.eq(ovf),
         ]
+        # After an overflow the rest of the transform's output is dropped (nothing more is
+        # written) so that a decompressor can still reach its verdict: corrupt wins.
+        self.sync += If(self.start, dropping.eq(0)).Elif(ovf, dropping.eq(1))
         self.sync += If(self.start,
             first.eq(1),
             pend.eq(0),
@@ -225,7 +229,7 @@ class _JobPath(Module):
             h.data.eq(line | ((b.data & bmask) << Cat(Constant(0, log2_int(dw)), wcnt))),
             h.nbytes.eq(lbytes + b.nbytes),
             h.addr.eq(haddr),
-            b.ready.eq(~ovf & ~pend & Mux(host, ~emit | h.ready, w.ready)),
+            b.ready.eq(Mux(ovf, dropping, ~pend & Mux(host, ~emit | h.ready, w.ready))),
         ]
 
         self.sync += [
@@ -236,7 +240,7 @@ class _JobPath(Module):
                     self.final.eq(1),
                 )
             ),
-            If(b.valid & b.ready,
+            If(b.valid & b.ready & ~ovf,
                 first.eq(0),
                 bprev.eq(b.data),
                 self.out_bytes.eq(self.out_bytes + b.nbytes),
@@ -573,7 +577,7 @@ class DMA(LiteXModule):
             running.eq(1),
             If(corrupt,
                 NextValue(job_st, ST_CORRUPT), NextState("ABORT"),
-            ).Elif(jp.overflow,
+            ).Elif(jp.overflow & verdict,
                 NextValue(job_st, ST_OVERFLOW), NextState("ABORT"),
             ).Elif(expired,
                 NextValue(job_st, ST_TIMEOUT), NextState("ABORT"),
