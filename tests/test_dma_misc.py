@@ -201,3 +201,42 @@ def test_copy_throughput(dw):
         print("DMA copy dw={} {}: {} bytes in {} cycles = {:.3f} words/cycle, {:.2f} bytes/cycle"
               .format(dw, name, n, cycles, words / cycles, n / cycles))
         assert words / cycles > 0.95, (name, cycles)
+
+
+def test_csr_push_into_full_queue_is_dropped_and_flagged():
+    rp, wp = ports(32, aw=14)
+    top = CSRTop(DMA(rp, wp, depth=2))
+    bus, A = top.bus, top.addr
+    mem = bytearray(1 << 16)
+    got = {}
+
+    def write(name, value):
+        yield from bus.write(A[name] + top.size[name] - 1, value)   # values fit the last word
+        yield
+        yield
+
+    def read(name):
+        yield bus.adr.eq(A[name])
+        yield
+        yield
+        return (yield bus.dat_r)
+
+    def main():
+        yield from write("dram_size", 0xF000)
+        for k in range(4):                     # one starts, two wait, the fourth is dropped
+            yield from write("src", 0x100)
+            yield from write("dst", 0x8000)
+            yield from write("length", 1000)
+            yield from write("push", 1 << 3 | k << 8)
+        got["status"] = yield from read("status")
+        for _ in range(1200):
+            yield
+        got["cq"] = (yield from read("status")) >> 16 & 0xFF
+
+    reader = NativePortModel(rp, lambda a, n: bytes(mem[a:a + n]))
+    writer = WritePortModel(wp, mem)
+    run_simulation(fast_fragment(top), [main(), reader.generator(), writer.generator(),
+                                        watchdog(20000, "CSR jobs")])
+    assert got["status"] >> 25 & 1 == 1        # dropped
+    assert got["status"] & 0xFF == 2            # two descriptors waiting
+    assert got["cq"] == 3                       # three completions

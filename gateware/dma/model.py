@@ -120,12 +120,8 @@ def check(d, cfg):
     return ST_OK
 
 
-def split_jobs(descs, depth):
-    """Group descriptors into jobs as the queue does: (tag, status at queue time, [desc]).
-
-    A chain longer than ``depth`` descriptors is ST_INVALID; its first ``depth`` descriptors
-    are queued (and skipped), the rest dropped at the queue input.
-    """
+def split_jobs(descs):
+    """Group descriptors into jobs (lists ending with a ``last`` descriptor)."""
     jobs, cur = [], []
     for d in descs:
         cur.append(d)
@@ -145,7 +141,9 @@ class DMAModel:
         self.cfg = cfg
 
     def job_status(self, chain):
-        """Queue-time status of a chain: first non-ok descriptor status, else chain length."""
+        """Queue-time status of a job: that of its first bad descriptor, else ST_OK. A chain
+        longer than ``depth`` is ST_INVALID (unless an earlier-queued descriptor is bad): its
+        first ``depth`` descriptors are queued and skipped, the rest dropped at the input."""
         if len(chain) > self.cfg.depth:
             for d in chain[:self.cfg.depth]:
                 st = check(d, self.cfg)
@@ -167,7 +165,7 @@ class DMAModel:
         """
         timeouts = timeouts or {}
         res = Result()
-        for j, chain in enumerate(split_jobs(descs, self.cfg.depth)):
+        for j, chain in enumerate(split_jobs(descs)):
             tag = chain[0].tag
             st = self.job_status(chain)
             if st != ST_OK:
