@@ -242,3 +242,19 @@ def test_sink_flag_rejected_outside_kivi():
     with pytest.raises(R.CodecError) as e:
         R.decompress(reseal(blob))
     assert e.value.kind == "header"
+
+
+# ---- real KV pages --------------------------------------------------------------------------
+from tests.codec_fixtures import trace_pages  # noqa: E402,F401 (pytest fixture)
+
+
+@pytest.mark.parametrize("mode", LOSSY)
+def test_real_pages_within_bound_and_fixed_length(trace_pages, mode):
+    pages = trace_pages[::9]
+    blobs = R.compress_batch(pages, mode)
+    out = R.decompress_batch(blobs).astype(np.float64)
+    x = pages.astype(np.float64)
+    for i in range(len(pages)):
+        assert (np.abs(out[i] - x[i]) <= R.error_bound(pages[i], mode)).all()
+    if mode != "int8_delta_rle":
+        assert {len(b) for b in blobs} == {R.page_length(R.MODES[mode])}
