@@ -37,7 +37,8 @@ class BusMemory:
 
 def random_request(rng, tag):
     kind = rng.choice(["mem_rd", "mem_wr", "mem_rd", "mem_wr", "cfg_rd", "cfg_wr",
-                       "mis_mem", "oor_mem", "mis_cfg", "oor_cfg", "err", "bad_op"])
+                       "mis_mem", "oor_mem", "mis_cfg", "oor_cfg", "err", "bad_op",
+                       "page_rd", "page_rd", "page_mis"])
     line = rng.randrange(MEM.base, MEM.base + MEM.size, LINE)
     data = bytes(rng.getrandbits(8) for _ in range(LINE))
     cfg = rng.randrange(CFG.base, CFG.base + CFG.size, 4)
@@ -58,22 +59,41 @@ def random_request(rng, tag):
         return Message(rng.choice([Op.CFG_RD, Op.CFG_WR]), tag, cfg + rng.choice([1, 2, 3]))
     if kind == "oor_cfg":
         return Message(rng.choice([Op.CFG_RD, Op.CFG_WR]), tag, rng.choice([CFG.base - 4, CFG.base + CFG.size]))
+    if kind == "page_rd":
+        return Message(Op.PAGE_RD, tag, LINE * rng.randrange(1 << 30), value=rng.getrandbits(32))
+    if kind == "page_mis":
+        return Message(Op.PAGE_RD, tag, LINE * rng.randrange(1 << 30) + rng.choice([1, 8, 63]),
+                       value=rng.getrandbits(32))
     if kind == "err":
         return rng.choice([Message(Op.MEM_RD, tag, ERR_LINE), Message(Op.MEM_WR, tag, ERR_LINE, data=data),
                            Message(Op.CFG_RD, tag, ERR_CFG), Message(Op.CFG_WR, tag, ERR_CFG, value=1)])
-    return Message(rng.choice([0x00, 0x05, 0x7F, 0x81, 0xFF]), tag, line)
+    return Message(rng.choice([0x00, 0x06, 0x7F, 0x81, 0xFF]), tag, line)
 
 
-def simulate(requests, seed, credits=4, stall=0.3, host_writes=()):
+def engine_answer(vpn):
+    """The test's stand-in page engine: a status and value that depend on the vpn."""
+    return [(Status.OK, 0), (Status.PAGE_FAULT, 1 + vpn % 4), (Status.DMA_ERROR, 1 + vpn % 5)][vpn % 3]
+
+
+def simulate(requests, seed, credits=4, stall=0.3, host_writes=(), with_pages=True):
     """Run the endpoint on ``requests`` (and device-initiated ``host_writes``, a list of
     (addr, data bytes, tag)); return (responses, model responses, memories); the host
     writes that came out are in ``simulate.host_writes``."""
     rng = random.Random(seed)
     cfg = EndpointConfig(mem_windows=[MEM], cfg_windows=[CFG], credits=credits)
-    dut = BridgeEndpoint(cfg)
+    dut = BridgeEndpoint(cfg, with_pages=with_pages)
     hw_mem, ref_mem = BusMemory(random.Random(seed)), BusMemory(random.Random(seed))
-    model = BridgeModel(cfg, ref_mem.read, ref_mem.write)
-    expected = [model.respond(m) for m in requests]
+    model = BridgeModel(cfg, ref_mem.read, ref_mem.write, with_pages=with_pages)
+    expected = []
+    for m in requests:
+        r = model.respond(m)
+        if r is None:  # forwarded to the page engine, answered by it
+            r = model.page_response(m.tag, *engine_answer(m.value))
+        expected.append(r)
+    forwarded = [m for m in requests
+                 if with_pages and m.opcode == Op.PAGE_RD and m.addr % LINE == 0]
+    got_preq = []
+    simulate.page_requests = got_preq
     got = []
     got_hw = []
     simulate.host_writes = got_hw
@@ -141,7 +161,39 @@ def simulate(requests, seed, credits=4, stall=0.3, host_writes=()):
                 yield (bus.err if err else bus.ack).eq(1)
                 yield
 
-    run_simulation(dut, [source_gen(), sink_gen(), bus_gen(), host_write_gen()])
+    def engine_gen():
+        """Takes page requests (random ready), answers each after a random delay."""
+        pending = []
+        while len(got_preq) < len(forwarded) or pending:
+            if pending and rng.random() < 0.3:
+                yield dut.page_req.ready.eq(0)  # not taking requests while answering
+                tag, vpn = pending[0]
+                st, val = engine_answer(vpn)
+                yield dut.page_rsp.valid.eq(1)
+                yield dut.page_rsp.tag.eq(tag)
+                yield dut.page_rsp.status.eq(st)
+                yield dut.page_rsp.value.eq(val)
+                yield
+                while not (yield dut.page_rsp.ready):
+                    yield
+                yield dut.page_rsp.valid.eq(0)
+                pending.pop(0)
+                continue
+            ready = rng.random() >= stall
+            yield dut.page_req.ready.eq(ready)
+            yield
+            if ready and (yield dut.page_req.valid):
+                t, v, a = (yield dut.page_req.tag), (yield dut.page_req.vpn), (yield dut.page_req.addr)
+                got_preq.append((t, v, a))
+                pending.append((t, v))
+        yield dut.page_req.ready.eq(0)
+
+    run_simulation(dut, [source_gen(), sink_gen(), bus_gen(), host_write_gen(), engine_gen()])
+    assert got_preq == [(m.tag, m.value, m.addr) for m in forwarded], "page requests forwarded wrongly"
+    # Page completions come back when the engine answers: order responses by request.
+    by_tag = {m.tag: m for m in got}
+    assert len(by_tag) == len(got), "duplicate response tags"
+    got = [by_tag.get(m.tag) for m in requests]
     return got, expected, hw_mem, ref_mem
 
 
@@ -158,9 +210,10 @@ def test_endpoint_matches_model_under_stalls(seed, credits, stall):
 
 def test_every_status_is_provoked():
     rng = random.Random(7)
-    requests = [random_request(rng, i % 256) for i in range(120)]
+    requests = [random_request(rng, i % 256) for i in range(150)]
     got, expected, _, _ = simulate(requests, 7, 2, 0.2)
     assert got == expected
+    assert simulate.page_requests, "no PageRd forwarded"
     seen = {m.status for m in got}
     assert seen == set(Status), f"statuses never produced: {set(Status) - seen}"
     ops = {m.opcode for m in got}
@@ -178,6 +231,13 @@ def test_host_writes_share_the_output_with_responses():
     assert [(m.addr, m.data, m.tag) for m in hw] == writes, "host writes lost, reordered or altered"
     assert [m.value for m in hw] == [1 + t % LINE for _, _, t in writes], "byte counts"
     assert all(m.opcode == Op.HOST_WR and m.status == 0 for m in hw)
+
+
+def test_page_reads_unsupported_without_an_engine():
+    reqs = [Message(Op.PAGE_RD, 1, 0x1000, value=5), Message(Op.CFG_RD, 2, CFG.base)]
+    got, expected, _, _ = simulate(reqs, 5, 2, 0.0, with_pages=False)
+    assert got == expected
+    assert got[0].status == Status.UNSUPPORTED and got[1].status == Status.OK
 
 
 def test_write_then_read_back_line():

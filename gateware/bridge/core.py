@@ -9,13 +9,14 @@ address is checked against the configured windows first, so a bad request never 
 the bus. Behaviour is specified by :class:`gateware.bridge.model.BridgeModel`.
 """
 
-from migen import FSM, If, NextState, NextValue, Signal, Cat, Mux, Module, Replicate
+from migen import Array, FSM, If, NextState, NextValue, Signal, Cat, Mux, Module, Replicate
 
 from litex.soc.interconnect import stream, wishbone
 from litex.soc.interconnect.csr import AutoCSR, CSRStatus
 
 from gateware.bridge.protocol import (DATA_BITS, LINE, Op, Status, host_write_layout,
-                                      message_layout)
+                                      message_layout, page_request_layout,
+                                      page_response_layout)
 
 WORDS = LINE // 4  # 32-bit bus words per line
 
@@ -31,11 +32,15 @@ def _in_windows(addr, length, windows):
 
 
 class BridgeEndpoint(Module, AutoCSR):
-    def __init__(self, config):
+    def __init__(self, config, with_pages=False):
+        """``with_pages``: forward PageRd to a page engine on ``page_req``/``page_rsp``;
+        without one, PageRd is answered UNSUPPORTED (so it can never wait forever)."""
         self.config = config
         self.sink   = sink   = stream.Endpoint(message_layout)  # host -> device requests
         self.source = source = stream.Endpoint(message_layout)  # device -> host messages
         self.host_write = hw = stream.Endpoint(host_write_layout)  # DMA deposits into host
+        self.page_req = preq = stream.Endpoint(page_request_layout)  # PageRd -> engine
+        self.page_rsp = prsp = stream.Endpoint(page_response_layout)  # engine -> Cmp
         rsp = stream.Endpoint(message_layout)  # responses, before the output arbiter
         self.bus    = bus    = wishbone.Interface(data_width=32, adr_width=30)
 
@@ -101,7 +106,18 @@ class BridgeEndpoint(Module, AutoCSR):
                 If(~cfg_ok_align, *reject(Op.CMP, Status.MISALIGNED)
                 ).Elif(~cfg_in_win, *reject(Op.CMP, Status.OUT_OF_RANGE)
                 ).Else(NextValue(rsp_op, Op.CMP), NextValue(line, 0), NextState("CFG_WR"))
+            ).Elif((opcode == Op.PAGE_RD) & with_pages,
+                If(~mem_ok_align, *reject(Op.CMP, Status.MISALIGNED)
+                ).Else(NextState("PAGE_FWD"))
             ).Else(*reject(Op.CMP, Status.UNSUPPORTED))
+        )
+        # A PageRd is handed to the page engine; its answer comes back on page_rsp.
+        fsm.act("PAGE_FWD",
+            preq.valid.eq(1),
+            preq.tag.eq(tag),
+            preq.vpn.eq(value),
+            preq.addr.eq(addr),
+            If(preq.ready, NextState("IDLE")),
         )
 
         word_adr = addr[2:32] + count
@@ -151,25 +167,49 @@ class BridgeEndpoint(Module, AutoCSR):
             rsp.addr.eq(addr),
             rsp.value.eq(value),
             rsp.data.eq(Mux(rsp_op == Op.MEM_DATA, line, 0)),
-            If(rsp.ready,
-                If(status != Status.OK, NextValue(self.errors, self.errors + 1)),
-                NextState("IDLE"),
-            )
+            If(rsp.ready, NextState("IDLE"))
         )
 
-        # Output arbiter: responses and host writes, round-robin per message; a message
-        # presented but not yet accepted keeps the grant (stream data stays stable).
-        last_rsp = Signal()  # the previous grant went to a response
-        held     = Signal()  # a message was presented and not accepted last cycle
-        held_rsp = Signal()  # ... and it was a response
-        pick_rsp = Signal()
-        self.comb += pick_rsp.eq(Mux(held, held_rsp, rsp.valid & (~hw.valid | ~last_rsp)))
-        self.sync += [held.eq(source.valid & ~source.ready), held_rsp.eq(pick_rsp)]
+        # Output arbiter: bridge responses, page completions and host writes, round-robin per
+        # message; a message presented but not accepted keeps the grant (stream data stays
+        # stable). A page's HostWr lines are all accepted before the engine answers, so the
+        # host always sees the data before the page's Cmp.
+        if not with_pages:
+            self.comb += [preq.valid.eq(0), prsp.ready.eq(0)]
+        inputs = [rsp.valid, prsp.valid, hw.valid]
+        n = len(inputs)
+        last  = Signal(max=n)        # index granted last
+        held  = Signal()             # presented and not accepted last cycle
+        held_sel = Signal(max=n)
+        sel   = Signal(max=n)
+        any_valid = Signal()
+        # Round-robin: the first valid input after `last`, cyclically.
+        prio = []
+        for start_idx in range(n):
+            order = [(start_idx + 1 + k) % n for k in range(n)]
+            expr = order[-1]
+            for idx in reversed(order[:-1]):
+                expr = Mux(inputs[idx], idx, expr)
+            prio.append(expr)
+        rr = Signal(max=n)
         self.comb += [
-            If(pick_rsp,
-                rsp.connect(source, omit={"first", "last"}),
-            ).Elif(hw.valid,
-                source.valid.eq(1),
+            rr.eq(Array(prio)[last]),
+            sel.eq(Mux(held, held_sel, rr)),
+            any_valid.eq(rsp.valid | prsp.valid | hw.valid),
+            source.first.eq(1),
+            source.last.eq(1),
+            If(sel == 0,
+                rsp.connect(source, omit={"first", "last", "valid"}),
+                source.valid.eq(rsp.valid),
+            ).Elif(sel == 1,
+                source.valid.eq(prsp.valid),
+                source.opcode.eq(Op.CMP),
+                source.tag.eq(prsp.tag),
+                source.status.eq(prsp.status),
+                source.value.eq(prsp.value),
+                prsp.ready.eq(source.ready),
+            ).Else(
+                source.valid.eq(hw.valid),
                 source.opcode.eq(Op.HOST_WR),
                 source.tag.eq(hw.tag),
                 source.addr.eq(hw.addr),
@@ -177,10 +217,15 @@ class BridgeEndpoint(Module, AutoCSR):
                 source.data.eq(hw.data),
                 hw.ready.eq(source.ready),
             ),
-            source.first.eq(1),
-            source.last.eq(1),
         ]
-        self.sync += If(source.valid & source.ready, last_rsp.eq(pick_rsp))
+        self.sync += [
+            held.eq(source.valid & ~source.ready),
+            held_sel.eq(sel),
+            If(source.valid & source.ready,
+                last.eq(sel),
+                If((sel != 2) & (source.status != Status.OK), self.errors.eq(self.errors + 1)),
+            ),
+        ]
 
     def add_csr(self):
         """Request/error counters and the credit count, readable by firmware and host."""

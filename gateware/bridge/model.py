@@ -2,15 +2,18 @@
 
 ``respond(msg)`` gives the one response the endpoint sends for a request, given the device
 bus behind it (``bus_read(addr) -> (value, err)``, ``bus_write(addr, value) -> err``, on
-32-bit words). Requests are answered in order, one response each.
+32-bit words). Requests are answered in order, one response each, except a well-formed
+``PageRd``: it is forwarded to the page engine (``respond`` returns ``None``) and answered
+when the engine's ``page_response(tag, status, value)`` comes back.
 """
 
 from gateware.bridge.protocol import LINE, Message, Op, Status
 
 
 class BridgeModel:
-    def __init__(self, config, bus_read, bus_write):
+    def __init__(self, config, bus_read, bus_write, with_pages=False):
         self.config = config
+        self.with_pages = with_pages
         self.bus_read = bus_read
         self.bus_write = bus_write
 
@@ -50,4 +53,13 @@ class BridgeModel:
                                status=Status.BUS_ERROR if e else Status.OK)
             e = self.bus_write(m.addr, m.value)
             return Message(Op.CMP, tag, m.addr, status=Status.BUS_ERROR if e else Status.OK)
+        if op == Op.PAGE_RD and self.with_pages:
+            if m.addr % LINE:
+                return Message(Op.CMP, tag, m.addr, status=Status.MISALIGNED)
+            return None
         return Message(Op.CMP, tag, m.addr, status=Status.UNSUPPORTED)
+
+    @staticmethod
+    def page_response(tag, status, value=0):
+        """The Cmp the endpoint sends for an engine answer to a forwarded PageRd."""
+        return Message(Op.CMP, tag, 0, value=value, status=status)

@@ -34,6 +34,8 @@ class Op(enum.IntEnum):
     MEM_WR   = 0x02  # write one 64 B line of device memory
     CFG_RD   = 0x03  # 32-bit read of a CSR / mailbox word
     CFG_WR   = 0x04  # 32-bit write of a CSR / mailbox word
+    PAGE_RD  = 0x05  # demand read of KV page `value` (vpn): the device deposits the
+                     # decompressed page at host address `addr` (HostWr), then answers Cmp
     # device -> host
     CMP      = 0x81  # completion without data (MemWr, CfgWr, errors)
     MEM_DATA = 0x82  # data response to MemRd
@@ -48,6 +50,8 @@ class Status(enum.IntEnum):
     UNSUPPORTED  = 2  # unknown opcode
     MISALIGNED   = 3  # address not aligned to the access size
     OUT_OF_RANGE = 4  # address outside the windows the message may reach
+    PAGE_FAULT   = 5  # PageRd: the ATU refused the vpn (value = ATU fault code)
+    DMA_ERROR    = 6  # PageRd: the page transfer failed (value = DMA status code)
 
 
 # Device-initiated writes into host memory (from the DMA engine): one line each.
@@ -56,6 +60,18 @@ host_write_layout = [
     ("data", DATA_BITS),  # the line
     ("nbytes", 7),        # valid bytes from the line start, 1..64 (sent in `value`)
     ("tag",  8),          # DMA job tag, carried for tracing
+]
+
+# PageRd requests forwarded to the page engine, and its answers.
+page_request_layout = [
+    ("tag",  8),    # bridge request tag
+    ("vpn",  32),   # virtual KV page number
+    ("addr", 64),   # host byte address of the destination, 64 B aligned
+]
+page_response_layout = [
+    ("tag",    8),   # tag of the PageRd
+    ("status", 8),   # Status: OK, PAGE_FAULT or DMA_ERROR
+    ("value",  32),  # ATU fault or DMA status code with the errors
 ]
 
 # Migen stream layout of one message (payload), used by both directions.
