@@ -215,6 +215,7 @@ class Bench:
         self.read_delay = None      # word address -> extra cycles (stream_kit semantics)
         self.write_stall = None     # cycle -> bool
         self.host_stall = None      # cycle -> bool
+        self.codec_stall = None     # cycle -> bool (test transforms only)
 
     def expected(self, descs, timeouts=None):
         mem = bytearray(self.initial)
@@ -254,9 +255,12 @@ class Bench:
             xs = [x for x in (self.comp, self.decomp) if isinstance(x, XorTransform)]
             for x in xs:
                 yield x.stall.eq(0)
+            cycle = 0
             while xs:
+                cycle += 1
+                dead = self.codec_stall is not None and self.codec_stall(cycle)
                 for x in xs:
-                    yield x.stall.eq(int(rng.random() >= p))
+                    yield x.stall.eq(int(dead or rng.random() >= p))
                 yield
         gens = [driver(), self.reader.generator(), self.writer.generator(),
                 self.comps.generator(), self.hosts.generator(), passive(codec_stall)(),

@@ -173,18 +173,19 @@ def test_timeouts_and_recovery():
     H = b.cfg.host_base
     slow_word = 0x3000 // 4 + 5
     b.read_delay = lambda a: 300 if a == slow_word else 0
-    b.write_stall = lambda c: 3500 <= c < 3800
+    b.write_stall = lambda c: 3600 <= c < 3900
     b.host_stall = lambda c: 6000 <= c < 6300
     descs = [
         Descriptor(OP_COPY, 0x1000, 0x8000, 64, tag=1),
         Descriptor(OP_COPY, 0x3000, 0x9001, 100, tag=2),     # read of word +5 stalls 300
-        Descriptor(OP_COPY, 0x4000, 0xA000, 128, tag=3),     # right behind the stale data
-        Descriptor(OP_COPY, 0x1000, 0x8800, 64, tag=4),
     ]
 
     # Phase two (after the read stall) needs write and host stalls at known cycles: queue
     # those jobs later from a second driver.
     late = [
+        # queued long after the abandoned reads returned: their data must have been dropped
+        Descriptor(OP_COPY, 0x4000, 0xA000, 128, tag=3),
+        Descriptor(OP_COPY, 0x1000, 0x8800, 64, tag=4),
         Descriptor(OP_COPY, 0x5000, 0xB000, 2000, tag=5),    # write port stalls 300 cycles
         Descriptor(OP_COPY, 0x1000, 0xC000, 300, tag=6),
         Descriptor(OP_COPY, 0x6000, H + 0x1000, 1000, tag=7, host=True),  # host stalls
@@ -199,12 +200,12 @@ def test_timeouts_and_recovery():
             yield
         yield from send(b.dut.sink, [dict(op=d.op, host=int(d.host), tag=d.tag, src=d.src,
                                           dst=d.dst, length=d.length, cap=d.cap, last=1)
-                                     for d in late[:2]])
+                                     for d in late[:4]])
         for _ in range(5900 - 3400):
             yield
         yield from send(b.dut.sink, [dict(op=d.op, host=int(d.host), tag=d.tag, src=d.src,
                                           dst=d.dst, length=d.length, cap=d.cap, last=1)
-                                     for d in late[2:]])
+                                     for d in late[4:]])
 
     from migen.sim import passive
     comps, lines = b.run(descs, max_cycles=20000, extra=[passive(late_driver)()],
@@ -267,3 +268,20 @@ def test_random_mixed_jobs(dw, seed):
     res = check_run(b, descs)
     kinds = {c.status for c in res.completions}
     assert ST_OK in kinds and len(kinds) >= 3
+
+
+def test_codec_stall_timeout():
+    """A codec that stops moving: the job times out, the codec is reset, the next codec job
+    (and a copy) complete with correct data."""
+    rng = random.Random(SEED * 70)
+    b = Bench(dw=32, aw_bytes=1 << 16, seed=rng.random(), stalls=False, timeout=150)
+    b.codec_stall = lambda c: 100 <= c < 300
+    b.mem[0x2000] = 0x10
+    b.initial = bytes(b.mem)
+    descs = [
+        Descriptor(OP_COMPRESS, 0x1001, 0x8000, 1000, cap=1000, tag=1),    # stalls at ~100
+        Descriptor(OP_DECOMPRESS, 0x2000, 0x9003, 200, cap=200, tag=2),
+        Descriptor(OP_COPY, 0x3000, 0xA000, 50, tag=3),
+    ]
+    res = check_run(b, descs, timeouts={0: 0})
+    assert [c.status for c in res.completions] == [ST_TIMEOUT, ST_OK, ST_OK]
