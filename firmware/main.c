@@ -15,6 +15,7 @@
 #endif
 
 #include "commands.h"
+#include "mailbox.h"
 
 #define LINE_MAX 96
 
@@ -63,6 +64,8 @@ int main(void)
 		       errors ? "FAILED" : "ok", errors);
 	}
 #endif
+	/* Tell the host the device is up: DRAM initialised, engine usable (mailbox word 0). */
+	mailbox_set_ready();
 	printf("ready\nspeckv> ");
 
 	for (;;) {

@@ -38,6 +38,10 @@ PROFILES = {
 }
 
 
+# Mailbox word 0: the firmware writes this once DRAM is initialised (firmware/mailbox.h).
+MAILBOX_READY = 0x31594452  # "RDY1"
+
+
 class LinkError(RuntimeError):
     """A response carried a non-OK status, or did not arrive in time."""
     def __init__(self, msg, response=None):
@@ -159,6 +163,19 @@ class HostLink:
                 if a.msg.status != Status.OK:
                     raise LinkError(f"{m} failed: {Status(a.msg.status).name}", a.msg)
         return out
+
+    # Device readiness ------------------------------------------------------------------------
+    def wait_ready(self, max_cycles=2_000_000, poll=20_000):
+        """Poll mailbox word 0 until the firmware reports the device ready (DRAM up).
+        Memory traffic before that may be lost while the firmware initialises the SDRAM."""
+        base = self.drv.memories["mbox"]["base"]
+        start = self.drv.cycle
+        while self.cfg_read(base) != MAILBOX_READY:
+            if self.drv.cycle - start > max_cycles:
+                raise LinkError(f"device not ready after {max_cycles} cycles "
+                                f"(mailbox word 0 = 0x{self.cfg_read(base):08x})")
+            self.drv.run(poll)
+        return self.drv.cycle - start
 
     # Convenience -----------------------------------------------------------------------------
     def cfg_read(self, addr):

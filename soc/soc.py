@@ -13,7 +13,12 @@ from litex.soc.interconnect import wishbone
 from litex.soc.interconnect.csr import AutoCSR, CSRField, CSRStatus
 from migen.genlib.io import CRG
 
+from gateware.atu.core import ATU
 from gateware.bridge.core import BridgeEndpoint
+from gateware.codec.core import KVDecompressor
+from gateware.dma.codec import PackedCodec
+from gateware.dma.core import DMA
+from gateware.engine.core import PageEngine
 from gateware.bridge.protocol import HDR_BITS, EndpointConfig, Window
 from soc.simctrl import SimControl
 
@@ -28,6 +33,8 @@ SRAM_SIZE = 0x8000   # 32 KiB: data, bss, stack
 MAILBOX_BASE = 0x20000000  # host <-> firmware mailbox (hints, commands)
 MAILBOX_SIZE = 0x1000
 BRIDGE_CREDITS = 8   # requests the host may have outstanding at the bridge endpoint
+ENGINE_DW = 64       # LiteDRAM native-port width of the cache engine (ATU walker, DMA)
+VPN_WIDTH = 20       # virtual KV page numbers the ATU translates (traces use 19 bits)
 
 
 def _pad_rom(words):
@@ -65,6 +72,7 @@ class SpecKVSoC(SoCCore):
                  host_bus_pads=None,
                  bridge_pads=None,
                  sim_ctrl_pads=None,
+                 codec_mode="kivi_k4v3",
                  **kwargs):
         if sys_clk_freq <= 0:
             raise ValueError(f"sys_clk_freq must be positive, got {sys_clk_freq}")
@@ -104,11 +112,34 @@ class SpecKVSoC(SoCCore):
         if host_bus_pads is not None:
             self.add_host_bus(host_bus_pads)
         if bridge_pads is not None:
-            self.add_bridge(bridge_pads)
+            self.add_bridge(bridge_pads, with_pages=sdram_phy is not None)
+            if sdram_phy is not None:
+                self.add_cache_engine(codec_mode)
         if sim_ctrl_pads is not None:
             self.sim_ctrl = SimControl(sim_ctrl_pads)
 
-    def add_bridge(self, pads, credits=BRIDGE_CREDITS):
+    def add_cache_engine(self, codec_mode):
+        """ATU + page DMA (with the KV decompressor) + PageEngine behind the bridge: the
+        demand-read path. Each core gets its own LiteDRAM crossbar port, up-converted to
+        ENGINE_DW bits."""
+        xbar = self.sdram.crossbar
+        self.atu = ATU(xbar.get_port(mode="read", data_width=ENGINE_DW), entries=16,
+                       policy="lru", vpn_width=VPN_WIDTH, paddr_width=32)
+        self.atu.add_csr()
+        dec = PackedCodec(KVDecompressor(codec_mode, dw=ENGINE_DW))
+        self.page_dma = DMA(xbar.get_port(mode="read", data_width=ENGINE_DW),
+                            xbar.get_port(mode="write", data_width=ENGINE_DW),
+                            decompressor=dec)
+        self.engine = PageEngine(self.atu, self.page_dma)
+        self.engine.add_csr()
+        self.add_constant("CODEC_MODE_" + codec_mode.upper())
+        self.comb += [
+            self.bridge.page_req.connect(self.engine.page_req),
+            self.engine.page_rsp.connect(self.bridge.page_rsp),
+            self.page_dma.host_source.connect(self.bridge.host_write),
+        ]
+
+    def add_bridge(self, pads, credits=BRIDGE_CREDITS, with_pages=False):
         """The CXL.mem-style bridge endpoint: host MemRd/MemWr reach main RAM, CfgRd/CfgWr
         reach the CSRs and the mailbox; nothing else."""
         mem = []
@@ -118,9 +149,18 @@ class SpecKVSoC(SoCCore):
         # The CSR region is created at finalize time; its base and size are fixed here.
         cfg = [Window(self.mem_map["csr"], 0x10000), Window(MAILBOX_BASE, MAILBOX_SIZE)]
         self.bridge = ep = BridgeEndpoint(EndpointConfig(mem_windows=mem, cfg_windows=cfg,
-                                                         credits=credits))
+                                                         credits=credits),
+                                          with_pages=with_pages)
         ep.add_csr()
         self.bus.add_master(name="bridge", master=ep.bus)
+        if mem:
+            # Host memory lines reach LiteDRAM on their own port, not through the CPU's
+            # write-back L2 cache: the ATU and the DMA engines read DRAM directly.
+            from litedram.frontend.wishbone import LiteDRAMWishbone2Native
+            self.bridge_mem = LiteDRAMWishbone2Native(
+                ep.mem_bus, self.sdram.crossbar.get_port(data_width=32),
+                base_address=mem[0].base)
+            self.add_constant("BRIDGE_MEM_BYPASSES_L2")
         self.add_constant("CXL_LINK_CREDITS", credits)
         h2d, d2h = ep.sink, ep.source
         self.comb += [

@@ -35,3 +35,12 @@ def booted(sim):
     """A model whose firmware has booted and prints its prompt; yields (driver, boot text)."""
     text = sim.uart_read_until(b"speckv> ", BOOT_CYCLES)
     return sim, text.decode(errors="replace")
+
+
+@pytest.fixture
+def ready(sim):
+    """A model whose firmware has reported the device ready in the mailbox (DRAM is up):
+    host memory traffic before that may be lost while the SDRAM is being initialised."""
+    from host.link import HostLink
+    HostLink(sim, "ideal").wait_ready(BOOT_CYCLES)
+    return sim

@@ -143,8 +143,7 @@ def simulate(requests, seed, credits=4, stall=0.3, host_writes=(), with_pages=Tr
         yield dut.source.ready.eq(0)
 
     @passive
-    def bus_gen():
-        bus = dut.bus
+    def bus_gen(bus, kind):
         while True:
             yield bus.ack.eq(0)
             yield bus.err.eq(0)
@@ -153,6 +152,8 @@ def simulate(requests, seed, credits=4, stall=0.3, host_writes=(), with_pages=Tr
                 for _ in range(rng.choice([0, 0, 1, 3])):
                     yield
                 addr = (yield bus.adr) * 4
+                assert (kind == "mem") == (MEM.base <= addr < MEM.base + MEM.size), \
+                    f"0x{addr:x} on the {kind} bus"
                 if (yield bus.we):
                     err = hw_mem.write(addr, (yield bus.dat_w))
                 else:
@@ -188,7 +189,8 @@ def simulate(requests, seed, credits=4, stall=0.3, host_writes=(), with_pages=Tr
                 pending.append((t, v))
         yield dut.page_req.ready.eq(0)
 
-    run_simulation(dut, [source_gen(), sink_gen(), bus_gen(), host_write_gen(), engine_gen()])
+    run_simulation(dut, [source_gen(), sink_gen(), bus_gen(dut.bus, "cfg"),
+                         bus_gen(dut.mem_bus, "mem"), host_write_gen(), engine_gen()])
     assert got_preq == [(m.tag, m.value, m.addr) for m in forwarded], "page requests forwarded wrongly"
     # Page completions come back when the engine answers: order responses by request.
     by_tag = {m.tag: m for m in got}

@@ -3,10 +3,10 @@
 Requests (``sink``) enter an input queue whose depth is the number of credits the host
 holds; they are served in order, one response each on ``source``. Device-initiated host
 writes (``host_write``, from the DMA engine) share ``source`` with the responses, granted
-round-robin per message. Memory and config
-accesses go out on a 32-bit Wishbone master (``bus``) into the SoC interconnect; every
-address is checked against the configured windows first, so a bad request never reaches
-the bus. Behaviour is specified by :class:`gateware.bridge.model.BridgeModel`.
+round-robin per message. Config accesses go
+out on a 32-bit Wishbone master (``bus``) into the SoC interconnect, memory lines on a
+second one (``mem_bus``) to device memory; every address is checked against the configured
+windows first, so a bad request never reaches either bus. Behaviour is specified by :class:`gateware.bridge.model.BridgeModel`.
 """
 
 from migen import Array, FSM, If, NextState, NextValue, Signal, Cat, Mux, Module, Replicate
@@ -42,7 +42,11 @@ class BridgeEndpoint(Module, AutoCSR):
         self.page_req = preq = stream.Endpoint(page_request_layout)  # PageRd -> engine
         self.page_rsp = prsp = stream.Endpoint(page_response_layout)  # engine -> Cmp
         rsp = stream.Endpoint(message_layout)  # responses, before the output arbiter
-        self.bus    = bus    = wishbone.Interface(data_width=32, adr_width=30)
+        # Config accesses go to the SoC bus; memory lines to device memory directly (in the
+        # SoC: a LiteDRAM native port, bypassing the CPU's L2 cache, so the ATU and DMA
+        # engines, which read DRAM directly, see what the host wrote).
+        self.bus     = bus  = wishbone.Interface(data_width=32, adr_width=30)
+        self.mem_bus = mbus = wishbone.Interface(data_width=32, adr_width=30)
 
         # Input queue: one entry per host credit.
         self.submodules.queue = queue = stream.SyncFIFO(message_layout, config.credits,
@@ -122,21 +126,21 @@ class BridgeEndpoint(Module, AutoCSR):
 
         word_adr = addr[2:32] + count
         fsm.act("MEM_RD",
-            bus.cyc.eq(1), bus.stb.eq(1), bus.we.eq(0), bus.sel.eq(0xF),
-            bus.adr.eq(word_adr),
-            If(bus.ack | bus.err,
-                NextValue(line, Cat(line[32:], Mux(bus.err, 0, bus.dat_r))),
-                If(bus.err, NextValue(status, Status.BUS_ERROR)),
+            mbus.cyc.eq(1), mbus.stb.eq(1), mbus.we.eq(0), mbus.sel.eq(0xF),
+            mbus.adr.eq(word_adr),
+            If(mbus.ack | mbus.err,
+                NextValue(line, Cat(line[32:], Mux(mbus.err, 0, mbus.dat_r))),
+                If(mbus.err, NextValue(status, Status.BUS_ERROR)),
                 NextValue(count, count + 1),
                 If(count == WORDS - 1, NextState("RESPOND")),
             )
         )
         fsm.act("MEM_WR",
-            bus.cyc.eq(1), bus.stb.eq(1), bus.we.eq(1), bus.sel.eq(0xF),
-            bus.adr.eq(word_adr), bus.dat_w.eq(line[:32]),
-            If(bus.ack | bus.err,
+            mbus.cyc.eq(1), mbus.stb.eq(1), mbus.we.eq(1), mbus.sel.eq(0xF),
+            mbus.adr.eq(word_adr), mbus.dat_w.eq(line[:32]),
+            If(mbus.ack | mbus.err,
                 NextValue(line, Cat(line[32:], Replicate(0, 32))),
-                If(bus.err, NextValue(status, Status.BUS_ERROR)),
+                If(mbus.err, NextValue(status, Status.BUS_ERROR)),
                 NextValue(count, count + 1),
                 If(count == WORDS - 1, NextState("RESPOND")),
             )

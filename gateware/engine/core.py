@@ -1,0 +1,148 @@
+"""PageEngine: the demand-read path of the cache engine, bridge -> ATU -> DMA -> host.
+
+A ``PageRd`` forwarded by the bridge endpoint (``page_req``: tag, vpn, host address) is
+translated by the ATU; a fault is answered at once (``PAGE_FAULT`` with the ATU's code).
+Otherwise a one-descriptor DMA job decompresses the page from its DRAM slot straight into
+host memory (``HostWr`` lines through the bridge), and the job's completion becomes the
+answer (``OK``, or ``DMA_ERROR`` with the DMA status: corrupt page, fault, timeout, ...).
+Lookups are taken one at a time (the ATU answers in order and blocks on a miss); DMA jobs
+queue behind them, so translation of the next page overlaps the transfer of this one.
+No CPU is involved: this is the latency-critical path.
+"""
+
+from migen import FSM, If, Module, Mux, NextState, NextValue, Signal
+
+from litex.soc.interconnect import stream
+from litex.soc.interconnect.csr import AutoCSR, CSRStatus, CSRStorage
+
+from gateware.bridge.protocol import Status, page_request_layout, page_response_layout
+from gateware.dma.model import OP_DECOMPRESS, ST_OK
+
+
+class PageEngine(Module, AutoCSR):
+    def __init__(self, atu, dma, page_bytes=4096):
+        self.dma = dma
+        self.page_req = req = stream.Endpoint(page_request_layout)
+        self.page_rsp = rsp = stream.Endpoint(page_response_layout)
+        vpn_width = len(atu.sink.vpn)
+        self.pages_ok = Signal(32)
+        self.pages_failed = Signal(32)
+
+        # Answers from the lookup stage (faults) and from DMA completions share page_rsp.
+        fault_rsp = stream.Endpoint(page_response_layout)
+
+        tag   = Signal(8)
+        vpn   = Signal(32)
+        self._paddr  = Signal(len(atu.source.paddr))
+        self._length = Signal(len(atu.source.length))
+        haddr = Signal(64)
+        code  = Signal(32)
+        self.submodules.fsm = fsm = FSM(reset_state="IDLE")
+        fsm.act("IDLE",
+            req.ready.eq(1),
+            If(req.valid,
+                NextValue(tag, req.tag),
+                NextValue(vpn, req.vpn),
+                NextValue(haddr, req.addr),
+                If(req.vpn[vpn_width:] != 0,
+                    # A vpn wider than the ATU's would alias a mapped page: refuse it here.
+                    NextValue(code, 1),  # atu.model.FAULT_UNMAPPED
+                    NextState("FAULT"),
+                ).Else(NextState("LOOKUP")),
+            )
+        )
+        fsm.act("LOOKUP",
+            atu.sink.valid.eq(1),
+            atu.sink.vpn.eq(vpn),
+            atu.sink.tag.eq(tag),
+            If(atu.sink.ready, NextState("TRANSLATED")),
+        )
+        fsm.act("TRANSLATED",
+            atu.source.ready.eq(1),
+            If(atu.source.valid,
+                If(atu.source.fault != 0,
+                    NextValue(code, atu.source.fault),
+                    NextState("FAULT"),
+                ).Else(
+                    NextValue(code, 0),
+                    NextState("DESCRIBE"),
+                ),
+                # Keep the translation for the descriptor.
+                NextValue(self._paddr, atu.source.paddr),
+                NextValue(self._length, atu.source.length),
+            )
+        )
+        fsm.act("DESCRIBE",
+            dma.sink.valid.eq(1),
+            dma.sink.op.eq(OP_DECOMPRESS),
+            dma.sink.host.eq(1),
+            dma.sink.tag.eq(tag),
+            dma.sink.src.eq(self._paddr),
+            dma.sink.dst.eq(haddr),
+            dma.sink.length.eq(self._length),
+            dma.sink.cap.eq(page_bytes),
+            dma.sink.last.eq(1),
+            If(dma.sink.ready, NextState("IDLE")),
+        )
+        fsm.act("FAULT",
+            fault_rsp.valid.eq(1),
+            fault_rsp.tag.eq(tag),
+            fault_rsp.status.eq(Status.PAGE_FAULT),
+            fault_rsp.value.eq(code),
+            If(fault_rsp.ready, NextState("IDLE")),
+        )
+
+        # DMA completions -> answers.
+        done_rsp = stream.Endpoint(page_response_layout)
+        c = dma.completion
+        self.comb += [
+            done_rsp.valid.eq(c.valid),
+            done_rsp.tag.eq(c.tag),
+            done_rsp.status.eq(Status.OK),
+            If(c.status != ST_OK,
+                done_rsp.status.eq(Status.DMA_ERROR),
+                done_rsp.value.eq(c.status),
+            ),
+            c.ready.eq(done_rsp.ready),
+        ]
+
+        # Two answer sources: completions first, a presented answer keeps the grant.
+        held, held_done = Signal(), Signal()
+        pick_done = Signal()
+        self.comb += [
+            pick_done.eq(Mux(held, held_done, done_rsp.valid)),
+            If(pick_done, done_rsp.connect(rsp)).Else(fault_rsp.connect(rsp)),
+        ]
+        self.sync += [
+            held.eq(rsp.valid & ~rsp.ready),
+            held_done.eq(pick_done),
+            If(rsp.valid & rsp.ready,
+                If(rsp.status == Status.OK,
+                    self.pages_ok.eq(self.pages_ok + 1)
+                ).Else(
+                    self.pages_failed.eq(self.pages_failed + 1)
+                )
+            ),
+        ]
+
+    def add_csr(self, dram_size=0, host_size=0):
+        """Counters, and the windows of the engine's DMA: the DRAM range page slots may
+        occupy and the host range pages may be written to (checked per job; outside ->
+        DMA_ERROR fault, nothing moved). Both default to empty: software opens them."""
+        dma = self.dma
+        self._dram_base = CSRStorage(len(dma.dram_base), description="Page-slot window base (DRAM byte offset).")
+        self._dram_size = CSRStorage(len(dma.dram_size), reset=dram_size, description="Page-slot window size in bytes.")
+        self._host_base = CSRStorage(64, description="Host window base: where pages may be deposited.")
+        self._host_size = CSRStorage(64, reset=host_size, description="Host window size in bytes.")
+        self._timeout   = CSRStorage(32, reset=4096, description="DMA watchdog in cycles (0: none).")
+        self.comb += [
+            dma.dram_base.eq(self._dram_base.storage),
+            dma.dram_size.eq(self._dram_size.storage),
+            dma.host_base.eq(self._host_base.storage),
+            dma.host_size.eq(self._host_size.storage),
+            dma.timeout.eq(self._timeout.storage),
+        ]
+        self._pages_ok = CSRStatus(32, description="Page reads answered OK.")
+        self._pages_failed = CSRStatus(32, description="Page reads answered with an error.")
+        self.comb += [self._pages_ok.status.eq(self.pages_ok),
+                      self._pages_failed.status.eq(self.pages_failed)]
