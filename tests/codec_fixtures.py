@@ -109,10 +109,13 @@ def beats_bytes(beats, dw: int) -> bytes:
     return b"".join(int(b).to_bytes(dw // 8, "little") for b in beats)
 
 
-def stream_source(ep, frames, rng, p_valid=1.0):
+def stream_source(ep, frames, rng, p_valid=1.0, params=None):
     """Drive `frames` (lists of beats) on endpoint `ep`, `last` on each frame's final beat,
-    valid asserted with probability p_valid per cycle (seeded)."""
-    for beats in frames:
+    valid asserted with probability p_valid per cycle (seeded). `params`: one dict of
+    endpoint params per frame (held for the whole frame)."""
+    for f, beats in enumerate(frames):
+        for k, v in (params[f] if params else {}).items():
+            yield getattr(ep, k).eq(v)
         for i, d in enumerate(beats):
             while rng.random() >= p_valid:
                 yield ep.valid.eq(0)

@@ -56,6 +56,8 @@ class CoSimTop(Module):
             port("source_last", out=True, dst=dut.source.last)
             port("source_data", DW, out=True, dst=dut.source.data)
             port("source_ready", dst=dut.source.ready)
+            if kind == "c":
+                port("sink_attn_sink", dst=dut.sink.attn_sink)
             if kind == "d":
                 port("done", out=True, dst=dut.done)
                 port("error", 3, out=True, dst=dut.error)
@@ -93,10 +95,11 @@ class Driver:
         self.sim, self.p = sim, _prefix(kind, mode)
         self.kind = kind
 
-    def run(self, frames, seed, p_valid=0.7, p_ready=0.7, max_cycles=400_000):
+    def run(self, frames, seed, p_valid=0.7, p_ready=0.7, max_cycles=400_000, sink=None):
         sim, p = self.sim, self.p
         rng = random.Random(seed)
-        items = [(d, i == len(f) - 1) for f in frames for i, d in enumerate(f)]
+        sink = sink if sink is not None else [0] * len(frames)
+        items = [(d, i == len(f) - 1, s) for f, s in zip(frames, sink) for i, d in enumerate(f)]
         k, out, cur, status, stalls = 0, [], [], [], 0
         sim[p + "sink_valid"] = 0
         sim["sys_rst"] = 1
@@ -114,6 +117,8 @@ class Driver:
             if valid:
                 sim[p + "sink_data"] = items[k][0]
                 sim[p + "sink_last"] = int(items[k][1])
+                if self.kind == "c":
+                    sim[p + "sink_attn_sink"] = int(items[k][2])
             sim[p + "sink_valid"] = valid
             rdy = int(rng.random() < p_ready)
             sim[p + "source_ready"] = rdy
@@ -151,8 +156,11 @@ def _pages(trace_pages, n, seed):
 @pytest.mark.parametrize("mode", ["int8_delta", "kivi_k4v3", "raw"])
 def test_cosim_compressor(cosim, trace_pages, mode):
     pages = _pages(trace_pages, 24, seed=len(mode))
-    out, _ = Driver(cosim, "c", mode).run([page_beats(p, DW) for p in pages], seed=11)
-    assert [beats_bytes(f, DW) for f in out] == R.compress_batch(pages, mode)
+    sink = np.arange(len(pages)) % 5 == 0 if mode.startswith("kivi") else None
+    out, _ = Driver(cosim, "c", mode).run([page_beats(p, DW) for p in pages], seed=11,
+                                          sink=sink)
+    exp = R.compress_batch(pages, mode, sink=False if sink is None else sink)
+    assert [beats_bytes(f, DW) for f in out] == exp
 
 
 @pytest.mark.parametrize("mode", ["int8_delta", "kivi_k4v3"])
@@ -167,10 +175,11 @@ def test_cosim_compressor_no_input_stall(cosim, trace_pages, mode):
 @pytest.mark.parametrize("mode", ["int8_delta", "kivi_k4v3", "kivi_k3v2"])
 def test_cosim_decompressor(cosim, trace_pages, mode):
     pages = _pages(trace_pages, 24, seed=len(mode) + 1)
-    blobs = R.compress_batch(pages, mode)
+    sink = np.arange(len(pages)) % 4 == 1 if mode.startswith("kivi") else False
+    blobs = R.compress_batch(pages, mode, sink=sink)
     cases = [(b, None) for b in blobs] + [corrupt(blobs[3], c) for c in CORRUPT_CASES]
     status, _ = Driver(cosim, "d", mode).run([bytes_beats(b, DW) for b, _ in cases], seed=12)
-    exp = R.decompress_batch(blobs)
+    exp = [R.decompress(b) for b in blobs]
     assert len(status) == len(cases)
     for i, ((blob, kind), (err, beats)) in enumerate(zip(cases, status)):
         out = beats_bytes(beats, DW)

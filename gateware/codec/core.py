@@ -47,8 +47,10 @@ def _rot(regs, k, new=None):
 
 
 def _header_bits(mode, flags, T, D, length):
+    """`length` is a 16-bit Signal (or an int)."""
     return Cat(C(R.MAGIC, 8), flags[0:4], C(R.VERSION, 4), C(mode.kind, 8),
-               C(mode.bits_byte, 8), C(T, 8), C(D, 8), C(length, 16))
+               C(mode.bits_byte, 8), C(T, 8), C(D, 8),
+               C(length, 16) if isinstance(length, int) else length)
 
 
 class _BitPacker(Module):
@@ -58,6 +60,7 @@ class _BitPacker(Module):
 
     def __init__(self, dw, maxpush, nbeats):
         self.source = stream.Endpoint([("data", dw)])
+        self.last_beat = Signal(max=nbeats, reset=nbeats - 1)   # index of the page's CRC beat
         self.push = Signal(maxpush)
         self.pn = Signal(max=maxpush + 1)
         self.push_ok = Signal()        # out: a push this cycle is accepted
@@ -68,7 +71,7 @@ class _BitPacker(Module):
         n = Signal(max=cap + 1)
         after = Signal(max=cap + 1)
         pop = Signal()
-        ob = Signal(max=nbeats)
+        ob = Signal(max=nbeats + 1)
         crc = Signal(32, reset=CRC_INIT)
         last = Signal()
         data = acc[0:dw]
@@ -76,7 +79,7 @@ class _BitPacker(Module):
         crc_part = crc32_expr(crc, data, dw - 32) if dw > 32 else crc
         src = self.source
         self.comb += [
-            last.eq(ob == nbeats - 1),
+            last.eq(ob == self.last_beat),
             src.valid.eq(n >= dw),
             If(last, src.data.eq(Cat(data[0:dw - 32], crc_part ^ CRC_XOROUT)))
             .Else(src.data.eq(data)),
@@ -113,7 +116,10 @@ class KVCompressor(Module):
         mode = _resolve(mode)
         L = _check(dw, T, D)
         self.mode, self.dw, self.T, self.D = mode, dw, T, D
-        self.sink = stream.Endpoint([("data", dw)])
+        # sideband `attn_sink` (sampled with a page's first beat, kivi modes): the page holds
+        # the sequence's attention sink in token 0 -> SINK flag, token 0's K kept exact
+        self.sink = stream.Endpoint(stream.EndpointDescription([("data", dw)],
+                                                               [("attn_sink", 1)]))
         self.source = stream.Endpoint([("data", dw)])
         self.pages = Signal(32)        # pages completed (status)
 
@@ -124,10 +130,12 @@ class KVCompressor(Module):
         if length * 8 % dw:
             raise ValueError(f"page length {length} B is not a whole number of {dw}-bit beats")
         maxpush = max(64, dw)
-        self.submodules.pk = pk = _BitPacker(dw, maxpush, nout)
+        kivi = mode.kind == R.MODE_KIVI
+        length_s = R.page_length(mode, T, D, sink=True) if kivi else length
+        nout_s = length_s * 8 // dw
+        self.submodules.pk = pk = _BitPacker(dw, maxpush, max(nout, nout_s))
         self.comb += pk.source.connect(self.source)
         lossy = mode.kind != R.MODE_RAW
-        kivi = mode.kind == R.MODE_KIVI
 
         # ---- page memory: even / odd beats, two pages (double buffer) ---------------------
         half = nin // 2
@@ -199,7 +207,11 @@ class KVCompressor(Module):
             kmin = [Signal(16) for _ in range(D)]
             kmax = [Signal(16) for _ in range(D)]
             first_tok = Signal()
-            self.comb += first_tok.eq(tok == 0)
+            snk_a = Signal()
+            self.sync += If(accept & (a_beat == 0), snk_a.eq(sk.attn_sink))
+            snk_now = Signal()             # SINK of the page being received
+            self.comb += [snk_now.eq(Mux(a_beat == 0, sk.attn_sink, snk_a)),
+                          first_tok.eq((tok == 0) | ((tok == 1) & snk_now))]
             newmin, newmax = [], []
             for j in range(L):
                 nm, nx = Signal(16), Signal(16)
@@ -269,12 +281,15 @@ class KVCompressor(Module):
             steps += [("codes", 2 * T // 8), ("q", nin // 2)]
         else:
             steps += [("kcode", D // 8), ("klo", D // 4), ("vcode", T // 8), ("vlo", T // 4),
+                      ("ksink", D // L),
                       ("kq", nin // 4), ("vq", nin // 4)]
         steps += [("tail", 1)]
         st = Signal(max=len(steps) + 1)
         cnt = Signal(max=max(n for _, n in steps) + 1)
         sub = Signal(max=max(D // (2 * L), 1) + 1)     # cycles within a token (payload)
         go = Signal()
+        snk_b = Signal()
+        skip = Signal()                 # the ksink step of a page without SINK
         self.comb += go.eq(b_busy & pk.push_ok & (st < len(steps)))
         step_last = Signal()
         self.comb += step_last.eq(Array([C(n - 1) for _, n in steps] + [C(0)])[st] == cnt)
@@ -287,13 +302,23 @@ class KVCompressor(Module):
             ),
             If(pk.page_done, st.eq(len(steps))),
         ]
-        self.comb += pk.do_push.eq(go)
+        self.comb += pk.do_push.eq(go & ~skip)
+        if kivi:
+            iks = [nm for nm, _ in steps].index("ksink")
+            self.comb += [skip.eq((st == iks) & ~snk_b),
+                          pk.last_beat.eq(Mux(snk_b, nout_s - 1, nout - 1))]
+            self.sync += If(swap, snk_b.eq(snk_a))
+            self.sync += If(b_busy & skip, st.eq(st + 1), cnt.eq(0), sub.eq(0))
+        else:
+            self.comb += pk.last_beat.eq(nout - 1)
         # memory read address: raw reads one beat per cycle, payload steps two
         radr = Signal(ab)
         for s in range(2):
             self.comb += rp[s].adr.eq(Cat(radr, rsel))
         cases = []
-        hdr = _header_bits(mode, Cat(nf_b, C(0, 3)), T, D, length)
+        len_f = Signal(16)
+        self.comb += len_f.eq(Mux(snk_b, length_s, length))
+        hdr = _header_bits(mode, Cat(nf_b, snk_b, C(0, 2)), T, D, len_f)
         for i, (name, n) in enumerate(steps):
             cases.append((i, name))
         push_stmts = {}
@@ -343,8 +368,16 @@ class KVCompressor(Module):
             extra_sync["vcode"] = _rot(vcode_b, 8)
             push_stmts["vlo"] = [pk.push.eq(Cat(*vlo_b[:4])), pk.pn.eq(64)]
             extra_sync["vlo"] = _rot(vlo_b, 4)
+            sv = []
+            for j in range(L):
+                cv, _ = A.sanitize(self, Mux(cnt[0], rp[1].dat_r, rp[0].dat_r)[16 * j: 16 * j + 16])
+                sv.append(cv)
+            push_stmts["ksink"] = [pk.push.eq(Cat(*sv)), pk.pn.eq(dw)]
             ik = [i for i, (nm, _) in enumerate(steps) if nm == "kq"][0]
-            self.comb += If(st == ik, radr.eq(cnt)).Else(radr.eq(cnt + nin // 4))
+            self.comb += If(st == ik, radr.eq(cnt)).Elif(st == iks, radr.eq(cnt[1:])) \
+                .Else(radr.eq(cnt + nin // 4))
+            k_tok0 = Signal()
+            self.comb += k_tok0.eq(snk_b & (cnt < D // (2 * L)))
             vals = [rp[s].dat_r[16 * j: 16 * j + 16] for s in range(2) for j in range(L)]
             kqs, vqs = [], []
             for j, v in enumerate(vals):
@@ -355,7 +388,7 @@ class KVCompressor(Module):
                     d = Signal(43)
                     self.comb += d.eq(x - A.fp16_to_int(self, lo))
                     lst.append(A.quantize(self, d, code, qmax))
-            push_stmts["kq"] = [pk.push.eq(Cat(*[q[0:mode.kbits] for q in kqs])),
+            push_stmts["kq"] = [pk.push.eq(Mux(k_tok0, 0, Cat(*[q[0:mode.kbits] for q in kqs]))),
                                 pk.pn.eq(2 * L * mode.kbits)]
             extra_sync["kq"] = _rot(kcode_b, 2 * L) + _rot(klo_b, 2 * L)
             push_stmts["vq"] = [pk.push.eq(Cat(*[q[0:mode.vbits] for q in vqs])),
@@ -401,10 +434,16 @@ class KVDecompressor(Module):
         self.pages = Signal(32)
         self.errors = Signal(32)
 
+        kivi_ = mode.kind == R.MODE_KIVI
+        skip = Signal()                  # the ksink step of a page without SINK
+        snk_d = Signal()                 # SINK flag of the page being decoded
         length = R.page_length(mode, T, D)
         if length * 8 % dw:
             raise ValueError(f"page length {length} B is not a whole number of {dw}-bit beats")
-        nin = length * 8 // dw           # compressed beats per page
+        nin0 = length * 8 // dw          # compressed beats per page
+        length_s = R.page_length(mode, T, D, sink=True) if kivi_ else length
+        nin_s = length_s * 8 // dw       # ... of a SINK page (kivi)
+        nin = max(nin0, nin_s)
         nout = 2 * T * D // L            # output beats per page
         kivi = mode.kind == R.MODE_KIVI
         maxtake = max(64, dw)
@@ -418,7 +457,7 @@ class KVDecompressor(Module):
             steps += [("codes", 2 * T // 8, 64), ("q", nout, 8 * L)]
         else:
             steps += [("kcode", D // 8, 64), ("klo", D // 4, 64), ("vcode", T // 8, 64),
-                      ("vlo", T // 4, 64), ("kq", nout // 2, L * mode.kbits),
+                      ("vlo", T // 4, 64), ("ksink", D // 4, 64), ("kq", nout // 2, L * mode.kbits),
                       ("vq", nout // 2, L * mode.vbits)]
         steps += [("tail", 1, 64)]
         END = len(steps)
@@ -436,15 +475,19 @@ class KVDecompressor(Module):
         take = Signal()
         after = Signal(max=cap + 1)
         ib = Signal(max=nin + 1)         # input beats of this page accepted
+        snk_in = Signal()                # SINK flag seen in beat 0
+        nin_m1 = Signal(max=nin + 1)     # index of the page's final (CRC) beat
+        self.comb += nin_m1.eq(Mux(Mux(ib == 0, self.sink.data[9], snk_in),
+                                   nin_s - 1, nin0 - 1))
         last_seen = Signal()
         accept = Signal()
         load = Signal()
         sk = self.sink
         self.comb += [
             after.eq(n - Mux(take, tw, 0)),
-            sk.ready.eq(~last_seen & ((st == END) | (ib >= nin) | (after + dw <= cap))),
+            sk.ready.eq(~last_seen & ((st == END) | (ib > nin_m1) | (after + dw <= cap))),
             accept.eq(sk.valid & sk.ready),
-            load.eq(accept & (st != END) & (ib < nin)),
+            load.eq(accept & (st != END) & (ib <= nin_m1)),
         ]
         shifted = Signal(cap)
         self.comb += If(take, shifted.eq(buf >> tw)).Else(shifted.eq(buf))
@@ -465,12 +508,13 @@ class KVDecompressor(Module):
                 crc.eq(CRC_INIT), ib.eq(0), last_seen.eq(0),
                 e_hdr.eq(0), e_trunc.eq(0), e_over.eq(0), e_crc.eq(0),
             ).Elif(accept,
-                If(ib < nin, ib.eq(ib + 1)),
+                If(ib <= nin_m1, ib.eq(ib + 1)),
+                If(ib == 0, snk_in.eq(sk.data[9])),
                 If(sk.last, last_seen.eq(1)),
-                If(ib < nin - 1,
+                If(ib < nin_m1,
                     crc.eq(crc_full),
                     If(sk.last, e_trunc.eq(1)),
-                ).Elif(ib == nin - 1,
+                ).Elif(ib == nin_m1,
                     If((crc_part ^ CRC_XOROUT) != sk.data[dw - 32: dw], e_crc.eq(1)),
                     If(~sk.last, e_over.eq(1)),
                 ),
@@ -481,9 +525,10 @@ class KVDecompressor(Module):
         h = buf[0:64]
         hdr_ok = Signal()
         self.comb += hdr_ok.eq(
-            (h[0:8] == R.MAGIC) & (h[12:16] == R.VERSION) & (h[9:12] == 0) &
+            (h[0:8] == R.MAGIC) & (h[12:16] == R.VERSION) & (h[10:12] == 0) &
+            ((h[9] == 0) | kivi_) &
             (h[16:24] == mode.kind) & (h[24:32] == mode.bits_byte) & (h[32:40] == T) &
-            (h[40:48] == D) & (h[48:64] == length))
+            (h[40:48] == D) & (h[48:64] == Mux(h[9], length_s, length)))
 
         # ---- payload decode ----------------------------------------------------------------
         src = self.source
@@ -497,7 +542,7 @@ class KVDecompressor(Module):
         self.comb += [
             src.valid.eq(in_payload & avail),
             src.last.eq(ob == nout - 1),
-            take.eq(avail & (st != END) & Mux(in_payload, src.ready, 1) & ~(e_hdr)),
+            take.eq(avail & (st != END) & Mux(in_payload, src.ready, 1) & ~e_hdr & ~skip),
         ]
         go = Signal()
         hdr_bad = Signal()
@@ -510,7 +555,7 @@ class KVDecompressor(Module):
             If(finish, st.eq(0), cnt.eq(0), sub.eq(0), ob.eq(0))
             .Elif(hdr_bad, st.eq(END), e_hdr.eq(1))
             .Elif(go,
-                If(is_hdr, self.nonfinite.eq(h[8])),
+                If(is_hdr, self.nonfinite.eq(h[8]), snk_d.eq(h[9])),
                 If(step_last, st.eq(st + 1), cnt.eq(0), sub.eq(0)).Else(
                     cnt.eq(cnt + 1), If(sub_wrap, sub.eq(0)).Else(sub.eq(sub + 1))),
                 If(in_payload, ob.eq(ob + 1)),
@@ -569,6 +614,13 @@ class KVDecompressor(Module):
             sync_cases["klo"] = _rot(klo, 4, [buf[16 * i: 16 * i + 16] for i in range(4)])
             sync_cases["vcode"] = _rot(vcode, 8, [buf[8 * i: 8 * i + 8] for i in range(8)])
             sync_cases["vlo"] = _rot(vlo, 4, [buf[16 * i: 16 * i + 16] for i in range(4)])
+            ksink = [Signal(16) for _ in range(D)]
+            sync_cases["ksink"] = _rot(ksink, 4, [buf[16 * i: 16 * i + 16] for i in range(4)])
+            iks = names.index("ksink")
+            self.comb += skip.eq((st == iks) & ~snk_d)
+            self.sync += If(skip & ~finish, st.eq(st + 1), cnt.eq(0), sub.eq(0))
+            k_tok0 = Signal()
+            self.comb += k_tok0.eq(snk_d & (ob < D // L))
             isk = Signal()
             self.comb += isk.eq(st == names.index("kq"))
             outs = []
@@ -581,9 +633,13 @@ class KVDecompressor(Module):
                 qk = buf[mode.kbits * j: mode.kbits * (j + 1)]
                 qv = buf[mode.vbits * j: mode.vbits * (j + 1)]
                 self.comb += If(isk, v.eq(kx + qk * ks)).Else(v.eq(vx + qv * vs))
-                outs.append(A.int_to_fp16(self, v))
+                f = A.int_to_fp16(self, v)
+                o = Signal(16)
+                self.comb += If(isk & k_tok0, o.eq(ksink[j])).Else(o.eq(f))
+                outs.append(o)
             self.comb += data_out.eq(Cat(*outs))
-            sync_cases["kq"] = _rot(kcode, L) + _rot(klo, L)
+            sync_cases["kq"] = _rot(kcode, L) + _rot(klo, L) + \
+                [If(k_tok0, *_rot(ksink, L))]
             sync_cases["vq"] = [If(sub_wrap, *(_rot(vcode, 1) + _rot(vlo, 1)))]
         for i, nm in enumerate(names):
             if nm in sync_cases:
