@@ -113,7 +113,7 @@ def test_codec_ops(dw):
     b.mem[0x5003] = 0xFF           # poisoned page (corrupt)
     b.initial = bytes(b.mem)
     descs = [
-        Descriptor(OP_COMPRESS, 0x1000, 0x10000, 4096, cap=4096, tag=1),
+        Descriptor(OP_COMPRESS, 0x1000, 0x10000, 4096 if dw > 32 else 1536, cap=4096, tag=1),
         Descriptor(OP_DECOMPRESS, 0x2000, 0x12001, 1001, cap=1001, tag=2),
         Descriptor(OP_COMPRESS, 0x3003, 0x14005, 777, cap=800, tag=3, last=False),
         Descriptor(OP_COPY, 0x4001, 0x15002, 99, tag=3),
