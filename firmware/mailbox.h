@@ -1,19 +1,59 @@
 #ifndef SPECKV_MAILBOX_H
 #define SPECKV_MAILBOX_H
 
-/* Host <-> firmware mailbox (the `mbox` RAM, reachable by the host with CfgRd/CfgWr).
- * Word 0: device status, written by firmware: MBOX_READY once DRAM is initialised and the
- * cache engine may be used; anything else means "not yet" (the host polls it).
- * The layout is mirrored in host/link.py (MAILBOX_READY). */
+/* Host <-> firmware mailbox: the `mbox` RAM, which the host reaches with CfgRd/CfgWr.
+ * The layout is mirrored in host/device.py; keep the two in step.
+ *
+ * word  who       meaning
+ *  0    firmware  MBOX_READY once DRAM is initialised and the engine may be used
+ *  1    host      command sequence number: the host writes words 2..7 first, then this
+ *  2    host      command: MBOX_CMD_OFFLOAD or MBOX_CMD_PREFETCH
+ *  3    host      vpn
+ *  4    host      OFFLOAD: staging DRAM offset of the raw page
+ *  5    host      PREFETCH: host destination address, low word
+ *  6    host      PREFETCH: host destination address, high word
+ *  8    firmware  sequence number of the last completed command (written last)
+ *  9    firmware  its status: 0 ok, else MBOX_ERR_* or 0x100 | DMA status
+ * 10    firmware  OFFLOAD: compressed length in bytes
+ * 11    firmware  OFFLOAD: DRAM offset of the page's slot
+ * 12    firmware  commands rejected (count)
+ */
 
 #include <stdint.h>
 #include <generated/mem.h>
 
 #define MBOX_READY 0x31594452u /* "RDY1" */
 
+#define MBOX_STATUS     0
+#define MBOX_CMD_SEQ    1
+#define MBOX_CMD        2
+#define MBOX_CMD_VPN    3
+#define MBOX_CMD_SRC    4
+#define MBOX_CMD_HOST_LO 5
+#define MBOX_CMD_HOST_HI 6
+#define MBOX_DONE_SEQ   8
+#define MBOX_DONE_STATUS 9
+#define MBOX_DONE_LEN   10
+#define MBOX_DONE_SLOT  11
+#define MBOX_REJECTED   12
+
+#define MBOX_CMD_OFFLOAD  1
+#define MBOX_CMD_PREFETCH 2
+
+#define MBOX_ERR_UNKNOWN  1  /* unknown command */
+#define MBOX_ERR_VPN      2  /* vpn outside the page table */
+#define MBOX_ERR_SRC      3  /* staging offset outside the staging area or not aligned */
+#define MBOX_ERR_POOL     4  /* page pool full */
+#define MBOX_ERR_UNMAPPED 5  /* PREFETCH of a page that is not in the pool */
+
+static inline volatile uint32_t *mbox(unsigned word)
+{
+	return (volatile uint32_t *)(MBOX_BASE + 4 * word);
+}
+
 static inline void mailbox_set_ready(void)
 {
-	*(volatile uint32_t *)(MBOX_BASE + 0) = MBOX_READY;
+	*mbox(MBOX_STATUS) = MBOX_READY;
 }
 
 #endif

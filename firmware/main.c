@@ -15,6 +15,7 @@
 #endif
 
 #include "commands.h"
+#include "engine.h"
 #include "mailbox.h"
 
 #define LINE_MAX 96
@@ -64,11 +65,13 @@ int main(void)
 		       errors ? "FAILED" : "ok", errors);
 	}
 #endif
-	/* Tell the host the device is up: DRAM initialised, engine usable (mailbox word 0). */
+	/* Configure the cache engine, then tell the host the device is up (mailbox word 0). */
+	engine_init();
 	mailbox_set_ready();
 	printf("ready\nspeckv> ");
 
 	for (;;) {
+		engine_poll();
 		char *line = read_line();
 		if (line) {
 			if (line[0] && command_run(line) != 0)

@@ -15,9 +15,10 @@ from migen.genlib.io import CRG
 
 from gateware.atu.core import ATU
 from gateware.bridge.core import BridgeEndpoint
-from gateware.codec.core import KVDecompressor
+from gateware.codec.core import KVCompressor, KVDecompressor
 from gateware.dma.codec import PackedCodec
 from gateware.dma.core import DMA
+from gateware.engine.arbiter import RoundRobin
 from gateware.engine.core import PageEngine
 from gateware.bridge.protocol import HDR_BITS, EndpointConfig, Window
 from soc.simctrl import SimControl
@@ -132,11 +133,21 @@ class SpecKVSoC(SoCCore):
                             decompressor=dec)
         self.engine = PageEngine(self.atu, self.page_dma)
         self.engine.add_csr()
+        # The firmware's DMA engine (control plane: offload compression, prefetch deposits),
+        # driven through its CSRs.
+        self.dma = DMA(xbar.get_port(mode="read", data_width=ENGINE_DW),
+                       xbar.get_port(mode="write", data_width=ENGINE_DW),
+                       compressor=PackedCodec(KVCompressor(codec_mode, dw=ENGINE_DW)),
+                       decompressor=PackedCodec(KVDecompressor(codec_mode, dw=ENGINE_DW)))
+        self.dma.add_csr()
         self.add_constant("CODEC_MODE_" + codec_mode.upper())
+        self.host_lines = RoundRobin(self.bridge.host_write.description.payload_layout, 2)
         self.comb += [
             self.bridge.page_req.connect(self.engine.page_req),
             self.engine.page_rsp.connect(self.bridge.page_rsp),
-            self.page_dma.host_source.connect(self.bridge.host_write),
+            self.page_dma.host_source.connect(self.host_lines.sinks[0]),
+            self.dma.host_source.connect(self.host_lines.sinks[1]),
+            self.host_lines.source.connect(self.bridge.host_write),
         ]
 
     def add_bridge(self, pads, credits=BRIDGE_CREDITS, with_pages=False):

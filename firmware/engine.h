@@ -1,0 +1,20 @@
+#ifndef SPECKV_ENGINE_H
+#define SPECKV_ENGINE_H
+
+/* Control plane of the cache engine: DRAM layout, page pool, page table, host commands. */
+
+/* DRAM layout (byte offsets on the LiteDRAM native ports; the CPU adds MAIN_RAM_BASE). */
+#define DRAM_STAGING      0x00100000u  /* raw pages from the host, 4 KiB slots */
+#define DRAM_STAGING_SIZE 0x00100000u
+#define DRAM_POOL         0x00200000u  /* compressed pages, 64 B aligned extents */
+#define DRAM_POOL_END     0x01000000u
+#define DRAM_PT           0x01000000u  /* page table: 8 B per vpn */
+#define PT_ENTRIES        (1u << 20)
+#define PAGE_BYTES        4096u
+#define SLOT_MAX          (PAGE_BYTES + 64u) /* worst-case compressed page (raw mode) */
+
+void engine_init(void);
+/* Serve one pending mailbox command, if any. */
+void engine_poll(void);
+
+#endif

@@ -1,0 +1,97 @@
+"""The host's view of the SpecKV device: the mailbox command protocol of the firmware's
+control plane (``firmware/mailbox.h``; keep the two in step) and the DRAM layout it uses
+(``firmware/engine.h``), on top of a :class:`host.link.HostLink`.
+
+    dev = Device(link)
+    dev.offload(vpn, page_bytes)            # raw FP16 page -> compressed in the device pool
+    link.transact([Message(Op.PAGE_RD, ...)])  # demand read: all gateware
+    dev.prefetch(vpn, host_addr)            # firmware-queued DMA deposit into host memory
+"""
+
+from dataclasses import dataclass
+
+from gateware.bridge.protocol import LINE
+from host.link import LinkError
+
+# firmware/mailbox.h
+MBOX_CMD_SEQ, MBOX_CMD, MBOX_CMD_VPN, MBOX_CMD_SRC = 1, 2, 3, 4
+MBOX_CMD_HOST_LO, MBOX_CMD_HOST_HI = 5, 6
+MBOX_DONE_SEQ, MBOX_DONE_STATUS, MBOX_DONE_LEN, MBOX_DONE_SLOT, MBOX_REJECTED = 8, 9, 10, 11, 12
+CMD_OFFLOAD, CMD_PREFETCH = 1, 2
+ERRORS = {1: "unknown command", 2: "vpn outside the page table",
+          3: "staging offset outside the staging area", 4: "page pool full",
+          5: "page not in the pool"}
+
+# firmware/engine.h
+DRAM_STAGING, DRAM_STAGING_SIZE = 0x0010_0000, 0x0010_0000
+DRAM_POOL, DRAM_PT, PAGE_BYTES = 0x0020_0000, 0x0100_0000, 4096
+
+
+class DeviceError(RuntimeError):
+    def __init__(self, msg, status):
+        super().__init__(msg)
+        self.status = status
+
+
+@dataclass
+class Done:
+    status: int
+    length: int  # OFFLOAD: compressed bytes
+    slot: int    # OFFLOAD: DRAM offset of the slot
+
+
+class Device:
+    def __init__(self, link):
+        self.link = link
+        self.mbox = link.drv.memories["mbox"]["base"]
+        self.ram = link.drv.memories["main_ram"]["base"]
+        self.seq = link.cfg_read(self.mbox + 4 * MBOX_CMD_SEQ)
+
+    def _word(self, i):
+        return self.mbox + 4 * i
+
+    def command(self, cmd, vpn, src=0, host=0, max_cycles=3_000_000, poll=2_000):
+        """Post one command and wait for its completion; returns :class:`Done`."""
+        w = self.link.cfg_write
+        w(self._word(MBOX_CMD), cmd)
+        w(self._word(MBOX_CMD_VPN), vpn)
+        w(self._word(MBOX_CMD_SRC), src)
+        w(self._word(MBOX_CMD_HOST_LO), host & 0xFFFFFFFF)
+        w(self._word(MBOX_CMD_HOST_HI), host >> 32)
+        self.seq = (self.seq + 1) & 0xFFFFFFFF
+        w(self._word(MBOX_CMD_SEQ), self.seq)  # last: the firmware acts on the sequence
+        start = self.link.drv.cycle
+        while self.link.cfg_read(self._word(MBOX_DONE_SEQ)) != self.seq:
+            if self.link.drv.cycle - start > max_cycles:
+                raise LinkError(f"command {cmd} (vpn {vpn}) not completed in {max_cycles} cycles")
+            self.link.drv.run(poll)
+        r = self.link.cfg_read
+        return Done(r(self._word(MBOX_DONE_STATUS)), r(self._word(MBOX_DONE_LEN)),
+                    r(self._word(MBOX_DONE_SLOT)))
+
+    def _check(self, done, what):
+        if done.status:
+            why = (ERRORS.get(done.status, "?") if done.status < 0x100
+                   else f"DMA status {done.status & 0xFF}")
+            raise DeviceError(f"{what} failed: {why} (status 0x{done.status:x})", done.status)
+        return done
+
+    def offload(self, vpn, page, staging_slot=0, check=True):
+        """Write a raw 4 KiB page into a staging slot, then have the firmware compress it
+        into the pool and map it."""
+        if len(page) != PAGE_BYTES:
+            raise ValueError(f"a page is {PAGE_BYTES} bytes, got {len(page)}")
+        src = DRAM_STAGING + staging_slot * PAGE_BYTES
+        self.link.mem_write(self.ram + src, bytes(page))
+        done = self.command(CMD_OFFLOAD, vpn, src=src)
+        return self._check(done, f"offload of vpn {vpn}") if check else done
+
+    def prefetch(self, vpn, host_addr, check=True):
+        done = self.command(CMD_PREFETCH, vpn, host=host_addr)
+        return self._check(done, f"prefetch of vpn {vpn}") if check else done
+
+    def rejected(self):
+        return self.link.cfg_read(self._word(MBOX_REJECTED))
+
+
+assert PAGE_BYTES % LINE == 0
