@@ -5,6 +5,7 @@ Most cases use a small page geometry (T=8, D=16) to keep Migen simulation fast; 
 16 x 64 geometry on real trace pages runs in the Verilator co-sim (and here once for the
 decompressor's one-beat-per-cycle output)."""
 import random
+import zlib
 
 import numpy as np
 import pytest
@@ -136,7 +137,7 @@ def test_arith_blocks_match_reference():
 @pytest.mark.parametrize("mode", HW)
 def test_compressor_matches_reference(mode):
     pages = small_pages(1)
-    got, _ = run_compressor(mode, pages, seed=hash(mode) % 1000, **SMALL)
+    got, _ = run_compressor(mode, pages, seed=zlib.crc32(mode.encode()) % 1000, **SMALL)
     assert got == R.compress_batch(pages, mode)
 
 
@@ -170,7 +171,8 @@ def test_decompressor_matches_reference_and_flags_corruption(mode):
     pages = small_pages(4)
     blobs = R.compress_batch(pages, mode)
     cases = [(b, None) for b in blobs] + [corrupt(blobs[0], c) for c in CORRUPT_CASES]
-    res = run_decompressor(mode, [b for b, _ in cases], seed=hash(mode) % 997, **SMALL)
+    res = run_decompressor(mode, [b for b, _ in cases], seed=zlib.crc32(mode.encode()) % 997,
+                           **SMALL)
     assert len(res) == len(cases)
     exp = R.decompress_batch(blobs).view(np.uint16)
     page_bytes = exp[0].nbytes
