@@ -4,7 +4,8 @@ Ratios are FP16 page bytes / compressed bytes with every header, scale, padding 
 byte counted. Fixed-size modes have the same ratio on every page by construction; the
 variable-size ones (int8_delta_rle, and zstd level 1 for comparison, on the FP16 page and on
 the int8 payload) are where a per-layer difference can show (the paper claims early layers
-compress better than late ones).
+compress better than late ones). Also the RMS relative error of each lossy mode
+(sqrt(sum err^2 / sum x^2) over all pages, no SINK flag).
 
     python bench/codec_ratio.py --trace traces/mini-chatbot.safetensors
 """
@@ -44,6 +45,12 @@ def main(argv=None) -> int:
     for name in R.MODES:
         cols[name] = [page_bytes * len(p) / sum(map(len, R.compress_batch(p, name)))
                       for p in per_layer]
+    allp = np.concatenate(per_layer)
+    x = allp.astype(np.float64)
+    relerr = {}
+    for name in R.MODES:
+        y = R.decompress_batch(R.compress_batch(allp, name)).astype(np.float64)
+        relerr[name] = float(np.sqrt(((y - x) ** 2).sum() / (x ** 2).sum()))
     cols["zstd1 fp16"] = [page_bytes * len(p) / sum(len(zc.compress(x.tobytes())) for x in p)
                           for p in per_layer]
 
@@ -59,17 +66,19 @@ def main(argv=None) -> int:
 
     print(f"{n_pages} real KV pages ({', '.join(traces)}), {datetime.date.today()}")
     print(f"{'mode':<16} {'overall':>8} {'layer 0':>8} {'layer 1':>8} {'mid':>8} {'last':>8}"
-          f" {'early 0-9':>10} {'late 20-29':>11}")
+          f" {'early 0-9':>10} {'late 20-29':>11} {'RMS rel err':>12}")
     for k, v in cols.items():
         early = np.mean(v[: L // 3])
         late = np.mean(v[-(L // 3):])
         print(f"{k:<16} {overall[k]:>8.3f} {v[0]:>8.3f} {v[1]:>8.3f} {v[L // 2]:>8.3f} "
-              f"{v[-1]:>8.3f} {early:>10.3f} {late:>11.3f}")
+              f"{v[-1]:>8.3f} {early:>10.3f} {late:>11.3f} "
+              f"{relerr[k] if k in relerr else float('nan'):>12.4f}")
     if args.json:
         Path(args.json).parent.mkdir(parents=True, exist_ok=True)
         Path(args.json).write_text(json.dumps({"traces": traces, "pages": n_pages,
                                                "date": str(datetime.date.today()),
-                                               "overall": overall, "per_layer": cols}, indent=1))
+                                               "overall": overall, "per_layer": cols,
+                                               "rms_relative_error": relerr}, indent=1))
     return 0
 
 
