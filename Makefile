@@ -2,13 +2,14 @@
 PY := .venv/bin/python
 SETUP := scripts/setup.sh
 
-.PHONY: setup sim test bench traces clean help
+.PHONY: setup sim test bench traces codec-eval clean help
 help:
 	@echo "make setup   install system packages and the .venv (idempotent)"
 	@echo "make sim     build the SoC + firmware and run it under Verilator (the demo)"
 	@echo "make test    run the whole test suite"
-	@echo "make bench   simulation-speed benchmark (bare Verilator / pyverilator / native driver)"
+	@echo "make bench   benchmarks: simulation speed (bare Verilator / pyverilator / driver), codec speed and ratio"
 	@echo "make traces  capture the four full workload traces into build/traces (checked by hash)"
+	@echo "make codec-eval  perplexity of SmolLM2 with its KV cache round-tripped through each codec mode"
 
 setup:
 	@bash $(SETUP)
@@ -21,9 +22,14 @@ test: setup
 
 bench: setup
 	$(PY) bench/sim_speed.py
+	$(PY) bench/codec_speed.py
+	$(PY) bench/codec_ratio.py
 
 traces: setup
 	HF_HUB_OFFLINE=1 $(PY) -m host.workloads --out build/traces --check traces/SHA256SUMS.full
+
+codec-eval: setup
+	HF_HUB_OFFLINE=1 $(PY) -m host.codec_eval --text /usr/share/common-licenses/GPL-3 --json build/codec_eval.json
 
 clean:
 	rm -rf build
