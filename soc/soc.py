@@ -18,7 +18,7 @@ from gateware.bridge.core import BridgeEndpoint
 from gateware.codec.core import KVCompressor, KVDecompressor
 from gateware.dma.codec import PackedCodec
 from gateware.dma.core import DMA
-from gateware.engine.arbiter import RoundRobin
+from gateware.arbiter import RoundRobin
 from gateware.engine.core import PageEngine
 from gateware.bridge.protocol import HDR_BITS, EndpointConfig, Window
 from soc.simctrl import SimControl

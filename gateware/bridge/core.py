@@ -9,11 +9,12 @@ second one (``mem_bus``) to device memory; every address is checked against the 
 windows first, so a bad request never reaches either bus. Behaviour is specified by :class:`gateware.bridge.model.BridgeModel`.
 """
 
-from migen import Array, FSM, If, NextState, NextValue, Signal, Cat, Mux, Module, Replicate
+from migen import FSM, If, NextState, NextValue, Signal, Cat, Mux, Module, Replicate
 
 from litex.soc.interconnect import stream, wishbone
 from litex.soc.interconnect.csr import AutoCSR, CSRStatus
 
+from gateware.arbiter import RoundRobin
 from gateware.bridge.protocol import (DATA_BITS, LINE, Op, Status, host_write_layout,
                                       message_layout, page_request_layout,
                                       page_response_layout)
@@ -175,61 +176,38 @@ class BridgeEndpoint(Module, AutoCSR):
         )
 
         # Output arbiter: bridge responses, page completions and host writes, round-robin per
-        # message; a message presented but not accepted keeps the grant (stream data stays
-        # stable). A page's HostWr lines are all accepted before the engine answers, so the
+        # message. A page's HostWr lines are all accepted before the engine answers, so the
         # host always sees the data before the page's Cmp.
         if not with_pages:
             self.comb += [preq.valid.eq(0), prsp.ready.eq(0)]
-        inputs = [rsp.valid, prsp.valid, hw.valid]
-        n = len(inputs)
-        last  = Signal(max=n)        # index granted last
-        held  = Signal()             # presented and not accepted last cycle
-        held_sel = Signal(max=n)
-        sel   = Signal(max=n)
-        any_valid = Signal()
-        # Round-robin: the first valid input after `last`, cyclically.
-        prio = []
-        for start_idx in range(n):
-            order = [(start_idx + 1 + k) % n for k in range(n)]
-            expr = order[-1]
-            for idx in reversed(order[:-1]):
-                expr = Mux(inputs[idx], idx, expr)
-            prio.append(expr)
-        rr = Signal(max=n)
+        page_cmp = stream.Endpoint(message_layout)
+        host_wr = stream.Endpoint(message_layout)
         self.comb += [
-            rr.eq(Array(prio)[last]),
-            sel.eq(Mux(held, held_sel, rr)),
-            any_valid.eq(rsp.valid | prsp.valid | hw.valid),
+            page_cmp.valid.eq(prsp.valid),
+            page_cmp.opcode.eq(Op.CMP),
+            page_cmp.tag.eq(prsp.tag),
+            page_cmp.status.eq(prsp.status),
+            page_cmp.value.eq(prsp.value),
+            prsp.ready.eq(page_cmp.ready),
+            host_wr.valid.eq(hw.valid),
+            host_wr.opcode.eq(Op.HOST_WR),
+            host_wr.tag.eq(hw.tag),
+            host_wr.addr.eq(hw.addr),
+            host_wr.value.eq(hw.nbytes),
+            host_wr.data.eq(hw.data),
+            hw.ready.eq(host_wr.ready),
+        ]
+        self.submodules.arbiter = arb = RoundRobin(message_layout, 3)
+        self.comb += [
+            rsp.connect(arb.sinks[0]),
+            page_cmp.connect(arb.sinks[1]),
+            host_wr.connect(arb.sinks[2]),
+            arb.source.connect(source, omit={"first", "last"}),
             source.first.eq(1),
             source.last.eq(1),
-            If(sel == 0,
-                rsp.connect(source, omit={"first", "last", "valid"}),
-                source.valid.eq(rsp.valid),
-            ).Elif(sel == 1,
-                source.valid.eq(prsp.valid),
-                source.opcode.eq(Op.CMP),
-                source.tag.eq(prsp.tag),
-                source.status.eq(prsp.status),
-                source.value.eq(prsp.value),
-                prsp.ready.eq(source.ready),
-            ).Else(
-                source.valid.eq(hw.valid),
-                source.opcode.eq(Op.HOST_WR),
-                source.tag.eq(hw.tag),
-                source.addr.eq(hw.addr),
-                source.value.eq(hw.nbytes),
-                source.data.eq(hw.data),
-                hw.ready.eq(source.ready),
-            ),
         ]
-        self.sync += [
-            held.eq(source.valid & ~source.ready),
-            held_sel.eq(sel),
-            If(source.valid & source.ready,
-                last.eq(sel),
-                If((sel != 2) & (source.status != Status.OK), self.errors.eq(self.errors + 1)),
-            ),
-        ]
+        self.sync += If(source.valid & source.ready & (source.opcode != Op.HOST_WR) &
+                        (source.status != Status.OK), self.errors.eq(self.errors + 1))
 
     def add_csr(self):
         """Request/error counters and the credit count, readable by firmware and host."""

@@ -10,11 +10,12 @@ queue behind them, so translation of the next page overlaps the transfer of this
 No CPU is involved: this is the latency-critical path.
 """
 
-from migen import FSM, If, Module, Mux, NextState, NextValue, Signal
+from migen import FSM, If, Module, NextState, NextValue, Signal
 
 from litex.soc.interconnect import stream
 from litex.soc.interconnect.csr import AutoCSR, CSRStatus, CSRStorage
 
+from gateware.arbiter import RoundRobin
 from gateware.bridge.protocol import Status, page_request_layout, page_response_layout
 from gateware.dma.model import OP_DECOMPRESS, ST_OK
 
@@ -106,24 +107,20 @@ class PageEngine(Module, AutoCSR):
             c.ready.eq(done_rsp.ready),
         ]
 
-        # Two answer sources: completions first, a presented answer keeps the grant.
-        held, held_done = Signal(), Signal()
-        pick_done = Signal()
+        # Two answer sources, round-robin.
+        self.submodules.answers = arb = RoundRobin(page_response_layout, 2)
         self.comb += [
-            pick_done.eq(Mux(held, held_done, done_rsp.valid)),
-            If(pick_done, done_rsp.connect(rsp)).Else(fault_rsp.connect(rsp)),
+            done_rsp.connect(arb.sinks[0]),
+            fault_rsp.connect(arb.sinks[1]),
+            arb.source.connect(rsp),
         ]
-        self.sync += [
-            held.eq(rsp.valid & ~rsp.ready),
-            held_done.eq(pick_done),
-            If(rsp.valid & rsp.ready,
-                If(rsp.status == Status.OK,
-                    self.pages_ok.eq(self.pages_ok + 1)
-                ).Else(
-                    self.pages_failed.eq(self.pages_failed + 1)
-                )
-            ),
-        ]
+        self.sync += If(rsp.valid & rsp.ready,
+            If(rsp.status == Status.OK,
+                self.pages_ok.eq(self.pages_ok + 1)
+            ).Else(
+                self.pages_failed.eq(self.pages_failed + 1)
+            )
+        )
 
     def add_csr(self, dram_size=0, host_size=0):
         """Counters, and the windows of the engine's DMA: the DRAM range page slots may
