@@ -12,7 +12,6 @@ converts named profiles to cycles at the SoC's sys_clk and speaks the message pr
 """
 
 import ctypes
-import random
 from dataclasses import dataclass
 
 from gateware.bridge.protocol import LINE, Message, Op, Status
@@ -55,6 +54,7 @@ class Arrival:
     msg: Message
     sent_cycle: int      # cycle the device emitted it
     arrival_cycle: int   # cycle it reached the host
+    latency: int = None  # set by transact(): cycles from the request's send to this arrival
 
 
 class HostLink:
@@ -73,7 +73,6 @@ class HostLink:
         self.lat_max = round(profile.latency_ns_max / ns_per_cycle)
         driver.lib.spk_link_config(driver._state, self.bytes_per_cycle, self.lat_min,
                                    self.lat_max, self.credits, seed)
-        self._tags = random.Random(seed)
         self._next_tag = 0
         self.sent = {}  # tag -> (Message, cycle sent)
         self.host_memory = bytearray()  # host memory the device writes into (HostWr)

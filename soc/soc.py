@@ -4,14 +4,11 @@ Later issues add the cache engine (bridge endpoint, ATU, DMA, codec) here; each 
 in ``gateware/`` and is wired in by one ``add_*`` method.
 """
 
-from migen import Cat, Module, Replicate, Signal
+from migen import Cat, Module, Replicate
 
-from litex.gen import LiteXModule
-from litex.soc.cores.clock import *  # noqa: F401,F403  (CRG helpers for boards)
 from litex.soc.integration.soc_core import SoCCore
 from litex.soc.interconnect import wishbone
 from litex.soc.interconnect.csr import AutoCSR, CSRField, CSRStatus
-from migen.genlib.io import CRG
 
 from gateware.atu.core import ATU
 from gateware.bridge.core import BridgeEndpoint

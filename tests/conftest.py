@@ -1,7 +1,6 @@
 """Shared pytest fixtures. Slow artefacts (SoC build, firmware, Verilator model) are built
 once per test session; the model is also cached on disk by a hash of its inputs."""
 
-import os
 from pathlib import Path
 
 import pytest

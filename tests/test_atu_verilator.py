@@ -5,9 +5,7 @@ reference model. Catches what the Migen simulator cannot: Verilog expression-wid
 
 The parameter sets are built once per session and cached in build/atu-cosim/<hash>/."""
 
-import hashlib
 import random
-import shutil
 from pathlib import Path
 
 import pytest
@@ -19,9 +17,7 @@ from gateware.atu.core import ATU
 from gateware.atu.model import (ATUModel, SparseMemory, pack_pte, FAULT_NONE, FAULT_BAD_PTE,
                                 FAULT_BUS_ERROR, FAULT_INVALID, FAULT_UNMAPPED)
 
-pyverilator = pytest.importorskip("pyverilator")
-if shutil.which("verilator") is None:
-    pytest.skip("verilator not installed", allow_module_level=True)
+from soc.sim.model import cosim_model
 
 ROOT = Path(__file__).resolve().parent.parent
 
@@ -81,22 +77,7 @@ def build(name):
     params, aw, dw, walk_timeout = CONFIGS[name]
     top = CoSimTop(params, aw, dw, walk_timeout)
     verilog = str(convert(top, ios=top.ios, name="atu_cosim"))
-    d = ROOT / "build" / "atu-cosim" / hashlib.sha256(verilog.encode()).hexdigest()[:16]
-    d.mkdir(parents=True, exist_ok=True)
-    vf = d / "atu_cosim.v"
-    if not vf.exists() or vf.read_text() != verilog:
-        vf.write_text(verilog)
-    sim = None
-    cached = sorted((d / "obj").glob("*.so")) if (d / "obj").exists() else []
-    if cached:
-        try:
-            sim = pyverilator.PyVerilator(str(cached[0]), auto_eval=False)
-        except OSError:
-            sim = None
-    if sim is None:
-        sim = pyverilator.PyVerilator.build(str(vf), build_dir=str(d / "obj"), quiet=True,
-                                            args=["-Wno-fatal", "-O1"])
-        sim.auto_eval = False
+    sim = cosim_model(verilog, "atu_cosim", ROOT / "build" / "atu-cosim")
     port_bytes = (1 << aw) * dw // 8
     _built[name] = (sim, params, port_bytes, dw)
     return _built[name]

@@ -4,9 +4,7 @@ equal the reference byte for byte on real trace pages and random/extreme pages.
 
 One Verilog top holds every core under test (one Verilator build per session), cached in
 build/codec-cosim/<hash of the Verilog>/."""
-import hashlib
 import random
-import shutil
 from pathlib import Path
 
 import numpy as np
@@ -20,9 +18,7 @@ from tests.codec_fixtures import trace_pages  # noqa: F401 (pytest fixture)
 from tests.codec_fixtures import (CORRUPT_CASES, beats_bytes, bytes_beats, corrupt,
                                   extreme_page, page_beats, random_pages)
 
-pyverilator = pytest.importorskip("pyverilator")
-if shutil.which("verilator") is None:
-    pytest.skip("verilator not installed", allow_module_level=True)
+from soc.sim.model import cosim_model
 
 ROOT = Path(__file__).resolve().parent.parent
 DW = 64
@@ -67,25 +63,7 @@ class CoSimTop(Module):
 def cosim():
     top = CoSimTop()
     verilog = str(convert(top, ios=top.ios, name="codec_cosim"))
-    key = hashlib.sha256(verilog.encode()).hexdigest()[:16]
-    d = ROOT / "build" / "codec-cosim" / key
-    so = d / "obj" / "Vcodec_cosim"
-    d.mkdir(parents=True, exist_ok=True)
-    vf = d / "codec_cosim.v"
-    if not vf.exists() or vf.read_text() != verilog:
-        vf.write_text(verilog)
-    sim = None
-    cached = sorted((d / "obj").glob("*.so")) if (d / "obj").exists() else []
-    if cached:
-        try:
-            sim = pyverilator.PyVerilator(str(cached[0]), auto_eval=False)
-        except OSError:
-            sim = None
-    if sim is None:
-        sim = pyverilator.PyVerilator.build(str(vf), build_dir=str(d / "obj"), quiet=True,
-                                            args=["-Wno-fatal", "-O1"])
-        sim.auto_eval = False
-    return sim
+    return cosim_model(verilog, "codec_cosim", ROOT / "build" / "codec-cosim")
 
 
 class Driver:

@@ -8,7 +8,7 @@ import sys
 
 import pytest
 
-from soc.sim import BusError, SimDriver, SimTimeout, Stop
+from soc.sim import SimDriver, SimTimeout, Stop
 from soc.soc import IDENT_MAGIC, IDENT_VERSION
 
 from conftest import BOOT_CYCLES, ROOT

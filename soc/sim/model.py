@@ -97,10 +97,32 @@ def build_model(top_verilog, cpu_sources, cache_root, fst=True, jobs=None, log=N
         wrapper.write_text(wrapper.read_text() + "\n" + NATIVE_CPP.read_text())
         jobs = jobs or os.cpu_count() or 1
         subprocess.run(["make", f"-j{jobs}", "-C", str(tmp_dir), "-f", "Vsim.mk",
-                        "LDFLAGS=-fPIC -shared", f"OPT_FAST=-O2", "OPT_SLOW=-O1"],
+                        "LDFLAGS=-fPIC -shared", "OPT_FAST=-O2", "OPT_SLOW=-O1"],
                        check=True, stdout=out, stderr=subprocess.STDOUT if log else None)
     finally:
         if log:
             out.close()
     os.replace(tmp_dir, build_dir) if not build_dir.exists() else shutil.rmtree(tmp_dir)
     return so_file
+
+
+def cosim_model(verilog, name, cache_root, args=("-Wno-fatal", "-O1")):
+    """A plain pyverilator model of one core's Verilog (unit co-simulation, no native loop),
+    cached in ``cache_root/<hash of the Verilog>/``: built once, reloaded afterwards."""
+    import pyverilator  # the pyverilator-mm fork
+
+    d = Path(cache_root) / hashlib.sha256(verilog.encode()).hexdigest()[:16]
+    d.mkdir(parents=True, exist_ok=True)
+    vf = d / f"{name}.v"
+    if not vf.exists() or vf.read_text() != verilog:
+        vf.write_text(verilog)
+    cached = sorted((d / "obj").glob("*.so")) if (d / "obj").exists() else []
+    if cached:
+        try:
+            return pyverilator.PyVerilator(str(cached[0]), auto_eval=False)
+        except OSError:
+            pass  # a stale or partial build: rebuild below
+    sim = pyverilator.PyVerilator.build(str(vf), build_dir=str(d / "obj"), quiet=True,
+                                        args=list(args))
+    sim.auto_eval = False
+    return sim
