@@ -14,6 +14,9 @@
 
 #include "engine.h"
 #include "mailbox.h"
+#ifdef WITH_SPECULATION
+#include "speculate.h"
+#endif
 
 #ifdef CSR_DMA_BASE
 
@@ -92,6 +95,18 @@ static uint32_t do_offload(uint32_t vpn, uint32_t src, uint32_t *len, uint32_t *
 	return 0;
 }
 
+int engine_pte_valid(uint32_t vpn)
+{
+	return vpn < PT_ENTRIES && (*pte_ptr(vpn) & 1);
+}
+
+void engine_pte_extent(uint32_t vpn, uint32_t *src, uint32_t *length)
+{
+	uint64_t pte = *pte_ptr(vpn);
+	*src = (uint32_t)((pte >> 24) << 6);
+	*length = (uint32_t)((pte >> 8) & 0xffff);
+}
+
 static uint32_t do_prefetch(uint32_t vpn, uint64_t host)
 {
 	uint64_t pte;
@@ -120,6 +135,10 @@ void engine_poll(void)
 	else if (cmd == MBOX_CMD_PREFETCH)
 		status = do_prefetch(*mbox(MBOX_CMD_VPN),
 		                     ((uint64_t)*mbox(MBOX_CMD_HOST_HI) << 32) | *mbox(MBOX_CMD_HOST_LO));
+#ifdef WITH_SPECULATION
+	else if (cmd == MBOX_CMD_SPEC_CONFIG)
+		status = spec_config(*mbox(3), *mbox(4), *mbox(5), *mbox(6), *mbox(7));
+#endif
 	else
 		status = MBOX_ERR_UNKNOWN;
 	if (status && status < 0x100)
@@ -135,5 +154,11 @@ void engine_poll(void)
 
 void engine_init(void) {}
 void engine_poll(void) {}
+int engine_pte_valid(uint32_t vpn) { (void)vpn; return 0; }
+void engine_pte_extent(uint32_t vpn, uint32_t *src, uint32_t *length)
+{
+	(void)vpn;
+	*src = *length = 0;
+}
 
 #endif

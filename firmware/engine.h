@@ -1,9 +1,12 @@
 #ifndef SPECKV_ENGINE_H
 #define SPECKV_ENGINE_H
 
+#include <stdint.h>
+
 /* Control plane of the cache engine: DRAM layout, page pool, page table, host commands. */
 
 /* DRAM layout (byte offsets on the LiteDRAM native ports; the CPU adds MAIN_RAM_BASE). */
+#define DRAM_TAGS         0x00080000u  /* L2 directory lines staged for DMA copy, 64 B a slot */
 #define DRAM_STAGING      0x00100000u  /* raw pages from the host, 4 KiB slots */
 #define DRAM_STAGING_SIZE 0x00100000u
 #define DRAM_POOL         0x00200000u  /* compressed pages, 64 B aligned extents */
@@ -16,5 +19,8 @@
 void engine_init(void);
 /* Serve one pending mailbox command, if any. */
 void engine_poll(void);
+/* Page table lookups for the speculation engine. */
+int engine_pte_valid(uint32_t vpn);
+void engine_pte_extent(uint32_t vpn, uint32_t *src, uint32_t *length);
 
 #endif

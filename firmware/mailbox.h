@@ -17,6 +17,12 @@
  * 10    firmware  OFFLOAD: compressed length in bytes
  * 11    firmware  OFFLOAD: DRAM offset of the page's slot
  * 12    firmware  commands rejected (count)
+ * 13-15 firmware  hint chunk done sequence, its status, hint chunks rejected (count)
+ * 16-1007         hint chunk (host): see host/hints.py for the format
+ * 1008-1023       step record (firmware), written after each step's last chunk
+ *
+ * Command codes: 1-7 control plane and speculation (this file), 8-11 predictor tests,
+ * 12-15 datapath tests.
  */
 
 #include <stdint.h>
@@ -39,12 +45,30 @@
 
 #define MBOX_CMD_OFFLOAD  1
 #define MBOX_CMD_PREFETCH 2
+#define MBOX_CMD_SPEC_CONFIG 3  /* words 3..7: speculation configuration (host/hints.py) */
+
+#define MBOX_HINT_DONE_SEQ 13
+#define MBOX_HINT_STATUS   14
+#define MBOX_HINT_REJECTED 15
+#define MBOX_HINT_SEQ      16
+#define MBOX_HINT_MAGIC    17
+#define MBOX_HINT_REQ      18
+#define MBOX_HINT_STEP     19
+#define MBOX_HINT_STREAMS  20
+#define MBOX_HINT_LEN      21
+#define MBOX_HINT_FLAGS    22
+#define MBOX_HINT_RSVD     23
+#define MBOX_HINT_PAYLOAD  24
+#define MBOX_STEP_RECORD   1008
+#define MBOX_HINT_UNITS    (2 * (MBOX_STEP_RECORD - MBOX_HINT_PAYLOAD))
+#define HINT_MAGIC 0x31544E48u /* "HNT1" */
 
 #define MBOX_ERR_UNKNOWN  1  /* unknown command */
 #define MBOX_ERR_VPN      2  /* vpn outside the page table */
 #define MBOX_ERR_SRC      3  /* staging offset outside the staging area or not aligned */
 #define MBOX_ERR_POOL     4  /* page pool full */
 #define MBOX_ERR_UNMAPPED 5  /* PREFETCH of a page that is not in the pool */
+#define MBOX_ERR_CONFIG   6  /* SPEC_CONFIG with a field out of range */
 
 static inline volatile uint32_t *mbox(unsigned word)
 {

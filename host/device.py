@@ -20,7 +20,7 @@ MBOX_DONE_SEQ, MBOX_DONE_STATUS, MBOX_DONE_LEN, MBOX_DONE_SLOT, MBOX_REJECTED = 
 CMD_OFFLOAD, CMD_PREFETCH = 1, 2
 ERRORS = {1: "unknown command", 2: "vpn outside the page table",
           3: "staging offset outside the staging area", 4: "page pool full",
-          5: "page not in the pool"}
+          5: "page not in the pool", 6: "speculation configuration out of range"}
 
 # firmware/engine.h
 DRAM_STAGING, DRAM_STAGING_SIZE = 0x0010_0000, 0x0010_0000
@@ -52,22 +52,28 @@ class Device:
 
     def command(self, cmd, vpn, src=0, host=0, max_cycles=3_000_000, poll=2_000):
         """Post one command and wait for its completion; returns :class:`Done`."""
+        self.link.cfg_write_block(self._word(MBOX_CMD_VPN),
+                                  [vpn, src, host & 0xFFFFFFFF, host >> 32])
+        return self._post(cmd, max_cycles, poll, what=f"command {cmd} (vpn {vpn})")
+
+    def _post(self, cmd, max_cycles=3_000_000, poll=2_000, what=None):
         w = self.link.cfg_write
         w(self._word(MBOX_CMD), cmd)
-        w(self._word(MBOX_CMD_VPN), vpn)
-        w(self._word(MBOX_CMD_SRC), src)
-        w(self._word(MBOX_CMD_HOST_LO), host & 0xFFFFFFFF)
-        w(self._word(MBOX_CMD_HOST_HI), host >> 32)
         self.seq = (self.seq + 1) & 0xFFFFFFFF
         w(self._word(MBOX_CMD_SEQ), self.seq)  # last: the firmware acts on the sequence
         start = self.link.drv.cycle
         while self.link.cfg_read(self._word(MBOX_DONE_SEQ)) != self.seq:
             if self.link.drv.cycle - start > max_cycles:
-                raise LinkError(f"command {cmd} (vpn {vpn}) not completed in {max_cycles} cycles")
+                raise LinkError(f"{what or f'command {cmd}'} not completed in {max_cycles} cycles")
             self.link.drv.run(poll)
         r = self.link.cfg_read
         return Done(r(self._word(MBOX_DONE_STATUS)), r(self._word(MBOX_DONE_LEN)),
                     r(self._word(MBOX_DONE_SLOT)))
+
+    def command_words(self, cmd, words, **kw):
+        """Post a command whose parameters are command words 3, 4, ... (``words``)."""
+        self.link.cfg_write_block(self._word(MBOX_CMD_VPN), words)
+        return self._post(cmd, **kw)
 
     def _check(self, done, what):
         if done.status:

@@ -183,6 +183,20 @@ class HostLink:
     def cfg_write(self, addr, value):
         self.transact([Message(Op.CFG_WR, self.tag(), addr, value=value)])
 
+    def cfg_write_block(self, addr, words):
+        """Write consecutive 32-bit words from ``addr``, pipelined within the link credits."""
+        for i in range(0, len(words), 128):
+            self.transact([Message(Op.CFG_WR, self.tag(), addr + 4 * (i + j), value=int(w))
+                           for j, w in enumerate(words[i:i + 128])])
+
+    def cfg_read_block(self, addr, n):
+        """Read ``n`` consecutive 32-bit words from ``addr``, pipelined."""
+        out = []
+        for i in range(0, n, 128):
+            out += [a.msg.value for a in self.transact(
+                [Message(Op.CFG_RD, self.tag(), addr + 4 * j) for j in range(i, min(n, i + 128))])]
+        return out
+
     def csr_read(self, name):
         reg = self.drv.csr[name]
         value = 0

@@ -269,7 +269,9 @@ def main(argv=None):
                     "simulated with Verilator through pyverilator.",
         formatter_class=argparse.ArgumentDefaultsHelpFormatter)
     p.add_argument("--sim", action="store_true",
-                   help="Build, then run the SoC under Verilator and print its UART console.")
+                   help="Build, then simulate under Verilator: by default replay the bundled KV "
+                        "trace end to end (host/replay.py, rtl backend) and print the summary; "
+                        "with --script or --interactive, drive the firmware's UART console.")
     p.add_argument("--build", action="store_true",
                    help="Build only: Verilog, csr.json/csr.csv/csr.h, firmware, Verilator model.")
     p.add_argument("--build-dir", default=str(DEFAULT_BUILD_DIR),
@@ -283,9 +285,16 @@ def main(argv=None):
                    help="Leave out LiteDRAM and its SDRAM model (faster model, no main RAM).")
     p.add_argument("--sim-cycles", type=int, default=20_000_000,
                    help="Cycle budget of the simulation; it stops when spent.")
-    p.add_argument("--script", default="ident;dram 4096;exit 0",
-                   help="UART commands sent one by one at the firmware prompt, ';'-separated "
-                        "('' for none). The default ends the simulation with 'exit 0'.")
+    p.add_argument("--script", default=None,
+                   help="Console mode: UART commands sent one by one at the firmware prompt, "
+                        "';'-separated, e.g. 'ident;dram 4096;exit 0' ('exit N' ends the "
+                        "simulation with code N).")
+    p.add_argument("--replay-trace", default=str(ROOT / "traces" / "mini-chatbot.safetensors"),
+                   help="Replay mode: the KV trace to replay.")
+    p.add_argument("--replay-steps", type=int, default=None,
+                   help="Replay mode: replay only the first N decode steps (default: all).")
+    p.add_argument("--replay-args", default="",
+                   help="Replay mode: more host/replay.py options, e.g. '--prefetcher last -k 2'.")
     p.add_argument("--interactive", action="store_true",
                    help="After the script, forward stdin lines to the UART.")
     p.add_argument("--trace", action="store_true",
@@ -312,9 +321,18 @@ def main(argv=None):
         if args.trace:
             path = args.trace_file or str(Path(args.build_dir) / "sim.fst")
             trace = (path, args.trace_start, args.trace_end)
-        script = [c.strip() for c in args.script.split(";") if c.strip()]
-        code = run_console(b, args.sim_cycles, script, args.interactive, trace)
-        return 0 if code in (0, None) else code
+        if args.script is not None or args.interactive:
+            script = [c.strip() for c in (args.script or "").split(";") if c.strip()]
+            code = run_console(b, args.sim_cycles, script, args.interactive, trace)
+            return 0 if code in (0, None) else code
+        from host.replay import main as replay_main
+        import shlex
+        rargs = [args.replay_trace, "--backend", "rtl", "--build-dir", args.build_dir]
+        if args.replay_steps is not None:
+            rargs += ["--steps", str(args.replay_steps)]
+        if trace:
+            rargs += ["--waveform", f"{trace[0]}:{trace[1]}:{trace[2]}"]
+        return replay_main(rargs + shlex.split(args.replay_args), build=b)
     return 0
 
 

@@ -27,7 +27,7 @@ IDENT_VERSION = 0x00000100  # major.minor.patch as 0x00MMmmpp -> 0.1.0
 # Memory map (bytes) and sizes, kept fixed so the register map does not move between the
 # firmware pass and the final pass of the build.
 ROM_SIZE  = 0x8000   # 32 KiB: firmware (text + rodata + data image)
-SRAM_SIZE = 0x8000   # 32 KiB: data, bss, stack
+SRAM_SIZE = 0x10000  # 64 KiB: data, bss, stack (predictor state, L2 directory)
 MAILBOX_BASE = 0x20000000  # host <-> firmware mailbox (hints, commands)
 MAILBOX_SIZE = 0x1000
 BRIDGE_CREDITS = 8   # requests the host may have outstanding at the bridge endpoint

@@ -76,7 +76,7 @@ def test_bad_commands_are_rejected_and_counted(dev, kv):
         dev.prefetch(12345, HOST_BASE)                     # never offloaded
     with pytest.raises(DeviceError, match=ERRORS[2]):
         dev.prefetch(1 << 21, HOST_BASE)                   # beyond the page table
-    done = dev.command(9, vpn)                             # unknown command
+    done = dev.command(0x7F, vpn)                          # unknown command
     assert done.status == 1
     with pytest.raises(DeviceError, match="DMA status 1"):  # host window: fault, nothing moved
         dev.offload(vpn, page.tobytes())

@@ -1,0 +1,513 @@
+/* Speculation engine: decode-step hints in, prefetch DMA jobs into the host's L2 out.
+ *
+ * The specification is host/speculation.py (reference model, integer for integer) and the
+ * wire format host/hints.py; the replay's `model` backend runs the former in place of this
+ * code and the `rtl` backend must give the same decisions. Per step: feedback from the
+ * hint (L2 hits, use of the last step's prefetches), the UCB arm (adaptive k), the throttle
+ * budget, one prediction per stream, then rank-major filtering and issue: DMA decompress of
+ * each page into its L2 slot, then the slots' directory lines (DMA copies of tag lines). */
+
+#include <stdint.h>
+#include <string.h>
+
+#include <system.h>
+#include <generated/csr.h>
+#include <generated/mem.h>
+
+#include "engine.h"
+#include "mailbox.h"
+#include "predict.h"
+#include "speculate.h"
+
+#ifdef CSR_DMA_BASE
+
+#define MAX_STREAMS   PRED_MAX_STREAMS
+#define MAX_PAGES     4096u
+#define MAX_SLOTS     1024u
+#define MAX_K         16u
+#define N_ARMS        5
+#define PAGE_BITS     12
+#define LAMBDA_Q16    8192
+#define C_Q8          128
+#define BUDGET_MIN    8u
+#define P_LOW         64u
+#define P_HIGH        154u
+#define TAG_MAGIC     0x31474154u  /* "TAG1" */
+#define NO_SLOT       0xFFFFu
+#define HASH_SIZE     1024u
+#define DMA_IN_FLIGHT 8u
+
+#define HERR_MAGIC   1
+#define HERR_REQUEST 2
+#define HERR_STREAM  3
+#define HERR_LENGTH  4
+#define HERR_PAGES   5
+#define HERR_STEP    6
+#define HERR_CONFIG  7
+
+static const uint8_t arm_depth[N_ARMS] = {1, 2, 4, 8, 16};
+
+/* configuration */
+static int configured;
+static uint32_t cfg_request, cfg_kind, cfg_k, cfg_flags, cfg_heads, cfg_layers, cfg_streams;
+static uint32_t cfg_slots, cfg_l1;
+static uint64_t cfg_l2;
+
+/* hint state */
+static uint32_t hint_last_seq, hint_rejected, expect_step, expect_stream;
+
+/* predictions of the step in progress */
+static uint16_t preds[MAX_STREAMS][MAX_K];
+static uint8_t pred_n[MAX_STREAMS];
+static uint16_t stream_pages[MAX_STREAMS];
+static uint16_t accbuf[MAX_PAGES];
+
+/* L2 directory mirror: slot -> vpn, vpn -> slot by chained hashing */
+static uint32_t slot_vpn[MAX_SLOTS];
+static uint16_t slot_next[MAX_SLOTS];
+static uint16_t bucket[HASH_SIZE];
+static uint8_t slot_prev[MAX_SLOTS];    /* issued at the previous step */
+static uint8_t slot_used[MAX_SLOTS];    /* valid */
+static uint32_t next_slot, issued_prev;
+static uint16_t issue_slot[MAX_SLOTS];
+static uint32_t issue_vpn[MAX_SLOTS];
+
+/* UCB and throttle */
+static uint32_t arm_pulls[N_ARMS], arm_n[N_ARMS], n_arms, plays, last_arm;
+static uint64_t arm_sum[N_ARMS];
+static int have_arm;
+static uint32_t budget;
+
+/* timing: timer0 counts down freely */
+static void timer_start(void)
+{
+	timer0_en_write(0);
+	timer0_reload_write(0xffffffff);
+	timer0_load_write(0xffffffff);
+	timer0_en_write(1);
+}
+
+static uint32_t timer_now(void)
+{
+	timer0_update_value_write(1);
+	return timer0_value_read();
+}
+
+static unsigned hash(uint32_t vpn)
+{
+	return (vpn ^ (vpn >> 10)) & (HASH_SIZE - 1);
+}
+
+static unsigned dir_find(uint32_t vpn)
+{
+	unsigned s = bucket[hash(vpn)];
+	while (s != NO_SLOT && slot_vpn[s] != vpn)
+		s = slot_next[s];
+	return s;
+}
+
+static void dir_remove(unsigned slot)
+{
+	uint16_t *p = &bucket[hash(slot_vpn[slot])];
+	while (*p != slot)
+		p = &slot_next[*p];
+	*p = slot_next[slot];
+	slot_used[slot] = 0;
+}
+
+static void dir_insert(unsigned slot, uint32_t vpn)
+{
+	unsigned h = hash(vpn);
+	slot_vpn[slot] = vpn;
+	slot_next[slot] = bucket[h];
+	bucket[h] = slot;
+	slot_used[slot] = 1;
+}
+
+static uint32_t log2q8(uint32_t n)
+{
+	uint32_t m = 31 - __builtin_clz(n);
+	uint32_t frac = (uint32_t)((((uint64_t)(n - (1u << m))) << 8) >> m);
+	return (m << 8) + frac;
+}
+
+static uint32_t isqrt64(uint64_t x)
+{
+	uint64_t r = 0, bit = 1ull << 62;
+	while (bit > x)
+		bit >>= 2;
+	while (bit) {
+		if (x >= r + bit) {
+			x -= r + bit;
+			r = (r >> 1) + bit;
+		} else {
+			r >>= 1;
+		}
+		bit >>= 2;
+	}
+	return (uint32_t)r;
+}
+
+static void reset_state(void)
+{
+	unsigned i;
+	for (i = 0; i < HASH_SIZE; i++)
+		bucket[i] = NO_SLOT;
+	memset(slot_used, 0, sizeof(slot_used));
+	memset(slot_prev, 0, sizeof(slot_prev));
+	next_slot = 0;
+	issued_prev = 0;
+	memset(arm_n, 0, sizeof(arm_n));
+	memset(arm_pulls, 0, sizeof(arm_pulls));
+	memset(arm_sum, 0, sizeof(arm_sum));
+	plays = 0;
+	have_arm = 0;
+	budget = cfg_slots;
+	expect_step = 0;
+	expect_stream = 0;
+	n_arms = 0;
+	if (cfg_flags & 1) {
+		for (i = 0; i < N_ARMS; i++)
+			if (arm_depth[i] <= cfg_k)
+				n_arms = i + 1;
+	} else {
+		n_arms = 1;
+	}
+	pred_reset((enum pred_kind)cfg_kind);
+}
+
+uint32_t spec_config(uint32_t w3, uint32_t w4, uint32_t w5, uint32_t w6, uint32_t w7)
+{
+	uint32_t kind = w4 & 0xff, k = (w4 >> 8) & 0xff, flags = (w4 >> 16) & 0xff;
+	uint32_t heads = w4 >> 24, slots = w7 & 0xffff, l1 = (w7 >> 16) & 0xff, layers = w7 >> 24;
+	uint64_t l2 = ((uint64_t)w6 << 32) | w5;
+	if (kind > PRED_LSTM || k < 1 || k > MAX_K || (flags & ~3u) || heads < 1 || layers < 1 ||
+	    heads * layers > MAX_STREAMS || slots < 1 || slots > MAX_SLOTS || (l2 & 4095))
+		return MBOX_ERR_CONFIG;
+	cfg_request = w3;
+	cfg_kind = kind;
+	cfg_k = k;
+	cfg_flags = flags;
+	cfg_heads = heads;
+	cfg_layers = layers;
+	cfg_streams = heads * layers;
+	cfg_slots = slots;
+	cfg_l1 = l1;
+	cfg_l2 = l2;
+	configured = 1;
+	reset_state();
+	timer_start();
+	return 0;
+}
+
+void spec_init(void)
+{
+	configured = 0;
+	hint_rejected = 0;
+	*mbox(MBOX_HINT_REJECTED) = 0;
+	hint_last_seq = *mbox(MBOX_HINT_SEQ);
+}
+
+static uint32_t choose_arm(void)
+{
+	uint32_t i, best = 0, lg;
+	uint64_t best_score = 0;
+	int first = 1;
+	if (n_arms == 1)
+		return 0;
+	for (i = 0; i < n_arms; i++)
+		if (arm_pulls[i] == 0)
+			return i;
+	lg = log2q8(plays);
+	for (i = 0; i < n_arms; i++) {
+		uint64_t score;
+		if (arm_n[i] == 0)
+			continue;  /* its first reward is still pending */
+		score = arm_sum[i] / arm_n[i] +
+		                 (((uint64_t)C_Q8 * isqrt64(((uint64_t)lg << 24) / arm_n[i])) >> 8);
+		if (first || score > best_score) {
+			best = i;
+			best_score = score;
+			first = 0;
+		}
+	}
+	return best;
+}
+
+/* Queue a single-descriptor job; keep at most DMA_IN_FLIGHT outstanding. */
+static uint32_t dma_outstanding, dma_errors;
+
+static void dma_reap(void)
+{
+	uint32_t c;
+	do {
+		c = dma_completion_read();
+	} while (!(c & (1 << CSR_DMA_COMPLETION_VALID_OFFSET)));
+	if ((c >> CSR_DMA_COMPLETION_STATUS_OFFSET) & ((1 << CSR_DMA_COMPLETION_STATUS_SIZE) - 1))
+		dma_errors++;
+	dma_pop_write(1);
+	dma_outstanding--;
+}
+
+static void dma_queue(uint32_t op, uint32_t src, uint64_t dst, uint32_t length, uint32_t cap)
+{
+	if (dma_outstanding == DMA_IN_FLIGHT)
+		dma_reap();
+	dma_src_write(src);
+	dma_dst_write(dst);
+	dma_length_write(length);
+	dma_cap_write(cap);
+	dma_push_write((op << CSR_DMA_PUSH_OP_OFFSET) | (1 << CSR_DMA_PUSH_HOST_OFFSET) |
+	               (1 << CSR_DMA_PUSH_LAST_OFFSET));
+	dma_outstanding++;
+}
+
+static void record(uint32_t i, uint32_t v)
+{
+	*mbox(MBOX_STEP_RECORD + i) = v;
+}
+
+/* step in progress */
+static uint32_t step_k, step_arm, st_hits, st_used, st_needed, t_predict;
+
+/* First chunk of a step: the arm (k) from the rewards known so far. */
+static void step_begin(void)
+{
+	step_arm = choose_arm();
+	arm_pulls[step_arm]++;
+	step_k = (cfg_flags & 1) ? arm_depth[step_arm] : cfg_k;
+	st_hits = st_used = st_needed = 0;
+	t_predict = 0;
+}
+
+/* Last chunk: reward of the previous arm, throttle, filter and issue (rank-major). */
+static void step_finish(uint32_t step)
+{
+	uint32_t j, s, n_issue = 0, t0, step_budget;
+	uint32_t skip_l1 = 0, skip_unmapped = 0, skip_resident = 0, throttled = 0;
+	t0 = timer_now();
+	if (have_arm) {
+		uint64_t gain = 65536ull * st_used, loss = (uint64_t)LAMBDA_Q16 * (issued_prev - st_used);
+		arm_n[last_arm]++;
+		arm_sum[last_arm] += gain > loss ? (gain - loss) / (st_needed ? st_needed : 1) : 0;
+		plays++;
+	}
+	if ((cfg_flags & 2) && issued_prev > 0) {
+		uint32_t prec = 256u * st_used / issued_prev;
+		if (prec < P_LOW)
+			budget = budget / 2 > BUDGET_MIN ? budget / 2 : BUDGET_MIN;
+		else if (prec > P_HIGH)
+			budget = budget + budget / 4 + 1 < cfg_slots ? budget + budget / 4 + 1 : cfg_slots;
+	}
+	step_budget = budget < cfg_slots ? budget : cfg_slots;
+	for (j = 0; j < step_k; j++) {
+		for (s = 0; s < cfg_streams; s++) {
+			uint32_t p, vpn, i, dup = 0;
+			if (j >= pred_n[s])
+				continue;
+			p = preds[s][j];
+			vpn = (s << PAGE_BITS) | p;
+			if ((int)p >= (int)stream_pages[s] - (int)cfg_l1) {
+				skip_l1++;
+				continue;
+			}
+			if (!engine_pte_valid(vpn)) {
+				skip_unmapped++;
+				continue;
+			}
+			if (dir_find(vpn) != NO_SLOT)
+				dup = 1;
+			for (i = 0; i < n_issue && !dup; i++)
+				if (issue_vpn[i] == vpn)
+					dup = 1;
+			if (dup) {
+				skip_resident++;
+				continue;
+			}
+			if (n_issue >= step_budget) {
+				throttled++;
+				continue;
+			}
+			issue_vpn[n_issue++] = vpn;
+		}
+	}
+	memset(slot_prev, 0, sizeof(slot_prev));
+	for (j = 0; j < n_issue; j++) {
+		uint32_t slot = next_slot;
+		next_slot = (slot + 1) % cfg_slots;
+		if (slot_used[slot])
+			dir_remove(slot);
+		dir_insert(slot, issue_vpn[j]);
+		slot_prev[slot] = 1;
+		issue_slot[j] = slot;
+	}
+	/* data: decompress each page into its slot */
+	dma_errors = 0;
+	for (j = 0; j < n_issue; j++) {
+		uint32_t src, len;
+		engine_pte_extent(issue_vpn[j], &src, &len);
+		dma_queue(2 /* decompress */, src, cfg_l2 + 4096ull * issue_slot[j], len, PAGE_BYTES);
+	}
+	/* directory lines: written to DRAM scratch, made visible, copied after all the data (the
+	 * link keeps order: a host that sees a tag has the page) */
+	for (j = 0; j < n_issue; j++) {
+		volatile uint32_t *line = (volatile uint32_t *)(MAIN_RAM_BASE + DRAM_TAGS + 64u * issue_slot[j]);
+		unsigned w;
+		line[0] = TAG_MAGIC;
+		line[1] = issue_vpn[j];
+		line[2] = step;
+		line[3] = issue_slot[j];
+		for (w = 4; w < 16; w++)
+			line[w] = 0;
+	}
+	if (n_issue) {
+		flush_cpu_dcache();
+		flush_l2_cache();
+	}
+	for (j = 0; j < n_issue; j++)
+		dma_queue(0 /* copy */, DRAM_TAGS + 64u * issue_slot[j],
+		          cfg_l2 + 4096ull * cfg_slots + 64u * issue_slot[j], 64, 64);
+	while (dma_outstanding)
+		dma_reap();
+	record(0, step);
+	record(1, step_k);
+	record(2, step_budget);
+	record(3, n_issue);
+	record(4, skip_l1);
+	record(5, skip_unmapped);
+	record(6, skip_resident);
+	record(7, throttled);
+	record(8, st_hits);
+	record(9, st_used);
+	record(10, issued_prev);
+	record(11, t_predict);
+	record(12, t0 - timer_now());
+	record(13, dma_errors);
+	record(14, step_arm);
+	record(15, step);
+	issued_prev = n_issue;
+	have_arm = (cfg_flags & 1) != 0;
+	last_arm = step_arm;
+}
+
+static uint16_t unit(uint32_t i)
+{
+	uint32_t w = *mbox(MBOX_HINT_PAYLOAD + i / 2);
+	return (i & 1) ? (uint16_t)(w >> 16) : (uint16_t)w;
+}
+
+/* One chunk: validate it whole (nothing applied on error), then feedback and predictions
+ * for its streams. */
+static uint32_t chunk(uint32_t *last_out, uint32_t *step_out)
+{
+	uint32_t magic = *mbox(MBOX_HINT_MAGIC), req = *mbox(MBOX_HINT_REQ);
+	uint32_t step = *mbox(MBOX_HINT_STEP), streams = *mbox(MBOX_HINT_STREAMS);
+	uint32_t n_units = *mbox(MBOX_HINT_LEN), flags = *mbox(MBOX_HINT_FLAGS);
+	uint32_t first = streams & 0xffff, count = streams >> 16, s, i = 0, last, t0;
+	if (!configured)
+		return HERR_CONFIG;
+	if (magic != HINT_MAGIC)
+		return HERR_MAGIC;
+	if (req != cfg_request)
+		return HERR_REQUEST;
+	if (count == 0 || first + count > cfg_streams)
+		return HERR_STREAM;
+	if (n_units > MBOX_HINT_UNITS || (flags & ~1u) || *mbox(MBOX_HINT_RSVD) != 0)
+		return HERR_LENGTH;
+	if (step != expect_step || first != expect_stream)
+		return HERR_STEP;
+	for (s = 0; s < count; s++) {
+		uint32_t n_pages, n_acc, a, prev = 0;
+		if (i + 2 > n_units)
+			return HERR_LENGTH;
+		n_pages = unit(i);
+		n_acc = unit(i + 1);
+		i += 2;
+		if (n_pages > MAX_PAGES)
+			return HERR_PAGES;
+		if (n_acc == 0xffff)
+			continue;
+		if (i + n_acc > n_units)
+			return HERR_LENGTH;
+		for (a = 0; a < n_acc; a++) {
+			uint32_t p = unit(i + a);
+			if (p >= n_pages || (a && p <= prev))
+				return HERR_PAGES;
+			prev = p;
+		}
+		i += n_acc;
+	}
+	if (i != n_units)
+		return HERR_LENGTH;
+	last = flags & 1;
+	if (last != (first + count == cfg_streams))
+		return HERR_STREAM;
+
+	if (first == 0)
+		step_begin();
+	t0 = timer_now();
+	i = 0;
+	for (s = first; s < first + count; s++) {
+		uint32_t n_pages = unit(i), n_acc = unit(i + 1), a;
+		int lim = (int)n_pages - (int)cfg_l1;
+		i += 2;
+		if (n_acc == 0xffff) {
+			n_acc = n_pages;
+			for (a = 0; a < n_acc; a++)
+				accbuf[a] = (uint16_t)a;
+		} else {
+			for (a = 0; a < n_acc; a++)
+				accbuf[a] = unit(i + a);
+			i += n_acc;
+		}
+		for (a = 0; a < n_acc; a++) {
+			if ((int)accbuf[a] < lim) {
+				unsigned slot = dir_find((s << PAGE_BITS) | accbuf[a]);
+				st_needed++;
+				if (slot != NO_SLOT) {
+					st_hits++;
+					st_used += slot_prev[slot];
+				}
+			}
+		}
+		stream_pages[s] = (uint16_t)n_pages;
+		pred_n[s] = (uint8_t)pred_step((enum pred_kind)cfg_kind, s, s / cfg_heads, n_pages,
+		                               accbuf, n_acc, step_k, preds[s]);
+	}
+	t_predict += t0 - timer_now();
+	expect_stream = first + count;
+	*last_out = last;
+	*step_out = step;
+	return 0;
+}
+
+void spec_poll(void)
+{
+	uint32_t seq, status, last = 0, step = 0;
+	seq = *mbox(MBOX_HINT_SEQ);
+	if (seq == hint_last_seq)
+		return;
+	status = chunk(&last, &step);
+	if (status) {
+		*mbox(MBOX_HINT_REJECTED) = ++hint_rejected;
+	} else if (last) {
+		step_finish(step);
+		expect_stream = 0;
+		expect_step = step + 1;
+	}
+	*mbox(MBOX_HINT_STATUS) = status;
+	*mbox(MBOX_HINT_DONE_SEQ) = seq;
+	hint_last_seq = seq;
+}
+
+#else
+
+void spec_init(void) {}
+void spec_poll(void) {}
+uint32_t spec_config(uint32_t w3, uint32_t w4, uint32_t w5, uint32_t w6, uint32_t w7)
+{
+	(void)w3; (void)w4; (void)w5; (void)w6; (void)w7;
+	return MBOX_ERR_UNKNOWN;
+}
+
+#endif

@@ -1,0 +1,218 @@
+"""The two replay backends: the same interface, the same functional results.
+
+- ``rtl``: the Verilator SoC built by ``soc/build.py`` (gateware, firmware and all), reached
+  over the emulated link (``host/link.py``, ``host/device.py``).
+- ``model``: the reference models in its place: the codec reference
+  (``gateware/codec/reference.py``) for the pool, the firmware's speculation engine
+  (``host/speculation.py``) with the integer predictors (``host/prefetch``), and a timing
+  estimate calibrated on the ``rtl`` backend (constants below).
+
+Interface (called by ``host/replay.py``)::
+
+    b.start(spec_cfg)                 # configure prefetching (resets the device's state)
+    b.offload(vpn, page) -> int       # compressed bytes stored in the pool
+    b.l2_index() -> {vpn: slot}       # the host's L2 directory
+    b.l2_page(slot) -> bytes          # 4 KiB page from the L2 buffer
+    b.demand_read(vpn) -> (bytes, cycles)   # one synchronous fetch, its latency
+    b.hint(chunks) -> (record, [(vpn, slot)])  # one decode step's hint; what was prefetched
+    b.cycles_per_ns, b.close()
+"""
+
+from __future__ import annotations
+
+import numpy as np
+
+from gateware.codec import reference as R
+from host.hints import (CMD_SPEC_CONFIG, STEP_RECORD, W_HINT_DONE_SEQ, W_HINT_MAGIC,
+                        W_HINT_REJECTED, W_HINT_SEQ, W_HINT_STATUS, W_STEP_RECORD, HINT_ERRORS,
+                        SpecConfig)
+from host.link import PROFILES
+from host.speculation import TAG_MAGIC, SpeculationEngine, tag_line
+
+HOST_BASE = 0x2_0000_0000
+PAGE = 4096
+
+
+class BackendError(RuntimeError):
+    pass
+
+
+def _parse_directory(raw, slots):
+    d = np.frombuffer(bytes(raw), dtype="<u4").reshape(slots, 16)
+    live = np.nonzero(d[:, 0] == TAG_MAGIC)[0]
+    return {int(d[i, 1]): int(i) for i in live}, d
+
+
+# --------------------------------------------------------------------------------------------
+class ModelBackend:
+    """Reference models; timing from the constants below (cycles at ``sys_clk``)."""
+
+    name = "model"
+    # Device-side cycles of one demand read (ATU walk + DRAM read + decompression + 64 line
+    # writes), and of one prefetched page (DMA decompress + tag copy), measured on the rtl
+    # backend at 100 MHz (docs/replay.md: `python host/replay.py --backend rtl ...`).
+    DEMAND_DEVICE_CYCLES = 700
+    PREFETCH_PAGE_CYCLES = 620
+
+    def __init__(self, codec="kivi_k4v3", link="cxl2-x16", sys_clk_freq=100e6):
+        if codec not in R.MODES:
+            raise ValueError(f"unknown codec mode {codec!r}; known: {', '.join(R.MODES)}")
+        if link not in PROFILES:
+            raise ValueError(f"unknown link profile {link!r}; known: {', '.join(PROFILES)}")
+        self.codec = codec
+        self.profile = PROFILES[link]
+        self.sys_clk_freq = sys_clk_freq
+        self.cycles_per_ns = sys_clk_freq / 1e9
+        self.pool = {}
+        self.l2 = {}
+        self.dir = bytearray()
+        self.engine = None
+        ns = 1e9 / sys_clk_freq
+        self.one_way = (self.profile.latency_ns_min + self.profile.latency_ns_max) / 2 / ns
+        self.page_serial = PAGE / (self.profile.bandwidth_gbps * ns)
+
+    def start(self, cfg: SpecConfig, predictor):
+        self.cfg = cfg
+        self.l2 = {}
+        self.dir = bytearray(64 * cfg.l2_slots)
+        self.engine = SpeculationEngine(cfg, lambda v: v in self.pool, predictor)
+
+    def offload(self, vpn, page):
+        blob = R.compress(np.asarray(page), self.codec)
+        self.pool[vpn] = blob
+        return len(blob)
+
+    def l2_index(self):
+        return _parse_directory(self.dir, self.cfg.l2_slots)[0]
+
+    def l2_page(self, slot):
+        return self.l2[slot]
+
+    def demand_read(self, vpn):
+        if vpn not in self.pool:
+            raise BackendError(f"demand read of vpn {vpn}: not in the pool")
+        data = R.decompress(self.pool[vpn]).tobytes()
+        cycles = round(2 * self.one_way + self.DEMAND_DEVICE_CYCLES + self.page_serial)
+        return data, cycles
+
+    def hint(self, chunks):
+        res = None
+        for c in chunks:
+            status, r = self.engine.chunk(c.words())
+            if status:
+                raise BackendError(f"hint chunk rejected: {HINT_ERRORS[status]}")
+            res = r or res
+        for i in res.issues:
+            self.l2[i.slot] = R.decompress(self.pool[i.vpn]).tobytes()
+        for i in res.issues:
+            self.dir[64 * i.slot:64 * (i.slot + 1)] = tag_line(i.vpn, res.record["step"], i.slot)
+        rec = dict(res.record)
+        rec["issue_cycles"] = len(res.issues) * self.PREFETCH_PAGE_CYCLES
+        return rec, [(i.vpn, i.slot) for i in res.issues]
+
+    def close(self):
+        pass
+
+
+# --------------------------------------------------------------------------------------------
+class RtlBackend:
+    """The Verilator SoC: every offload, demand read and hint goes over the emulated link to
+    the gateware and firmware."""
+
+    name = "rtl"
+
+    def __init__(self, build, codec="kivi_k4v3", link="cxl2-x16", staging_slots=64, waveform=None):
+        from host.device import Device
+        from host.link import HostLink
+        from soc.sim import SimDriver
+
+        self.drv = SimDriver(build.model, csr_json=build.csr_json)
+        built = [k[len("codec_mode_"):] for k in self.drv.constants if k.startswith("codec_mode_")]
+        if built != [codec]:
+            self.drv.close()
+            raise ValueError(f"the SoC in {build.build_dir} compresses with {built}; codec "
+                             f"{codec!r} needs a SoC built with it (soc/soc.py codec_mode)")
+        self.drv.reset()
+        if waveform:
+            self.drv.trace_start(*waveform)
+        self.link = HostLink(self.drv, link)
+        self.link.wait_ready(4_000_000)
+        self.dev = Device(self.link)
+        self.sys_clk_freq = self.link.sys_clk_freq
+        self.cycles_per_ns = self.sys_clk_freq / 1e9
+        self.staging_slots = staging_slots
+        self._staging = 0
+        self.codec = codec
+
+    def _mbox(self, word):
+        return self.dev.mbox + 4 * word
+
+    def start(self, cfg: SpecConfig, predictor=None):
+        from host.device import DeviceError
+        self.cfg = cfg
+        size = cfg.host_bytes + PAGE
+        self.demand_off = cfg.host_bytes
+        for prefix in ("engine", "dma"):
+            self.link.csr_write(f"{prefix}_host_base", HOST_BASE)
+            self.link.csr_write(f"{prefix}_host_size", size)
+        self.link.set_host_memory(HOST_BASE, size)
+        cfg = SpecConfig(**{**cfg.__dict__, "l2_base": HOST_BASE})
+        self.cfg = cfg
+        done = self.dev.command_words(CMD_SPEC_CONFIG, cfg.words())
+        if done.status:
+            raise DeviceError(f"speculation configuration rejected (status {done.status})",
+                              done.status)
+        self.hint_seq = self.link.cfg_read(self._mbox(W_HINT_SEQ))
+
+    def offload(self, vpn, page):
+        slot = self._staging
+        self._staging = (slot + 1) % self.staging_slots
+        return self.dev.offload(vpn, np.asarray(page).tobytes(), staging_slot=slot).length
+
+    def l2_index(self):
+        off = PAGE * self.cfg.l2_slots
+        return _parse_directory(self.link.host_memory[off:off + 64 * self.cfg.l2_slots],
+                                self.cfg.l2_slots)[0]
+
+    def l2_page(self, slot):
+        return bytes(self.link.host_memory[PAGE * slot:PAGE * (slot + 1)])
+
+    def demand_read(self, vpn):
+        from gateware.bridge.protocol import Message, Op
+        a = self.link.transact([Message(Op.PAGE_RD, self.link.tag(), HOST_BASE + self.demand_off,
+                                        value=vpn)], max_cycles=5_000_000)[0]
+        return bytes(self.link.host_memory[self.demand_off:self.demand_off + PAGE]), a.latency
+
+    def hint(self, chunks, max_cycles=200_000_000, poll=2_000):
+        for c in chunks:
+            self.link.cfg_write_block(self._mbox(W_HINT_MAGIC), c.words())
+            self.hint_seq = (self.hint_seq + 1) & 0xFFFFFFFF
+            self.link.cfg_write(self._mbox(W_HINT_SEQ), self.hint_seq)
+            start = self.drv.cycle
+            while self.link.cfg_read(self._mbox(W_HINT_DONE_SEQ)) != self.hint_seq:
+                if self.drv.cycle - start > max_cycles:
+                    raise BackendError(f"hint chunk (step {c.step}) not served in {max_cycles} cycles")
+                self.drv.run(poll)
+            status = self.link.cfg_read(self._mbox(W_HINT_STATUS))
+            if status:
+                raise BackendError(f"hint chunk rejected: {HINT_ERRORS.get(status, status)} "
+                                   f"({self.link.cfg_read(self._mbox(W_HINT_REJECTED))} rejected)")
+        words = self.link.cfg_read_block(self._mbox(W_STEP_RECORD), len(STEP_RECORD))
+        rec = dict(zip(STEP_RECORD, words))
+        step = chunks[-1].step
+        if rec["step"] != step:
+            raise BackendError(f"step record is for step {rec['step']}, expected {step}")
+        _, d = _parse_directory(self.link.host_memory[PAGE * self.cfg.l2_slots:
+                                                      PAGE * self.cfg.l2_slots + 64 * self.cfg.l2_slots],
+                                self.cfg.l2_slots)
+        issued = [(int(d[s, 1]), int(s)) for s in np.nonzero((d[:, 0] == TAG_MAGIC) & (d[:, 2] == step))[0]]
+        # DMA order = slot order of this step (FIFO allocation, wrapping at the end)
+        first = (issued[0][1] if issued else 0)
+        if issued and len(issued) < self.cfg.l2_slots:
+            slots = {s for _, s in issued}
+            first = next(s for _, s in issued if (s - 1) % self.cfg.l2_slots not in slots)
+        issued.sort(key=lambda x: (x[1] - first) % self.cfg.l2_slots)
+        return rec, issued
+
+    def close(self):
+        self.drv.close()

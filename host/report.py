@@ -1,0 +1,128 @@
+"""Replay reports: a readable table and PNG plots from ``host/replay.py`` results."""
+
+from __future__ import annotations
+
+from pathlib import Path
+
+PAGE = 4096
+
+
+def _f(x, fmt="{:.3f}"):
+    return "-" if x is None else fmt.format(x)
+
+
+def table_rows(results):
+    rows = []
+    for r in results:
+        c, a, p, lat = r["config"], r["accesses"], r["prefetch"], r["latency_ns"]
+        rows.append([c["label"] or c["prefetcher"], c["backend"], str(c["k"]) + ("u" if c["ucb"] else "")
+                     + ("t" if c["throttle"] else ""),
+                     str(a["l1"]), str(a["l2"]), str(a["l3"]), _f(a["l2_hit_rate"]),
+                     _f(p["precision"]), f"{p['wasted_bytes'] / 2**20:.2f}",
+                     _f(lat["sync_fetch_mean"], "{:.0f}"), _f(lat["effective_mean"], "{:.1f}"),
+                     _f(lat["stall_per_step_mean"], "{:.0f}"), _f(p["mean_step_ns"], "{:.0f}"),
+                     f"{r['check']['pages_checked']}/{r['check']['mismatches']}"])
+    return rows
+
+
+HEAD = ["config", "backend", "k", "L1", "L2 hits", "L3 reads", "L2 hit rate", "precision",
+        "wasted MiB", "sync fetch ns", "eff. ns/access", "stall ns/step", "prefetch ns/step",
+        "checked/bad"]
+
+
+def markdown_table(results):
+    out = ["| " + " | ".join(HEAD) + " |", "|" + " --- |" * len(HEAD)]
+    out += ["| " + " | ".join(r) + " |" for r in table_rows(results)]
+    return "\n".join(out)
+
+
+def print_table(results):
+    rows = [HEAD] + table_rows(results)
+    w = [max(len(r[i]) for r in rows) for i in range(len(HEAD))]
+    r0 = results[0]["config"]
+    print(f"trace {Path(r0['trace']).name} ({r0['mode']}, {r0['steps']} steps, {r0['layers']} "
+          f"layers), link {r0['link']}, codec {r0['codec']}")
+    for i, r in enumerate(rows):
+        print("  ".join(x.rjust(w[j]) for j, x in enumerate(r)))
+        if i == 0:
+            print("  ".join("-" * x for x in w))
+    for r in results:
+        s, comp = r["speed"], r["compression"]
+        extra = (f", {s['sim_cycles_per_s'] / 1e3:.1f} k sim cycles/s" if s.get("sim_cycles_per_s") else "")
+        print(f"{r['config']['label'] or r['config']['prefetcher']}: {s['steps_per_s']:.2f} steps/s"
+              f"{extra}; compression {_f(comp['ratio'], '{:.3f}')}x over {comp['pages']} pages; "
+              f"{r['check']['pages_checked']} pages checked, {r['check']['mismatches']} mismatches")
+
+
+def save_plots(results, outdir):
+    import matplotlib
+    matplotlib.use("Agg")
+    import matplotlib.pyplot as plt
+
+    outdir = Path(outdir)
+    outdir.mkdir(parents=True, exist_ok=True)
+    files = []
+    labels = [r["config"]["label"] or r["config"]["prefetcher"] for r in results]
+
+    fig, ax = plt.subplots(figsize=(7, 4))
+    for lab, r in zip(labels, results):
+        n = r["accesses"]["total"]
+        lat = sorted([0.0] * (n - len(r["latencies_ns"])) + r["latencies_ns"])
+        if lat:
+            ax.plot(lat, [(i + 1) / len(lat) for i in range(len(lat))], label=lab)
+    ax.set_xlabel("page access latency (ns, added over local memory)")
+    ax.set_ylabel("CDF")
+    ax.set_title("Effective access latency")
+    ax.legend(fontsize=8)
+    f = outdir / "latency_cdf.png"
+    fig.tight_layout()
+    fig.savefig(f, dpi=110)
+    plt.close(fig)
+    files.append(f)
+
+    fig, axes = plt.subplots(len(results), 1, figsize=(7, 1.8 * len(results) + 0.6), squeeze=False)
+    for ax, lab, r in zip(axes[:, 0], labels, results):
+        st = r["per_step"]
+        x = [p["step"] for p in st]
+        tot = [max(1, p["l1"] + p["l2"] + p["l3"]) for p in st]
+        ax.stackplot(x, [p["l1"] / t for p, t in zip(st, tot)], [p["l2"] / t for p, t in zip(st, tot)],
+                     [p["l3"] / t for p, t in zip(st, tot)], labels=["L1", "L2", "L3 (demand)"])
+        ax.set_ylim(0, 1)
+        ax.set_ylabel(lab, fontsize=8)
+    axes[0, 0].legend(fontsize=7, loc="lower left")
+    axes[0, 0].set_title("Hit rate per tier over decode steps")
+    axes[-1, 0].set_xlabel("decode step")
+    f = outdir / "tiers_per_step.png"
+    fig.tight_layout()
+    fig.savefig(f, dpi=110)
+    plt.close(fig)
+    files.append(f)
+
+    per_layer = next((r["compression"]["per_layer"] for r in results if r["compression"]["per_layer"]), {})
+    if per_layer:
+        fig, ax = plt.subplots(figsize=(7, 3))
+        ax.bar([int(k) for k in per_layer], list(per_layer.values()))
+        ax.set_xlabel("layer")
+        ax.set_ylabel("compression ratio")
+        ax.set_title(f"Per-layer compression ratio ({results[0]['config']['codec']})")
+        f = outdir / "compression_per_layer.png"
+        fig.tight_layout()
+        fig.savefig(f, dpi=110)
+        plt.close(fig)
+        files.append(f)
+
+    fig, ax = plt.subplots(figsize=(7, 4))
+    for lab, r in zip(labels, results):
+        st = r["per_step"]
+        ax.plot([p["step"] for p in st], [(p["l3"] * PAGE + p["issued"] * (PAGE + 64)) / 2**20 for p in st],
+                label=lab)
+    ax.set_xlabel("decode step")
+    ax.set_ylabel("MiB over the link (demand + prefetch)")
+    ax.set_title("Link bandwidth use per decode step")
+    ax.legend(fontsize=8)
+    f = outdir / "link_bytes_per_step.png"
+    fig.tight_layout()
+    fig.savefig(f, dpi=110)
+    plt.close(fig)
+    files.append(f)
+    return files
