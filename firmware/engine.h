@@ -19,6 +19,9 @@
 void engine_init(void);
 /* Serve one pending mailbox command, if any. */
 void engine_poll(void);
+/* Write the L2 lines of [p, p + n) (CPU address in main RAM) back to DRAM, where the gateware
+ * (ATU walker, DMA) reads. */
+void l2_writeback(volatile void *p, unsigned n);
 /* Page table lookups for the speculation engine. */
 int engine_pte_valid(uint32_t vpn);
 void engine_pte_extent(uint32_t vpn, uint32_t *src, uint32_t *length);

@@ -360,10 +360,8 @@ static void step_finish(uint32_t step)
 		for (w = 4; w < 16; w++)
 			line[w] = 0;
 	}
-	if (n_issue) {
-		flush_cpu_dcache();
-		flush_l2_cache();
-	}
+	for (j = 0; j < n_issue; j++)
+		l2_writeback((volatile void *)(MAIN_RAM_BASE + DRAM_TAGS + 64u * issue_slot[j]), 64);
 	for (j = 0; j < n_issue; j++)
 		dma_queue(0 /* copy */, DRAM_TAGS + 64u * issue_slot[j],
 		          cfg_l2 + 4096ull * cfg_slots + 64u * issue_slot[j], 64, 64);

@@ -49,10 +49,13 @@ class ModelBackend:
 
     name = "model"
     # Device-side cycles of one demand read (ATU walk + DRAM read + decompression + 64 line
-    # writes), and of one prefetched page (DMA decompress + tag copy), measured on the rtl
-    # backend at 100 MHz (docs/replay.md: `python host/replay.py --backend rtl ...`).
-    DEMAND_DEVICE_CYCLES = 700
-    PREFETCH_PAGE_CYCLES = 620
+    # writes: the rtl backend's 861-cycle mean at 100 MHz on the cxl2-x16 profile minus the
+    # link's mean round trip and serialisation), and of a step's prefetch work (firmware
+    # filtering, DMA decompress into L2, tag lines: ~5000 + ~4400 per page on rtl, same run:
+    # `python host/replay.py --backend rtl --steps 4 --layers 30 --prefetcher last -k 2`).
+    DEMAND_DEVICE_CYCLES = 790
+    PREFETCH_STEP_CYCLES = 5000
+    PREFETCH_PAGE_CYCLES = 4400
 
     def __init__(self, codec="kivi_k4v3", link="cxl2-x16", sys_clk_freq=100e6):
         if codec not in R.MODES:
@@ -107,7 +110,7 @@ class ModelBackend:
         for i in res.issues:
             self.dir[64 * i.slot:64 * (i.slot + 1)] = tag_line(i.vpn, res.record["step"], i.slot)
         rec = dict(res.record)
-        rec["issue_cycles"] = len(res.issues) * self.PREFETCH_PAGE_CYCLES
+        rec["issue_cycles"] = self.PREFETCH_STEP_CYCLES + len(res.issues) * self.PREFETCH_PAGE_CYCLES
         return rec, [(i.vpn, i.slot) for i in res.issues]
 
     def close(self):

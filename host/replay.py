@@ -210,10 +210,11 @@ def replay(opts: ReplayOptions, backend=None, build=None, progress=True):
     finally:
         if bar:
             bar.close()
+        drv = getattr(backend, "drv", None)
+        sim_cycles = drv.cycle if drv is not None else None
         if own:
             backend.close()
     wall = time.time() - wall0
-    sim_cycles = getattr(getattr(backend, "drv", None), "cycle", None)
     return summarize(opts, t, layers, steps, l1, gpu_only, logs, accesses, lengths, checked,
                      mismatches, digest.hexdigest(), wall, sim_cycles, backend, used_keys)
 
