@@ -71,6 +71,25 @@ static uint8_t slot_used[MAX_SLOTS];    /* valid */
 static uint32_t next_slot, issued_prev;
 static uint16_t issue_slot[MAX_SLOTS];
 static uint32_t issue_vpn[MAX_SLOTS];
+/* pages issued in the step being built: open addressing, entries live for one generation */
+#define ISSUED_SIZE 2048u
+static uint32_t iss_key[ISSUED_SIZE];
+static uint32_t iss_gen[ISSUED_SIZE];
+static uint32_t gen;
+
+/* Returns 1 if vpn was already in the set, else inserts it and returns 0. */
+static int issued_test_and_set(uint32_t vpn)
+{
+	unsigned h = (vpn * 2654435761u) >> 21;  /* 11 bits */
+	while (iss_gen[h] == gen) {
+		if (iss_key[h] == vpn)
+			return 1;
+		h = (h + 1) & (ISSUED_SIZE - 1);
+	}
+	iss_gen[h] = gen;
+	iss_key[h] = vpn;
+	return 0;
+}
 
 /* UCB and throttle */
 static uint32_t arm_pulls[N_ARMS], arm_n[N_ARMS], n_arms, plays, last_arm;
@@ -300,9 +319,10 @@ static void step_finish(uint32_t step)
 			budget = budget + budget / 4 + 1 < cfg_slots ? budget + budget / 4 + 1 : cfg_slots;
 	}
 	step_budget = budget < cfg_slots ? budget : cfg_slots;
+	gen++;
 	for (j = 0; j < step_k; j++) {
 		for (s = 0; s < cfg_streams; s++) {
-			uint32_t p, vpn, i, dup = 0;
+			uint32_t p, vpn;
 			if (j >= pred_n[s])
 				continue;
 			p = preds[s][j];
@@ -315,17 +335,25 @@ static void step_finish(uint32_t step)
 				skip_unmapped++;
 				continue;
 			}
-			if (dir_find(vpn) != NO_SLOT)
-				dup = 1;
-			for (i = 0; i < n_issue && !dup; i++)
-				if (issue_vpn[i] == vpn)
-					dup = 1;
-			if (dup) {
+			if (dir_find(vpn) != NO_SLOT) {
 				skip_resident++;
 				continue;
 			}
 			if (n_issue >= step_budget) {
-				throttled++;
+				/* counted as resident if it was issued already, as the model does */
+				unsigned h = (vpn * 2654435761u) >> 21, dup = 0;
+				while (iss_gen[h] == gen && !dup) {
+					dup = iss_key[h] == vpn;
+					h = (h + 1) & (ISSUED_SIZE - 1);
+				}
+				if (dup)
+					skip_resident++;
+				else
+					throttled++;
+				continue;
+			}
+			if (issued_test_and_set(vpn)) {
+				skip_resident++;
 				continue;
 			}
 			issue_vpn[n_issue++] = vpn;

@@ -16,8 +16,8 @@ Per decode step the host (stand-in for GPU + serving engine):
 
 Examples::
 
-    python host/replay.py traces/mini-chatbot.safetensors --backend model --prefetcher last
-    python host/replay.py traces/mini-chatbot.safetensors --backend rtl --steps 8
+    python host/replay.py traces/mini-replay.safetensors --backend model --prefetcher last
+    python host/replay.py --backend rtl --steps 4 --layers 2
     python host/replay.py build/traces/chatbot.safetensors --compare --json out.json --plots out/
 """
 
@@ -37,7 +37,7 @@ if __package__ in (None, ""):
 import numpy as np
 
 ROOT = Path(__file__).resolve().parent.parent
-DEFAULT_TRACE = ROOT / "traces" / "mini-chatbot.safetensors"
+DEFAULT_TRACE = ROOT / "traces" / "mini-replay.safetensors"
 PREFETCHERS = ("none", "last", "stride", "markov", "layer_ahead", "lstm")
 PAGE = 4096
 
@@ -49,12 +49,12 @@ class ReplayOptions:
     link: str = "cxl2-x16"
     codec: str = "kivi_k4v3"
     prefetcher: str = "lstm"
-    k: int = 4
+    k: int = 8
     ucb: bool = False
     throttle: bool = False
     mode: str = "sparse"
     l1_pages: int | None = None    # None: the trace's sparse window / 16; -1: everything (GPU only)
-    l2_slots: int = 256
+    l2_slots: int = 512
     steps: int | None = None
     layers: int | None = None
     step_ns: float = 20_000.0      # compute time per decode step the prefetches may hide behind
@@ -316,7 +316,7 @@ def main(argv=None, build=None):
                     help="codec mode of the pool (rtl: must be the one the SoC is built with)")
     ap.add_argument("--prefetcher", default="lstm", choices=PREFETCHERS,
                     help="predictor the firmware runs (default %(default)s)")
-    ap.add_argument("-k", "--k", type=int, default=4, help="pages predicted per (layer, KV head) "
+    ap.add_argument("-k", "--k", type=int, default=8, help="pages predicted per (layer, KV head) "
                     "and step, 1..16; with --ucb the largest depth tried (default %(default)s)")
     ap.add_argument("--ucb", action="store_true", help="adaptive k per request (UCB bandit)")
     ap.add_argument("--throttle", action="store_true", help="bandwidth throttling by precision feedback")
@@ -325,7 +325,7 @@ def main(argv=None, build=None):
     ap.add_argument("--l1-pages", type=int, default=None,
                     help="full pages per (layer, KV head) kept in L1 (default: the trace's "
                          "sparse window / 16; -1: everything, the GPU-only case)")
-    ap.add_argument("--l2-slots", type=int, default=256, help="L2 prefetch buffer, in 4 KiB pages")
+    ap.add_argument("--l2-slots", type=int, default=512, help="L2 prefetch buffer, in 4 KiB pages")
     ap.add_argument("--steps", type=int, default=None, help="replay only the first N decode steps")
     ap.add_argument("--layers", type=int, default=None, help="replay only the first N layers")
     ap.add_argument("--step-ns", type=float, default=20_000.0,

@@ -119,6 +119,12 @@ MINI = {
                              instruction="Write tests for this Python code.",
                              anchor="class Bar:", k=1, window=16, store_queries=False,
                              extra={"paper_analogue": "codegen"}),
+    # The replay demo and tests: the full traces' window (64 tokens = the predictors' 4 L1
+    # pages) with enough pages outside it (8-9 per (layer, KV head)) that prediction matters.
+    "mini-replay": Workload("mini-replay", "bundled replay demo: a short chatbot", APACHE, 192, 24,
+                            instruction="What does this license text mean?",
+                            anchor="4. Redistribution.", k=4, window=64, store_queries=False,
+                            extra={"paper_analogue": "chatbot"}),
 }
 
 

@@ -289,7 +289,7 @@ def main(argv=None):
                    help="Console mode: UART commands sent one by one at the firmware prompt, "
                         "';'-separated, e.g. 'ident;dram 4096;exit 0' ('exit N' ends the "
                         "simulation with code N).")
-    p.add_argument("--replay-trace", default=str(ROOT / "traces" / "mini-chatbot.safetensors"),
+    p.add_argument("--replay-trace", default=str(ROOT / "traces" / "mini-replay.safetensors"),
                    help="Replay mode: the KV trace to replay.")
     p.add_argument("--replay-steps", type=int, default=None,
                    help="Replay mode: replay only the first N decode steps (default: all).")
