@@ -186,7 +186,7 @@ class RtlBackend:
                                         value=vpn)], max_cycles=5_000_000)[0]
         return bytes(self.link.host_memory[self.demand_off:self.demand_off + PAGE]), a.latency
 
-    def hint(self, chunks, max_cycles=200_000_000, poll=2_000):
+    def hint(self, chunks, max_cycles=200_000_000, poll=1_000):
         for c in chunks:
             self.link.cfg_write_block(self._mbox(W_HINT_MAGIC), c.words())
             self.hint_seq = (self.hint_seq + 1) & 0xFFFFFFFF

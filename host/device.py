@@ -50,13 +50,13 @@ class Device:
     def _word(self, i):
         return self.mbox + 4 * i
 
-    def command(self, cmd, vpn, src=0, host=0, max_cycles=3_000_000, poll=2_000):
+    def command(self, cmd, vpn, src=0, host=0, max_cycles=3_000_000, poll=250):
         """Post one command and wait for its completion; returns :class:`Done`."""
         self.link.cfg_write_block(self._word(MBOX_CMD_VPN),
                                   [vpn, src, host & 0xFFFFFFFF, host >> 32])
         return self._post(cmd, max_cycles, poll, what=f"command {cmd} (vpn {vpn})")
 
-    def _post(self, cmd, max_cycles=3_000_000, poll=2_000, what=None):
+    def _post(self, cmd, max_cycles=3_000_000, poll=250, what=None):
         w = self.link.cfg_write
         w(self._word(MBOX_CMD), cmd)
         self.seq = (self.seq + 1) & 0xFFFFFFFF
