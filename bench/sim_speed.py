@@ -35,6 +35,9 @@ def main(argv=None):
     p.add_argument("--python-cycles", type=int, default=50_000,
                    help="Cycles per measurement for (b), the slow per-clock Python loop.")
     p.add_argument("--repeat", type=int, default=3, help="Measurements per method.")
+    p.add_argument("--model", default=None,
+                   help="Use this compiled model (and the csr.json of --build-dir) instead of "
+                        "building: e.g. a variant from bench/sim_profile.py.")
     p.add_argument("--json", default=str(ROOT / "build" / "bench" / "sim_speed.json"),
                    help="Where to write the results as JSON.")
     args = p.parse_args(argv)
@@ -42,7 +45,12 @@ def main(argv=None):
     from soc.build import build_sim
     from soc.sim import SimDriver
 
-    b = build_sim(args.build_dir, quiet=True)
+    if args.model:
+        from types import SimpleNamespace
+        b = SimpleNamespace(model=Path(args.model).resolve(),
+                            csr_json=Path(args.build_dir) / "csr.json")
+    else:
+        b = build_sim(args.build_dir, quiet=True)
     drv = SimDriver(b.model, csr_json=b.csr_json)
     drv.reset()
     drv.uart_read_until(b"speckv> ", 2_000_000)

@@ -79,6 +79,18 @@ class HostLink:
         self.host_memory_base = 0
         self.host_writes = 0
 
+    def set_stalls(self, h2d=0.0, d2h=0.0, seed=1):
+        """Random valid/ready stalls at the device's link pads, per cycle: a host message
+        that has arrived is held back with probability ``h2d`` (the bridge sees
+        ``h2d_valid`` low), and the host refuses a device message with probability ``d2h``
+        (``d2h_ready`` low: back-pressure into the bridge, the engine and the DMA engines).
+        Seeded, so runs repeat exactly. 0, 0 turns them off."""
+        for p in (h2d, d2h):
+            if not 0.0 <= p < 1.0:
+                raise ValueError(f"stall probability must be in [0, 1), got {p}")
+        self.drv.lib.spk_link_stalls(self.drv._state, round(h2d * 65536), round(d2h * 65536),
+                                     seed)
+
     # Raw messages ----------------------------------------------------------------------------
     def send(self, msg):
         hdr = msg.header()

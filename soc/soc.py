@@ -33,6 +33,9 @@ MAILBOX_SIZE = 0x1000
 BRIDGE_CREDITS = 8   # requests the host may have outstanding at the bridge endpoint
 ENGINE_DW = 64       # LiteDRAM native-port width of the cache engine (ATU walker, DMA)
 VPN_WIDTH = 20       # virtual KV page numbers the ATU translates (traces use 19 bits)
+ATU_ENTRIES = 16     # TLB entries (fully associative)
+ATU_POLICY = "lru"   # TLB replacement
+PADDR_WIDTH = 32     # ATU physical (DRAM byte) address bits
 
 
 def _pad_rom(words):
@@ -121,8 +124,8 @@ class SpecKVSoC(SoCCore):
         demand-read path. Each core gets its own LiteDRAM crossbar port, up-converted to
         ENGINE_DW bits."""
         xbar = self.sdram.crossbar
-        self.atu = ATU(xbar.get_port(mode="read", data_width=ENGINE_DW), entries=16,
-                       policy="lru", vpn_width=VPN_WIDTH, paddr_width=32)
+        self.atu = ATU(xbar.get_port(mode="read", data_width=ENGINE_DW), entries=ATU_ENTRIES,
+                       policy=ATU_POLICY, vpn_width=VPN_WIDTH, paddr_width=PADDR_WIDTH)
         self.atu.add_csr()
         dec = PackedCodec(KVDecompressor(codec_mode, dw=ENGINE_DW))
         self.page_dma = DMA(xbar.get_port(mode="read", data_width=ENGINE_DW),

@@ -38,7 +38,7 @@ class BusMemory:
 def random_request(rng, tag):
     kind = rng.choice(["mem_rd", "mem_wr", "mem_rd", "mem_wr", "cfg_rd", "cfg_wr",
                        "mis_mem", "oor_mem", "mis_cfg", "oor_cfg", "err", "bad_op",
-                       "page_rd", "page_rd", "page_mis"])
+                       "page_rd", "page_rd", "page_mis", "xlate"])
     line = rng.randrange(MEM.base, MEM.base + MEM.size, LINE)
     data = bytes(rng.getrandbits(8) for _ in range(LINE))
     cfg = rng.randrange(CFG.base, CFG.base + CFG.size, 4)
@@ -61,18 +61,21 @@ def random_request(rng, tag):
         return Message(rng.choice([Op.CFG_RD, Op.CFG_WR]), tag, rng.choice([CFG.base - 4, CFG.base + CFG.size]))
     if kind == "page_rd":
         return Message(Op.PAGE_RD, tag, LINE * rng.randrange(1 << 30), value=rng.getrandbits(32))
+    if kind == "xlate":  # translate only: forwarded whatever its address
+        return Message(Op.XLATE, tag, rng.getrandbits(64), value=rng.getrandbits(32))
     if kind == "page_mis":
         return Message(Op.PAGE_RD, tag, LINE * rng.randrange(1 << 30) + rng.choice([1, 8, 63]),
                        value=rng.getrandbits(32))
     if kind == "err":
         return rng.choice([Message(Op.MEM_RD, tag, ERR_LINE), Message(Op.MEM_WR, tag, ERR_LINE, data=data),
                            Message(Op.CFG_RD, tag, ERR_CFG), Message(Op.CFG_WR, tag, ERR_CFG, value=1)])
-    return Message(rng.choice([0x00, 0x06, 0x7F, 0x81, 0xFF]), tag, line)
+    return Message(rng.choice([0x00, 0x07, 0x7F, 0x81, 0xFF]), tag, line)
 
 
 def engine_answer(vpn):
-    """The test's stand-in page engine: a status and value that depend on the vpn."""
-    return [(Status.OK, 0), (Status.PAGE_FAULT, 1 + vpn % 4), (Status.DMA_ERROR, 1 + vpn % 5)][vpn % 3]
+    """The test's stand-in page engine: a status, value and address that depend on the vpn."""
+    return [(Status.OK, vpn >> 8, 64 * vpn), (Status.PAGE_FAULT, 1 + vpn % 4, 0),
+            (Status.DMA_ERROR, 1 + vpn % 5, 0)][vpn % 3]
 
 
 def simulate(requests, seed, credits=4, stall=0.3, host_writes=(), with_pages=True):
@@ -90,8 +93,8 @@ def simulate(requests, seed, credits=4, stall=0.3, host_writes=(), with_pages=Tr
         if r is None:  # forwarded to the page engine, answered by it
             r = model.page_response(m.tag, *engine_answer(m.value))
         expected.append(r)
-    forwarded = [m for m in requests
-                 if with_pages and m.opcode == Op.PAGE_RD and m.addr % LINE == 0]
+    forwarded = [m for m in requests if with_pages and (
+                 (m.opcode == Op.PAGE_RD and m.addr % LINE == 0) or m.opcode == Op.XLATE)]
     got_preq = []
     simulate.page_requests = got_preq
     got = []
@@ -169,11 +172,12 @@ def simulate(requests, seed, credits=4, stall=0.3, host_writes=(), with_pages=Tr
             if pending and rng.random() < 0.3:
                 yield dut.page_req.ready.eq(0)  # not taking requests while answering
                 tag, vpn = pending[0]
-                st, val = engine_answer(vpn)
+                st, val, addr = engine_answer(vpn)
                 yield dut.page_rsp.valid.eq(1)
                 yield dut.page_rsp.tag.eq(tag)
                 yield dut.page_rsp.status.eq(st)
                 yield dut.page_rsp.value.eq(val)
+                yield dut.page_rsp.addr.eq(addr)
                 yield
                 while not (yield dut.page_rsp.ready):
                     yield
@@ -185,13 +189,14 @@ def simulate(requests, seed, credits=4, stall=0.3, host_writes=(), with_pages=Tr
             yield
             if ready and (yield dut.page_req.valid):
                 t, v, a = (yield dut.page_req.tag), (yield dut.page_req.vpn), (yield dut.page_req.addr)
-                got_preq.append((t, v, a))
+                got_preq.append((t, v, a, (yield dut.page_req.xlate)))
                 pending.append((t, v))
         yield dut.page_req.ready.eq(0)
 
     run_simulation(dut, [source_gen(), sink_gen(), bus_gen(dut.bus, "cfg"),
                          bus_gen(dut.mem_bus, "mem"), host_write_gen(), engine_gen()])
-    assert got_preq == [(m.tag, m.value, m.addr) for m in forwarded], "page requests forwarded wrongly"
+    assert got_preq == [(m.tag, m.value, m.addr, int(m.opcode == Op.XLATE)) for m in forwarded], \
+        "page requests forwarded wrongly"
     # Page completions come back when the engine answers: order responses by request.
     by_tag = {m.tag: m for m in got}
     assert len(by_tag) == len(got), "duplicate response tags"
@@ -236,10 +241,11 @@ def test_host_writes_share_the_output_with_responses():
 
 
 def test_page_reads_unsupported_without_an_engine():
-    reqs = [Message(Op.PAGE_RD, 1, 0x1000, value=5), Message(Op.CFG_RD, 2, CFG.base)]
+    reqs = [Message(Op.PAGE_RD, 1, 0x1000, value=5), Message(Op.CFG_RD, 2, CFG.base),
+            Message(Op.XLATE, 3, 0, value=5)]
     got, expected, _, _ = simulate(reqs, 5, 2, 0.0, with_pages=False)
     assert got == expected
-    assert got[0].status == Status.UNSUPPORTED and got[1].status == Status.OK
+    assert [m.status for m in got] == [Status.UNSUPPORTED, Status.OK, Status.UNSUPPORTED]
 
 
 def test_write_then_read_back_line():

@@ -68,6 +68,7 @@ class BridgeEndpoint(Module, AutoCSR):
         rsp_op = Signal(8)
         status = Signal(8)
         count  = Signal(max=WORDS)
+        xlate  = Signal()  # the forwarded request is an XLATE (translate only)
 
         mem_ok_align = addr[:6] == 0
         cfg_ok_align = addr[:2] == 0
@@ -112,16 +113,21 @@ class BridgeEndpoint(Module, AutoCSR):
                 ).Elif(~cfg_in_win, *reject(Op.CMP, Status.OUT_OF_RANGE)
                 ).Else(NextValue(rsp_op, Op.CMP), NextValue(line, 0), NextState("CFG_WR"))
             ).Elif((opcode == Op.PAGE_RD) & with_pages,
+                NextValue(xlate, 0),
                 If(~mem_ok_align, *reject(Op.CMP, Status.MISALIGNED)
                 ).Else(NextState("PAGE_FWD"))
+            ).Elif((opcode == Op.XLATE) & with_pages,
+                NextValue(xlate, 1),
+                NextState("PAGE_FWD"),
             ).Else(*reject(Op.CMP, Status.UNSUPPORTED))
         )
-        # A PageRd is handed to the page engine; its answer comes back on page_rsp.
+        # A PageRd / XLATE is handed to the page engine; its answer comes back on page_rsp.
         fsm.act("PAGE_FWD",
             preq.valid.eq(1),
             preq.tag.eq(tag),
             preq.vpn.eq(value),
             preq.addr.eq(addr),
+            preq.xlate.eq(xlate),
             If(preq.ready, NextState("IDLE")),
         )
 
@@ -188,6 +194,7 @@ class BridgeEndpoint(Module, AutoCSR):
             page_cmp.tag.eq(prsp.tag),
             page_cmp.status.eq(prsp.status),
             page_cmp.value.eq(prsp.value),
+            page_cmp.addr.eq(prsp.addr),
             prsp.ready.eq(page_cmp.ready),
             host_wr.valid.eq(hw.valid),
             host_wr.opcode.eq(Op.HOST_WR),

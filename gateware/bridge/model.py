@@ -3,8 +3,8 @@
 ``respond(msg)`` gives the one response the endpoint sends for a request, given the device
 bus behind it (``bus_read(addr) -> (value, err)``, ``bus_write(addr, value) -> err``, on
 32-bit words). Requests are answered in order, one response each, except a well-formed
-``PageRd``: it is forwarded to the page engine (``respond`` returns ``None``) and answered
-when the engine's ``page_response(tag, status, value)`` comes back.
+``PageRd`` or an ``XLATE``: it is forwarded to the page engine (``respond`` returns ``None``)
+and answered when the engine's ``page_response(tag, status, value, addr)`` comes back.
 """
 
 from gateware.bridge.protocol import LINE, Message, Op, Status
@@ -57,9 +57,11 @@ class BridgeModel:
             if m.addr % LINE:
                 return Message(Op.CMP, tag, m.addr, status=Status.MISALIGNED)
             return None
+        if op == Op.XLATE and self.with_pages:
+            return None
         return Message(Op.CMP, tag, m.addr, status=Status.UNSUPPORTED)
 
     @staticmethod
-    def page_response(tag, status, value=0):
-        """The Cmp the endpoint sends for an engine answer to a forwarded PageRd."""
-        return Message(Op.CMP, tag, 0, value=value, status=status)
+    def page_response(tag, status, value=0, addr=0):
+        """The Cmp the endpoint sends for an engine answer to a forwarded PageRd / XLATE."""
+        return Message(Op.CMP, tag, addr, value=value, status=status)

@@ -36,6 +36,9 @@ class Op(enum.IntEnum):
     CFG_WR   = 0x04  # 32-bit write of a CSR / mailbox word
     PAGE_RD  = 0x05  # demand read of KV page `value` (vpn): the device deposits the
                      # decompressed page at host address `addr` (HostWr), then answers Cmp
+    XLATE    = 0x06  # translate KV page `value` (vpn) without moving data (an ATS-style
+                     # translation request): Cmp with addr = DRAM slot, value = length |
+                     # flags << 16 | hit << 23, or PAGE_FAULT with the ATU fault code
     # device -> host
     CMP      = 0x81  # completion without data (MemWr, CfgWr, errors)
     MEM_DATA = 0x82  # data response to MemRd
@@ -66,13 +69,25 @@ host_write_layout = [
 page_request_layout = [
     ("tag",  8),    # bridge request tag
     ("vpn",  32),   # virtual KV page number
-    ("addr", 64),   # host byte address of the destination, 64 B aligned
+    ("addr", 64),   # host byte address of the destination, 64 B aligned (PageRd)
+    ("xlate", 1),   # 1: XLATE, translate only (no DMA)
 ]
 page_response_layout = [
-    ("tag",    8),   # tag of the PageRd
+    ("tag",    8),   # tag of the PageRd / XLATE
     ("status", 8),   # Status: OK, PAGE_FAULT or DMA_ERROR
-    ("value",  32),  # ATU fault or DMA status code with the errors
+    ("value",  32),  # ATU fault or DMA status code with the errors; XLATE: xlate_value()
+    ("addr",   64),  # XLATE: DRAM byte address of the page slot; else 0
 ]
+
+
+def xlate_value(length, flags, hit):
+    """The ``value`` of an XLATE answer: PTE length, flags and the TLB hit flag."""
+    return (length & 0xFFFF) | (flags & 0x7F) << 16 | int(bool(hit)) << 23
+
+
+def xlate_fields(value):
+    """(length, flags, hit) of an XLATE answer's ``value``."""
+    return value & 0xFFFF, (value >> 16) & 0x7F, bool(value >> 23 & 1)
 
 # Migen stream layout of one message (payload), used by both directions.
 message_layout = [

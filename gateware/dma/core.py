@@ -321,6 +321,7 @@ class DMA(LiteXModule):
                                              hasattr(decompressor, "done")):
             raise ValueError("decompressor must have error and done outputs")
         self.dw, self.paddr_width, self.haddr_width = dw, paddr_width, haddr_width
+        self.rport, self.wport = rport, wport
         self.tag_width, self.len_width, self.depth = tag_width, len_width, depth
 
         dlayout = descriptor_layout(paddr_width, haddr_width, len_width, tag_width)

@@ -8,9 +8,16 @@ answer (``OK``, or ``DMA_ERROR`` with the DMA status: corrupt page, fault, timeo
 Lookups are taken one at a time (the ATU answers in order and blocks on a miss); DMA jobs
 queue behind them, so translation of the next page overlaps the transfer of this one.
 No CPU is involved: this is the latency-critical path.
+
+An ``XLATE`` request (``page_req.xlate``) is only translated: the answer carries the slot
+address in ``addr`` and ``xlate_value(length, flags, hit)`` in ``value`` (a lookup port for
+host tools and tests), or ``PAGE_FAULT`` as for a page read.
+
+Timestamps (a free-running cycle counter latched at each step of the most recent request,
+meaningful when one request is in flight) give the latency breakdown of a demand read.
 """
 
-from migen import FSM, If, Module, NextState, NextValue, Signal
+from migen import FSM, Cat, If, Module, NextState, NextValue, Signal
 
 from litex.soc.interconnect import stream
 from litex.soc.interconnect.csr import AutoCSR, CSRStatus, CSRStorage
@@ -18,6 +25,10 @@ from litex.soc.interconnect.csr import AutoCSR, CSRStatus, CSRStorage
 from gateware.arbiter import RoundRobin
 from gateware.bridge.protocol import Status, page_request_layout, page_response_layout
 from gateware.dma.model import OP_DECOMPRESS, ST_OK
+
+
+# Timestamp names, in the order a demand read passes them (CSRs ``engine_t_<name>``).
+STAMPS = ("req", "xlate", "desc", "rd", "line", "last", "done")
 
 
 class PageEngine(Module, AutoCSR):
@@ -29,13 +40,17 @@ class PageEngine(Module, AutoCSR):
         self.pages_ok = Signal(32)
         self.pages_failed = Signal(32)
 
-        # Answers from the lookup stage (faults) and from DMA completions share page_rsp.
+        # Answers from the lookup stage (faults, translations) and from DMA completions
+        # share page_rsp.
         fault_rsp = stream.Endpoint(page_response_layout)
 
         tag   = Signal(8)
         vpn   = Signal(32)
+        xlate = Signal()
         self._paddr  = Signal(len(atu.source.paddr))
         self._length = Signal(len(atu.source.length))
+        flags = Signal(len(atu.source.flags))
+        hit   = Signal()
         haddr = Signal(64)
         code  = Signal(32)
         self.submodules.fsm = fsm = FSM(reset_state="IDLE")
@@ -45,6 +60,7 @@ class PageEngine(Module, AutoCSR):
                 NextValue(tag, req.tag),
                 NextValue(vpn, req.vpn),
                 NextValue(haddr, req.addr),
+                NextValue(xlate, req.xlate),
                 If(req.vpn[vpn_width:] != 0,
                     # A vpn wider than the ATU's would alias a mapped page: refuse it here.
                     NextValue(code, 1),  # atu.model.FAULT_UNMAPPED
@@ -64,14 +80,26 @@ class PageEngine(Module, AutoCSR):
                 If(atu.source.fault != 0,
                     NextValue(code, atu.source.fault),
                     NextState("FAULT"),
+                ).Elif(xlate,
+                    NextState("XLATED"),
                 ).Else(
                     NextValue(code, 0),
                     NextState("DESCRIBE"),
                 ),
-                # Keep the translation for the descriptor.
+                # Keep the translation for the descriptor (or the XLATE answer).
                 NextValue(self._paddr, atu.source.paddr),
                 NextValue(self._length, atu.source.length),
+                NextValue(flags, atu.source.flags),
+                NextValue(hit, atu.source.hit),
             )
+        )
+        fsm.act("XLATED",
+            fault_rsp.valid.eq(1),
+            fault_rsp.tag.eq(tag),
+            fault_rsp.status.eq(Status.OK),
+            fault_rsp.addr.eq(self._paddr),
+            fault_rsp.value.eq(Cat(self._length, flags, hit)),
+            If(fault_rsp.ready, NextState("IDLE")),
         )
         fsm.act("DESCRIBE",
             dma.sink.valid.eq(1),
@@ -122,6 +150,28 @@ class PageEngine(Module, AutoCSR):
             )
         )
 
+        # Timestamps of the most recent request (cycle counter values): accepted, translated,
+        # descriptor queued, first DRAM read data, first and last host line, answered.
+        self.now = now = Signal(32)
+        self.stamps = {k: Signal(32, name="stamp_" + k) for k in STAMPS}
+        st = self.stamps
+        armed_rd, armed_line = Signal(), Signal()
+        hs = lambda ep: ep.valid & ep.ready
+        self.sync += [
+            now.eq(now + 1),
+            If(hs(req), st["req"].eq(now)),
+            If(fsm.ongoing("TRANSLATED") & atu.source.valid, st["xlate"].eq(now)),
+            If(armed_rd & dma.rport.rdata.valid, st["rd"].eq(now), armed_rd.eq(0)),
+            If(hs(dma.host_source),
+                st["last"].eq(now),
+                If(armed_line, st["line"].eq(now), armed_line.eq(0))),
+            # After the two above: a descriptor queued in the cycle of another job's read
+            # data or line re-arms them.
+            If(fsm.ongoing("DESCRIBE") & dma.sink.ready,
+                st["desc"].eq(now), armed_rd.eq(1), armed_line.eq(1)),
+            If(hs(rsp), st["done"].eq(now)),
+        ]
+
     def add_csr(self, dram_size=0, host_size=0):
         """Counters, and the windows of the engine's DMA: the DRAM range page slots may
         occupy and the host range pages may be written to (checked per job; outside ->
@@ -143,3 +193,8 @@ class PageEngine(Module, AutoCSR):
         self._pages_failed = CSRStatus(32, description="Page reads answered with an error.")
         self.comb += [self._pages_ok.status.eq(self.pages_ok),
                       self._pages_failed.status.eq(self.pages_failed)]
+        for k in STAMPS:
+            csr = CSRStatus(32, name="t_" + k, description=f"Cycle counter at stamp '{k}' "
+                            "of the most recent request (see STAMPS).")
+            setattr(self, "_t_" + k, csr)
+            self.comb += csr.status.eq(self.stamps[k])

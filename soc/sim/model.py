@@ -60,11 +60,14 @@ def _redirect_fds(f):
         os.close(saved[1])
 
 
-def build_model(top_verilog, cpu_sources, cache_root, fst=True, jobs=None, log=None):
+def build_model(top_verilog, cpu_sources, cache_root, fst=True, jobs=None, log=None,
+                extra_args=(), cflags=None):
     """Compile ``top_verilog`` (module ``sim``) and ``cpu_sources`` into a Verilator model.
 
     Returns the path of the shared library. ``log`` is a file path that receives
-    Verilator's and make's output (they are quiet otherwise).
+    Verilator's and make's output (they are quiet otherwise). ``extra_args`` (Verilator) and
+    ``cflags`` (C++, default ``CFLAGS``) make variants, e.g. a profiling build
+    (``bench/sim_profile.py``); they are part of the cache key.
     """
     import pyverilator  # the pyverilator-mm fork
 
@@ -73,7 +76,10 @@ def build_model(top_verilog, cpu_sources, cache_root, fst=True, jobs=None, log=N
     for p in [top_verilog, *cpu_sources]:
         if not p.exists():
             raise FileNotFoundError(f"Verilog source not found: {p}")
-    key = _key([top_verilog, *cpu_sources], (VERILATOR_ARGS, CFLAGS, fst))
+    cflags = CFLAGS if cflags is None else cflags
+    vargs = list(VERILATOR_ARGS) + list(extra_args)
+    key = _key([top_verilog, *cpu_sources], (vargs, cflags, fst) if extra_args or cflags != CFLAGS
+               else (VERILATOR_ARGS, CFLAGS, fst))
     build_dir = Path(cache_root) / key
     so_file = build_dir / "Vsim"
     if so_file.exists():
@@ -92,7 +98,7 @@ def build_model(top_verilog, cpu_sources, cache_root, fst=True, jobs=None, log=N
                 # single argument, so they go through `args`).
                 preceding_files="",
                 build_dir=str(tmp_dir), gen_only=True, quiet=True,
-                args=list(VERILATOR_ARGS) + [str(p) for p in cpu_sources], cargs=CFLAGS, dump_en=True, dump_fst=fst)
+                args=vargs + [str(p) for p in cpu_sources], cargs=cflags, dump_en=True, dump_fst=fst)
         wrapper = tmp_dir / "pyverilator_wrapper.cpp"
         wrapper.write_text(wrapper.read_text() + "\n" + NATIVE_CPP.read_text())
         jobs = jobs or os.cpu_count() or 1

@@ -48,11 +48,23 @@ struct SpkLink {
     std::deque<SpkMsg> d2h_wire;  // in flight to the host
     std::deque<SpkMsg> inbox;     // arrived at the host, not yet read
     uint64_t h2d_bytes, d2h_bytes, h2d_msgs, d2h_msgs;
+    // Random stalls at the device pads (tests): per cycle, a host message that has arrived
+    // is withheld (h2d_valid low) with probability h2d_stall / 2^16, and the host refuses a
+    // device message (d2h_ready low) with probability d2h_stall / 2^16; own seeded stream.
+    uint32_t h2d_stall, d2h_stall;
+    uint64_t stall_rng;
+    bool hold_h2d, hold_d2h;  // this cycle's draws
 };
 
 static inline uint64_t spk_rand(SpkLink *l) {  // xorshift64*
     l->rng ^= l->rng >> 12; l->rng ^= l->rng << 25; l->rng ^= l->rng >> 27;
     return l->rng * 2685821657736338717ull;
+}
+
+static inline uint64_t spk_stall_draw(SpkLink *l) {  // xorshift64*, the stall stream
+    l->stall_rng ^= l->stall_rng >> 12; l->stall_rng ^= l->stall_rng << 25;
+    l->stall_rng ^= l->stall_rng >> 27;
+    return (l->stall_rng * 2685821657736338717ull) >> 48;  // 16 bits
 }
 
 static inline uint64_t spk_latency(SpkLink *l) {
@@ -125,8 +137,8 @@ static inline void spk_drive_inputs(SpkState *s) {
     t->host_bus_dat_w = s->bus_dat_w;
     t->host_bus_sel   = s->bus_sel;
     SpkLink *l = &s->link;
-    t->bridge_d2h_ready = 1;
-    if (!l->h2d_wire.empty() && l->h2d_wire.front().t <= s->cycle) {
+    t->bridge_d2h_ready = !l->hold_d2h;
+    if (!l->hold_h2d && !l->h2d_wire.empty() && l->h2d_wire.front().t <= s->cycle) {
         const SpkMsg &m = l->h2d_wire.front();
         t->bridge_h2d_valid = 1;
         for (int i = 0; i < 4; i++) t->bridge_h2d_hdr[i] = m.hdr[i];
@@ -154,7 +166,7 @@ static inline uint32_t spk_cycle(SpkState *s) {
     const bool finish = t->sim_ctrl_finish;
     const uint32_t code = t->sim_ctrl_code;
     const bool h2d_fire = t->bridge_h2d_valid && t->bridge_h2d_ready;
-    const bool d2h_fire = t->bridge_d2h_valid;  // ready is held high
+    const bool d2h_fire = t->bridge_d2h_valid && t->bridge_d2h_ready;
     SpkMsg d2h;
     if (d2h_fire) {
         for (int i = 0; i < 4; i++) d2h.hdr[i] = t->bridge_d2h_hdr[i];
@@ -206,6 +218,12 @@ static inline uint32_t spk_cycle(SpkState *s) {
         s->finish_code = code;
         ev |= SPK_STOP_FINISH;
     }
+    if (l->h2d_stall | l->d2h_stall) {
+        // Once presented, a message stays valid until accepted (stream protocol).
+        l->hold_h2d = l->h2d_stall && !(t->bridge_h2d_valid && !h2d_fire)
+                      && spk_stall_draw(l) < l->h2d_stall;
+        l->hold_d2h = l->d2h_stall && spk_stall_draw(l) < l->d2h_stall;
+    }
     spk_drive_inputs(s);
     return ev;
 }
@@ -229,6 +247,9 @@ SpkState *spk_new(SPK_TOP *top) {
     s->link.credits = s->link.credits_max = 1;
     s->link.h2d_free = s->link.d2h_free = 0;
     s->link.h2d_bytes = s->link.d2h_bytes = s->link.h2d_msgs = s->link.d2h_msgs = 0;
+    s->link.h2d_stall = s->link.d2h_stall = 0;
+    s->link.stall_rng = 0x2545f4914f6cdd1dull;
+    s->link.hold_h2d = s->link.hold_d2h = false;
     top->sys_clk = 1;
     top->sys_rst = 0;
     spk_drive_inputs(s);
@@ -303,6 +324,17 @@ void spk_link_config(SpkState *s, double bytes_per_cycle, uint64_t lat_min, uint
     l->lat_max = lat_max;
     l->credits = l->credits_max = credits;
     l->rng = seed ? seed : 0x9e3779b97f4a7c15ull;
+}
+
+// Random valid/ready stalls at the bridge pads: probabilities in units of 2^-16 per cycle
+// (0 = none), and the seed of their own random stream.
+void spk_link_stalls(SpkState *s, uint32_t h2d_stall, uint32_t d2h_stall, uint64_t seed) {
+    SpkLink *l = &s->link;
+    l->h2d_stall = h2d_stall;
+    l->d2h_stall = d2h_stall;
+    l->stall_rng = seed ? seed : 0x2545f4914f6cdd1dull;
+    l->hold_h2d = l->hold_d2h = false;
+    spk_drive_inputs(s);
 }
 
 // Queue a host message (4 header words, 16 data words); it leaves when a credit is free.
