@@ -177,7 +177,6 @@ def main(argv=None):
     p.add_argument("--json", default=str(ROOT / "build" / "bench" / "datapath.json"))
     args = p.parse_args(argv)
 
-    import numpy as np
     from gateware.codec import reference as R
     from host.link import HostLink
     from host.trace import load_trace
