@@ -90,9 +90,7 @@ def test_tlb_random_ops_match_model(ready):
     model.clear_counters()
     b.send()
 
-    # Most traffic on 28 vpns against 16 entries (24 inside every table, 4 beyond them).
-    hot = sorted(rng.sample(range(500), 24) + rng.sample(range(1030, 1100), 4))
-    seen_faults, seen = set(), {"hit": 0, "miss": 0, "stale": 0}
+    seen_faults, seen = set(), {"hit": 0, "miss": 0, "stale": 0, "evict": 0}
     counts = dict.fromkeys(["lookup", "map", "bad_map", "unmap", "inval", "flush", "clear",
                             "config", "wide"], 0)
     walk_in_flight = False  # the last lookup sent since the last send() walks the table
@@ -115,16 +113,19 @@ def test_tlb_random_ops_match_model(ready):
 
     def pick_vpn():
         r = rng.random()
-        if r < 0.85:
+        if r < 0.92:
             return rng.choice(hot)
-        if r < 0.97:
+        if r < 0.98:
             return rng.randrange(1200)
         return rng.randrange(1 << VPN_WIDTH)
 
     def lookup(vpn):
         nonlocal walk_in_flight
         walks = model.walks
+        full = all(model.valid)
         want = model.lookup(vpn)
+        if full and not want.fault and not want.hit:
+            seen["evict"] += 1
         walk_in_flight = model.walks != walks
         if want.fault:
             seen_faults.add(want.fault)
@@ -156,7 +157,9 @@ def test_tlb_random_ops_match_model(ready):
             seen["stale"] += 1
 
     def random_pte():
-        base, size = model.dram_base, model.dram_size
+        return random_pte_in(model.dram_base, model.dram_size)
+
+    def random_pte_in(base, size):
         length = rng.choice([rng.randrange(1, 4161), rng.randrange(1, 200), 4160, 4096])
         paddr = rng.randrange(base, base + size - length + 1) & ~(LINE - 1)
         if paddr < base:
@@ -176,8 +179,19 @@ def test_tlb_random_ops_match_model(ready):
             return pack_pte(base - 64, 64)                               # below the window
         return pack_pte(rng.randrange(1 << 40, 1 << 46) & ~63, 100)      # beyond paddr_width
 
-    kinds, weights = zip(("lookup", 64), ("map", 15), ("bad_map", 3), ("unmap", 5),
-                         ("inval", 8), ("flush", 1.5), ("clear", 1), ("config", 0.5),
+    # Most traffic on 36 vpns against 16 entries (32 inside every table, mapped in both
+    # tables to start with, 4 beyond them), so the TLB is full and evicts by policy.
+    hot = sorted(rng.sample(range(500), 32) + rng.sample(range(1030, 1100), 4))
+    for pt_base in {c[0] & ~7 for c in configs}:
+        for v in hot[:32]:
+            # Inside every configuration's window.
+            model.memory.write64(pt_base + 8 * v, random_pte_in(0x0010_0000, 0x0040_0000))
+        for line in sorted({(pt_base + 8 * v) & ~(LINE - 1) for v in hot[:32]}):
+            b.mem_write(ram + line, model.memory.read(line, LINE))
+    b.send()
+
+    kinds, weights = zip(("lookup", 78), ("map", 9), ("bad_map", 1), ("unmap", 1.5),
+                         ("inval", 5), ("flush", 0.6), ("clear", 0.6), ("config", 0.4),
                          ("wide", 1))
     ops = 0
     while ops < TLB_OPS:
@@ -236,7 +250,8 @@ def test_tlb_random_ops_match_model(ready):
     assert sum(counts.values()) >= 10_000, counts
     # Every kind of answer happened, many times.
     assert seen_faults == {FAULT_UNMAPPED, FAULT_INVALID, FAULT_BAD_PTE, FAULT_BUS_ERROR}
-    assert seen["hit"] > 1000 and seen["miss"] > 500 and seen["stale"] > 20, seen
+    assert seen["hit"] > 2000 and seen["miss"] > 1000 and seen["stale"] > 20, seen
+    assert seen["evict"] > 200, seen  # the replacement policy decided, many times
     assert min(counts.values()) > 20, counts
 
 
