@@ -24,8 +24,8 @@ from dataclasses import dataclass
 from pathlib import Path
 
 ROOT = Path(__file__).resolve().parent.parent
-if str(ROOT) not in sys.path:  # run as a script: make the repo importable
-    sys.path.insert(0, str(ROOT))
+if sys.path[0] != str(ROOT):  # run as a script: the repo first (not soc/, whose soc.py
+    sys.path.insert(0, str(ROOT))  # would shadow the package), also when on PYTHONPATH
 # Tools installed in the venv (meson, ninja) must be found by the makefiles LiteX runs.
 _VENV_BIN = str(Path(sys.executable).parent)
 if _VENV_BIN not in os.environ.get("PATH", "").split(os.pathsep):
