@@ -24,6 +24,7 @@ VERILATOR_ARGS = ["--top-module", "sim", "--prefix", "Vsim", "-O3",
                   "--x-assign", "fast", "--x-initial", "fast", "--noassert",
                   "-Wno-fatal", "-Wno-lint", "-Wno-style"]
 CFLAGS = "-O2 -fno-plt"
+OPT_FAST = "-O2"  # make's optimisation of the model's hot code (Verilator's OPT_FAST)
 
 
 def _key(paths, extra):
@@ -61,13 +62,13 @@ def _redirect_fds(f):
 
 
 def build_model(top_verilog, cpu_sources, cache_root, fst=True, jobs=None, log=None,
-                extra_args=(), cflags=None):
+                extra_args=(), cflags=None, opt_fast=None):
     """Compile ``top_verilog`` (module ``sim``) and ``cpu_sources`` into a Verilator model.
 
     Returns the path of the shared library. ``log`` is a file path that receives
     Verilator's and make's output (they are quiet otherwise). ``extra_args`` (Verilator) and
-    ``cflags`` (C++, default ``CFLAGS``) make variants, e.g. a profiling build
-    (``bench/sim_profile.py``); they are part of the cache key.
+    ``cflags`` (C++, default ``CFLAGS``) and ``opt_fast`` (default ``OPT_FAST``) make
+    variants, e.g. a profiling build (``bench/sim_profile.py``); they are part of the key.
     """
     import pyverilator  # the pyverilator-mm fork
 
@@ -77,9 +78,10 @@ def build_model(top_verilog, cpu_sources, cache_root, fst=True, jobs=None, log=N
         if not p.exists():
             raise FileNotFoundError(f"Verilog source not found: {p}")
     cflags = CFLAGS if cflags is None else cflags
+    opt_fast = OPT_FAST if opt_fast is None else opt_fast
     vargs = list(VERILATOR_ARGS) + list(extra_args)
-    key = _key([top_verilog, *cpu_sources], (vargs, cflags, fst) if extra_args or cflags != CFLAGS
-               else (VERILATOR_ARGS, CFLAGS, fst))
+    variant = (vargs, cflags, fst) + ((opt_fast,) if opt_fast != "-O2" else ())
+    key = _key([top_verilog, *cpu_sources], variant)
     build_dir = Path(cache_root) / key
     so_file = build_dir / "Vsim"
     if so_file.exists():
@@ -103,7 +105,7 @@ def build_model(top_verilog, cpu_sources, cache_root, fst=True, jobs=None, log=N
         wrapper.write_text(wrapper.read_text() + "\n" + NATIVE_CPP.read_text())
         jobs = jobs or os.cpu_count() or 1
         subprocess.run(["make", f"-j{jobs}", "-C", str(tmp_dir), "-f", "Vsim.mk",
-                        "LDFLAGS=-fPIC -shared", "OPT_FAST=-O2", "OPT_SLOW=-O1"],
+                        "LDFLAGS=-fPIC -shared", f"OPT_FAST={opt_fast}", "OPT_SLOW=-O1"],
                        check=True, stdout=out, stderr=subprocess.STDOUT if log else None)
     finally:
         if log:
