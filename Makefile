@@ -7,7 +7,7 @@ help:
 	@echo "make setup   install system packages and the .venv (idempotent)"
 	@echo "make sim     build the SoC + firmware and run it under Verilator (the demo)"
 	@echo "make test    run the whole test suite"
-	@echo "make bench   benchmarks: simulation speed (bare Verilator / pyverilator / driver), codec speed and ratio"
+	@echo "make bench   benchmarks: simulation speed (bare Verilator / pyverilator / driver), datapath (DMA, TLB, demand-read latency), codec speed and ratio"
 	@echo "make traces  capture the four full workload traces into build/traces (checked by hash)"
 	@echo "make codec-eval  perplexity of SmolLM2 with its KV cache round-tripped through each codec mode"
 
@@ -22,6 +22,7 @@ test: setup
 
 bench: setup
 	$(PY) bench/sim_speed.py
+	$(PY) bench/datapath.py
 	$(PY) bench/codec_speed.py
 	$(PY) bench/codec_ratio.py
 
