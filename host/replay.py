@@ -336,7 +336,9 @@ def main(argv=None, build=None):
                     help="rtl: SoC build directory (built if needed)")
     ap.add_argument("--waveform", default=None, metavar="FILE:START:END",
                     help="rtl: dump an FST waveform of cycles START..END into FILE")
-    ap.add_argument("--json", default=None, help="write the full results here")
+    ap.add_argument("--json", default=None, help="write the results here (JSON)")
+    ap.add_argument("--json-sequences", action="store_true",
+                    help="also write every access, prefetch decision and step record (large)")
     ap.add_argument("--plots", default=None, help="write PNG plots into this directory")
     ap.add_argument("--quiet", action="store_true", help="no progress bar")
     a = ap.parse_args(argv)
@@ -377,7 +379,9 @@ def main(argv=None, build=None):
     print_table(results)
     if a.json:
         Path(a.json).parent.mkdir(parents=True, exist_ok=True)
-        Path(a.json).write_text(json.dumps(results if a.compare else results[0], indent=1))
+        keep = [r if a.json_sequences else {k: v for k, v in r.items() if k != "sequence"}
+                for r in results]
+        Path(a.json).write_text(json.dumps(keep if a.compare else keep[0], indent=1))
         print(f"results: {a.json}")
     if a.plots:
         for f in save_plots(results, a.plots):
