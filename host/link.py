@@ -77,7 +77,10 @@ class HostLink:
         self.sent = {}  # tag -> (Message, cycle sent)
         self.host_memory = bytearray()  # host memory the device writes into (HostWr)
         self.host_memory_base = 0
-        self.host_writes = 0
+        self._host_view = None   # ctypes view of host_memory, registered with the native loop
+        self._py_host_writes = 0
+        self._native_writes0 = driver.lib.spk_link_host_writes(driver._state)
+        driver.lib.spk_link_host_memory(driver._state, None, 0, 0)
 
     def set_stalls(self, h2d=0.0, d2h=0.0, seed=1):
         """Random valid/ready stalls at the device's link pads, per cycle: a host message
@@ -116,9 +119,25 @@ class HostLink:
         return out
 
     def set_host_memory(self, base, size):
-        """The host buffer (e.g. the L2 prefetch buffer) the device may write into."""
+        """The host buffer (e.g. the L2 prefetch buffer) the device may write into.
+
+        The native loop writes well-formed ``HostWr`` lines straight into it at their arrival
+        cycle (no Python call per line); :meth:`recv` still checks and applies anything else
+        and raises on a line outside the buffer. ``host_memory`` keeps its size: change
+        its contents in place (slices of the same length)."""
         self.host_memory_base = base
         self.host_memory = bytearray(size)
+        self._host_view = (ctypes.c_uint8 * size).from_buffer(self.host_memory) if size else None
+        # The driver holds the buffer as long as the native loop may write into it.
+        self.drv._host_memory_ref = (self.host_memory, self._host_view)
+        self.drv.lib.spk_link_host_memory(
+            self.drv._state, ctypes.addressof(self._host_view) if size else None, base, size)
+
+    @property
+    def host_writes(self):
+        """``HostWr`` lines applied to :attr:`host_memory` since this link was created."""
+        native = self.drv.lib.spk_link_host_writes(self.drv._state) - self._native_writes0
+        return self._py_host_writes + native
 
     def _host_write(self, m):
         n = m.value
@@ -127,7 +146,7 @@ class HostLink:
             raise LinkError(f"device wrote outside the host buffer or a bad line: {m} "
                             f"({n} bytes; buffer 0x{self.host_memory_base:x}+{len(self.host_memory)})", m)
         self.host_memory[off:off + n] = m.data[:n]
-        self.host_writes += 1
+        self._py_host_writes += 1
 
     def stats(self):
         v = (ctypes.c_uint64 * 9)()

@@ -76,6 +76,8 @@ class SimDriver:
                                     ctypes.POINTER(u64)], u32),
             "spk_link_stats":     ([vp, ctypes.POINTER(u64)], None),
             "spk_link_stalls":    ([vp, u32, u32, u64], None),
+            "spk_link_host_memory": ([vp, vp, u64, u64], None),
+            "spk_link_host_writes": ([vp], u64),
             "spk_timed_run":      ([vp, u64], u64),
             "start_vcd_trace":    ([vp, ctypes.c_char_p], vp),
             "stop_vcd_trace":     ([vp], ctypes.c_int),

@@ -13,6 +13,7 @@
 // cycle; each response returns one credit when it arrives.
 // ---------------------------------------------------------------------------------------
 #include <cstdint>
+#include <cstring>
 #include <algorithm>
 #include <cmath>
 #include <chrono>
@@ -54,6 +55,11 @@ struct SpkLink {
     uint32_t h2d_stall, d2h_stall;
     uint64_t stall_rng;
     bool hold_h2d, hold_d2h;  // this cycle's draws
+    // Host memory the device writes into (HostWr), registered by Python: a well-formed
+    // HostWr inside it is applied here at its arrival cycle instead of going to the inbox
+    // (no Python round trip per line); anything else still goes to the inbox.
+    uint8_t *hmem;
+    uint64_t hmem_base, hmem_size, host_writes;
 };
 
 static inline uint64_t spk_rand(SpkLink *l) {  // xorshift64*
@@ -82,6 +88,20 @@ static inline uint32_t spk_wire_bytes(const SpkMsg &m) {
 static inline bool spk_is_response(const SpkMsg &m) {
     const uint32_t op = m.hdr[0] & 0xff;
     return op == 0x81 || op == 0x82 || op == 0x83;
+}
+
+// Apply a HostWr line to the registered host memory; false if it is not one, or not a
+// well-formed one inside the buffer (Python then sees it and reports the problem).
+static inline bool spk_host_write(SpkLink *l, const SpkMsg &m) {
+    if (!l->hmem || (m.hdr[0] & 0xff) != 0x90) return false;
+    const uint64_t addr = (uint64_t)m.hdr[1] | ((uint64_t)m.hdr[2] << 32);
+    const uint32_t n = m.hdr[3];
+    if (n < 1 || n > 64 || (addr & 63) || addr < l->hmem_base
+        || addr - l->hmem_base > l->hmem_size || l->hmem_size - (addr - l->hmem_base) < n)
+        return false;
+    std::memcpy(l->hmem + (addr - l->hmem_base), (const uint8_t *)m.data, n);
+    l->host_writes++;
+    return true;
 }
 
 struct SpkState {
@@ -208,9 +228,11 @@ static inline uint32_t spk_cycle(SpkState *s) {
     while (!l->d2h_wire.empty() && l->d2h_wire.front().t <= s->cycle) {
         const SpkMsg &m = l->d2h_wire.front();
         if (spk_is_response(m) && l->credits < l->credits_max) l->credits++;
-        l->inbox.push_back(m);
+        if (!spk_host_write(l, m)) {
+            l->inbox.push_back(m);
+            ev |= SPK_STOP_D2H;
+        }
         l->d2h_wire.pop_front();
-        ev |= SPK_STOP_D2H;
     }
     if (ev & SPK_STOP_D2H) spk_link_pump(s);
     if (finish) {
@@ -250,6 +272,8 @@ SpkState *spk_new(SPK_TOP *top) {
     s->link.h2d_stall = s->link.d2h_stall = 0;
     s->link.stall_rng = 0x2545f4914f6cdd1dull;
     s->link.hold_h2d = s->link.hold_d2h = false;
+    s->link.hmem = nullptr;
+    s->link.hmem_base = s->link.hmem_size = s->link.host_writes = 0;
     top->sys_clk = 1;
     top->sys_rst = 0;
     spk_drive_inputs(s);
@@ -336,6 +360,16 @@ void spk_link_stalls(SpkState *s, uint32_t h2d_stall, uint32_t d2h_stall, uint64
     l->hold_h2d = l->hold_d2h = false;
     spk_drive_inputs(s);
 }
+
+// Host memory for HostWr lines (null: none; every HostWr goes to the inbox). The buffer
+// stays owned by the caller and must outlive its registration.
+void spk_link_host_memory(SpkState *s, uint8_t *buf, uint64_t base, uint64_t size) {
+    s->link.hmem = buf;
+    s->link.hmem_base = base;
+    s->link.hmem_size = buf ? size : 0;
+}
+
+uint64_t spk_link_host_writes(SpkState *s) { return s->link.host_writes; }
 
 // Queue a host message (4 header words, 16 data words); it leaves when a credit is free.
 void spk_link_send(SpkState *s, const uint32_t *hdr, const uint32_t *data) {
