@@ -129,7 +129,7 @@ def main(argv=None):
         elif sym.startswith(("Vsim", "_ZN", "VL_", "Verilated")) or "Vsim" in sym:
             part = "Verilator scheduler / trace bookkeeping"
         else:
-            part = "other (Python, kernel, libc)"
+            part = "other (Python, kernel, libc: -pg's mcount)"
         parts[part] += pct
     res = {
         "command": "python bench/sim_profile.py " + " ".join(argv or sys.argv[1:]),
@@ -145,9 +145,14 @@ def main(argv=None):
     Path(args.json).write_text(json.dumps(res, indent=2) + "\n")
     print(f"profiled model: {speed / 1e6:.3f} M cycles/s (with -pg/-g and one function per "
           f"statement: slower than the normal build)\n")
-    print(f"{'part of the SoC':<48} {'% of samples':>12}")
+    model_total = sum(v for k, v in parts.items() if not k.startswith("other"))
+    res["parts_percent_of_model"] = {k: 100 * v / model_total for k, v in parts.most_common()
+                                     if not k.startswith("other")}
+    Path(args.json).write_text(json.dumps(res, indent=2) + "\n")
+    print(f"{'part of the SoC':<48} {'% of samples':>12} {'% of model':>10}")
     for part, pct in parts.most_common():
-        print(f"{part:<48} {pct:>11.1f}%")
+        share = "" if part.startswith("other") else f"{100 * pct / model_total:>9.1f}%"
+        print(f"{part:<48} {pct:>11.1f}% {share:>10}")
     print(f"\nhottest statements (sim.v line, %):")
     for r in res["top_statements"]:
         print(f"  {r['line']:>6} {r['percent']:5.1f}%  {r['part']:<36} {r['text'][:90]}")
