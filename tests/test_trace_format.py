@@ -54,10 +54,11 @@ def test_bundled_traces_load_and_are_consistent():
         assert m["page"]["bytes"] == 4096 == t.kv[0, 0, 0].nbytes
         assert t.tokens.shape == (m["prompt_tokens"] + m["gen_tokens"],)
         assert m["source"]["sha256"] and m["workload"]["sources"]
-        # sparse reads strictly fewer pages than dense in the bundled (k=1, window=16) traces
+        # sparse reads strictly fewer pages than dense in every bundled trace
         assert t.access_mask("sparse").sum() < t.access_mask("dense").sum()
         assert 0.0 < t.mass_kept.mean() < 1.0
-    assert total < 5_000_000, "bundled traces must stay a few MB"
+    # mini-chatbot + mini-codegen (1.9 MB each) + mini-replay (5.0 MB): keep git lean
+    assert total < 10_000_000, "bundled traces must stay a few MB"
 
 
 def test_write_load_round_trip_is_byte_identical(tmp_path, bundled_trace_path):
