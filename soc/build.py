@@ -5,6 +5,9 @@
     python soc/build.py --sim --trace         ... and dump a waveform (FST) for a cycle window
     python soc/build.py --build               build only (Verilog, csr.json/csv/h, firmware,
                                               Verilator model)
+    python soc/build.py --board ulx3s [--build] [--load]
+                                              FPGA board project [bitstream] [programming]
+                                              (soc/boards.py)
 
 The build runs in two passes, as LiteX targets with custom ROM firmware do: pass 1 generates
 the headers (csr.h, mem.h, soc.h) and the LiteX libraries the firmware links against; the
@@ -274,10 +277,25 @@ def main(argv=None):
                         "with --script or --interactive, drive the firmware's UART console.")
     p.add_argument("--build", action="store_true",
                    help="Build only: Verilog, csr.json/csr.csv/csr.h, firmware, Verilator model.")
-    p.add_argument("--build-dir", default=str(DEFAULT_BUILD_DIR),
-                   help="Output directory of the LiteX builder.")
-    p.add_argument("--sys-clk-freq", type=float, default=DEFAULT_SYS_CLK,
-                   help="System clock in Hz that the SoC (timer, reported times) assumes.")
+    p.add_argument("--build-dir", default=None,
+                   help=f"Output directory of the LiteX builder (default: {DEFAULT_BUILD_DIR}, "
+                        "build/<board> with --board).")
+    p.add_argument("--sys-clk-freq", type=float, default=None,
+                   help=f"System clock in Hz that the SoC (timer, reported times) assumes "
+                        f"(default: {DEFAULT_SYS_CLK:.0f} in simulation, the board's own "
+                        "with --board).")
+    from soc.boards import BOARDS, DEFAULT_BAUDRATE
+    p.add_argument("--board", default=None, metavar="NAME",
+                   help="FPGA board target (open ECP5 toolchain): "
+                        + "; ".join(f"{b.name} = {b.description}, {b.sys_clk_freq / 1e6:.0f} MHz"
+                                    for b in BOARDS.values())
+                        + ". Alone it generates the project; with --build it makes the "
+                          "bitstream and its report (build/<board>/report.txt).")
+    p.add_argument("--load", action="store_true",
+                   help="With --board: print the openFPGALoader command that programs the "
+                        "board, and run it if the tool and a board are present.")
+    p.add_argument("--uart-baudrate", type=int, default=DEFAULT_BAUDRATE,
+                   help="With --board: baud rate of the USB UART (UARTBone host link).")
     p.add_argument("--cpu-variant", default="standard",
                    choices=["minimal", "lite", "standard", "full"],
                    help="VexRiscv variant.")
@@ -304,6 +322,21 @@ def main(argv=None):
     p.add_argument("--trace-file", default=None,
                    help="Waveform path (default: <build-dir>/sim.fst).")
     args = p.parse_args(argv)
+
+    if args.board is not None:
+        from soc import boards
+        if args.board not in boards.BOARDS:
+            p.error(f"unknown board {args.board!r}; valid boards: {', '.join(sorted(boards.BOARDS))}")
+        if args.sim:
+            p.error("--sim and --board are exclusive (the board link is simulated by the tests)")
+        argv_text = "python soc/build.py " + " ".join(argv if argv is not None else sys.argv[1:])
+        return boards.main(args, argv_text)
+    if args.load:
+        p.error("--load needs --board NAME")
+    if args.build_dir is None:
+        args.build_dir = str(DEFAULT_BUILD_DIR)
+    if args.sys_clk_freq is None:
+        args.sys_clk_freq = DEFAULT_SYS_CLK
 
     if not (args.sim or args.build):
         p.error("nothing to do: give --sim or --build")

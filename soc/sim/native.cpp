@@ -11,6 +11,11 @@
 // the one-way latency, and are presented to the device pad in order. Device messages are
 // serialised and delayed the same way and delivered to the host inbox at their arrival
 // cycle; each response returns one credit when it arrives.
+//
+// Built with -DSPK_BOARD_LINK (soc/boards.py, the board host-link simulation): the SoC has a
+// real serial line (serial_tx / serial_rx, 8N1 at spk_line_config() cycles per bit, LiteX's
+// RS232 PHY + UARTBone) instead of the stream UART, and no bridge pads (the bridge is fed
+// by the Wishbone message tunnel). The spk_uart_* calls then move the line's bytes.
 // ---------------------------------------------------------------------------------------
 #include <cstdint>
 #include <cstring>
@@ -121,6 +126,16 @@ struct SpkState {
     bool finished;
     uint32_t finish_code;
     SpkLink link;
+#ifdef SPK_BOARD_LINK
+    // 8N1 serial line model: host -> SoC bits on serial_rx, SoC -> host bits from serial_tx.
+    uint32_t line_cpb;                 // cycles per bit
+    int rx_bit;                        // -1 idle, 0 start, 1..8 data, 9 stop
+    uint32_t rx_count;                 // cycles left in the current bit
+    uint8_t rx_byte, rx_level;
+    int tx_bit;                        // -1 idle, 0..7 data, 8 stop
+    uint32_t tx_count;
+    uint8_t tx_byte;
+#endif
 };
 
 // Put waiting host messages on the wire while credits last.
@@ -143,6 +158,9 @@ static void spk_link_pump(SpkState *s) {
 
 static inline void spk_drive_inputs(SpkState *s) {
     SPK_TOP *t = s->top;
+#ifdef SPK_BOARD_LINK
+    t->serial_rx = s->rx_level;
+#else
     t->serial_source_ready = 1;
     if (!s->rx.empty()) {
         t->serial_sink_valid = 1;
@@ -150,6 +168,7 @@ static inline void spk_drive_inputs(SpkState *s) {
     } else {
         t->serial_sink_valid = 0;
     }
+#endif
     t->host_bus_cyc   = s->bus_active;
     t->host_bus_stb   = s->bus_active;
     t->host_bus_we    = s->bus_we;
@@ -157,6 +176,7 @@ static inline void spk_drive_inputs(SpkState *s) {
     t->host_bus_dat_w = s->bus_dat_w;
     t->host_bus_sel   = s->bus_sel;
     SpkLink *l = &s->link;
+#ifndef SPK_BOARD_LINK
     t->bridge_d2h_ready = !l->hold_d2h;
     if (!l->hold_h2d && !l->h2d_wire.empty() && l->h2d_wire.front().t <= s->cycle) {
         const SpkMsg &m = l->h2d_wire.front();
@@ -166,7 +186,48 @@ static inline void spk_drive_inputs(SpkState *s) {
     } else {
         t->bridge_h2d_valid = 0;
     }
+#else
+    (void)l;
+#endif
 }
+
+#ifdef SPK_BOARD_LINK
+// Advance the serial line by one cycle: shift host bytes out on serial_rx, decode serial_tx
+// (sampled before the clock edge as `txd`). Returns true with `out` when a byte completed.
+static inline bool spk_line_step(SpkState *s, uint8_t txd, uint8_t *out) {
+    // host -> SoC
+    if (s->rx_bit < 0) {
+        if (!s->rx.empty()) {
+            s->rx_byte = s->rx.front();
+            s->rx.pop_front();
+            s->rx_bit = 0;
+            s->rx_count = s->line_cpb;
+            s->rx_level = 0;                                   // start bit
+        }
+    } else if (--s->rx_count == 0) {
+        s->rx_bit++;
+        s->rx_count = s->line_cpb;
+        if (s->rx_bit <= 8) s->rx_level = (s->rx_byte >> (s->rx_bit - 1)) & 1;
+        else if (s->rx_bit == 9) s->rx_level = 1;             // stop bit
+        else { s->rx_bit = -1; s->rx_level = 1; }
+    }
+    // SoC -> host: sample each data bit in its middle.
+    bool done = false;
+    if (s->tx_bit < 0) {
+        if (!txd) { s->tx_bit = 0; s->tx_count = s->line_cpb + s->line_cpb / 2; s->tx_byte = 0; }
+    } else if (--s->tx_count == 0) {
+        if (s->tx_bit < 8) {
+            s->tx_byte |= (txd & 1) << s->tx_bit;
+            s->tx_bit++;
+            s->tx_count = s->line_cpb;
+        } else {                                               // stop bit
+            if (txd) { *out = s->tx_byte; done = true; }
+            s->tx_bit = -1;
+        }
+    }
+    return done;
+}
+#endif
 
 // One clock cycle. Inputs were set after the previous rising edge; the falling-edge eval
 // settles combinational outputs, which are sampled before the rising edge.
@@ -177,14 +238,25 @@ static inline uint32_t spk_cycle(SpkState *s) {
     t->sys_clk = 0;
     t->eval();
     if (tr) s->tfp->dump((uint64_t)(2 * s->cycle + 1));
+#ifdef SPK_BOARD_LINK
+    const uint8_t txd = t->serial_tx;
+    bool tx_fire = false;
+    uint8_t tx_data = 0;
+    const bool rx_fire = false;
+#else
     const bool tx_fire = t->serial_source_valid;           // ready is held high
     const uint8_t tx_data = t->serial_source_data;
     const bool rx_fire = t->serial_sink_valid && t->serial_sink_ready;
+#endif
     const bool bus_done = s->bus_active && (t->host_bus_ack || t->host_bus_err);
     const uint32_t bus_dat_r = t->host_bus_dat_r;
     const bool bus_err = t->host_bus_err;
     const bool finish = t->sim_ctrl_finish;
     const uint32_t code = t->sim_ctrl_code;
+#ifdef SPK_BOARD_LINK
+    const bool h2d_fire = false, d2h_fire = false;
+    SpkMsg d2h;
+#else
     const bool h2d_fire = t->bridge_h2d_valid && t->bridge_h2d_ready;
     const bool d2h_fire = t->bridge_d2h_valid && t->bridge_d2h_ready;
     SpkMsg d2h;
@@ -192,9 +264,13 @@ static inline uint32_t spk_cycle(SpkState *s) {
         for (int i = 0; i < 4; i++) d2h.hdr[i] = t->bridge_d2h_hdr[i];
         for (int i = 0; i < 16; i++) d2h.data[i] = t->bridge_d2h_data[i];
     }
+#endif
     t->sys_clk = 1;
     t->eval();
     s->cycle++;
+#ifdef SPK_BOARD_LINK
+    tx_fire = spk_line_step(s, txd, &tx_data);
+#endif
     if (tr) s->tfp->dump((uint64_t)(2 * s->cycle));
     if (tx_fire) {
         s->tx.push_back(tx_data);
@@ -240,12 +316,14 @@ static inline uint32_t spk_cycle(SpkState *s) {
         s->finish_code = code;
         ev |= SPK_STOP_FINISH;
     }
+#ifndef SPK_BOARD_LINK
     if (l->h2d_stall | l->d2h_stall) {
         // Once presented, a message stays valid until accepted (stream protocol).
         l->hold_h2d = l->h2d_stall && !(t->bridge_h2d_valid && !h2d_fire)
                       && spk_stall_draw(l) < l->h2d_stall;
         l->hold_d2h = l->d2h_stall && spk_stall_draw(l) < l->d2h_stall;
     }
+#endif
     spk_drive_inputs(s);
     return ev;
 }
@@ -274,6 +352,13 @@ SpkState *spk_new(SPK_TOP *top) {
     s->link.hold_h2d = s->link.hold_d2h = false;
     s->link.hmem = nullptr;
     s->link.hmem_base = s->link.hmem_size = s->link.host_writes = 0;
+#ifdef SPK_BOARD_LINK
+    s->line_cpb = 16;
+    s->rx_bit = s->tx_bit = -1;
+    s->rx_count = s->tx_count = 0;
+    s->rx_byte = s->tx_byte = 0;
+    s->rx_level = 1;
+#endif
     top->sys_clk = 1;
     top->sys_rst = 0;
     spk_drive_inputs(s);
@@ -404,6 +489,13 @@ void spk_link_stats(SpkState *s, uint64_t *out) {
     out[3] = l->d2h_wire.size(); out[4] = l->inbox.size(); out[5] = l->h2d_msgs;
     out[6] = l->d2h_msgs; out[7] = l->h2d_bytes; out[8] = l->d2h_bytes;
 }
+
+#ifdef SPK_BOARD_LINK
+// Cycles per bit of the serial line (the SoC's UART runs at sys_clk / cycles_per_bit baud).
+void spk_line_config(SpkState *s, uint32_t cycles_per_bit) {
+    s->line_cpb = cycles_per_bit < 4 ? 4 : cycles_per_bit;
+}
+#endif
 
 uint32_t spk_finished(SpkState *s) { return s->finished; }
 uint32_t spk_finish_code(SpkState *s) { return s->finish_code; }

