@@ -2,7 +2,7 @@
 PY := .venv/bin/python
 SETUP := scripts/setup.sh
 
-.PHONY: setup sim test bench traces codec-eval clean help
+.PHONY: setup sim test bench traces codec-eval bitstream clean help
 help:
 	@echo "make setup   install system packages and the .venv (idempotent)"
 	@echo "make sim     build the SoC + firmware and run it under Verilator (the demo)"
@@ -10,6 +10,7 @@ help:
 	@echo "make bench   benchmarks: simulation speed (bare Verilator / pyverilator / driver), datapath (DMA, TLB, demand-read latency), codec speed and ratio"
 	@echo "make traces  capture the four full workload traces into build/traces (checked by hash)"
 	@echo "make codec-eval  perplexity of SmolLM2 with its KV cache round-tripped through each codec mode"
+	@echo "make bitstream [BOARD=ulx3s|ecpix5]  FPGA bitstream (yosys, nextpnr-ecp5, ecppack); report -> docs/bitstreams/"
 
 setup:
 	@bash $(SETUP)
@@ -31,6 +32,13 @@ traces: setup
 
 codec-eval: setup
 	HF_HUB_OFFLINE=1 $(PY) -m host.codec_eval --text /usr/share/common-licenses/GPL-3 --json build/codec_eval.json
+
+BOARD ?= ulx3s
+bitstream: setup
+	$(PY) soc/build.py --board $(BOARD) --build
+	mkdir -p docs/bitstreams
+	cp build/$(BOARD)/report.txt docs/bitstreams/$(BOARD).txt
+	cp build/$(BOARD)/report.json docs/bitstreams/$(BOARD).json
 
 clean:
 	rm -rf build

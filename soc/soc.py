@@ -97,7 +97,9 @@ class SpecKVSoC(SoCCore):
         self.identifier_regs = Identifier(sys_clk_freq)
 
         if sdram_phy is not None:
-            self.sdrphy = sdram_phy
+            # LiteX's DRAM library finds a DDR PHY's (leveling) registers as "ddrphy".
+            ddr = sdram_phy.settings.memtype.startswith("DDR")
+            self.add_module(name="ddrphy" if ddr else "sdrphy", module=sdram_phy)
             self.add_sdram("sdram",
                 phy                     = sdram_phy,
                 module                  = sdram_module,
