@@ -206,7 +206,8 @@ class TunnelLink(HostLink):
 
     def wait_ready(self, max_cycles=200_000_000, poll=1_000_000):
         """Wait for the firmware's ready word in the mailbox, draining its console meanwhile
-        (a full console would stall the firmware's boot)."""
+        (a full console would stall the firmware's boot); then set the DMA watchdogs for
+        the tunnel's pace (:meth:`set_dma_watchdogs`)."""
         from host.link import MAILBOX_READY
         base = self.drv.memories["mbox"]["base"]
         start = self.drv.cycle
@@ -219,4 +220,16 @@ class TunnelLink(HostLink):
                                 f"(mailbox word 0 = 0x{self.cfg_read(base):08x})")
             self.drv.run(poll)
         self.drv.console_read()
+        self.set_dma_watchdogs()
         return self.drv.cycle - start
+
+    def set_dma_watchdogs(self, cycles=None):
+        """Lengthen the DMA watchdogs (``engine_timeout``, ``dma_timeout``; default 4096
+        cycles without progress) to ``cycles`` (default: one second of device time). Through
+        the tunnel the host drains each HostWr line over the UART, so a page DMA waits tens of
+        thousands of cycles per line for the host; with the default watchdog it would give
+        up (DMA_ERROR, status timeout)."""
+        cycles = int(cycles if cycles is not None else self.sys_clk_freq)
+        for name in ("engine_timeout", "dma_timeout"):
+            if name in self.drv.csr:
+                self.drv.csr_write(name, cycles)

@@ -34,6 +34,8 @@ import time
 from dataclasses import dataclass, field
 from pathlib import Path
 
+from soc.hier import strip_hierarchy_comment_file
+
 ROOT = Path(__file__).resolve().parent.parent
 TUNNEL_BASE = 0x8C000000  # in the CPU's uncached IO region
 DEFAULT_BAUDRATE = 1_000_000
@@ -359,6 +361,7 @@ def generate(board_name, build_dir=None, sys_clk_freq=None, baudrate=DEFAULT_BAU
         p.unlink()
     detached = keep_cores_as_modules(soc, top, gateware_dir)
     quiet_litex(log, lambda: builder.build(run=False, build_name=top))
+    strip_hierarchy_comment_file(gateware_dir / f"{top}.v")
 
     # Sources into the build folder, referenced relatively.
     cpu_files = []
@@ -466,6 +469,7 @@ def build_sim_link(build_dir, sys_clk_freq=100e6, quiet=True):
     detached = keep_cores_as_modules(soc, "sim", gateware)
     quiet_litex(log, lambda: builder.build())
     verilog = gateware / "sim.v"
+    strip_hierarchy_comment_file(verilog)
     cpu_sources = [Path(s[0]) for s in soc.platform.sources if s[0].endswith(".v")
                    and Path(s[0]).name != "sim.v"]
     cpu_sources += [gateware / f"{d.name}.v" for d in detached]

@@ -24,6 +24,31 @@ from migen.fhdl.structure import _Fragment
 from migen.fhdl.tools import list_clock_domains, list_signals, list_special_ios, list_targets
 
 
+def strip_hierarchy_comment(text):
+    """Remove the "Hierarchy" comment block LiteX writes into every Verilog file (the whole
+    SoC's module tree, in an order that varies from run to run): the Verilog of the same
+    design is then the same text, so content-keyed caches (Verilator models) hit."""
+    out, skip = [], False
+    lines = text.splitlines(keepends=True)
+    for i, line in enumerate(lines):
+        if line.startswith("// Hierarchy"):
+            skip = True
+            if out and out[-1].startswith("//---"):
+                out.pop()
+            continue
+        if skip:
+            if line.startswith("*/"):
+                skip = False
+            continue
+        out.append(line)
+    return "".join(out)
+
+
+def strip_hierarchy_comment_file(path):
+    path = Path(path)
+    path.write_text(strip_hierarchy_comment(path.read_text()))
+
+
 class Detached:
     def __init__(self, name, module):
         self.name = name
@@ -72,7 +97,7 @@ def instantiate(platform, top, detached, build_dir):
             for s, n in saved.items():
                 s.name_override = n
         path = build_dir / f"{d.name}.v"
-        out.write(str(path))
+        path.write_text(strip_hierarchy_comment(out.main_source))
         for fname, content in out.data_files.items():
             (build_dir / fname).write_text(content)
         items = []

@@ -102,6 +102,7 @@ def test_offload_and_demand_read_over_uartbone(remote, kv):
     assert target.csr_read("identifier_regs_magic") == 0x53504B56
     assert link.csr_read("identifier_regs_magic") == 0x53504B56
     assert 0 < boot_cycles < target.cycle
+    assert target.csr_read("engine_timeout") == target.sys_clk_freq  # set by wait_ready
 
     for name in ("engine", "dma"):
         link.csr_write(f"{name}_host_base", HOST_BASE)
