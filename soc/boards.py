@@ -328,9 +328,11 @@ $ECPPACK --compress --bootaddr 0 --svf {top}.svf --bit {top}.bit {top}.config
 
 
 def generate(board_name, build_dir=None, sys_clk_freq=None, baudrate=DEFAULT_BAUDRATE,
-             quiet=False):
+             quiet=False, firmware=True):
     """Write the board project: SoC Verilog (top + one file per kept core), the CPU's
-    Verilog, LPF constraints, the yosys script and build.sh, csr.json/csv, firmware."""
+    Verilog, LPF constraints, the yosys script and build.sh, csr.json/csv, firmware.
+    ``firmware=False`` skips the firmware (one pass, the ROM holds a placeholder word): the
+    same project otherwise, for checks of its structure."""
     from litex.soc.integration.common import get_mem_data
     from soc.build import _builder, build_firmware
 
@@ -343,15 +345,17 @@ def generate(board_name, build_dir=None, sys_clk_freq=None, baudrate=DEFAULT_BAU
     top = board.name
     t0 = time.time()
 
-    _say(quiet, f"[{top}] pass 1: SoC headers and LiteX libraries ...")
-    soc = board_soc(board, sys_clk_freq, rom_init=[0], baudrate=baudrate)
-    quiet_litex(log, lambda: _builder(soc, build_dir, compile_software=True).build(
-        run=False, build_name=top))
-    _say(quiet, f"[{top}] firmware ({time.time() - t0:.1f} s) ...")
-    fw = build_firmware(build_dir, log)
+    words = [0]
+    if firmware:
+        _say(quiet, f"[{top}] pass 1: SoC headers and LiteX libraries ...")
+        soc = board_soc(board, sys_clk_freq, rom_init=[0], baudrate=baudrate)
+        quiet_litex(log, lambda: _builder(soc, build_dir, compile_software=True).build(
+            run=False, build_name=top))
+        _say(quiet, f"[{top}] firmware ({time.time() - t0:.1f} s) ...")
+        fw = build_firmware(build_dir, log)
+        words = get_mem_data(str(fw), endianness="little", data_width=32)
 
-    _say(quiet, f"[{top}] pass 2: SoC with firmware in ROM, cores as modules ({time.time() - t0:.1f} s) ...")
-    words = get_mem_data(str(fw), endianness="little", data_width=32)
+    _say(quiet, f"[{top}] SoC with firmware in ROM, cores as modules ({time.time() - t0:.1f} s) ...")
     soc = board_soc(board, sys_clk_freq, rom_init=words, baudrate=baudrate)
     platform = soc.platform
     builder = _builder(soc, build_dir, compile_software=False)
