@@ -74,6 +74,7 @@ class SpecKVSoC(SoCCore):
                  bridge_pads=None,
                  sim_ctrl_pads=None,
                  codec_mode="kivi_k4v3",
+                 dma_dw=ENGINE_DW,
                  **kwargs):
         if sys_clk_freq <= 0:
             raise ValueError(f"sys_clk_freq must be positive, got {sys_clk_freq}")
@@ -117,30 +118,31 @@ class SpecKVSoC(SoCCore):
         if bridge_pads is not None:
             self.add_bridge(bridge_pads, with_pages=sdram_phy is not None)
             if sdram_phy is not None:
-                self.add_cache_engine(codec_mode)
+                self.add_cache_engine(codec_mode, dma_dw)
         if sim_ctrl_pads is not None:
             self.sim_ctrl = SimControl(sim_ctrl_pads)
 
-    def add_cache_engine(self, codec_mode):
+    def add_cache_engine(self, codec_mode, dma_dw=ENGINE_DW):
         """ATU + page DMA (with the KV decompressor) + PageEngine behind the bridge: the
         demand-read path. Each core gets its own LiteDRAM crossbar port, up-converted to
-        ENGINE_DW bits."""
+        ENGINE_DW bits (the DMA engines and their codecs: ``dma_dw``; board builds use 32 to
+        fit the ECP5-85F)."""
         xbar = self.sdram.crossbar
         self.atu = ATU(xbar.get_port(mode="read", data_width=ENGINE_DW), entries=ATU_ENTRIES,
                        policy=ATU_POLICY, vpn_width=VPN_WIDTH, paddr_width=PADDR_WIDTH)
         self.atu.add_csr()
-        dec = PackedCodec(KVDecompressor(codec_mode, dw=ENGINE_DW))
-        self.page_dma = DMA(xbar.get_port(mode="read", data_width=ENGINE_DW),
-                            xbar.get_port(mode="write", data_width=ENGINE_DW),
+        dec = PackedCodec(KVDecompressor(codec_mode, dw=dma_dw))
+        self.page_dma = DMA(xbar.get_port(mode="read", data_width=dma_dw),
+                            xbar.get_port(mode="write", data_width=dma_dw),
                             decompressor=dec)
         self.engine = PageEngine(self.atu, self.page_dma)
         self.engine.add_csr()
         # The firmware's DMA engine (control plane: offload compression, prefetch deposits),
         # driven through its CSRs.
-        self.dma = DMA(xbar.get_port(mode="read", data_width=ENGINE_DW),
-                       xbar.get_port(mode="write", data_width=ENGINE_DW),
-                       compressor=PackedCodec(KVCompressor(codec_mode, dw=ENGINE_DW)),
-                       decompressor=PackedCodec(KVDecompressor(codec_mode, dw=ENGINE_DW)))
+        self.dma = DMA(xbar.get_port(mode="read", data_width=dma_dw),
+                       xbar.get_port(mode="write", data_width=dma_dw),
+                       compressor=PackedCodec(KVCompressor(codec_mode, dw=dma_dw)),
+                       decompressor=PackedCodec(KVDecompressor(codec_mode, dw=dma_dw)))
         self.dma.add_csr()
         self.add_constant("CODEC_MODE_" + codec_mode.upper())
         self.host_lines = RoundRobin(self.bridge.host_write.description.payload_layout, 2)
