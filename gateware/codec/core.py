@@ -81,7 +81,8 @@ class _BitPacker(Module):
         self.comb += [
             last.eq(ob == self.last_beat),
             src.valid.eq(n >= dw),
-            If(last, src.data.eq(Cat(data[0:dw - 32], crc_part ^ CRC_XOROUT)))
+            # (at dw = 32 the last beat is the CRC alone: no zero-width slice in the Verilog)
+            If(last, src.data.eq(Cat(*([data[0:dw - 32]] if dw > 32 else []), crc_part ^ CRC_XOROUT)))
             .Else(src.data.eq(data)),
             src.last.eq(last),
             pop.eq(src.valid & src.ready),
