@@ -365,8 +365,14 @@ def generate(board_name, build_dir=None, sys_clk_freq=None, baudrate=DEFAULT_BAU
     builder = _builder(soc, build_dir, compile_software=False)
     gateware_dir = Path(builder.gateware_dir)
     gateware_dir.mkdir(parents=True, exist_ok=True)
-    for p in gateware_dir.glob("*.v"):
-        p.unlink()
+    # Nothing stale from an earlier run may pass for this one's results.
+    stale = [f"{top}.json", f"{top}_stat.txt", f"{top}_stat.json", f"{top}_yosys.log",
+             f"{top}_nextpnr.json", f"{top}_nextpnr.log", f"{top}.config", f"{top}.bit",
+             f"{top}.svf", "build_sh.out"]
+    for p in list(gateware_dir.glob("*.v")) + [gateware_dir / n for n in stale]:
+        p.unlink(missing_ok=True)
+    for p in (build_dir / "report.json", build_dir / "report.txt"):
+        p.unlink(missing_ok=True)
     detached = keep_cores_as_modules(soc, top, gateware_dir)
     quiet_litex(log, lambda: builder.build(run=False, build_name=top))
     strip_hierarchy_comment_file(gateware_dir / f"{top}.v")
