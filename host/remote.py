@@ -112,7 +112,7 @@ class TunnelLink(HostLink):
         self.sent = {}
         self.host_memory = bytearray()
         self.host_memory_base = 0
-        self.host_writes = 0
+        self._py_host_writes = 0
         self._free = self.credits
         self._waiting = []
         self._counts = {"h2d_msgs": 0, "d2h_msgs": 0, "h2d_bytes": 0, "d2h_bytes": 0}
@@ -148,6 +148,17 @@ class TunnelLink(HostLink):
             self._free -= 1
 
     # HostLink interface -------------------------------------------------------------------------
+    def set_host_memory(self, base, size):
+        """The host buffer the device may write into (``HostWr`` lines, applied by
+        :meth:`recv` as they are drained from the tunnel)."""
+        self.host_memory_base = base
+        self.host_memory = bytearray(size)
+
+    @property
+    def host_writes(self):
+        """``HostWr`` lines applied to :attr:`host_memory` since this link was created."""
+        return self._py_host_writes
+
     def send(self, msg):
         self.sent[msg.tag] = (msg, None)
         self._waiting.append(msg)
