@@ -43,7 +43,7 @@ def _roundtrip_page(cache, start: int, mode, stats: dict, sink: bool = False) ->
     v = torch.stack(vs)
     L, H, T, D = k.shape
     pages = torch.stack([k, v], dim=2).to(torch.float16).reshape(L * H, 2, T, D).numpy()
-    blobs = R.compress_batch(pages, mode, sink=sink and mode.kind == R.MODE_KIVI)
+    blobs = R.compress_batch(pages, mode, sink=sink and mode.kivi_like)
     out = R.decompress_batch(blobs, expect_geometry=(T, D))
     lens = np.array([len(b) for b in blobs]).reshape(L, H)
     stats["bytes"] += lens.sum(axis=1)
@@ -114,6 +114,9 @@ def main(argv=None) -> int:
     ap.add_argument("--no-sink", action="store_true",
                     help="do not set the SINK flag on each sequence's first page (kivi modes"
                          " then quantize the attention-sink token's K like any other)")
+    ap.add_argument("--skip-fp32", action="store_true",
+                    help="skip the fp32-cache reference run (no codec); the FP16 baseline"
+                         " (raw) still runs")
     ap.add_argument("--json", help="write results as JSON to this file")
     args = ap.parse_args(argv)
     if args.tokens % PAGE_TOKENS:
@@ -139,7 +142,7 @@ def main(argv=None) -> int:
     segs = [ids[:, i * args.tokens: (i + 1) * args.tokens] for i in range(args.segments)]
 
     results = {}
-    runs = [None] + modes
+    runs = ([] if args.skip_fp32 else [None]) + modes
     bar = tqdm(total=len(runs) * len(segs), desc="codec eval", unit="seg", file=sys.stderr)
     for m in runs:
         name = "fp32 (no codec)" if m is None else m
@@ -175,7 +178,8 @@ def main(argv=None) -> int:
     if args.json:
         Path(args.json).parent.mkdir(parents=True, exist_ok=True)
         meta = {"text": args.text, "tokens": args.tokens, "segments": args.segments,
-                "window_pages": args.window, "sink": not args.no_sink, "date": str(datetime.date.today()),
+                "window_pages": args.window, "sink": not args.no_sink,
+                "date": str(datetime.date.today()),
                 "model": "SmolLM2-135M-Instruct (Q4_1 GGUF, dequantized fp32)",
                 "command": " ".join(["python -m host.codec_eval"] + (argv or sys.argv[1:]))}
         Path(args.json).write_text(json.dumps({"meta": meta, "results": results}, indent=1))

@@ -98,6 +98,47 @@ def test_rle_long_runs_and_errors():
         R.rle_decode(np.array([0, 255], np.uint8), 100)      # run overshoots the page
 
 
+def test_level_groups_and_packing():
+    assert {lev: R.level_group(lev) for lev in (4, 6, 8, 11, 12, 13, 16)} == {
+        4: (1, 2), 6: (8, 21), 8: (1, 3), 11: (2, 7), 12: (8, 29), 13: (4, 15), 16: (1, 4)}
+    rng = np.random.default_rng(5)
+    for lev in R.ZP_LEVELS:
+        g, w = R.level_group(lev)
+        assert lev ** g <= 1 << w < lev ** g * 2 and w <= 32
+        q = rng.integers(0, lev, (3, 1024)).astype(np.uint8)
+        q[0, :16] = lev - 1                                  # largest fields
+        p = R.pack_levels(q, lev)
+        assert p.shape == (3, (1024 // g * w + 7) // 8)
+        assert np.array_equal(R.unpack_levels(p, lev, 1024), q)
+    # digit k of a field has weight lev**k; fields LSB first
+    p = R.pack_levels(np.array([[1, 2, 3, 4, 5, 0, 0, 0, 5, 4, 3, 2, 1, 0, 0, 0]], np.uint8), 6)
+    f = int.from_bytes(p[0].tobytes(), "little")
+    assert f & (2 ** 21 - 1) == 1 + 2 * 6 + 3 * 36 + 4 * 216 + 5 * 1296
+    assert f >> 21 == 5 + 4 * 6 + 3 * 36 + 2 * 216 + 1 * 1296
+    # a field above lev**g - 1 (only in a corrupt page): the last digit saturates
+    top = np.frombuffer(((1 << 21) - 1).to_bytes(3, "little"), np.uint8)[None]
+    d = R.unpack_levels(top, 6, 8)[0]
+    c = (1 << 21) - 1
+    assert d[:7].tolist() == [(c // 6 ** k) % 6 for k in range(7)] and d[7] == 5
+
+
+def test_zero_points_fit_and_round():
+    """kivi_z groups: |zero| <= 127 and |zero * S - min| <= 0.52 S for every group, also for
+    groups far from zero relative to their range (the scale grows until the zero fits)."""
+    rng = np.random.default_rng(6)
+    lo = rng.normal(0, 1000, 4000)
+    span = np.abs(rng.normal(0, 1, 4000)) * 10.0 ** rng.integers(-6, 3, 4000)
+    x = np.stack([lo, lo + span * rng.random(4000), lo + span], axis=1).astype(np.float16)
+    xi = R.fp16_to_int(x.view(np.uint16))
+    for qmax in (3, 5, 11, 15):
+        code, n, q = R._zp_group(xi, 1, qmax)
+        S = R.scale_value(code)
+        assert (np.abs(n.astype(np.int64)) <= 127).all() and (q <= qmax).all()
+        assert (np.abs(n * S - xi.min(axis=1)) <= 0.52 * S).all()
+        err = np.abs((n.astype(np.int64)[:, None] + q) * S[:, None] - xi)
+        assert (err <= 0.52 * S[:, None]).all()
+
+
 # ---- page round trips ---------------------------------------------------------------------
 @pytest.mark.parametrize("mode", list(R.MODES))
 def test_length_is_fixed_and_counted(mode):
@@ -115,7 +156,8 @@ def test_expected_page_lengths():
     # default page 2 x 16 x 64 FP16 = 4096 bytes; every header/scale/pad/CRC byte counted
     assert {m: R.page_length(R.MODES[m]) for m in R.MODES if m != "int8_delta_rle"} == {
         "raw": 4112, "int8": 2096, "int8_delta": 2096, "kivi_k4v4": 1280, "kivi_k4v3": 1152,
-        "kivi_k3v3": 1024, "kivi_k3v2": 896, "kivi_k2v2": 768}
+        "kivi_k3v3": 1024, "kivi_k3v2": 896, "kivi_k2v2": 768,
+        "kivi_z16v6": 1024, "kivi_z16v8": 1072, "kivi_z12v8": 1024}
 
 
 def test_raw_is_bit_exact_including_nan_inf():
@@ -212,7 +254,7 @@ def test_rle_format_error_with_valid_crc():
 
 
 # ---- SINK pages (kivi) ----------------------------------------------------------------------
-@pytest.mark.parametrize("mode", ["kivi_k4v3", "kivi_k3v2"])
+@pytest.mark.parametrize("mode", ["kivi_k4v3", "kivi_k3v2", "kivi_z16v6", "kivi_z12v8"])
 def test_sink_page(mode):
     pages = np.concatenate([random_pages(6, seed=14), extreme_page()[None]])
     sink = np.array([1, 0, 1, 0, 0, 1, 1], bool)
@@ -231,6 +273,16 @@ def test_sink_page(mode):
         assert (err <= R.error_bound(pages[i], mode, sink=bool(sink[i]))).all()
         if sink[i]:
             assert np.array_equal(out[i, 0, 0], x[i, 0, 0])      # token 0's K exact
+
+
+def test_kivi_z_header_levels_checked():
+    blob = bytearray(R.compress(random_pages(1)[0], "kivi_z16v6"))
+    from tests.codec_fixtures import reseal
+    for bad in (0x26, 0x52, 0xF2):            # 3 levels for K, 3 for V: below the minimum 4
+        blob[3] = bad
+        with pytest.raises(R.CodecError) as e:
+            R.decompress(reseal(blob))
+        assert e.value.kind == "header"
 
 
 def test_sink_flag_rejected_outside_kivi():

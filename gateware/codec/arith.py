@@ -156,3 +156,87 @@ def quantize(m, d, code, qmax):
         If(qq > qmax, q.eq(qmax)).Else(q.eq(qq)),
     ]
     return q
+
+
+def divmod_const(m, c, width, d):
+    """(c // d, c % d) for an unsigned `width`-bit signal c and a constant d >= 2: one
+    multiply by M = ceil(2**s / d) and a shift, exact for every c < 2**width (checked here:
+    2**s <= M * d <= 2**s + 2**(s - width) is the classic sufficient condition)."""
+    s = width + (d - 1).bit_length()
+    M = -(-(1 << s) // d)
+    assert (1 << s) <= M * d <= (1 << s) + (1 << (s - width))
+    q = Signal(max(width - (d - 1).bit_length() + 1, 1))
+    r = Signal(max((d - 1).bit_length(), 1))
+    prod = Signal(width + M.bit_length())
+    m.comb += [prod.eq(c * M), q.eq(prod >> s), r.eq(c - q * d)]
+    return q, r
+
+
+def level_digits(m, code, levels, g, w):
+    """Digits q_0..q_{g-1} of a w-bit base-`levels` field (reference.unpack_levels): the
+    first g-1 by successive division, the last saturating at levels - 1."""
+    qb = (levels - 1).bit_length()
+    digits = []
+    c, cw = code, w
+    for k in range(g):
+        q = Signal(qb)
+        if k < g - 1:
+            c2, r = divmod_const(m, c, cw, levels)
+            m.comb += q.eq(r)
+            c, cw = c2, len(c2)
+        else:
+            m.comb += If(c > levels - 1, q.eq(levels - 1)).Else(q.eq(c))
+        digits.append(q)
+    return digits
+
+
+def level_code(qs, levels):
+    """Base-`levels` field sum q_k * levels**k of digits qs (an expression)."""
+    expr = qs[-1]
+    for q in reversed(qs[:-1]):
+        expr = expr * levels + q
+    return expr
+
+
+def zp_stats(m, lo_bits, hi_bits, qmax):
+    """Zero-point statistics of a group from its min / max (canonical FP16 bits):
+    code = max(choose_scale(hi - lo, qmax), choose_scale(|lo|, 127)),
+    zero = sign(lo) * quantize(|lo|, code, 127) (8-bit two's complement). reference._zp_group."""
+    lo = fp16_to_int(m, lo_bits)
+    hi = fp16_to_int(m, hi_bits)
+    rng = Signal(43)
+    mag = Signal(41)
+    m.comb += [rng.eq(hi - lo), If(lo < 0, mag.eq(-lo)).Else(mag.eq(lo))]
+    c1 = choose_scale(m, rng, qmax)
+    c2 = choose_scale(m, mag, R.ZP_ZERO_MAX)
+    code = Signal(8)
+    m.comb += If(c1 > c2, code.eq(c1)).Else(code.eq(c2))
+    nmag = quantize(m, mag, code, R.ZP_ZERO_MAX)
+    zero = Signal(8)
+    m.comb += If(lo < 0, zero.eq(-nmag)).Else(zero.eq(nmag))
+    return code, zero
+
+
+def zp_offset(m, zero, code):
+    """zero * S(code), signed, units of 2**-24 (zero: 8-bit two's complement)."""
+    z = Signal((8, True))
+    mant = Signal((5, True))
+    sh = Signal(6)
+    prod = Signal((13, True))
+    out = Signal((50, True))
+    m.comb += [z.eq(zero), mant.eq(Cat(code[0:3], C(1, 1))), sh.eq(code[3:8] + R.SCALE_SHIFT),
+               prod.eq(z * mant), out.eq(prod << sh)]
+    return out
+
+
+def zp_value(m, zero, q, code):
+    """(zero + q) * S(code), signed (the dequantized value of a kivi_z code)."""
+    z = Signal((8, True))
+    t = Signal((10, True))
+    mant = Signal((5, True))
+    sh = Signal(6)
+    prod = Signal((15, True))
+    out = Signal((VW, True))
+    m.comb += [z.eq(zero), t.eq(z + q), mant.eq(Cat(code[0:3], C(1, 1))),
+               sh.eq(code[3:8] + R.SCALE_SHIFT), prod.eq(t * mant), out.eq(prod << sh)]
+    return out

