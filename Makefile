@@ -2,7 +2,7 @@
 PY := .venv/bin/python
 SETUP := scripts/setup.sh
 
-.PHONY: setup sim test bench traces codec-eval bitstream clean help
+.PHONY: setup sim test bench traces codec-eval codec-ecp5 codec-simcost bitstream clean help
 help:
 	@echo "make setup   install system packages and the .venv (idempotent)"
 	@echo "make sim     build the SoC + firmware and run it under Verilator (the demo)"
@@ -11,6 +11,8 @@ help:
 	@echo "make traces  capture the four full workload traces into build/traces (checked by hash)"
 	@echo "make codec-eval  perplexity of SmolLM2 with its KV cache round-tripped through each codec mode"
 	@echo "make bitstream [BOARD=ulx3s|ecpix5]  FPGA bitstream (yosys, nextpnr-ecp5, ecppack); report -> docs/bitstreams/"
+	@echo "make codec-ecp5  ECP5 (ULX3S 85F) LUT/FF/EBR/DSP and Fmax of the codec cores alone (slow: yosys + nextpnr)"
+	@echo "make codec-simcost  Verilator cost per eval() of each codec core alone"
 
 setup:
 	@bash $(SETUP)
@@ -39,6 +41,12 @@ bitstream: setup
 	mkdir -p docs/bitstreams
 	cp build/$(BOARD)/report.txt docs/bitstreams/$(BOARD).txt
 	cp build/$(BOARD)/report.json docs/bitstreams/$(BOARD).json
+
+codec-ecp5: setup
+	$(PY) bench/codec_ecp5.py --json build/codec_ecp5.json
+
+codec-simcost: setup
+	$(PY) bench/codec_sim_cost.py --json build/codec_sim_cost.json
 
 clean:
 	rm -rf build

@@ -21,7 +21,9 @@ from tests.codec_fixtures import (CORRUPT_CASES, beats_bytes, bytes_beats, corru
                                   stream_source)
 
 SMALL = dict(T=8, D=16)
-HW = ["raw", "int8", "int8_delta", "kivi_k4v3", "kivi_k3v2"]   # kivi_k4v4: Verilator test
+HW = ["raw", "int8", "int8_delta", "kivi_k4v3", "kivi_k3v2", "kivi_z16v6"]
+# kivi_k4v4: Verilator test; kivi_z12v8 (8 K codes per 29-bit field): SINK tests here, and
+# Verilator; kivi_z11v9 (fields of 2 and 4 codes): test_kivi_z_field_sizes
 
 
 def run_compressor(mode, pages, dw=64, T=16, D=64, seed=0, p_valid=0.7, p_ready=0.7,
@@ -141,7 +143,7 @@ def test_compressor_matches_reference(mode):
     assert got == R.compress_batch(pages, mode)
 
 
-@pytest.mark.parametrize("mode", ["kivi_k3v2"])
+@pytest.mark.parametrize("mode", ["kivi_k3v2", "kivi_z12v8"])
 def test_compressor_sink_pages(mode):
     pages = small_pages(8)
     sink = [1, 0, 1]
@@ -191,7 +193,7 @@ def test_decompressor_matches_reference_and_flags_corruption(mode):
                 assert np.array_equal(np.frombuffer(out, np.uint16), exp[0].reshape(-1))
 
 
-@pytest.mark.parametrize("mode", ["kivi_k4v3"])
+@pytest.mark.parametrize("mode", ["kivi_k4v3", "kivi_z12v8"])
 def test_decompressor_sink_pages(mode):
     pages = small_pages(9)
     blobs = R.compress_batch(pages, mode, sink=np.array([1, 0, 1], bool))
@@ -229,10 +231,22 @@ def test_decompressor_garbage_and_empty_frames_never_hang():
 
 def test_decompressor_output_one_beat_per_cycle():
     pages = small_pages(6)[:1]
-    for mode in ("int8", "kivi_k3v2"):
+    for mode in ("int8", "kivi_k3v2", "kivi_z12v8"):
         blobs = R.compress_batch(pages, mode)
         (err, out, span, _), = run_decompressor(mode, blobs, p_valid=1.0, p_ready=1.0, **SMALL)
         assert err == 0 and span == 2 * 8 * 16 // 4
+
+
+def test_kivi_z_field_sizes():
+    """Fields of 2 codes (11 levels, 7 bits) and 4 codes (9 levels, 13 bits), dw = 128 (16
+    values per compressor cycle), both cores, one extreme page."""
+    mode = R.Mode("kivi_z11v9", R.MODE_KIVI_ZP, klev=11, vlev=9)
+    pages = small_pages(10)[2:]
+    got, _ = run_compressor(mode, pages, dw=128, seed=6, **SMALL)
+    blobs = R.compress_batch(pages, mode)
+    assert got == blobs
+    (err, out, _, _), = run_decompressor(mode, blobs, dw=128, seed=7, **SMALL)
+    assert err == 0 and out == R.decompress_batch(blobs).tobytes()
 
 
 # ---- parameters and Verilog -----------------------------------------------------------------
@@ -245,11 +259,16 @@ def test_bad_parameters_raise():
         KVCompressor("int8_delta_rle")
     with pytest.raises(KeyError):
         KVDecompressor("nope")
+    with pytest.raises(ValueError):       # 8 V codes per field, 4 values per cycle at dw=32
+        KVCompressor("kivi_z16v6", dw=32)
+    with pytest.raises(ValueError):
+        KVDecompressor("kivi_z12v8", dw=32)
 
 
 @pytest.mark.parametrize("core", [KVCompressor, KVDecompressor])
 @pytest.mark.parametrize("mode,dw", [("raw", 64), ("int8_delta", 64), ("kivi_k4v3", 64),
-                                     ("kivi_k3v2", 32), ("int8", 128)])
+                                     ("kivi_k3v2", 32), ("int8", 128), ("kivi_z16v6", 64),
+                                     ("kivi_z12v8", 128)])
 def test_converts_to_verilog(core, mode, dw):
     dut = core(mode, dw=dw)
     v = str(convert(dut, ios={dut.sink.valid, dut.sink.ready, dut.sink.data, dut.sink.last,

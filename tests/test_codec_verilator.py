@@ -24,7 +24,9 @@ ROOT = Path(__file__).resolve().parent.parent
 DW = 64
 CORES = [("c", KVCompressor, "int8_delta"), ("d", KVDecompressor, "int8_delta"),
          ("c", KVCompressor, "kivi_k4v3"), ("d", KVDecompressor, "kivi_k4v3"),
-         ("c", KVCompressor, "raw"), ("d", KVDecompressor, "kivi_k3v2")]
+         ("c", KVCompressor, "raw"), ("d", KVDecompressor, "kivi_k3v2"),
+         ("c", KVCompressor, "kivi_z16v6"), ("d", KVDecompressor, "kivi_z16v6"),
+         ("c", KVCompressor, "kivi_z12v8"), ("d", KVDecompressor, "kivi_z12v8")]
 
 
 def _prefix(kind, mode):
@@ -131,7 +133,7 @@ def _pages(trace_pages, n, seed):
     return np.concatenate([trace_pages[idx], random_pages(3, seed=seed), extreme_page()[None]])
 
 
-@pytest.mark.parametrize("mode", ["int8_delta", "kivi_k4v3", "raw"])
+@pytest.mark.parametrize("mode", ["int8_delta", "kivi_k4v3", "raw", "kivi_z16v6", "kivi_z12v8"])
 def test_cosim_compressor(cosim, trace_pages, mode):
     pages = _pages(trace_pages, 24, seed=len(mode))
     sink = np.arange(len(pages)) % 5 == 0 if mode.startswith("kivi") else None
@@ -141,7 +143,7 @@ def test_cosim_compressor(cosim, trace_pages, mode):
     assert [beats_bytes(f, DW) for f in out] == exp
 
 
-@pytest.mark.parametrize("mode", ["int8_delta", "kivi_k4v3"])
+@pytest.mark.parametrize("mode", ["int8_delta", "kivi_k4v3", "kivi_z16v6"])
 def test_cosim_compressor_no_input_stall(cosim, trace_pages, mode):
     pages = _pages(trace_pages, 6, seed=2)
     out, stalls = Driver(cosim, "c", mode).run([page_beats(p, DW) for p in pages], seed=1,
@@ -150,7 +152,8 @@ def test_cosim_compressor_no_input_stall(cosim, trace_pages, mode):
     assert stalls == 0
 
 
-@pytest.mark.parametrize("mode", ["int8_delta", "kivi_k4v3", "kivi_k3v2"])
+@pytest.mark.parametrize("mode", ["int8_delta", "kivi_k4v3", "kivi_k3v2", "kivi_z16v6",
+                                  "kivi_z12v8"])
 def test_cosim_decompressor(cosim, trace_pages, mode):
     pages = _pages(trace_pages, 24, seed=len(mode) + 1)
     sink = np.arange(len(pages)) % 4 == 1 if mode.startswith("kivi") else False
