@@ -117,6 +117,10 @@ def main(argv=None) -> int:
     ap.add_argument("--skip-fp32", action="store_true",
                     help="skip the fp32-cache reference run (no codec); the FP16 baseline"
                          " (raw) still runs")
+    ap.add_argument("--baseline-json",
+                    help="take the FP16 baseline (raw) from this earlier --json output instead"
+                         " of running it again; its text, tokens, segments and window must match"
+                         " (raw pages never carry the SINK flag, so --no-sink does not matter)")
     ap.add_argument("--json", help="write results as JSON to this file")
     args = ap.parse_args(argv)
     if args.tokens % PAGE_TOKENS:
@@ -125,7 +129,19 @@ def main(argv=None) -> int:
     for m in modes:
         if m not in R.MODES:
             ap.error(f"unknown mode {m!r}; choose from {', '.join(R.MODES)}")
-    if "raw" not in modes:
+    baseline = None
+    if args.baseline_json:
+        try:
+            prev = json.loads(Path(args.baseline_json).read_text())
+            pm, baseline = prev["meta"], prev["results"]["raw"]
+        except (OSError, ValueError, KeyError) as e:
+            ap.error(f"--baseline-json {args.baseline_json}: not a codec_eval result ({e})")
+        for k, v in (("text", args.text), ("tokens", args.tokens), ("segments", args.segments),
+                     ("window_pages", args.window)):
+            if pm.get(k) != v:
+                ap.error(f"--baseline-json {args.baseline_json}: {k} {pm.get(k)!r} != {v!r}")
+        modes = [m for m in modes if m != "raw"]
+    elif "raw" not in modes:
         modes.insert(0, "raw")
 
     import torch
@@ -162,6 +178,8 @@ def main(argv=None) -> int:
             res["ratio_per_layer"] = np.mean([r["ratio_per_layer"] for r in per], axis=0).tolist()
         results[name] = res
     bar.close()
+    if baseline is not None:
+        results = {"raw": dict(baseline, from_file=args.baseline_json), **results}
     base = results["raw"]["ppl"]
     for r in results.values():
         r["dppl_pct"] = 100 * (r["ppl"] / base - 1)

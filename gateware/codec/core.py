@@ -414,23 +414,32 @@ class KVCompressor(Module):
             k_tok0 = Signal()
             self.comb += k_tok0.eq(snk_b & (cnt < D // (2 * L)))
             vals = [rp[s].dat_r[16 * j: 16 * j + 16] for s in range(2) for j in range(L)]
+            # one quantizer per value, shared by the K and V payload steps: operands chosen by
+            # the step, q clamped to the section's qmax (quantize(d, c, a) = min(a, .), so
+            # min(qmax, quantize(d, c, max(kq, vq))) = quantize(d, c, qmax))
             kqs, vqs = [], []
-            vz = A.zp_offset(self, vlo_b[0], vcode_b[0]) if zp else None
+            is_kq = Signal()
+            self.comb += is_kq.eq(st == ik)
             for j, v in enumerate(vals):
                 cv, _ = A.sanitize(self, v)
                 x = A.fp16_to_int(self, cv)
-                for (lo, code, qmax, lst, z) in ((klo_b[j], kcode_b[j], kq, kqs, None),
-                                                 (vlo_b[0], vcode_b[0], vq, vqs, vz)):
-                    if zp:
-                        # d = max(x - zero * S, 0)
-                        z = z if z is not None else A.zp_offset(self, lo, code)
-                        diff = Signal((51, True))
-                        d = Signal(48)
-                        self.comb += [diff.eq(x - z), If(diff < 0, d.eq(0)).Else(d.eq(diff))]
-                    else:
-                        d = Signal(43)
-                        self.comb += d.eq(x - A.fp16_to_int(self, lo))
-                    lst.append(A.quantize(self, d, code, qmax))
+                lo, code = Signal(len(klo_b[j])), Signal(8)
+                self.comb += If(is_kq, lo.eq(klo_b[j]), code.eq(kcode_b[j])) \
+                    .Else(lo.eq(vlo_b[0]), code.eq(vcode_b[0]))
+                if zp:
+                    # d = max(x - zero * S, 0)
+                    z = A.zp_offset(self, lo, code)
+                    diff = Signal((51, True))
+                    d = Signal(48)
+                    self.comb += [diff.eq(x - z), If(diff < 0, d.eq(0)).Else(d.eq(diff))]
+                else:
+                    d = Signal(43)
+                    self.comb += d.eq(x - A.fp16_to_int(self, lo))
+                qa = A.quantize(self, d, code, max(kq, vq))
+                for qmax, lst in ((kq, kqs), (vq, vqs)):
+                    qc = Signal(len(qa))
+                    self.comb += If(qa > qmax, qc.eq(qmax)).Else(qc.eq(qa))
+                    lst.append(qc)
             if zp:
                 def fields(qs, lev, g, w):
                     out = []
@@ -720,20 +729,19 @@ class KVDecompressor(Module):
                 kd = digits(mode.klev, gk, wk, "kq")
                 vd = digits(mode.vlev, gv, wv, "vq")
             else:
-                vx = A.fp16_to_int(self, vlo[0])
-                vs = A.scale_value(self, vcode[0])
+                kd = [buf[mode.kbits * j: mode.kbits * (j + 1)] for j in range(L)]
+                vd = [buf[mode.vbits * j: mode.vbits * (j + 1)] for j in range(L)]
             for j in range(L):
-                v = Signal((A.VW, True))
+                # one dequantizer per lane, its operands chosen by the step (K or V payload)
+                lo, code = Signal(len(klo[j])), Signal(8)
+                q = Signal(max(len(kd[j]), len(vd[j])))
+                self.comb += If(isk, lo.eq(klo[j]), code.eq(kcode[j]), q.eq(kd[j])) \
+                    .Else(lo.eq(vlo[0]), code.eq(vcode[0]), q.eq(vd[j]))
                 if zp:
-                    kv = A.zp_value(self, klo[j], kd[j], kcode[j])
-                    vv = A.zp_value(self, vlo[0], vd[j], vcode[0])
-                    self.comb += If(isk, v.eq(kv)).Else(v.eq(vv))
+                    v = A.zp_value(self, lo, q, code)
                 else:
-                    kx = A.fp16_to_int(self, klo[j])
-                    ks = A.scale_value(self, kcode[j])
-                    qk = buf[mode.kbits * j: mode.kbits * (j + 1)]
-                    qv = buf[mode.vbits * j: mode.vbits * (j + 1)]
-                    self.comb += If(isk, v.eq(kx + qk * ks)).Else(v.eq(vx + qv * vs))
+                    v = Signal((A.VW, True))
+                    self.comb += v.eq(A.fp16_to_int(self, lo) + q * A.scale_value(self, code))
                 f = A.int_to_fp16(self, v)
                 o = Signal(16)
                 self.comb += If(isk & k_tok0, o.eq(ksink[j])).Else(o.eq(f))
