@@ -1,8 +1,8 @@
 """Migen stream cores of the KV codec: ``KVCompressor`` and ``KVDecompressor``.
 
 Both are bit exact with ``reference.py`` (the specification) for the fixed-size modes
-(raw, int8, int8_delta, kivi_*); the mode, the page geometry and the datapath width ``dw``
-are constructor parameters. See README.md for the interface, timing and error codes.
+(raw, int8, int8_delta, kivi_*, kivi_z*); the mode, the page geometry and the datapath width
+``dw`` are constructor parameters. See README.md for the interface, timing and error codes.
 """
 from __future__ import annotations
 
@@ -14,8 +14,6 @@ from litex.soc.interconnect import stream
 from . import arith as A
 from . import reference as R
 from .crc import INIT as CRC_INIT, XOROUT as CRC_XOROUT, crc32_expr
-
-HW_MODES = ("raw", "int8", "int8_delta")  # + every kivi_* mode
 
 
 def _resolve(mode):
