@@ -1,0 +1,33 @@
+"""Speculative KV-page prefetchers (issue 6): baselines and the INT8 LSTM, as pure-integer
+Python references that the firmware (``firmware/predict.c``) reproduces bit for bit.
+
+    from host.prefetch import make_predictor, KINDS
+    p = make_predictor("lstm")                 # integer reference, committed weights
+    p.reset()                                  # new request
+    out = p.step(s, layer, n_pages, acc, k)    # <= k pages of stream s's next step, best first
+
+See host/prefetch/README.md (design, training, results).
+"""
+from pathlib import Path
+
+from host.prefetch.core import (KINDS, KIND_CODE, LastPredictor, LayerAheadPredictor,  # noqa: F401
+                                LSTMPredictor, MarkovPredictor, NonePredictor, QuantLSTMWeights,
+                                StridePredictor)
+
+WEIGHTS = Path(__file__).resolve().parent / "weights" / "lstm.npz"
+
+_CLASSES = {"none": NonePredictor, "last": LastPredictor, "stride": StridePredictor,
+            "markov": MarkovPredictor, "layer_ahead": LayerAheadPredictor}
+
+
+def make_predictor(kind: str, weights=None):
+    """A fresh predictor of ``kind`` (one of KINDS). For "lstm", ``weights`` is a
+    :class:`QuantLSTMWeights` or a path to an .npz written by the training command
+    (default: the committed ``weights/lstm.npz``)."""
+    if kind == "lstm":
+        if not isinstance(weights, QuantLSTMWeights):
+            weights = QuantLSTMWeights.load(weights or WEIGHTS)
+        return LSTMPredictor(weights)
+    if kind not in _CLASSES:
+        raise ValueError(f"unknown predictor kind {kind!r}; known: {', '.join(KINDS)}")
+    return _CLASSES[kind]()
