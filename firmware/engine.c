@@ -17,6 +17,7 @@
 #ifdef WITH_SPECULATION
 #include "speculate.h"
 #endif
+#include "predict.h"
 
 #ifdef CSR_DMA_BASE
 
@@ -156,7 +157,12 @@ void engine_poll(void)
 	else if (cmd == MBOX_CMD_SPEC_CONFIG)
 		status = spec_config(*mbox(3), *mbox(4), *mbox(5), *mbox(6), *mbox(7));
 #endif
-	else
+	else if (cmd == MBOX_CMD_PRED_RUN) {
+		uint32_t arg = *mbox(MBOX_CMD_VPN);
+		status = pred_run(arg & 0xff, arg >> 8, *mbox(MBOX_CMD_SRC), *mbox(MBOX_CMD_HOST_LO),
+		                  *mbox(MBOX_CMD_HOST_HI), &len);
+		slot = status ? 0 : *mbox(MBOX_CMD_HOST_LO);
+	} else
 		status = MBOX_ERR_UNKNOWN;
 	if (status && status < 0x100)
 		*mbox(MBOX_REJECTED) = ++rejected;

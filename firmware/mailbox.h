@@ -23,6 +23,10 @@
  *
  * Command codes: 1-7 control plane and speculation (this file), 8-11 predictor tests,
  * 12-15 datapath tests.
+ *
+ * MBOX_CMD_PRED_RUN (predictor test channel, firmware/predict.h): word 3 = kind | flags << 8,
+ * word 4 = input records (DRAM offset), word 5 = record count, word 6 = output records;
+ * completion: word 10 = timer cycles spent in pred_step (sum), word 11 = records run.
  */
 
 #include <stdint.h>
@@ -62,6 +66,7 @@
 #define MBOX_STEP_RECORD   1008
 #define MBOX_HINT_UNITS    (2 * (MBOX_STEP_RECORD - MBOX_HINT_PAYLOAD))
 #define HINT_MAGIC 0x31544E48u /* "HNT1" */
+#define MBOX_CMD_PRED_RUN 8  /* codes 8-11: predictors (issue 6) */
 
 #define MBOX_ERR_UNKNOWN  1  /* unknown command */
 #define MBOX_ERR_VPN      2  /* vpn outside the page table */

@@ -18,6 +18,7 @@ MBOX_CMD_SEQ, MBOX_CMD, MBOX_CMD_VPN, MBOX_CMD_SRC = 1, 2, 3, 4
 MBOX_CMD_HOST_LO, MBOX_CMD_HOST_HI = 5, 6
 MBOX_DONE_SEQ, MBOX_DONE_STATUS, MBOX_DONE_LEN, MBOX_DONE_SLOT, MBOX_REJECTED = 8, 9, 10, 11, 12
 CMD_OFFLOAD, CMD_PREFETCH = 1, 2
+CMD_PRED_RUN = 8  # firmware/predict.h: predictor test channel
 ERRORS = {1: "unknown command", 2: "vpn outside the page table",
           3: "staging offset outside the staging area", 4: "page pool full",
           5: "page not in the pool", 6: "speculation configuration out of range"}
@@ -25,6 +26,8 @@ ERRORS = {1: "unknown command", 2: "vpn outside the page table",
 # firmware/engine.h
 DRAM_STAGING, DRAM_STAGING_SIZE = 0x0010_0000, 0x0010_0000
 DRAM_POOL, DRAM_PT, PAGE_BYTES = 0x0020_0000, 0x0100_0000, 4096
+# firmware/predict.h
+PRED_DRAM_BASE, PRED_DRAM_END, PRED_OUT_STRIDE = 0x0180_0000, 0x01C0_0000, 72
 
 
 class DeviceError(RuntimeError):
@@ -95,6 +98,29 @@ class Device:
     def prefetch(self, vpn, host_addr, check=True):
         done = self.command(CMD_PREFETCH, vpn, host=host_addr)
         return self._check(done, f"prefetch of vpn {vpn}") if check else done
+
+    def pred_run(self, kind, records, reset=True, max_cycles=400_000_000):
+        """Run predictor ``kind`` (enum pred_kind code) in firmware over ``records``, a list of
+        (s, layer, n_pages, k, acc): returns (predictions per record, timer cycles per record)."""
+        import numpy as np
+        words = []
+        for s, layer, n_pages, k, acc in records:
+            words += [s, layer, n_pages, k, len(acc)] + [int(p) for p in acc]
+        blob = np.asarray(words, dtype="<u2").tobytes()
+        blob += bytes(-len(blob) % LINE)
+        out = PRED_DRAM_BASE + ((len(blob) + 4095) & ~4095)
+        if out + len(records) * PRED_OUT_STRIDE > PRED_DRAM_END:
+            raise ValueError("too many records for the predictor test region")
+        self.link.mem_write(self.ram + PRED_DRAM_BASE, blob)
+        done = self.command(CMD_PRED_RUN, kind | (int(reset) << 8), src=PRED_DRAM_BASE,
+                            host=(out << 32) | len(records), max_cycles=max_cycles, poll=20_000)
+        self._check(done, f"predictor run (kind {kind})")
+        n_bytes = len(records) * PRED_OUT_STRIDE
+        raw = self.link.mem_read(self.ram + out, (n_bytes + LINE - 1) & ~(LINE - 1))[:n_bytes]
+        o = np.frombuffer(raw, dtype="<u2").reshape(len(records), PRED_OUT_STRIDE // 2)
+        preds = [o[i, 1:1 + o[i, 0]].tolist() for i in range(len(records))]
+        cycles = (o[:, 33].astype(np.int64) | (o[:, 34].astype(np.int64) << 16)).tolist()
+        return preds, cycles
 
     def rejected(self):
         return self.link.cfg_read(self._word(MBOX_REJECTED))

@@ -1,0 +1,429 @@
+/* KV-page prefetch predictors: none, last, stride, Markov table, dense layer-ahead schedule
+ * and the INT8 LSTM. A line-by-line port of host/prefetch/core.py (the specification); any
+ * change there must be made here too, and tests/test_prefetch_firmware.py compares both on
+ * held-out traces in the simulated SoC. */
+
+#pragma GCC optimize("O2")
+
+#include <stdint.h>
+#include <string.h>
+
+#include "predict.h"
+#include "lstm_weights.h"
+
+#define L1_PAGES 4
+#define TRACK 32
+
+/* ---- tracker: per stream up to TRACK (page, 8-step read history) entries ---- */
+static uint16_t tr_page[PRED_MAX_STREAMS][TRACK];
+static uint8_t tr_hist[PRED_MAX_STREAMS][TRACK];
+static uint8_t tr_n[PRED_MAX_STREAMS];
+static unsigned obs_read, obs_new, obs_drop;
+
+#define MARKOV_ENTRIES 512
+#define MARKOV_SUCC 4
+
+/* Per-kind state, one kind at a time. */
+static union {
+	struct { int16_t prev_hi[PRED_MAX_STREAMS]; int16_t prev_d[PRED_MAX_STREAMS]; } stride;
+	struct { uint32_t key[MARKOV_ENTRIES]; uint16_t succ[MARKOV_ENTRIES][MARKOV_SUCC];
+	         uint8_t cnt[MARKOV_ENTRIES][MARKOV_SUCC]; } markov;
+	struct { int8_t h[PRED_MAX_STREAMS][LSTM_H]; int16_t c[PRED_MAX_STREAMS][LSTM_H]; } lstm;
+} st;
+static int active = -1;
+
+static void observe(unsigned s, const uint16_t *acc, unsigned n_acc, int lim)
+{
+	uint16_t *pg = tr_page[s];
+	uint8_t *hs = tr_hist[s];
+	unsigned n = 0, i, j, a;
+	for (i = 0; i < tr_n[s]; i++) {
+		unsigned h = (hs[i] << 1) & 0xff;
+		if (h && (int)pg[i] < lim) {
+			pg[n] = pg[i];
+			hs[n] = h;
+			n++;
+		}
+	}
+	obs_read = obs_new = 0;
+	for (a = 0; a < n_acc; a++) {
+		int p = acc[a];
+		int v;
+		unsigned best;
+		if (p >= lim)
+			break;
+		obs_read++;
+		for (j = 0; j < n; j++)
+			if (pg[j] == p)
+				break;
+		if (j < n) {
+			hs[j] |= 1;
+			continue;
+		}
+		obs_new++;
+		if (n < TRACK) {
+			pg[n] = p;
+			hs[n] = 1;
+			n++;
+			continue;
+		}
+		v = -1;
+		best = 256;
+		for (j = 0; j < n; j++)
+			if (!(hs[j] & 1) && hs[j] < best) {
+				v = j;
+				best = hs[j];
+			}
+		if (v >= 0) {
+			pg[v] = p;
+			hs[v] = 1;
+		}
+	}
+	tr_n[s] = n;
+	obs_drop = 0;
+	for (j = 0; j < n; j++)
+		if ((hs[j] & 3) == 2)
+			obs_drop++;
+}
+
+/* Top k of n (score, page) pairs: highest score first, lower page first on ties. */
+static unsigned top_k(int32_t *sc, uint16_t *pg, unsigned n, unsigned k, uint16_t *out)
+{
+	unsigned r, i;
+	if (k > n)
+		k = n;
+	for (r = 0; r < k; r++) {
+		unsigned b = r;
+		for (i = r + 1; i < n; i++)
+			if (sc[i] > sc[b] || (sc[i] == sc[b] && pg[i] < pg[b]))
+				b = i;
+		if (b != r) {
+			int32_t ts = sc[r];
+			uint16_t tp = pg[r];
+			sc[r] = sc[b];
+			pg[r] = pg[b];
+			sc[b] = ts;
+			pg[b] = tp;
+		}
+		out[r] = pg[r];
+	}
+	return k;
+}
+
+/* ---- baselines ---- */
+static unsigned pred_last(int lim, const uint16_t *acc, unsigned n_acc, unsigned k, uint16_t *out)
+{
+	unsigned n = 0, a;
+	for (a = 0; a < n_acc && n < k; a++)
+		if ((int)acc[a] < lim)
+			out[n++] = acc[a];
+	return n;
+}
+
+static unsigned pred_stride(unsigned s, int lim, const uint16_t *acc, unsigned n_acc, unsigned k,
+                            uint16_t *out)
+{
+	int d = 1, hi = -1, a;
+	unsigned n = 0, i;
+	for (a = 0; a < (int)n_acc; a++)
+		if ((int)acc[a] < lim)
+			hi = acc[a];
+	if (hi >= 0) {
+		int nd = st.stride.prev_hi[s] >= 0 ? hi - st.stride.prev_hi[s] : 0;
+		if (nd != 0 && nd == st.stride.prev_d[s])
+			d = nd;
+		if (nd != 0)
+			st.stride.prev_d[s] = nd;
+		st.stride.prev_hi[s] = hi;
+	}
+	for (a = (int)n_acc - 1; a >= 0 && n < k; a--) {
+		int q;
+		if ((int)acc[a] >= lim)
+			continue;
+		q = acc[a] + d;
+		if (q < 0 || q >= lim)
+			continue;
+		for (i = 0; i < n; i++)
+			if (out[i] == q)
+				break;
+		if (i == n)
+			out[n++] = q;
+	}
+	return n;
+}
+
+static unsigned markov_slot(unsigned s, unsigned p, uint32_t *key)
+{
+	*key = s * PRED_MAX_PAGES + p + 1;
+	return (uint32_t)(*key * 2654435761u) >> 23;
+}
+
+static unsigned pred_markov(unsigned s, int lim, unsigned k, uint16_t *out)
+{
+	const uint16_t *pg = tr_page[s];
+	const uint8_t *hs = tr_hist[s];
+	unsigned n = tr_n[s], i, j, t, nc = 0;
+	static int32_t csc[TRACK * MARKOV_SUCC];
+	static uint16_t cpg[TRACK * MARKOV_SUCC];
+	for (i = 0; i < n; i++) {
+		uint32_t key;
+		unsigned e;
+		uint16_t *su;
+		uint8_t *cn;
+		if (!(hs[i] & 2))
+			continue;
+		e = markov_slot(s, pg[i], &key);
+		su = st.markov.succ[e];
+		cn = st.markov.cnt[e];
+		if (st.markov.key[e] != key) {
+			st.markov.key[e] = key;
+			memset(su, 0, sizeof(st.markov.succ[e]));
+			memset(cn, 0, sizeof(st.markov.cnt[e]));
+		}
+		for (j = 0; j < n; j++) {
+			unsigned b = pg[j], m, best;
+			if (!(hs[j] & 1))
+				continue;
+			for (t = 0; t < MARKOV_SUCC; t++)
+				if (cn[t] && su[t] == b)
+					break;
+			if (t < MARKOV_SUCC) {
+				if (cn[t] < 255)
+					cn[t]++;
+				continue;
+			}
+			m = 0;
+			best = 256;
+			for (t = 0; t < MARKOV_SUCC; t++)
+				if (cn[t] < best) {
+					m = t;
+					best = cn[t];
+				}
+			su[m] = b;
+			cn[m] = 1;
+		}
+	}
+	for (i = 0; i < n; i++) {
+		uint32_t key;
+		unsigned e;
+		if (!(hs[i] & 1))
+			continue;
+		e = markov_slot(s, pg[i], &key);
+		if (st.markov.key[e] != key)
+			continue;
+		for (t = 0; t < MARKOV_SUCC; t++) {
+			unsigned b = st.markov.succ[e][t], c = st.markov.cnt[e][t];
+			if (!c || (int)b >= lim)
+				continue;
+			for (j = 0; j < nc; j++)
+				if (cpg[j] == b)
+					break;
+			if (j == nc) {
+				cpg[nc] = b;
+				csc[nc++] = 0;
+			}
+			csc[j] += c;
+		}
+	}
+	return top_k(csc, cpg, nc, k, out);
+}
+
+/* ---- LSTM ---- */
+static inline int32_t rshift_round(int32_t v, int n)
+{
+	return n <= 0 ? v * (1 << -n) : (v + (1 << (n - 1))) >> n;
+}
+
+static inline unsigned lut_index(int32_t z)
+{
+	int32_t i = (z >> 7) + LSTM_LUT_N / 2;
+	return i < 0 ? 0 : i > LSTM_LUT_N - 1 ? LSTM_LUT_N - 1 : (unsigned)i;
+}
+
+static inline unsigned popcount8(unsigned h)
+{
+	h = (h & 0x55) + ((h >> 1) & 0x55);
+	h = (h & 0x33) + ((h >> 2) & 0x33);
+	return (h & 0x0f) + (h >> 4);
+}
+
+static unsigned bucket(unsigned v, const uint8_t *edges, unsigned n)
+{
+	unsigned i;
+	for (i = 0; i < n; i++)
+		if (v < edges[i])
+			return i;
+	return n;
+}
+
+static const uint8_t count_edges[5] = {1, 2, 4, 8, 16};
+static const uint8_t len_edges[5] = {8, 16, 32, 64, 128};
+static const uint8_t dist_edges[6] = {1, 2, 4, 8, 16, 32};
+#define X_HEAD 30
+#define X_READ 33
+#define X_NEW 39
+#define X_DROP 45
+#define X_LEN 51
+#define F_POP 16
+#define F_SINK 24
+#define F_DIST 25
+
+static unsigned pred_lstm(unsigned s, unsigned layer, unsigned n_pages, int lim, unsigned k,
+                          uint16_t *out)
+{
+	int8_t *h = st.lstm.h[s];
+	int16_t *c = st.lstm.c[s];
+	int32_t z[4 * LSTM_H], w[LSTM_NF];
+	static int32_t sc[TRACK];
+	static uint16_t pgs[TRACK];
+	unsigned xin[6], i, j, n = tr_n[s];
+	int head = (int)s - 3 * (int)layer;
+	xin[0] = layer > 29 ? 29 : layer;
+	xin[1] = X_HEAD + (head < 0 ? 0 : head > 2 ? 2 : head);
+	xin[2] = X_READ + bucket(obs_read, count_edges, 5);
+	xin[3] = X_NEW + bucket(obs_new, count_edges, 5);
+	xin[4] = X_DROP + bucket(obs_drop, count_edges, 5);
+	xin[5] = X_LEN + bucket(n_pages, len_edges, 5);
+	for (j = 0; j < 4 * LSTM_H; j++) {
+		int32_t ax = 0, ah = 0;
+		const int8_t *wr = lstm_wh[j];
+		for (i = 0; i < 6; i++)
+			ax += lstm_wx_t[xin[i]][j];
+		for (i = 0; i < LSTM_H; i++)
+			ah += wr[i] * h[i];
+		z[j] = rshift_round(ax, LSTM_EX - 12) + rshift_round(ah, LSTM_EH + 7 - 12) + lstm_b[j];
+	}
+	for (j = 0; j < LSTM_H; j++) {
+		int32_t ig = lstm_sig[lut_index(z[j])];
+		int32_t fg = lstm_sig[lut_index(z[LSTM_H + j])];
+		int32_t gg = lstm_tanh[lut_index(z[2 * LSTM_H + j])];
+		int32_t og = lstm_sig[lut_index(z[3 * LSTM_H + j])];
+		int32_t cj = rshift_round(fg * c[j], 12) + rshift_round(ig * gg, 12);
+		int32_t hj;
+		cj = cj < -32767 ? -32767 : cj > 32767 ? 32767 : cj;
+		hj = rshift_round(og * lstm_tanh[lut_index(cj)], 17);
+		h[j] = hj < -127 ? -127 : hj > 127 ? 127 : hj;
+		c[j] = cj;
+	}
+	for (j = 0; j < LSTM_NF; j++) {
+		int32_t a = 0;
+		for (i = 0; i < LSTM_H; i++)
+			a += lstm_wo[j][i] * h[i];
+		w[j] = rshift_round(a, LSTM_EO + 7 - 12) + lstm_bo[j];
+	}
+	for (i = 0; i < n; i++) {
+		unsigned p = tr_page[s][i], hb = tr_hist[s][i];
+		int32_t v = w[hb & 15] + w[F_POP + popcount8(hb) - 1];
+		if (p == 0)
+			v += w[F_SINK];
+		v += w[F_DIST + bucket(lim - 1 - (int)p, dist_edges, 6)];
+		sc[i] = v;
+		pgs[i] = p;
+	}
+	return top_k(sc, pgs, n, k, out);
+}
+
+void pred_reset(enum pred_kind kind)
+{
+	memset(tr_n, 0, sizeof(tr_n));
+	memset(&st, 0, sizeof(st));
+	if (kind == PRED_STRIDE) {
+		unsigned s;
+		for (s = 0; s < PRED_MAX_STREAMS; s++)
+			st.stride.prev_hi[s] = -1;
+	}
+	active = kind;
+}
+
+unsigned pred_step(enum pred_kind kind, unsigned s, unsigned layer, unsigned n_pages,
+                   const uint16_t *acc, unsigned n_acc, unsigned k, uint16_t *out)
+{
+	int lim = (int)n_pages - L1_PAGES;
+	if ((unsigned)kind >= PRED_N_KINDS || s >= PRED_MAX_STREAMS || n_pages > PRED_MAX_PAGES)
+		return 0;
+	if ((int)kind != active)
+		pred_reset(kind);
+	if (k > PRED_MAX_K)
+		k = PRED_MAX_K;
+	switch (kind) {
+	case PRED_LAST:
+		return pred_last(lim, acc, n_acc, k, out);
+	case PRED_STRIDE:
+		return pred_stride(s, lim, acc, n_acc, k, out);
+	case PRED_MARKOV:
+		observe(s, acc, n_acc, lim);
+		return pred_markov(s, lim, k, out);
+	case PRED_LAYER_AHEAD: {
+		unsigned n = lim > 0 ? (unsigned)lim : 0, i;
+		if (n > k)
+			n = k;
+		for (i = 0; i < n; i++)
+			out[i] = i;
+		return n;
+	}
+	case PRED_LSTM:
+		observe(s, acc, n_acc, lim);
+		return pred_lstm(s, layer, n_pages, lim, k, out);
+	default:
+		return 0;
+	}
+}
+
+/* ---- mailbox test channel ---- */
+#include <system.h>
+#include <generated/csr.h>
+#include <generated/mem.h>
+
+uint32_t pred_run(uint32_t kind, uint32_t flags, uint32_t in, uint32_t count, uint32_t out,
+                  uint32_t *cycles)
+{
+	static uint16_t obuf[PRED_MAX_K];
+	const uint16_t *ip;
+	uint32_t r, total = 0;
+	if (kind >= PRED_N_KINDS || in < PRED_DRAM_BASE || in >= PRED_DRAM_END || out < PRED_DRAM_BASE ||
+	    count > (PRED_DRAM_END - PRED_DRAM_BASE) / PRED_OUT_STRIDE ||
+	    out + count * PRED_OUT_STRIDE > PRED_DRAM_END || (in & 1) || (out & 3))
+		return 3; /* MBOX_ERR_SRC */
+	/* The host wrote the inputs into DRAM around the CPU caches. */
+	flush_cpu_dcache();
+	flush_l2_cache();
+	if (flags & 1)
+		pred_reset((enum pred_kind)kind);
+	ip = (const uint16_t *)(MAIN_RAM_BASE + in);
+#ifdef CSR_TIMER0_BASE
+	timer0_en_write(0);
+	timer0_reload_write(0);
+	timer0_load_write(0xffffffffu);
+	timer0_en_write(1);
+#endif
+	for (r = 0; r < count; r++) {
+		uint16_t *op = (uint16_t *)(MAIN_RAM_BASE + out + r * PRED_OUT_STRIDE);
+		uint32_t t0 = 0, t1 = 0, i, n, n_acc = ip[4];
+		/* the record, its acc list included, must lie inside the test region */
+		if ((uint32_t)((const uint8_t *)ip - (const uint8_t *)MAIN_RAM_BASE) + 10u + 2u * n_acc >
+		    PRED_DRAM_END)
+			return 3;
+#ifdef CSR_TIMER0_BASE
+		timer0_update_value_write(1);
+		t0 = timer0_value_read();
+#endif
+		/* acc is read in place, from DRAM through the caches */
+		n = pred_step((enum pred_kind)kind, ip[0], ip[1], ip[2], ip + 5, n_acc, ip[3], obuf);
+#ifdef CSR_TIMER0_BASE
+		timer0_update_value_write(1);
+		t1 = timer0_value_read();
+#endif
+		ip += 5 + n_acc;
+		op[0] = n;
+		for (i = 0; i < PRED_MAX_K; i++)
+			op[1 + i] = i < n ? obuf[i] : 0xffff;
+		op[33] = (t0 - t1) & 0xffff;
+		op[34] = (t0 - t1) >> 16;
+		total += t0 - t1;
+	}
+	/* Write the results back to DRAM, where the host reads them. */
+	flush_cpu_dcache();
+	flush_l2_cache();
+	*cycles = total;
+	return 0;
+}

@@ -1,0 +1,75 @@
+"""The firmware predictors (firmware/predict.c) in the Verilator SoC against the Python
+integer reference (host/prefetch/core.py), on held-out inputs (traces/prefetch-heldout.npz:
+chatbot and codegen, documents the LSTM never saw) and on random stress inputs."""
+
+import random
+
+import pytest
+
+from host.device import DRAM_POOL, Device, DeviceError
+from host.link import HostLink
+from host.prefetch import KIND_CODE
+from host.prefetch.bench import records_for, reference
+from host.prefetch.fixture import load as load_fixture
+
+
+@pytest.fixture
+def dev(ready):
+    return Device(HostLink(ready, "ideal"))
+
+
+def _check(dev, kind, recs):
+    preds, cycles = dev.pred_run(KIND_CODE[kind], recs)
+    ref = reference(kind, recs)
+    bad = [(i, recs[i][:4], a, b) for i, (a, b) in enumerate(zip(preds, ref)) if a != b]
+    assert not bad, f"{len(bad)} of {len(recs)} differ; first: {bad[:3]}"
+    assert sum(map(len, ref)) > 0 or kind == "none"
+    return cycles
+
+
+def test_lstm_firmware_equals_integer_reference_on_1080_heldout_inputs(dev):
+    recs = records_for(load_fixture("chatbot", steps=12), 12)
+    assert len(recs) >= 1000
+    cycles = _check(dev, "lstm", recs)
+    assert all(c > 0 for c in cycles)
+
+
+@pytest.mark.parametrize("kind", ["none", "last", "stride", "markov", "layer_ahead"])
+def test_baseline_firmware_equals_reference_on_1080_heldout_inputs(dev, kind):
+    _check(dev, kind, records_for(load_fixture("codegen", steps=12), 12))
+
+
+def _random_records(seed, n_steps, streams=(0, 1, 2, 45, 89, 95)):
+    """Long sequences (n_pages up to 4096), dense-like steps (> 32 pages: full tracker,
+    eviction), churn, empty steps, k up to 40 (clamped to 32)."""
+    rng = random.Random(seed)
+    recs, n = [], rng.randrange(0, 40)
+    sets = {s: set() for s in streams}
+    for _ in range(n_steps):
+        n = min(4096, n + rng.choice([0, 0, 1, 7, 300]))
+        for s in streams:
+            mode = rng.random()
+            lim = max(0, n - 4)
+            if mode < 0.15 and n:
+                acc = list(range(n))                                  # dense
+            else:
+                keep = {p for p in sets[s] if p < lim and rng.random() < 0.7}
+                new = {rng.randrange(lim) for _ in range(rng.randrange(0, 12))} if lim else set()
+                acc = sorted(keep | new | set(range(max(0, n - 4), n)))
+            sets[s] = set(acc)
+            recs.append((s, s // 3, n, rng.choice([0, 1, 3, 8, 16, 32, 40]), acc))
+    return recs
+
+
+@pytest.mark.parametrize("kind", ["lstm", "markov", "stride"])
+def test_firmware_equals_reference_on_random_stress_inputs(dev, kind):
+    _check(dev, kind, _random_records(7, 30))
+
+
+def test_pred_run_rejects_buffers_outside_its_region(dev):
+    done = dev.command(8, KIND_CODE["lstm"] | (1 << 8), src=DRAM_POOL, host=(0x1900000 << 32) | 1)
+    assert done.status == 3
+    with pytest.raises(DeviceError):
+        dev._check(done, "pred_run")
+    done = dev.command(8, 9, src=0x1800000, host=(0x1900000 << 32) | 1)   # unknown kind
+    assert done.status == 3
