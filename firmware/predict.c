@@ -273,7 +273,8 @@ static unsigned pred_lstm(unsigned s, unsigned layer, unsigned n_pages, int lim,
 {
 	int8_t *h = st.lstm.h[s];
 	int16_t *c = st.lstm.c[s];
-	int32_t z[4 * LSTM_H], w[LSTM_NF];
+	int32_t z[4 * LSTM_H], w[LSTM_NF], hv[LSTM_H];
+	const int8_t *xr[6];
 	static int32_t sc[TRACK];
 	static uint16_t pgs[TRACK];
 	unsigned xin[6], i, j, n = tr_n[s];
@@ -284,13 +285,18 @@ static unsigned pred_lstm(unsigned s, unsigned layer, unsigned n_pages, int lim,
 	xin[3] = X_NEW + bucket(obs_new, count_edges, 5);
 	xin[4] = X_DROP + bucket(obs_drop, count_edges, 5);
 	xin[5] = X_LEN + bucket(n_pages, len_edges, 5);
+	/* h as 32-bit values (kept in registers by the unrolled loops), the 6 active input
+	 * rows as pointers: W_x x is 6 column sums, W_h h 16 MACs per gate row. */
+	for (i = 0; i < LSTM_H; i++)
+		hv[i] = h[i];
+	for (i = 0; i < 6; i++)
+		xr[i] = lstm_wx_t[xin[i]];
 	for (j = 0; j < 4 * LSTM_H; j++) {
-		int32_t ax = 0, ah = 0;
 		const int8_t *wr = lstm_wh[j];
-		for (i = 0; i < 6; i++)
-			ax += lstm_wx_t[xin[i]][j];
+		int32_t ax = xr[0][j] + xr[1][j] + xr[2][j] + xr[3][j] + xr[4][j] + xr[5][j], ah = 0;
+#pragma GCC unroll 16
 		for (i = 0; i < LSTM_H; i++)
-			ah += wr[i] * h[i];
+			ah += wr[i] * hv[i];
 		z[j] = rshift_round(ax, LSTM_EX - 12) + rshift_round(ah, LSTM_EH + 7 - 12) + lstm_b[j];
 	}
 	for (j = 0; j < LSTM_H; j++) {
@@ -302,13 +308,17 @@ static unsigned pred_lstm(unsigned s, unsigned layer, unsigned n_pages, int lim,
 		int32_t hj;
 		cj = cj < -32767 ? -32767 : cj > 32767 ? 32767 : cj;
 		hj = rshift_round(og * lstm_tanh[lut_index(cj)], 17);
-		h[j] = hj < -127 ? -127 : hj > 127 ? 127 : hj;
+		hj = hj < -127 ? -127 : hj > 127 ? 127 : hj;
+		h[j] = hj;
+		hv[j] = hj;
 		c[j] = cj;
 	}
 	for (j = 0; j < LSTM_NF; j++) {
+		const int8_t *wr = lstm_wo[j];
 		int32_t a = 0;
+#pragma GCC unroll 16
 		for (i = 0; i < LSTM_H; i++)
-			a += lstm_wo[j][i] * h[i];
+			a += wr[i] * hv[i];
 		w[j] = rshift_round(a, LSTM_EO + 7 - 12) + lstm_bo[j];
 	}
 	for (i = 0; i < n; i++) {

@@ -3,8 +3,6 @@ against its float model on held-out traces, and the committed weights/header bei
 export produces."""
 
 import re
-import subprocess
-import sys
 from pathlib import Path
 
 import numpy as np
@@ -25,6 +23,12 @@ COVERAGE_MARGIN = 0.02
 @pytest.fixture(scope="module")
 def heldout():
     return {w: load_fixture(w) for w in ("chatbot", "codegen")}
+
+
+@pytest.fixture(scope="module")
+def lstm_scores(heldout):
+    """The integer LSTM's metrics on the held-out fixture steps."""
+    return {n: score(st, run_predictor(make_predictor("lstm"), st)) for n, st in heldout.items()}
 
 
 def test_kinds_match_firmware_enum():
@@ -135,32 +139,43 @@ def test_fixed_point_helpers():
     assert C.lut_index(-10**9) == 0 and C.lut_index(10**9) == C.LUT_N - 1 and C.lut_index(0) == 256
 
 
-def test_quantized_lstm_within_margin_of_float(heldout):
+def test_quantized_lstm_within_margin_of_float(heldout, lstm_scores):
     """The INT8 integer reference against the float model it was quantized from, on the
     held-out fixture steps: hit rate within HIT_RATE_MARGIN at every k."""
     from host.prefetch.dataset import extract
     from host.prefetch.train import float_rankings, load_float
     fm = load_float(WEIGHTS)
     for name, st in heldout.items():
-        qi = score(st, run_predictor(make_predictor("lstm"), st))
+        qi = lstm_scores[name]
         fl = score(st, float_rankings(fm, extract(st)))
         for k in KS:
             assert abs(qi[k]["hit_rate"] - fl[k]["hit_rate"]) <= HIT_RATE_MARGIN, (name, k)
             assert abs(qi[k]["coverage"] - fl[k]["coverage"]) <= COVERAGE_MARGIN, (name, k)
 
 
-def test_lstm_beats_repeat_last_on_heldout(heldout):
+def test_lstm_beats_repeat_last_on_heldout(heldout, lstm_scores):
     """What the model is for: on held-out steps it covers more of the next step's device reads
     than repeating the last step, at the same k."""
     for name, st in heldout.items():
-        lstm = score(st, run_predictor(make_predictor("lstm"), st))
+        lstm = lstm_scores[name]
         last = score(st, run_predictor(make_predictor("last"), st))
         assert lstm[4]["coverage"] > last[4]["coverage"], name
         assert lstm[16]["coverage"] > last[16]["coverage"], name
 
 
-@pytest.mark.parametrize("mod", ["train", "evaluate", "export", "data", "fixture", "bench"])
-def test_commands_have_help(mod):
-    r = subprocess.run([sys.executable, "-m", f"host.prefetch.{mod}", "--help"], cwd=ROOT,
-                       capture_output=True, text=True, timeout=120)
-    assert r.returncode == 0 and "usage" in r.stdout
+@pytest.mark.parametrize("mod", ["train", "evaluate", "export", "data", "fixture", "bench", "token_lm"])
+def test_commands_have_help(mod, capsys):
+    import importlib
+    m = importlib.import_module(f"host.prefetch.{mod}")
+    with pytest.raises(SystemExit) as e:
+        m.main(["--help"])
+    assert e.value.code == 0 and "usage: speckv-prefetch-" in capsys.readouterr().out
+
+
+def test_export_check_detects_a_stale_header(tmp_path):
+    from host.prefetch import export
+    out = tmp_path / "h.h"
+    assert export.main(["--out", str(out)]) == 0
+    assert export.main(["--out", str(out), "--check"]) == 0
+    out.write_text(out.read_text().replace("LSTM_EX", "LSTM_EX_", 1))
+    assert export.main(["--out", str(out), "--check"]) == 1

@@ -13,9 +13,16 @@ from host.prefetch.bench import records_for, reference
 from host.prefetch.fixture import load as load_fixture
 
 
-@pytest.fixture
-def dev(ready):
-    return Device(HostLink(ready, "ideal"))
+@pytest.fixture(scope="module")
+def dev(sim_build):
+    """One booted SoC for the module: every run resets the predictor (pred_run flag)."""
+    from soc.sim import SimDriver
+    drv = SimDriver(sim_build.model, csr_json=sim_build.csr_json)
+    drv.reset()
+    link = HostLink(drv, "ideal")
+    link.wait_ready(2_000_000)
+    yield Device(link)
+    drv.close()
 
 
 def _check(dev, kind, recs):
