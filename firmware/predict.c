@@ -26,8 +26,8 @@ static unsigned obs_read, obs_new, obs_drop;
 /* Per-kind state, one kind at a time. */
 static union {
 	struct { int16_t prev_hi[PRED_MAX_STREAMS]; int16_t prev_d[PRED_MAX_STREAMS]; } stride;
-	struct { uint32_t key[MARKOV_ENTRIES]; uint16_t succ[MARKOV_ENTRIES][MARKOV_SUCC];
-	         uint8_t cnt[MARKOV_ENTRIES][MARKOV_SUCC]; } markov;
+	struct mk_entry { uint32_t key; uint16_t succ[MARKOV_SUCC]; uint8_t cnt[MARKOV_SUCC]; }
+		markov[MARKOV_ENTRIES];       /* 16 B: one cache line holds whole entries */
 	struct { int8_t h[PRED_MAX_STREAMS][LSTM_H]; int16_t c[PRED_MAX_STREAMS][LSTM_H]; } lstm;
 } st;
 static int active = -1;
@@ -173,12 +173,12 @@ static unsigned pred_markov(unsigned s, int lim, unsigned k, uint16_t *out)
 		if (!(hs[i] & 2))
 			continue;
 		e = markov_slot(s, pg[i], &key);
-		su = st.markov.succ[e];
-		cn = st.markov.cnt[e];
-		if (st.markov.key[e] != key) {
-			st.markov.key[e] = key;
-			memset(su, 0, sizeof(st.markov.succ[e]));
-			memset(cn, 0, sizeof(st.markov.cnt[e]));
+		su = st.markov[e].succ;
+		cn = st.markov[e].cnt;
+		if (st.markov[e].key != key) {
+			st.markov[e].key = key;
+			memset(su, 0, sizeof(st.markov[e].succ));
+			memset(cn, 0, sizeof(st.markov[e].cnt));
 		}
 		for (j = 0; j < n; j++) {
 			unsigned b = pg[j], m, best;
@@ -209,10 +209,10 @@ static unsigned pred_markov(unsigned s, int lim, unsigned k, uint16_t *out)
 		if (!(hs[i] & 1))
 			continue;
 		e = markov_slot(s, pg[i], &key);
-		if (st.markov.key[e] != key)
+		if (st.markov[e].key != key)
 			continue;
 		for (t = 0; t < MARKOV_SUCC; t++) {
-			unsigned b = st.markov.succ[e][t], c = st.markov.cnt[e][t];
+			unsigned b = st.markov[e].succ[t], c = st.markov[e].cnt[t];
 			if (!c || (int)b >= lim)
 				continue;
 			for (j = 0; j < nc; j++)
@@ -424,9 +424,9 @@ uint32_t pred_run(uint32_t kind, uint32_t flags, uint32_t in, uint32_t count, ui
 		t1 = timer0_value_read();
 #endif
 		ip += 5 + n_acc;
-		op[0] = n;
-		for (i = 0; i < PRED_MAX_K; i++)
-			op[1 + i] = i < n ? obuf[i] : 0xffff;
+		op[0] = n;              /* slots n+1..32 are left as they were */
+		for (i = 0; i < n; i++)
+			op[1 + i] = obuf[i];
 		op[33] = (t0 - t1) & 0xffff;
 		op[34] = (t0 - t1) >> 16;
 		total += t0 - t1;

@@ -26,7 +26,8 @@ unsigned pred_step(enum pred_kind kind, unsigned s, unsigned layer, unsigned n_p
 
 /* Mailbox test channel (MBOX_CMD_PRED_RUN): run `count` records from device DRAM. Input
  * records at `in` (DRAM offset): uint16 s, layer, n_pages, k, n_acc, acc[n_acc]. Output
- * records at `out`, PRED_OUT_STRIDE bytes each: uint16 n, pred[32], then the uint32 timer
+ * records at `out`, PRED_OUT_STRIDE bytes each: uint16 n, pred[32] (only the first n written),
+ * then (at byte 66) the uint32 timer
  * cycles pred_step took. `flags` bit 0: pred_reset(kind) first. Returns 0 or an error. */
 #define PRED_OUT_STRIDE 72
 #define PRED_DRAM_BASE 0x01800000u     /* test inputs/outputs: 0x1800000-0x1BFFFFF */
