@@ -14,9 +14,7 @@
 
 #include "engine.h"
 #include "mailbox.h"
-#ifdef WITH_SPECULATION
 #include "speculate.h"
-#endif
 #include "predict.h"
 
 #ifdef CSR_DMA_BASE
@@ -153,10 +151,8 @@ void engine_poll(void)
 	else if (cmd == MBOX_CMD_PREFETCH)
 		status = do_prefetch(*mbox(MBOX_CMD_VPN),
 		                     ((uint64_t)*mbox(MBOX_CMD_HOST_HI) << 32) | *mbox(MBOX_CMD_HOST_LO));
-#ifdef WITH_SPECULATION
 	else if (cmd == MBOX_CMD_SPEC_CONFIG)
 		status = spec_config(*mbox(3), *mbox(4), *mbox(5), *mbox(6), *mbox(7));
-#endif
 	else if (cmd == MBOX_CMD_PRED_RUN) {
 		uint32_t arg = *mbox(MBOX_CMD_VPN);
 		status = pred_run(arg & 0xff, arg >> 8, *mbox(MBOX_CMD_SRC), *mbox(MBOX_CMD_HOST_LO),

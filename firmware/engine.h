@@ -7,6 +7,7 @@
 
 /* DRAM layout (byte offsets on the LiteDRAM native ports; the CPU adds MAIN_RAM_BASE). */
 #define DRAM_TAGS         0x00080000u  /* L2 directory lines staged for DMA copy, 64 B a slot */
+#define DRAM_SPEC         0x00090000u  /* speculation engine tables (CPU only, 24 KiB) */
 #define DRAM_STAGING      0x00100000u  /* raw pages from the host, 4 KiB slots */
 #define DRAM_STAGING_SIZE 0x00100000u
 #define DRAM_POOL         0x00200000u  /* compressed pages, 64 B aligned extents */

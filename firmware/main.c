@@ -17,9 +17,7 @@
 #include "commands.h"
 #include "engine.h"
 #include "mailbox.h"
-#ifdef WITH_SPECULATION
 #include "speculate.h"
-#endif
 
 #define LINE_MAX 96
 
@@ -70,17 +68,13 @@ int main(void)
 #endif
 	/* Configure the cache engine, then tell the host the device is up (mailbox word 0). */
 	engine_init();
-#ifdef WITH_SPECULATION
 	spec_init();
-#endif
 	mailbox_set_ready();
 	printf("ready\nspeckv> ");
 
 	for (;;) {
 		engine_poll();
-#ifdef WITH_SPECULATION
 		spec_poll();
-#endif
 		char *line = read_line();
 		if (line) {
 			if (line[0] && command_run(line) != 0)

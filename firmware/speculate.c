@@ -60,7 +60,8 @@ static uint32_t hint_last_seq, hint_rejected, expect_step, expect_stream;
 static uint16_t preds[MAX_STREAMS][MAX_K];
 static uint8_t pred_n[MAX_STREAMS];
 static uint16_t stream_pages[MAX_STREAMS];
-static uint16_t accbuf[MAX_PAGES];
+/* large tables live in DRAM (through the CPU caches): SRAM holds the predictors' state */
+#define accbuf ((uint16_t *)(MAIN_RAM_BASE + DRAM_SPEC))                   /* MAX_PAGES */
 
 /* L2 directory mirror: slot -> vpn, vpn -> slot by chained hashing */
 static uint32_t slot_vpn[MAX_SLOTS];
@@ -73,8 +74,8 @@ static uint16_t issue_slot[MAX_SLOTS];
 static uint32_t issue_vpn[MAX_SLOTS];
 /* pages issued in the step being built: open addressing, entries live for one generation */
 #define ISSUED_SIZE 2048u
-static uint32_t iss_key[ISSUED_SIZE];
-static uint32_t iss_gen[ISSUED_SIZE];
+#define iss_key ((uint32_t *)(MAIN_RAM_BASE + DRAM_SPEC + 2 * MAX_PAGES))
+#define iss_gen ((uint32_t *)(MAIN_RAM_BASE + DRAM_SPEC + 2 * MAX_PAGES + 4 * ISSUED_SIZE))
 static uint32_t gen;
 
 /* Returns 1 if vpn was already in the set, else inserts it and returns 0. */
@@ -221,6 +222,8 @@ uint32_t spec_config(uint32_t w3, uint32_t w4, uint32_t w5, uint32_t w6, uint32_
 
 void spec_init(void)
 {
+	memset(iss_gen, 0, 4 * ISSUED_SIZE);
+	gen = 0;
 	configured = 0;
 	hint_rejected = 0;
 	*mbox(MBOX_HINT_REJECTED) = 0;

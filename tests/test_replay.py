@@ -1,0 +1,136 @@
+"""Trace replay (host/replay.py): the model backend on the bundled traces, the rtl backend
+(the Verilator SoC, firmware speculation engine and all) giving the same functional results,
+bad hints rejected by the firmware, and the command line."""
+
+import json
+import subprocess
+import sys
+from dataclasses import replace
+from pathlib import Path
+
+import numpy as np
+import pytest
+
+from host.replay import ReplayOptions, main, replay
+
+ROOT = Path(__file__).resolve().parent.parent
+MINI = str(ROOT / "traces" / "mini-replay.safetensors")
+RECORD_TIMING = ("predict_cycles", "issue_cycles")
+
+
+def test_model_replay_reads_every_page_and_checks_it():
+    o = ReplayOptions(trace=MINI, backend="model", prefetcher="last", k=2)
+    r = replay(o, progress=False)
+    from host.trace import load_trace
+    t = load_trace(MINI)
+    assert r["accesses"]["total"] == int(t.access_mask("sparse").sum())
+    assert r["check"]["mismatches"] == 0
+    assert r["check"]["pages_checked"] == r["accesses"]["l2"] + r["accesses"]["l3"] > 0
+    assert r["accesses"]["l2"] > 0 and r["prefetch"]["issued"] >= r["prefetch"]["used"] > 0
+    assert r["compression"]["pages"] == t.n_layers * t.n_kv_heads * int(t.n_full[-1])
+
+
+def test_gpu_only_reads_everything_from_l1_and_nospec_never_prefetches():
+    g = replay(ReplayOptions(trace=MINI, prefetcher="none", l1_pages=-1), progress=False)
+    assert g["accesses"]["l1"] == g["accesses"]["total"] and g["link_bytes"]["demand"] == 0
+    n = replay(ReplayOptions(trace=MINI, prefetcher="none"), progress=False)
+    assert n["prefetch"]["issued"] == 0 and n["accesses"]["l2"] == 0 and n["accesses"]["l3"] > 0
+
+
+def _functional(r):
+    recs = [{k: v for k, v in rec.items() if k not in RECORD_TIMING} for rec in r["sequence"]["records"]]
+    return r["sequence"]["accesses"], r["sequence"]["issued"], recs, r["check"]["digest"]
+
+
+@pytest.mark.parametrize("variant", [
+    dict(prefetcher="last", k=2),
+    dict(prefetcher="lstm", k=4, ucb=True, throttle=True, l2_slots=24),
+])
+def test_rtl_backend_equals_model_backend(sim_build, variant):
+    o = ReplayOptions(trace=MINI, steps=5, layers=2, **variant)
+    m = replay(replace(o, backend="model"), progress=False)
+    r = replay(replace(o, backend="rtl"), build=sim_build, progress=False)
+    assert r["check"]["mismatches"] == 0 and r["check"]["pages_checked"] > 0
+    fm, fr = _functional(m), _functional(r)
+    assert fr[0] == fm[0], "hit/miss sequences differ"
+    assert fr[1] == fm[1], "prefetch decisions differ"
+    assert fr[2] == fm[2], "step records differ"
+    assert fr[3] == fm[3], "bytes read differ"
+    assert r["prefetch"]["issued"] > 0
+
+
+def test_firmware_rejects_bad_hints_and_keeps_serving(sim_build):
+    from host.backends import RtlBackend
+    from host.hints import (W_HINT_DONE_SEQ, W_HINT_MAGIC, W_HINT_REJECTED, W_HINT_SEQ,
+                            W_HINT_STATUS, Chunk, SpecConfig, encode_step)
+    from host.prefetch import make_predictor
+    b = RtlBackend(sim_build)
+    try:
+        cfg = SpecConfig(request=99, kind=1, k=2, ucb=False, throttle=False, heads=3, layers=2,
+                         l2_base=0, l2_slots=8, l1_pages=4)
+        b.start(cfg, make_predictor("last"))
+        link = b.link
+
+        def post(words):
+            link.cfg_write_block(b._mbox(W_HINT_MAGIC), words)
+            b.hint_seq += 1
+            link.cfg_write(b._mbox(W_HINT_SEQ), b.hint_seq)
+            while link.cfg_read(b._mbox(W_HINT_DONE_SEQ)) != b.hint_seq:
+                b.drv.run(2000)
+            return link.cfg_read(b._mbox(W_HINT_STATUS))
+
+        good = encode_step(99, 0, [(8, [0, 2, 7])] * 6)[0]
+        assert post(Chunk(0, 0, 6, good.payload, True, 98).words()) == 2          # unknown request
+        assert post(Chunk(0, 4, 3, [8, 0] * 3, True, 99).words()) == 3            # stream/layer out of range
+        w = good.words()
+        w[4] += 5
+        assert post(w) == 4                                                       # garbled length
+        assert post([0xDEADBEEF] + good.words()[1:]) == 1                         # garbled magic
+        assert post(Chunk(0, 0, 6, [8, 1, 9] * 6, True, 99).words()) == 5        # page beyond n_pages
+        assert link.cfg_read(b._mbox(W_HINT_REJECTED)) == 5
+        # still serving: the valid step goes through
+        for v in range(6):
+            for p in range(8):
+                b.offload((v << 12) | p, np.full((2, 16, 64), p + v, np.float16))
+        rec, issued = b.hint([good])
+        # "last" repeats pages 0 and 2 (7 is in L1) of each of the 6 streams
+        assert rec["step"] == 0 and rec["issued"] == len(issued) == 8  # 12 > 8 L2 slots
+        assert rec["throttled"] == 4 and sorted(v & 0xFFF for v, _ in issued) == [0] * 6 + [2] * 2
+    finally:
+        b.close()
+
+
+def test_cli_help_and_errors(tmp_path, capsys):
+    with pytest.raises(SystemExit) as e:
+        main(["--help"])
+    assert e.value.code == 0
+    out = capsys.readouterr().out
+    for opt in ("--backend", "--link", "--codec", "--prefetcher", "--k", "--ucb", "--throttle",
+                "--l1-pages", "--l2-slots", "--steps", "--compare", "--json", "--plots"):
+        assert opt in out
+    with pytest.raises(SystemExit):
+        main([str(tmp_path / "nope.safetensors")])
+    assert "trace file not found" in capsys.readouterr().err
+    with pytest.raises(SystemExit):
+        main([MINI, "--k", "40"])
+    assert "--k 40" in capsys.readouterr().err
+    bad = tmp_path / "bad.safetensors"
+    bad.write_bytes(b"\x10\x00\x00\x00\x00\x00\x00\x00{not json}......")
+    assert main([str(bad), "--quiet"]) == 2
+    assert str(bad) in capsys.readouterr().err
+    assert main([MINI, "--steps", "999", "--quiet"]) == 2
+    assert "--steps 999" in capsys.readouterr().err
+
+
+def test_cli_writes_json_and_plots(tmp_path):
+    out = tmp_path / "r.json"
+    rc = subprocess.run([sys.executable, str(ROOT / "host" / "replay.py"), MINI, "--steps", "8",
+                         "--prefetcher", "stride", "--json", str(out), "--plots", str(tmp_path),
+                         "--quiet"], capture_output=True, text=True, cwd=ROOT)
+    assert rc.returncode == 0, rc.stderr
+    assert "checked" in rc.stdout and "0 mismatches" in rc.stdout
+    r = json.loads(out.read_text())
+    assert r["config"]["prefetcher"] == "stride" and r["config"]["steps"] == 8
+    for f in ("latency_cdf.png", "tiers_per_step.png", "compression_per_layer.png",
+              "link_bytes_per_step.png"):
+        assert (tmp_path / f).stat().st_size > 1000
