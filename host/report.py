@@ -54,6 +54,13 @@ def print_table(results):
               f"{r['check']['pages_checked']} pages checked, {r['check']['mismatches']} mismatches")
 
 
+def _save(plt, fig, path):
+    fig.tight_layout()
+    fig.savefig(path, dpi=110)
+    plt.close(fig)
+    return path
+
+
 def save_plots(results, outdir):
     import matplotlib
     matplotlib.use("Agg")
@@ -74,11 +81,7 @@ def save_plots(results, outdir):
     ax.set_ylabel("CDF")
     ax.set_title("Effective access latency")
     ax.legend(fontsize=8)
-    f = outdir / "latency_cdf.png"
-    fig.tight_layout()
-    fig.savefig(f, dpi=110)
-    plt.close(fig)
-    files.append(f)
+    files.append(_save(plt, fig, outdir / "latency_cdf.png"))
 
     fig, axes = plt.subplots(len(results), 1, figsize=(7, 1.8 * len(results) + 0.6), squeeze=False)
     for ax, lab, r in zip(axes[:, 0], labels, results):
@@ -92,11 +95,7 @@ def save_plots(results, outdir):
     axes[0, 0].legend(fontsize=7, loc="lower left")
     axes[0, 0].set_title("Hit rate per tier over decode steps")
     axes[-1, 0].set_xlabel("decode step")
-    f = outdir / "tiers_per_step.png"
-    fig.tight_layout()
-    fig.savefig(f, dpi=110)
-    plt.close(fig)
-    files.append(f)
+    files.append(_save(plt, fig, outdir / "tiers_per_step.png"))
 
     per_layer = next((r["compression"]["per_layer"] for r in results if r["compression"]["per_layer"]), {})
     if per_layer:
@@ -105,11 +104,7 @@ def save_plots(results, outdir):
         ax.set_xlabel("layer")
         ax.set_ylabel("compression ratio")
         ax.set_title(f"Per-layer compression ratio ({results[0]['config']['codec']})")
-        f = outdir / "compression_per_layer.png"
-        fig.tight_layout()
-        fig.savefig(f, dpi=110)
-        plt.close(fig)
-        files.append(f)
+            files.append(_save(plt, fig, outdir / "compression_per_layer.png"))
 
     fig, ax = plt.subplots(figsize=(7, 4))
     for lab, r in zip(labels, results):
@@ -120,9 +115,5 @@ def save_plots(results, outdir):
     ax.set_ylabel("MiB over the link (demand + prefetch)")
     ax.set_title("Link bandwidth use per decode step")
     ax.legend(fontsize=8)
-    f = outdir / "link_bytes_per_step.png"
-    fig.tight_layout()
-    fig.savefig(f, dpi=110)
-    plt.close(fig)
-    files.append(f)
+    files.append(_save(plt, fig, outdir / "link_bytes_per_step.png"))
     return files
