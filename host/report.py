@@ -104,7 +104,7 @@ def save_plots(results, outdir):
         ax.set_xlabel("layer")
         ax.set_ylabel("compression ratio")
         ax.set_title(f"Per-layer compression ratio ({results[0]['config']['codec']})")
-            files.append(_save(plt, fig, outdir / "compression_per_layer.png"))
+        files.append(_save(plt, fig, outdir / "compression_per_layer.png"))
 
     fig, ax = plt.subplots(figsize=(7, 4))
     for lab, r in zip(labels, results):
