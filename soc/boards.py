@@ -41,7 +41,6 @@ ROOT = Path(__file__).resolve().parent.parent
 # of the 85F's LUTs (yosys, measured); at 32 bits the codec lanes halve.
 BOARD_DMA_DW = 32
 TUNNEL_BASE = 0x8C000000  # in the CPU's uncached IO region
-DEFAULT_BAUDRATE = 1_000_000
 
 
 # Boards ------------------------------------------------------------------------------------------
@@ -55,6 +54,7 @@ class Board:
     sys_clk_freq: float  # default system clock
     loader_board: str    # openFPGALoader -b NAME
     dram: str            # description of the DRAM and its PHY
+    baudrate: int = 1_000_000  # default UARTBone rate (>= 16 sys_clk cycles per bit)
     make_platform: object = field(repr=False, default=None)
     make_crg: object = field(repr=False, default=None)
     make_sdram: object = field(repr=False, default=None)  # (soc-less) -> (phy, module, hook)
@@ -140,7 +140,10 @@ BOARDS = {
     "ulx3s": Board(
         name="ulx3s", description="Radiona ULX3S, LFE5U-85F-6BG381C, 32 MiB SDR SDRAM",
         device="LFE5U-85F-6BG381C", nextpnr_args=["--85k", "--package", "CABGA381", "--speed", "6"],
-        sys_clk_freq=40e6, loader_board="ulx3s",
+        # 13 MHz: the compressor's arithmetic sets the Fmax (docs/bitstreams.md), and
+        # LiteDRAM's refresher needs >= 100 cycles per tREFI (7.8 us): >= 12.8 MHz.
+        # 500 kbaud keeps 26 cycles per UART bit.
+        sys_clk_freq=13e6, baudrate=500_000, loader_board="ulx3s",
         dram="MT48LC16M16 SDR SDRAM (32 MiB, 16 bit), LiteDRAM GENSDRPHY at sys_clk",
         make_platform=_ulx3s_platform, make_crg=_ulx3s_crg, make_sdram=_ulx3s_sdram),
     "ecpix5": Board(
@@ -175,7 +178,7 @@ def add_tunnel(soc, pads):
                       SoCRegion(origin=TUNNEL_BASE, size=TUNNEL_SIZE, cached=False))
 
 
-def board_soc(board, sys_clk_freq, rom_init, baudrate=DEFAULT_BAUDRATE):
+def board_soc(board, sys_clk_freq, rom_init, baudrate):
     from migen import Record
     from gateware.bridge.tunnel import BRIDGE_PADS_LAYOUT
     from soc.soc import SpecKVSoC
@@ -331,7 +334,7 @@ $ECPPACK --compress --bootaddr 0 --svf {top}.svf --bit {top}.bit {top}.config
 """
 
 
-def generate(board_name, build_dir=None, sys_clk_freq=None, baudrate=DEFAULT_BAUDRATE,
+def generate(board_name, build_dir=None, sys_clk_freq=None, baudrate=None,
              quiet=False, firmware=True):
     """Write the board project: SoC Verilog (top + one file per kept core), the CPU's
     Verilog, LPF constraints, the yosys script and build.sh, csr.json/csv, firmware.
@@ -342,6 +345,10 @@ def generate(board_name, build_dir=None, sys_clk_freq=None, baudrate=DEFAULT_BAU
 
     board = get_board(board_name)
     sys_clk_freq = float(sys_clk_freq or board.sys_clk_freq)
+    baudrate = int(baudrate or board.baudrate)
+    if sys_clk_freq / baudrate < 16:
+        raise ValueError(f"--uart-baudrate {baudrate}: fewer than 16 cycles of the "
+                         f"{sys_clk_freq / 1e6:g} MHz sys_clk per bit")
     build_dir = Path(build_dir or ROOT / "build" / board.name).resolve()
     build_dir.mkdir(parents=True, exist_ok=True)
     log = build_dir / "build.log"

@@ -284,7 +284,7 @@ def main(argv=None):
                    help=f"System clock in Hz that the SoC (timer, reported times) assumes "
                         f"(default: {DEFAULT_SYS_CLK:.0f} in simulation, the board's own "
                         "with --board).")
-    from soc.boards import BOARDS, DEFAULT_BAUDRATE
+    from soc.boards import BOARDS
     p.add_argument("--board", default=None, metavar="NAME",
                    help="FPGA board target (open ECP5 toolchain): "
                         + "; ".join(f"{b.name} = {b.description}, {b.sys_clk_freq / 1e6:.0f} MHz"
@@ -294,8 +294,10 @@ def main(argv=None):
     p.add_argument("--load", action="store_true",
                    help="With --board: print the openFPGALoader command that programs the "
                         "board, and run it if the tool and a board are present.")
-    p.add_argument("--uart-baudrate", type=int, default=DEFAULT_BAUDRATE,
-                   help="With --board: baud rate of the USB UART (UARTBone host link).")
+    p.add_argument("--uart-baudrate", type=int, default=None,
+                   help="With --board: baud rate of the USB UART (UARTBone host link); "
+                        "default: the board's ("
+                        + ", ".join(f"{b.name} {b.baudrate}" for b in BOARDS.values()) + ").")
     p.add_argument("--cpu-variant", default="standard",
                    choices=["minimal", "lite", "standard", "full"],
                    help="VexRiscv variant.")

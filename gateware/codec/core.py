@@ -272,22 +272,32 @@ class KVCompressor(Module):
                 If((tb == 0) | (key(bmin) < key(amin)), mmin.eq(bmin)).Else(mmin.eq(amin)),
                 If((tb == 0) | (key(bmax) > key(amax)), mmax.eq(bmax)).Else(mmax.eq(amax)),
             ]
+            # a token's V scale is chosen in the cycle after its last beat, from the
+            # registered min / max (a pipeline stage: the lane tree and the scale choice are
+            # not in one path)
+            vpend = Signal()
             if zp:
-                vcode, vlo_new = A.zp_stats(self, mmin, mmax, vq)
+                vcode, vlo_new = A.zp_stats(self, amin, amax, vq)
             else:
                 vrange = Signal(43)
-                self.comb += vrange.eq(A.fp16_to_int(self, mmax) - A.fp16_to_int(self, mmin))
+                self.comb += vrange.eq(A.fp16_to_int(self, amax) - A.fp16_to_int(self, amin))
                 vcode = A.choose_scale(self, vrange, vq)
-                vlo_new = mmin
+                vlo_new = amin
             vcode_a = [Signal(8) for _ in range(T)]
             vlo_a = [Signal(lo_w) for _ in range(T)]
-            self.sync += If(accept & ~in_k, amin.eq(mmin), amax.eq(mmax),
-                            If(tok_end, *(_rot(vcode_a, 1, [vcode]) + _rot(vlo_a, 1, [vlo_new]))))
+            self.sync += [If(accept & ~in_k, amin.eq(mmin), amax.eq(mmax)),
+                          vpend.eq(accept & ~in_k & tok_end),
+                          If(vpend, *(_rot(vcode_a, 1, [vcode]) + _rot(vlo_a, 1, [vlo_new])))]
             kcode_b = [Signal(8) for _ in range(D)]
             klo_b = [Signal(lo_w) for _ in range(D)]
             vcode_b = [Signal(8) for _ in range(T)]
             vlo_b = [Signal(lo_w) for _ in range(T)]
-            b_regs += [(kcode_a, kcode_b), (klo_a, klo_b), (vcode_a, vcode_b), (vlo_a, vlo_b)]
+            # the page's last V token may still be pending when the page swaps: B takes the
+            # register files as they are after that token's rotation
+            def after_vpend(regs, new):
+                return [Mux(vpend, r, a) for a, r in zip(regs, regs[1:] + [new])]
+            b_regs += [(kcode_a, kcode_b), (klo_a, klo_b),
+                       (after_vpend(vcode_a, vcode), vcode_b), (after_vpend(vlo_a, vlo_new), vlo_b)]
 
         if not kivi:
             self.comb += stats_ready.eq(1)
@@ -323,7 +333,17 @@ class KVCompressor(Module):
         go = Signal()
         snk_b = Signal()
         skip = Signal()                 # the ksink step of a page without SINK
-        self.comb += go.eq(b_busy & pk.push_ok & (st < len(steps)))
+        # One pipeline register between the emission program and the packer: a step's push
+        # (memory read, quantizers, field packing) is computed in one cycle and registered,
+        # the packer's barrel shift takes it in the next. All of it advances together.
+        push_c = Signal(maxpush)
+        pn_c = Signal(max=maxpush + 1)
+        r_valid = Signal()
+        advance = Signal()
+        self.comb += [advance.eq(~r_valid | pk.push_ok),
+                      go.eq(b_busy & advance & (st < len(steps))),
+                      pk.do_push.eq(r_valid & pk.push_ok)]
+        self.sync += If(advance, r_valid.eq(go & ~skip), pk.push.eq(push_c), pk.pn.eq(pn_c))
         step_last = Signal()
         self.comb += step_last.eq(Array([C(n - 1) for _, n in steps] + [C(0)])[st] == cnt)
         self.sync += [
@@ -335,7 +355,6 @@ class KVCompressor(Module):
             ),
             If(pk.page_done, st.eq(len(steps))),
         ]
-        self.comb += pk.do_push.eq(go & ~skip)
         if kivi:
             iks = [nm for nm, _ in steps].index("ksink")
             self.comb += [skip.eq((st == iks) & ~snk_b),
@@ -355,14 +374,14 @@ class KVCompressor(Module):
         for i, (name, n) in enumerate(steps):
             cases.append((i, name))
         push_stmts = {}
-        push_stmts["hdr"] = [pk.push.eq(hdr), pk.pn.eq(64)]
-        push_stmts["tail"] = [pk.push.eq(0), pk.pn.eq(64)]
+        push_stmts["hdr"] = [push_c.eq(hdr), pn_c.eq(64)]
+        push_stmts["tail"] = [push_c.eq(0), pn_c.eq(64)]
         extra_sync = {}
         if mode.kind == R.MODE_RAW:
             self.comb += If(st == 1, radr.eq(cnt[1:]))
-            push_stmts["raw"] = [pk.push.eq(Mux(cnt[0], rp[1].dat_r, rp[0].dat_r)), pk.pn.eq(dw)]
+            push_stmts["raw"] = [push_c.eq(Mux(cnt[0], rp[1].dat_r, rp[0].dat_r)), pn_c.eq(dw)]
         elif not kivi:
-            push_stmts["codes"] = [pk.push.eq(Cat(*codes_b[:8])), pk.pn.eq(64)]
+            push_stmts["codes"] = [push_c.eq(Cat(*codes_b[:8])), pn_c.eq(64)]
             extra_sync["codes"] = _rot(codes_b, 8)
             self.comb += If(st == 2, radr.eq(cnt))
             vals = [rp[s].dat_r[16 * j: 16 * j + 16] for s in range(2) for j in range(L)]
@@ -389,23 +408,23 @@ class KVCompressor(Module):
                 extra_sync["q"] = _rot(prev, 2 * L, qs)
             else:
                 outs = qs
-            push_stmts["q"] = [pk.push.eq(Cat(*outs)), pk.pn.eq(16 * L)]
+            push_stmts["q"] = [push_c.eq(Cat(*outs)), pn_c.eq(16 * L)]
             extra_sync["q"] = extra_sync.get("q", []) + [If(sub == D // (2 * L) - 1,
                                                             *_rot(codes_b, 1))]
         else:
-            push_stmts["kcode"] = [pk.push.eq(Cat(*kcode_b[:8])), pk.pn.eq(64)]
+            push_stmts["kcode"] = [push_c.eq(Cat(*kcode_b[:8])), pn_c.eq(64)]
             extra_sync["kcode"] = _rot(kcode_b, 8)
-            push_stmts["klo"] = [pk.push.eq(Cat(*klo_b[:lpc])), pk.pn.eq(64)]
+            push_stmts["klo"] = [push_c.eq(Cat(*klo_b[:lpc])), pn_c.eq(64)]
             extra_sync["klo"] = _rot(klo_b, lpc)
-            push_stmts["vcode"] = [pk.push.eq(Cat(*vcode_b[:8])), pk.pn.eq(64)]
+            push_stmts["vcode"] = [push_c.eq(Cat(*vcode_b[:8])), pn_c.eq(64)]
             extra_sync["vcode"] = _rot(vcode_b, 8)
-            push_stmts["vlo"] = [pk.push.eq(Cat(*vlo_b[:lpc])), pk.pn.eq(64)]
+            push_stmts["vlo"] = [push_c.eq(Cat(*vlo_b[:lpc])), pn_c.eq(64)]
             extra_sync["vlo"] = _rot(vlo_b, lpc)
             sv = []
             for j in range(L):
                 cv, _ = A.sanitize(self, Mux(cnt[0], rp[1].dat_r, rp[0].dat_r)[16 * j: 16 * j + 16])
                 sv.append(cv)
-            push_stmts["ksink"] = [pk.push.eq(Cat(*sv)), pk.pn.eq(dw)]
+            push_stmts["ksink"] = [push_c.eq(Cat(*sv)), pn_c.eq(dw)]
             ik = [i for i, (nm, _) in enumerate(steps) if nm == "kq"][0]
             self.comb += If(st == ik, radr.eq(cnt)).Elif(st == iks, radr.eq(cnt[1:])) \
                 .Else(radr.eq(cnt + nin // 4))
@@ -452,11 +471,11 @@ class KVCompressor(Module):
                 kfield = Cat(*[q[0:mode.kbits] for q in kqs])
                 vfield = Cat(*[q[0:mode.vbits] for q in vqs])
                 kpn, vpn = 2 * L * mode.kbits, 2 * L * mode.vbits
-            push_stmts["kq"] = [pk.push.eq(Mux(k_tok0, 0, kfield)), pk.pn.eq(kpn)]
+            push_stmts["kq"] = [push_c.eq(Mux(k_tok0, 0, kfield)), pn_c.eq(kpn)]
             extra_sync["kq"] = _rot(kcode_b, 2 * L) + _rot(klo_b, 2 * L)
-            push_stmts["vq"] = [pk.push.eq(vfield), pk.pn.eq(vpn)]
-            push_stmts["kpad"] = [pk.push.eq(0), pk.pn.eq(kpad)]
-            push_stmts["vpad"] = [pk.push.eq(0), pk.pn.eq(vpad)]
+            push_stmts["vq"] = [push_c.eq(vfield), pn_c.eq(vpn)]
+            push_stmts["kpad"] = [push_c.eq(0), pn_c.eq(kpad)]
+            push_stmts["vpad"] = [push_c.eq(0), pn_c.eq(vpad)]
             extra_sync["vq"] = [If(sub == D // (2 * L) - 1, *(_rot(vcode_b, 1) + _rot(vlo_b, 1)))]
         for i, name in cases:
             self.comb += If(st == i, *push_stmts[name])
