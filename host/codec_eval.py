@@ -172,7 +172,8 @@ def main(argv=None) -> int:
             agg["nll"] += math.log(r["ppl"]) * r["tokens_scored"]
             agg["n"] += r["tokens_scored"]
             bar.update(1)
-        res = {"ppl": math.exp(agg["nll"] / agg["n"]), "seconds": time.time() - t0}
+        res = {"ppl": math.exp(agg["nll"] / agg["n"]), "seconds": time.time() - t0,
+               "ppl_per_segment": [r["ppl"] for r in per]}
         if m is not None:
             res["ratio"] = float(np.mean([r["ratio"] for r in per]))
             res["ratio_per_layer"] = np.mean([r["ratio_per_layer"] for r in per], axis=0).tolist()
@@ -181,18 +182,27 @@ def main(argv=None) -> int:
     if baseline is not None:
         results = {"raw": dict(baseline, from_file=args.baseline_json), **results}
     base = results["raw"]["ppl"]
+    base_seg = results["raw"].get("ppl_per_segment")
     for r in results.values():
         r["dppl_pct"] = 100 * (r["ppl"] / base - 1)
+        # spread over the text: standard error of the per-segment changes (paired with the
+        # baseline's segments; needs >= 2 segments and a baseline that recorded them)
+        seg = r.get("ppl_per_segment")
+        if seg and base_seg and len(seg) == len(base_seg) >= 2:
+            d = 100 * (np.array(seg) / np.array(base_seg) - 1)
+            r["dppl_se_pct"] = float(d.std(ddof=1) / math.sqrt(len(d)))
 
     print(f"\nSmolLM2-135M-Instruct, {args.text}, {args.segments} x {args.tokens} tokens, "
           f"window {args.window} pages, sink flag {'off' if args.no_sink else 'on'}, "
           f"{datetime.date.today()}")
-    print(f"{'mode':<18} {'ratio':>7} {'ppl':>9} {'dppl vs fp16':>13}  ratio layer 0 / mid / last")
+    print(f"{'mode':<18} {'ratio':>7} {'ppl':>9} {'dppl vs fp16':>13} {'+- s.e.':>8}  "
+          f"ratio layer 0 / mid / last")
     for name, r in results.items():
         rl = r.get("ratio_per_layer")
         lay = f"{rl[0]:.3f} / {rl[len(rl) // 2]:.3f} / {rl[-1]:.3f}" if rl else ""
         ratio = f"{r['ratio']:.3f}" if "ratio" in r else "-"
-        print(f"{name:<18} {ratio:>7} {r['ppl']:>9.4f} {r['dppl_pct']:>+12.3f}%  {lay}")
+        se = f"{r['dppl_se_pct']:.3f}%" if "dppl_se_pct" in r else "-"
+        print(f"{name:<18} {ratio:>7} {r['ppl']:>9.4f} {r['dppl_pct']:>+12.3f}% {se:>8}  {lay}")
     if args.json:
         Path(args.json).parent.mkdir(parents=True, exist_ok=True)
         meta = {"text": args.text, "tokens": args.tokens, "segments": args.segments,

@@ -21,9 +21,10 @@ from tests.codec_fixtures import (CORRUPT_CASES, beats_bytes, bytes_beats, corru
                                   stream_source)
 
 SMALL = dict(T=8, D=16)
-HW = ["raw", "int8", "int8_delta", "kivi_k4v3", "kivi_k3v2", "kivi_z16v6"]
-# kivi_k4v4: Verilator test; kivi_z12v8 (8 K codes per 29-bit field): SINK tests here, and
-# Verilator; kivi_z11v9 (fields of 2 and 4 codes): test_kivi_z_field_sizes
+HW = ["raw", "int8", "int8_delta", "kivi_k4v3", "kivi_k3v2", "kivi_z16v6", "kivi_l16v12"]
+# kivi_z12v8 (8 K codes per 29-bit field): SINK tests here, and Verilator; kivi_z11v9
+# (fields of 2 and 4 codes): test_kivi_z_field_sizes; kivi_l16v13 (FP16 minima, V fields of
+# 4 codes): SINK tests and dw = 32 here, and Verilator
 
 
 def run_compressor(mode, pages, dw=64, T=16, D=64, seed=0, p_valid=0.7, p_ready=0.7,
@@ -143,7 +144,7 @@ def test_compressor_matches_reference(mode):
     assert got == R.compress_batch(pages, mode)
 
 
-@pytest.mark.parametrize("mode", ["kivi_k3v2", "kivi_z12v8"])
+@pytest.mark.parametrize("mode", ["kivi_k3v2", "kivi_z12v8", "kivi_l16v13"])
 def test_compressor_sink_pages(mode):
     pages = small_pages(8)
     sink = [1, 0, 1]
@@ -151,11 +152,15 @@ def test_compressor_sink_pages(mode):
     assert got == R.compress_batch(pages, mode, sink=np.array(sink, bool))
 
 
-@pytest.mark.parametrize("mode", ["int8", "kivi_k4v3"])
-def test_compressor_dw32(mode):
+@pytest.mark.parametrize("mode", ["int8", "kivi_k4v3", "kivi_l16v13"])
+def test_dw32(mode):
+    """The board width: both cores at 32 bits."""
     pages = small_pages(2)[:2]
     got, _ = run_compressor(mode, pages, dw=32, seed=5, **SMALL)
-    assert got == R.compress_batch(pages, mode)
+    blobs = R.compress_batch(pages, mode)
+    assert got == blobs
+    res = run_decompressor(mode, blobs, dw=32, seed=6, **SMALL)
+    assert [(e, o) for e, o, _, _ in res] == [(0, R.decompress(b).tobytes()) for b in blobs]
 
 
 @pytest.mark.parametrize("mode", ["int8_delta", "kivi_k4v3"])
@@ -193,7 +198,7 @@ def test_decompressor_matches_reference_and_flags_corruption(mode):
                 assert np.array_equal(np.frombuffer(out, np.uint16), exp[0].reshape(-1))
 
 
-@pytest.mark.parametrize("mode", ["kivi_k4v3", "kivi_z12v8"])
+@pytest.mark.parametrize("mode", ["kivi_k4v3", "kivi_z12v8", "kivi_l16v13"])
 def test_decompressor_sink_pages(mode):
     pages = small_pages(9)
     blobs = R.compress_batch(pages, mode, sink=np.array([1, 0, 1], bool))
@@ -271,7 +276,7 @@ def test_bad_parameters_raise():
 @pytest.mark.parametrize("core", [KVCompressor, KVDecompressor])
 @pytest.mark.parametrize("mode,dw", [("raw", 64), ("int8_delta", 64), ("kivi_k4v3", 64),
                                      ("kivi_k3v2", 32), ("int8", 128), ("kivi_z16v6", 64),
-                                     ("kivi_z12v8", 128)])
+                                     ("kivi_z12v8", 128), ("kivi_l16v13", 32)])
 def test_converts_to_verilog(core, mode, dw):
     dut = core(mode, dw=dw)
     v = str(convert(dut, ios={dut.sink.valid, dut.sink.ready, dut.sink.data, dut.sink.last,

@@ -157,7 +157,23 @@ def test_expected_page_lengths():
     assert {m: R.page_length(R.MODES[m]) for m in R.MODES if m != "int8_delta_rle"} == {
         "raw": 4112, "int8": 2096, "int8_delta": 2096, "kivi_k4v4": 1280, "kivi_k4v3": 1152,
         "kivi_k3v3": 1024, "kivi_k3v2": 896, "kivi_k2v2": 768,
-        "kivi_z16v6": 1024, "kivi_z16v8": 1072, "kivi_z12v8": 1024}
+        "kivi_z16v6": 1024, "kivi_z16v8": 1072, "kivi_z12v8": 1024,
+        "kivi_l16v14": 1264, "kivi_l16v13": 1248, "kivi_l16v12": 1232}
+
+
+def test_kivi_l_with_power_of_two_levels_is_kivi():
+    """kivi_l is kivi with level packing: at 16 / 8 levels its pages are kivi_k4v3's but for
+    the header's mode and bits bytes (and so the CRC), and decode to the same values."""
+    pages = np.concatenate([random_pages(4, seed=21), extreme_page()[None]])
+    sink = np.array([1, 0, 0, 1, 0], bool)
+    lm = R.Mode("kivi_l16v8", R.MODE_KIVI_L, klev=16, vlev=8)
+    a = R.compress_batch(pages, "kivi_k4v3", sink=sink)
+    b = R.compress_batch(pages, lm, sink=sink)
+    for x, y in zip(a, b):
+        assert len(x) == len(y) and x[4:-4] == y[4:-4] and x[:2] == y[:2]
+        assert (y[2], y[3]) == (R.MODE_KIVI_L, 0xF7)
+        assert R.parse_header(y).mode == lm
+    assert np.array_equal(R.decompress_batch(a).view(np.uint16), R.decompress_batch(b).view(np.uint16))
 
 
 def test_raw_is_bit_exact_including_nan_inf():

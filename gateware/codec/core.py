@@ -25,11 +25,11 @@ def _resolve(mode):
 
 
 def _zp_groups(mode, per_cycle):
-    """kivi_z: (g, w) of K and V (reference.level_group); every group must fit in
+    """kivi_z, kivi_l: (g, w) of K and V (reference.level_group); every group must fit in
     `per_cycle` values (one cycle of the datapath)."""
-    gk = R.level_group(mode.klev)
-    gv = R.level_group(mode.vlev)
-    for lev, (g, _) in ((mode.klev, gk), (mode.vlev, gv)):
+    gk = R.level_group(mode.k_levels)
+    gv = R.level_group(mode.v_levels)
+    for lev, (g, _) in ((mode.k_levels, gk), (mode.v_levels, gv)):
         if g > per_cycle:
             raise ValueError(f"{mode.name}: {lev} levels pack {g} values per field, more "
                              f"than this dw handles per cycle ({per_cycle}); use a wider dw")
@@ -141,9 +141,10 @@ class KVCompressor(Module):
         if length * 8 % dw:
             raise ValueError(f"page length {length} B is not a whole number of {dw}-bit beats")
         maxpush = max(64, dw)
-        kivi = mode.kivi_like              # K per channel, V per token (kivi, kivi_z)
-        zp = mode.kind == R.MODE_KIVI_ZP
-        if zp:
+        kivi = mode.kivi_like              # K per channel, V per token (kivi, kivi_z, kivi_l)
+        lvl = mode.kind in (R.MODE_KIVI_ZP, R.MODE_KIVI_L)  # level-packed codes
+        zp = mode.zp                       # int8 zero points (else FP16 minima)
+        if lvl:
             (gk, wk), (gv, wv) = _zp_groups(mode, 2 * L)
         length_s = R.page_length(mode, T, D, sink=True) if kivi else length
         nout_s = length_s * 8 // dw
@@ -214,11 +215,8 @@ class KVCompressor(Module):
             self.sync += If(accept, accm.eq(merged), If(tok_end, *_rot(codes_a, 1, [code])))
             b_regs.append((codes_a, codes_b))
         if kivi:
-            if zp:
-                kq, vq = mode.klev - 1, mode.vlev - 1
-            else:
-                kq, vq = (1 << mode.kbits) - 1, (1 << mode.vbits) - 1
-            lo_w = 8 if zp else 16         # kivi: group minimum (FP16); kivi_z: zero point
+            kq, vq = mode.k_levels - 1, mode.v_levels - 1
+            lo_w = 8 if zp else 16         # group minimum (FP16) or zero point (kivi_z)
             in_k = Signal()
             self.comb += in_k.eq(a_beat < nin // 2)
             # K: per-channel min/max in rotating register files (lanes update the head)
@@ -317,12 +315,12 @@ class KVCompressor(Module):
         elif not kivi:
             steps += [("codes", 2 * T // 8), ("q", nin // 2)]
         else:
-            lpc = 64 // lo_w             # K/V lo (kivi) or zero points (kivi_z) per cycle
+            lpc = 64 // lo_w             # K/V minima or zero points per cycle
             steps += [("kcode", D // 8), ("klo", D // lpc), ("vcode", T // 8),
                       ("vlo", T // lpc), ("ksink", D // L), ("kq", nin // 4)]
-            # kivi_z payloads need not fill whole 64-bit words: zero padding to the section end
+            # level-packed payloads need not fill whole 64-bit words: zero padding to the end
             kpad = vpad = 0
-            if zp:
+            if lvl:
                 kpad, vpad = -(T * D // gk * wk) % 64, -(T * D // gv * wv) % 64
             steps += [("kpad", 1)] if kpad else []
             steps += [("vq", nin // 4)] + ([("vpad", 1)] if vpad else [])
@@ -443,21 +441,22 @@ class KVCompressor(Module):
                 lo, code = Signal(len(klo_b[j])), Signal(8)
                 self.comb += If(is_kq, lo.eq(klo_b[j]), code.eq(kcode_b[j])) \
                     .Else(lo.eq(vlo_b[0]), code.eq(vcode_b[0]))
+                # the group's offset in units: zero * S (kivi_z) or the FP16 minimum
+                off = A.zp_offset(self, lo, code) if zp else A.fp16_to_int(self, lo)
                 if zp:
-                    # d = max(x - zero * S, 0)
-                    z = A.zp_offset(self, lo, code)
+                    # d = max(x - offset, 0)
                     diff = Signal((51, True))
                     d = Signal(48)
-                    self.comb += [diff.eq(x - z), If(diff < 0, d.eq(0)).Else(d.eq(diff))]
+                    self.comb += [diff.eq(x - off), If(diff < 0, d.eq(0)).Else(d.eq(diff))]
                 else:
                     d = Signal(43)
-                    self.comb += d.eq(x - A.fp16_to_int(self, lo))
+                    self.comb += d.eq(x - off)
                 qa = A.quantize(self, d, code, max(kq, vq))
                 for qmax, lst in ((kq, kqs), (vq, vqs)):
                     qc = Signal(len(qa))
                     self.comb += If(qa > qmax, qc.eq(qmax)).Else(qc.eq(qa))
                     lst.append(qc)
-            if zp:
+            if lvl:
                 def fields(qs, lev, g, w):
                     out = []
                     for i in range(0, len(qs), g):
@@ -465,8 +464,8 @@ class KVCompressor(Module):
                         self.comb += f.eq(A.level_code(qs[i:i + g], lev))
                         out.append(f)
                     return Cat(*out), len(out) * w
-                kfield, kpn = fields(kqs, mode.klev, gk, wk)
-                vfield, vpn = fields(vqs, mode.vlev, gv, wv)
+                kfield, kpn = fields(kqs, mode.k_levels, gk, wk)
+                vfield, vpn = fields(vqs, mode.v_levels, gv, wv)
             else:
                 kfield = Cat(*[q[0:mode.kbits] for q in kqs])
                 vfield = Cat(*[q[0:mode.vbits] for q in vqs])
@@ -529,8 +528,9 @@ class KVDecompressor(Module):
         nin = max(nin0, nin_s)
         nout = 2 * T * D // L            # output beats per page
         kivi = mode.kivi_like
-        zp = mode.kind == R.MODE_KIVI_ZP
-        if zp:
+        lvl = mode.kind in (R.MODE_KIVI_ZP, R.MODE_KIVI_L)  # level-packed codes
+        zp = mode.zp                       # int8 zero points (else FP16 minima)
+        if lvl:
             (gk, wk), (gv, wv) = _zp_groups(mode, 2 * L)
             # take per output beat: L/g fields, or one field every other beat when g = 2L
             kw = wk if gk == 2 * L else L // gk * wk
@@ -545,13 +545,13 @@ class KVDecompressor(Module):
         elif not kivi:
             steps += [("codes", 2 * T // 8, 64), ("q", nout, 8 * L)]
         else:
-            lpc = 8 if zp else 4             # zero points (kivi_z) or FP16 lo (kivi) per take
-            if not zp:
+            lpc = 8 if zp else 4             # zero points (kivi_z) or FP16 minima per take
+            if not lvl:
                 kw, vw = L * mode.kbits, L * mode.vbits
             steps += [("kcode", D // 8, 64), ("klo", D // lpc, 64), ("vcode", T // 8, 64),
                       ("vlo", T // lpc, 64), ("ksink", D // 4, 64), ("kq", nout // 2, kw)]
             kpad = vpad = 0                  # zero padding after a kivi_z payload section
-            if zp:
+            if lvl:
                 kpad, vpad = -(T * D // gk * wk) % 64, -(T * D // gv * wv) % 64
             steps += [("kpad", 1, kpad)] if kpad else []
             steps += [("vq", nout // 2, vw)] + ([("vpad", 1, vpad)] if vpad else [])
@@ -564,7 +564,7 @@ class KVDecompressor(Module):
         self.comb += tw.eq(Array([C(w) for _, _, w in steps] + [C(0)])[st])
         names = [nm for nm, _, _ in steps]
         ob = Signal(max=nout + 1)
-        if zp:
+        if lvl:
             # a field of 2L codes spans two output beats: taken on the even one
             for nm_, g_ in (("kq", gk), ("vq", gv)):
                 if g_ == 2 * L:
@@ -726,7 +726,7 @@ class KVDecompressor(Module):
             isk = Signal()
             self.comb += isk.eq(st == names.index("kq"))
             outs = []
-            if zp:
+            if lvl:
                 hold_sync = []
 
                 def digits(lev, g, w, tag):
@@ -743,8 +743,8 @@ class KVDecompressor(Module):
                         self.comb += If(ob[0], o.eq(hold[j])).Else(o.eq(ds[j]))
                         out.append(o)
                     return out
-                kd = digits(mode.klev, gk, wk, "kq")
-                vd = digits(mode.vlev, gv, wv, "vq")
+                kd = digits(mode.k_levels, gk, wk, "kq")
+                vd = digits(mode.v_levels, gv, wv, "vq")
             else:
                 kd = [buf[mode.kbits * j: mode.kbits * (j + 1)] for j in range(L)]
                 vd = [buf[mode.vbits * j: mode.vbits * (j + 1)] for j in range(L)]
@@ -767,7 +767,7 @@ class KVDecompressor(Module):
             sync_cases["kq"] = _rot(kcode, L) + _rot(klo, L) + \
                 [If(k_tok0, *_rot(ksink, L))]
             sync_cases["vq"] = [If(sub_wrap, *(_rot(vcode, 1) + _rot(vlo, 1)))]
-            if zp:
+            if lvl:
                 for tag, stmts in hold_sync:
                     sync_cases[tag] = sync_cases[tag] + [If(~ob[0], *stmts)]
         for i, nm in enumerate(names):

@@ -39,6 +39,7 @@ MODE_INT8_DELTA = 2
 MODE_INT8_DELTA_RLE = 3
 MODE_KIVI = 4                  # asymmetric, K per-channel, V per-token, kbits/vbits in header
 MODE_KIVI_ZP = 5               # as KIVI with integer zero points and level-packed codes
+MODE_KIVI_L = 6                # as KIVI (FP16 minima) with any level count, level-packed
 
 
 @dataclass(frozen=True)
@@ -58,12 +59,25 @@ class Mode:
 
     @property
     def kivi_like(self) -> bool:
-        """K per channel, V per token, SINK pages allowed (MODE_KIVI and MODE_KIVI_ZP)."""
-        return self.kind in (MODE_KIVI, MODE_KIVI_ZP)
+        """K per channel, V per token, SINK pages allowed (MODE_KIVI, _ZP, _L)."""
+        return self.kind in (MODE_KIVI, MODE_KIVI_ZP, MODE_KIVI_L)
+
+    @property
+    def k_levels(self) -> int:
+        return (1 << self.kbits) if self.kind == MODE_KIVI else self.klev
+
+    @property
+    def v_levels(self) -> int:
+        return (1 << self.vbits) if self.kind == MODE_KIVI else self.vlev
+
+    @property
+    def zp(self) -> bool:
+        """Groups carry int8 zero points (else the FP16 group minimum)."""
+        return self.kind == MODE_KIVI_ZP
 
     @property
     def bits_byte(self) -> int:
-        if self.kind == MODE_KIVI_ZP:
+        if self.kind in (MODE_KIVI_ZP, MODE_KIVI_L):
             return ((self.klev - 1) << 4) | (self.vlev - 1)
         return (self.kbits << 4) | self.vbits
 
@@ -81,6 +95,9 @@ MODES = {
     "kivi_z16v6": Mode("kivi_z16v6", MODE_KIVI_ZP, klev=16, vlev=6),
     "kivi_z16v8": Mode("kivi_z16v8", MODE_KIVI_ZP, klev=16, vlev=8),
     "kivi_z12v8": Mode("kivi_z12v8", MODE_KIVI_ZP, klev=12, vlev=8),
+    "kivi_l16v14": Mode("kivi_l16v14", MODE_KIVI_L, klev=16, vlev=14),
+    "kivi_l16v13": Mode("kivi_l16v13", MODE_KIVI_L, klev=16, vlev=13),
+    "kivi_l16v12": Mode("kivi_l16v12", MODE_KIVI_L, klev=16, vlev=12),
 }
 KIVI_BITS = (2, 3, 4, 5, 6, 7, 8)
 ZP_LEVELS = tuple(range(4, 17))        # levels per value of MODE_KIVI_ZP (qmax 3..15)
@@ -88,14 +105,15 @@ ZP_ZERO_MAX = 127                      # |zero point| <= 127 (int8 field)
 
 
 def mode_from_header(kind: int, bits_byte: int) -> Mode:
-    if kind == MODE_KIVI_ZP:
+    if kind in (MODE_KIVI_ZP, MODE_KIVI_L):
         kl, vl = (bits_byte >> 4) + 1, (bits_byte & 15) + 1
         if kl not in ZP_LEVELS or vl not in ZP_LEVELS:
             raise CodecError("header", f"bad zero-point levels {kl}/{vl}")
         for m in MODES.values():
-            if m.kind == MODE_KIVI_ZP and m.klev == kl and m.vlev == vl:
+            if m.kind == kind and m.klev == kl and m.vlev == vl:
                 return m
-        return Mode(f"kivi_z{kl}v{vl}", MODE_KIVI_ZP, klev=kl, vlev=vl)
+        tag = "z" if kind == MODE_KIVI_ZP else "l"
+        return Mode(f"kivi_{tag}{kl}v{vl}", kind, klev=kl, vlev=vl)
     if kind == MODE_KIVI:
         kb, vb = bits_byte >> 4, bits_byte & 15
         if kb not in KIVI_BITS or vb not in KIVI_BITS:
@@ -396,20 +414,21 @@ def rle_decode(enc: np.ndarray, n: int) -> tuple[np.ndarray, int]:
 # --------------------------------------------------------------------------------------------
 # Layout
 # --------------------------------------------------------------------------------------------
-def kivi_layout(T: int, D: int, kbits: int, vbits: int, sink: bool = False):
-    """Sections after the header, each padded to ALIGN: (name, unpadded bytes)."""
-    return [("k_code", D), ("k_lo", 2 * D), ("v_code", T), ("v_lo", 2 * T)] + \
-        ([("k_sink", 2 * D)] if sink else []) + \
-        [("k_q", (T * D * kbits + 7) // 8), ("v_q", (T * D * vbits + 7) // 8)]
+def _packed_bytes(n: int, levels: int) -> int:
+    g, w = level_group(levels)
+    return (n // g * w + 7) // 8
 
 
-def zp_layout(T: int, D: int, klev: int, vlev: int, sink: bool = False):
-    """MODE_KIVI_ZP sections: scale codes and int8 zero points, then level-packed codes."""
-    gk, wk = level_group(klev)
-    gv, wv = level_group(vlev)
-    return [("k_code", D), ("k_zero", D), ("v_code", T), ("v_zero", T)] + \
+def kv_layout(mode: Mode, T: int, D: int, sink: bool = False):
+    """Sections after the header of the KIVI-family modes, each padded to ALIGN:
+    (name, unpadded bytes). A group's offset is its FP16 minimum (`k_lo`/`v_lo`, 2 bytes)
+    or, in kivi_z, its int8 zero point (`k_zero`/`v_zero`, 1 byte)."""
+    k_off = ("k_zero", D) if mode.zp else ("k_lo", 2 * D)
+    v_off = ("v_zero", T) if mode.zp else ("v_lo", 2 * T)
+    return [("k_code", D), k_off, ("v_code", T), v_off] + \
         ([("k_sink", 2 * D)] if sink else []) + \
-        [("k_q", (T * D // gk * wk + 7) // 8), ("v_q", (T * D // gv * wv + 7) // 8)]
+        [("k_q", _packed_bytes(T * D, mode.k_levels)),
+         ("v_q", _packed_bytes(T * D, mode.v_levels))]
 
 
 def int8_layout(T: int, D: int) -> list[tuple[str, int]]:
@@ -429,12 +448,8 @@ def page_length(mode: Mode, T: int = 16, D: int = 64, sink: bool = False) -> int
         body = HEADER_BYTES + _align(2 * T * D * 2)
     elif mode.kind in (MODE_INT8, MODE_INT8_DELTA):
         body = HEADER_BYTES + sum(_align(n) for _, n in int8_layout(T, D))
-    elif mode.kind == MODE_KIVI:
-        body = HEADER_BYTES + sum(_align(n) for _, n in
-                                  kivi_layout(T, D, mode.kbits, mode.vbits, sink))
-    elif mode.kind == MODE_KIVI_ZP:
-        body = HEADER_BYTES + sum(_align(n) for _, n in
-                                  zp_layout(T, D, mode.klev, mode.vlev, sink))
+    elif mode.kivi_like:
+        body = HEADER_BYTES + sum(_align(n) for _, n in kv_layout(mode, T, D, sink))
     else:
         return None
     return finish_length(body)
@@ -497,69 +512,72 @@ def _int8_dequant(code: np.ndarray, q: np.ndarray) -> np.ndarray:
     return int_to_fp16(v)
 
 
-def _kivi_quant(x: np.ndarray, kbits: int, vbits: int, sink=None):
-    """K (x[:,0]) per channel over tokens, V (x[:,1]) per token over channels; asymmetric:
-    q = quantize(x - lo, code, 2**b - 1) with lo the group minimum (an exact FP16 value).
-    Pages with sink[i]: K statistics over tokens 1..T-1 only, token 0's K codes are 0."""
-    k, v = x[:, 0], x[:, 1]
-    ks = k
-    if sink is not None and np.any(sink):
-        ks = k.copy()
-        ks[sink, 0] = ks[sink, 1]              # token 0 out of the statistics
-    k_lo = ks.min(axis=1)                       # (N, D)
-    k_code = choose_scale(ks.max(axis=1) - k_lo, (1 << kbits) - 1)
-    k_q = quantize(np.maximum(k - k_lo[:, None, :], 0), k_code[:, None, :], (1 << kbits) - 1)
-    if sink is not None and np.any(sink):
-        k_q[sink, 0] = 0
-    v_lo = v.min(axis=2)                        # (N, T)
-    v_code = choose_scale(v.max(axis=2) - v_lo, (1 << vbits) - 1)
-    v_q = quantize(v - v_lo[:, :, None], v_code[:, :, None], (1 << vbits) - 1)
-    return k_code, k_lo, k_q.astype(np.uint8), v_code, v_lo, v_q.astype(np.uint8)
-
-
 def _zp_group(x: np.ndarray, axis: int, qmax: int):
     """Zero-point quantization of groups along `axis` (x int64 units):
         c = max(choose_scale(max - min, qmax), choose_scale(|min|, 127))
         n = sign(min) * quantize(|min|, c, 127)                 (int8 zero point)
         q = quantize(max(x - n * S(c), 0), c, qmax)
     and x' = (n + q) * S(c). Returns (code, n, q)."""
-    lo = x.min(axis=axis)
-    hi = x.max(axis=axis)
-    code = np.maximum(choose_scale(hi - lo, qmax), choose_scale(np.abs(lo), ZP_ZERO_MAX))
+    code, n, off = _group_params(x, axis, qmax + 1, True)
+    q = quantize(np.maximum(x - np.expand_dims(off, axis), 0), np.expand_dims(code, axis), qmax)
+    return code, n.astype(np.int8), q.astype(np.uint8)
+
+
+def _group_params(s: np.ndarray, axis: int, levels: int, zp: bool):
+    """Scale code and offset of the groups of `s` along `axis` (statistics only).
+    Returns (code, field, off): `field` is what the page stores (int8 zero point n, or the
+    group minimum lo, an exact FP16 value), `off` the offset in units (n * S(code), or lo)."""
+    lo = s.min(axis=axis)
+    hi = s.max(axis=axis)
+    if not zp:
+        return choose_scale(hi - lo, levels - 1), lo, lo
+    code = np.maximum(choose_scale(hi - lo, levels - 1), choose_scale(np.abs(lo), ZP_ZERO_MAX))
     nmag = quantize(np.abs(lo), code, ZP_ZERO_MAX)
     n = np.where(lo < 0, -nmag, nmag)
-    z = np.expand_dims(n * scale_value(code), axis)
-    q = quantize(np.maximum(x - z, 0), np.expand_dims(code, axis), qmax)
-    return code.astype(np.uint8), n.astype(np.int8), q.astype(np.uint8)
+    return code.astype(np.uint8), n, n * scale_value(code)
 
 
-def _zp_quant(x: np.ndarray, klev: int, vlev: int, sink=None):
-    """K per channel over tokens (over tokens 1..T-1 on SINK pages, whose token 0 codes are
-    0), V per token over channels; see _zp_group."""
+def _kv_quant(x: np.ndarray, mode: Mode, sink=None):
+    """KIVI-family quantization: K (x[:,0]) per channel over tokens, V (x[:,1]) per token
+    over channels, asymmetric, q = quantize(max(X - off, 0), code, levels - 1), with the
+    group offset `off` its FP16 minimum (kivi, kivi_l) or int8 zero point times the scale
+    (kivi_z). Pages with sink[i]: K statistics over tokens 1..T-1
+    only, token 0's K codes are 0. Returns (k_code, k_field, k_q, v_code, v_field, v_q)."""
     k, v = x[:, 0], x[:, 1]
     ks = k
     if sink is not None and np.any(sink):
         ks = k.copy()
-        ks[sink, 0] = ks[sink, 1]
-    k_code, k_n, _ = _zp_group(ks, 1, klev - 1)
-    k_q = quantize(np.maximum(k - (k_n.astype(np.int64) * scale_value(k_code))[:, None, :], 0),
-                   k_code[:, None, :], klev - 1).astype(np.uint8)
+        ks[sink, 0] = ks[sink, 1]              # token 0 out of the statistics
+    k_code, k_f, k_off = _group_params(ks, 1, mode.k_levels, mode.zp)   # (N, D)
+    k_q = quantize(np.maximum(k - k_off[:, None, :], 0), k_code[:, None, :], mode.k_levels - 1)
     if sink is not None and np.any(sink):
         k_q[sink, 0] = 0
-    v_code, v_n, v_q = _zp_group(v, 2, vlev - 1)
-    return k_code, k_n, k_q, v_code, v_n, v_q
+    v_code, v_f, v_off = _group_params(v, 2, mode.v_levels, mode.zp)    # (N, T)
+    v_q = quantize(np.maximum(v - v_off[:, :, None], 0), v_code[:, :, None], mode.v_levels - 1)
+    return k_code, k_f, k_q.astype(np.uint8), v_code, v_f, v_q.astype(np.uint8)
 
 
-def _zp_dequant(k_code, k_n, k_q, v_code, v_n, v_q):
-    k = (k_n.astype(np.int64)[:, None, :] + k_q) * scale_value(k_code)[:, None, :]
-    v = (v_n.astype(np.int64)[:, :, None] + v_q) * scale_value(v_code)[:, :, None]
+def _kv_dequant(mode: Mode, k_code, k_f, k_q, v_code, v_f, v_q):
+    """X' = off + q * S(code): off = n * S(code) (zero point) or lo (FP16 minimum)."""
+    ks, vs = scale_value(k_code), scale_value(v_code)
+    k_off = k_f.astype(np.int64) * ks if mode.zp else k_f
+    v_off = v_f.astype(np.int64) * vs if mode.zp else v_f
+    k = k_off[:, None, :] + k_q.astype(np.int64) * ks[:, None, :]
+    v = v_off[:, :, None] + v_q.astype(np.int64) * vs[:, :, None]
     return np.stack([int_to_fp16(k), int_to_fp16(v)], axis=1)
 
 
-def _kivi_dequant(k_code, k_lo, k_q, v_code, v_lo, v_q):
-    k = k_lo[:, None, :] + k_q.astype(np.int64) * scale_value(k_code)[:, None, :]
-    v = v_lo[:, :, None] + v_q.astype(np.int64) * scale_value(v_code)[:, :, None]
-    return np.stack([int_to_fp16(k), int_to_fp16(v)], axis=1)
+def _pack(q: np.ndarray, levels: int) -> np.ndarray:
+    """Level packing (pack_levels); for a power of two it is plain bit packing (faster)."""
+    if levels & (levels - 1) == 0:
+        return pack_bits(q, levels.bit_length() - 1)
+    return pack_levels(q, levels)
+
+
+def _unpack(b: np.ndarray, levels: int, n: int) -> np.ndarray:
+    if levels & (levels - 1) == 0:
+        return unpack_bits(b, levels.bit_length() - 1, n)
+    return unpack_levels(b, levels, n)
 
 
 def _delta(q: np.ndarray) -> np.ndarray:
@@ -627,26 +645,20 @@ def compress_batch(pages, mode: str | Mode, sink=False) -> list[bytes]:
             if mode.kind == MODE_INT8_DELTA_RLE:
                 return [_finish_rle(mode, flags[i], T, D, code[i], payload[i]) for i in range(N)]
             body.append(payload)
-        elif mode.kind == MODE_KIVI:
-            k_code, k_lo, k_q, v_code, v_lo, v_q = _kivi_quant(
-                x, mode.kbits, mode.vbits, np.full(N, sink))
-            body = [k_code, _u16le(int_to_fp16(k_lo)), v_code, _u16le(int_to_fp16(v_lo))]
+        elif mode.kivi_like:
+            if mode.kind != MODE_KIVI and D % 8:
+                raise ValueError(f"{mode.name}: level-packed modes need D a multiple of 8")
+            k_code, k_f, k_q, v_code, v_f, v_q = _kv_quant(x, mode, np.full(N, sink))
+            if mode.zp:
+                body = [k_code, k_f.astype(np.int8).view(np.uint8),
+                        v_code, v_f.astype(np.int8).view(np.uint8)]
+            else:
+                body = [k_code, _u16le(int_to_fp16(k_f)), v_code, _u16le(int_to_fp16(v_f))]
             if sink:
                 body.append(_u16le(int_to_fp16(x[:, 0, 0, :])))
                 flags = flags | FLAG_SINK
-            body += [pack_bits(k_q.reshape(N, -1), mode.kbits),
-                    pack_bits(v_q.reshape(N, -1), mode.vbits)]
-        elif mode.kind == MODE_KIVI_ZP:
-            if D % 8:
-                raise ValueError("kivi_z modes need D a multiple of 8")
-            k_code, k_n, k_q, v_code, v_n, v_q = _zp_quant(x, mode.klev, mode.vlev,
-                                                           np.full(N, sink))
-            body = [k_code, k_n.view(np.uint8), v_code, v_n.view(np.uint8)]
-            if sink:
-                body.append(_u16le(int_to_fp16(x[:, 0, 0, :])))
-                flags = flags | FLAG_SINK
-            body += [pack_levels(k_q.reshape(N, -1), mode.klev),
-                     pack_levels(v_q.reshape(N, -1), mode.vlev)]
+            body += [_pack(k_q.reshape(N, -1), mode.k_levels),
+                     _pack(v_q.reshape(N, -1), mode.v_levels)]
         else:  # pragma: no cover
             raise ValueError(mode)
     body = np.concatenate([_padded(np.asarray(b, np.uint8)) for b in body], axis=1)
@@ -776,25 +788,17 @@ def _decode_checked(blobs: list[bytes], hdr: Header) -> np.ndarray:
         q = np.ascontiguousarray(s["q"]).reshape(N, 2, T, D)
         q = q.view(np.int8) if mode.kind == MODE_INT8 else _undelta(q)
         return _int8_dequant(code, q).view(np.float16)
-    if mode.kind == MODE_KIVI:
+    if mode.kivi_like:
         sink = bool(hdr.flags & FLAG_SINK)
-        s = _sections(arr, kivi_layout(T, D, mode.kbits, mode.vbits, sink))
-        k_lo = fp16_to_int(np.ascontiguousarray(s["k_lo"]).view("<u2").astype(np.uint16))
-        v_lo = fp16_to_int(np.ascontiguousarray(s["v_lo"]).view("<u2").astype(np.uint16))
-        k_q = unpack_bits(s["k_q"], mode.kbits, T * D).reshape(N, T, D)
-        v_q = unpack_bits(s["v_q"], mode.vbits, T * D).reshape(N, T, D)
-        out = _kivi_dequant(s["k_code"], k_lo, k_q, s["v_code"], v_lo, v_q)
-        if sink:
-            out[:, 0, 0, :] = np.ascontiguousarray(s["k_sink"]).view("<u2").astype(np.uint16)
-        return out.view(np.float16)
-    if mode.kind == MODE_KIVI_ZP:
-        sink = bool(hdr.flags & FLAG_SINK)
-        s = _sections(arr, zp_layout(T, D, mode.klev, mode.vlev, sink))
-        k_n = np.ascontiguousarray(s["k_zero"]).view(np.int8)
-        v_n = np.ascontiguousarray(s["v_zero"]).view(np.int8)
-        k_q = unpack_levels(s["k_q"], mode.klev, T * D).reshape(N, T, D)
-        v_q = unpack_levels(s["v_q"], mode.vlev, T * D).reshape(N, T, D)
-        out = _zp_dequant(s["k_code"], k_n, k_q, s["v_code"], v_n, v_q)
+        s = _sections(arr, kv_layout(mode, T, D, sink))
+
+        def offsets(side):
+            if mode.zp:
+                return np.ascontiguousarray(s[f"{side}_zero"]).view(np.int8)
+            return fp16_to_int(np.ascontiguousarray(s[f"{side}_lo"]).view("<u2").astype(np.uint16))
+        k_q = _unpack(s["k_q"], mode.k_levels, T * D).reshape(N, T, D)
+        v_q = _unpack(s["v_q"], mode.v_levels, T * D).reshape(N, T, D)
+        out = _kv_dequant(mode, s["k_code"], offsets("k"), k_q, s["v_code"], offsets("v"), v_q)
         if sink:
             out[:, 0, 0, :] = np.ascontiguousarray(s["k_sink"]).view("<u2").astype(np.uint16)
         return out.view(np.float16)
@@ -812,9 +816,7 @@ def error_bound(page, mode: str | Mode, sink: bool = False) -> np.ndarray:
     if mode.kind == MODE_RAW:
         return np.zeros(bits.shape)
     if mode.kivi_like:
-        quant = (_kivi_quant(x, mode.kbits, mode.vbits, np.array([sink]))
-                 if mode.kind == MODE_KIVI else
-                 _zp_quant(x, mode.klev, mode.vlev, np.array([sink])))
+        quant = _kv_quant(x, mode, np.array([sink]))
         k_code, v_code = quant[0], quant[3]
         s = np.stack([np.broadcast_to(scale_value(k_code[0])[None, :], x.shape[2:]),
                       np.broadcast_to(scale_value(v_code[0])[:, None], x.shape[2:])])
