@@ -11,13 +11,14 @@
 #include "predict.h"
 #include "lstm_weights.h"
 
-#define L1_PAGES 4
+#define L1_DEFAULT 4                  /* host/prefetch/core.py L1_PAGES */
 #define TRACK 32
 
 /* ---- tracker: per stream up to TRACK (page, 8-step read history) entries ---- */
 static uint16_t tr_page[PRED_MAX_STREAMS][TRACK];
 static uint8_t tr_hist[PRED_MAX_STREAMS][TRACK];
 static uint8_t tr_n[PRED_MAX_STREAMS];
+static unsigned l1_pages = L1_DEFAULT;  /* the host's L1 window (pred_reset) */
 static unsigned obs_read, obs_new, obs_drop;
 
 #define MARKOV_ENTRIES 512
@@ -333,8 +334,9 @@ static unsigned pred_lstm(unsigned s, unsigned layer, unsigned n_pages, int lim,
 	return top_k(sc, pgs, n, k, out);
 }
 
-void pred_reset(enum pred_kind kind)
+void pred_reset(enum pred_kind kind, unsigned l1)
 {
+	l1_pages = l1 & 0xff;
 	memset(tr_n, 0, sizeof(tr_n));
 	memset(&st, 0, sizeof(st));
 	if (kind == PRED_STRIDE) {
@@ -348,11 +350,11 @@ void pred_reset(enum pred_kind kind)
 unsigned pred_step(enum pred_kind kind, unsigned s, unsigned layer, unsigned n_pages,
                    const uint16_t *acc, unsigned n_acc, unsigned k, uint16_t *out)
 {
-	int lim = (int)n_pages - L1_PAGES;
+	int lim = (int)n_pages - (int)l1_pages;
 	if ((unsigned)kind >= PRED_N_KINDS || s >= PRED_MAX_STREAMS || n_pages > PRED_MAX_PAGES)
 		return 0;
 	if ((int)kind != active)
-		pred_reset(kind);
+		pred_reset(kind, l1_pages);
 	if (k > PRED_MAX_K)
 		k = PRED_MAX_K;
 	switch (kind) {
@@ -398,7 +400,7 @@ uint32_t pred_run(uint32_t kind, uint32_t flags, uint32_t in, uint32_t count, ui
 	flush_cpu_dcache();
 	flush_l2_cache();
 	if (flags & 1)
-		pred_reset((enum pred_kind)kind);
+		pred_reset((enum pred_kind)kind, (flags >> 8) & 0xff);
 	ip = (const uint16_t *)(MAIN_RAM_BASE + in);
 #ifdef CSR_TIMER0_BASE
 	timer0_en_write(0);

@@ -13,14 +13,15 @@ enum pred_kind { PRED_NONE = 0, PRED_LAST = 1, PRED_STRIDE = 2, PRED_MARKOV = 3,
 #define PRED_MAX_PAGES 4096
 #define PRED_MAX_K 32                  /* k is clamped to this */
 
-/* Forget all history/state and make `kind` the active predictor (new request). The kinds
- * share one state area: calling pred_step with another kind than the active one resets
- * first, so one request is served by one kind at a time. */
-void pred_reset(enum pred_kind kind);
+/* Forget all history/state and make `kind` the active predictor (new request), for a host
+ * L1 window of `l1` pages (0..255: pages >= n_pages - l1 are never tracked or predicted).
+ * The kinds share one state area: calling pred_step with another kind than the active one
+ * resets first (keeping l1), so one request is served by one kind at a time. */
+void pred_reset(enum pred_kind kind, unsigned l1);
 /* Observe stream s's step: the full pages it read, acc[0..n_acc) ascending, each < n_pages
  * (n_pages = full pages of the stream at this step, at most 4096), and write up to k
  * predictions for the stream's next step into out[], best first; returns how many.
- * Pages >= n_pages - 4 (the host's L1 window) are never predicted. */
+ * Pages >= n_pages - l1 (the host's L1 window, pred_reset) are never predicted. */
 unsigned pred_step(enum pred_kind kind, unsigned s, unsigned layer, unsigned n_pages,
                    const uint16_t *acc, unsigned n_acc, unsigned k, uint16_t *out);
 
@@ -28,7 +29,8 @@ unsigned pred_step(enum pred_kind kind, unsigned s, unsigned layer, unsigned n_p
  * records at `in` (DRAM offset): uint16 s, layer, n_pages, k, n_acc, acc[n_acc]. Output
  * records at `out`, PRED_OUT_STRIDE bytes each: uint16 n, pred[32] (only the first n written),
  * then (at byte 66) the uint32 timer
- * cycles pred_step took. `flags` bit 0: pred_reset(kind) first. Returns 0 or an error. */
+ * cycles pred_step took. `flags` bit 0: pred_reset(kind, l1) first, with l1 = flags bits
+ * 15:8. Returns 0 or an error. */
 #define PRED_OUT_STRIDE 72
 #define PRED_DRAM_BASE 0x01800000u     /* test inputs/outputs: 0x1800000-0x1BFFFFF */
 #define PRED_DRAM_END  0x01C00000u

@@ -193,7 +193,7 @@ static void reset_state(void)
 	} else {
 		n_arms = 1;
 	}
-	pred_reset((enum pred_kind)cfg_kind);
+	pred_reset((enum pred_kind)cfg_kind, cfg_l1);
 }
 
 uint32_t spec_config(uint32_t w3, uint32_t w4, uint32_t w5, uint32_t w6, uint32_t w7)

@@ -99,9 +99,12 @@ class Device:
         done = self.command(CMD_PREFETCH, vpn, host=host_addr)
         return self._check(done, f"prefetch of vpn {vpn}") if check else done
 
-    def pred_run(self, kind, records, reset=True, max_cycles=400_000_000):
+    def pred_run(self, kind, records, reset=True, l1=4, max_cycles=400_000_000):
         """Run predictor ``kind`` (enum pred_kind code) in firmware over ``records``, a list of
-        (s, layer, n_pages, k, acc): returns (predictions per record, timer cycles per record)."""
+        (s, layer, n_pages, k, acc): returns (predictions per record, timer cycles per record).
+        ``reset``: reset the predictor first, for an L1 window of ``l1`` pages (0..255)."""
+        if not 0 <= l1 <= 255:
+            raise ValueError(f"L1 window of {l1} pages: must be 0..255")
         import numpy as np
         words = []
         for s, layer, n_pages, k, acc in records:
@@ -112,7 +115,8 @@ class Device:
         if out + len(records) * PRED_OUT_STRIDE > PRED_DRAM_END:
             raise ValueError("too many records for the predictor test region")
         self.link.mem_write(self.ram + PRED_DRAM_BASE, blob)
-        done = self.command(CMD_PRED_RUN, kind | (int(reset) << 8), src=PRED_DRAM_BASE,
+        done = self.command(CMD_PRED_RUN, kind | (int(reset) << 8) | (l1 << 16),
+                            src=PRED_DRAM_BASE,
                             host=(out << 32) | len(records), max_cycles=max_cycles, poll=20_000)
         self._check(done, f"predictor run (kind {kind})")
         n_bytes = len(records) * PRED_OUT_STRIDE

@@ -131,7 +131,7 @@ def replay(opts: ReplayOptions, backend=None, build=None, progress=True):
     cfg = SpecConfig(request=0x5EC0 + 1, kind=PREFETCHERS.index(opts.prefetcher), k=opts.k,
                      ucb=opts.ucb, throttle=opts.throttle, heads=H, layers=layers,
                      l2_base=0, l2_slots=opts.l2_slots, l1_pages=l1)
-    pred = make_predictor(opts.prefetcher)
+    pred = make_predictor(opts.prefetcher, l1=l1)
     backend.start(cfg, pred)
 
     digest = hashlib.sha256()

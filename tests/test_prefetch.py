@@ -64,11 +64,13 @@ def test_weights_were_not_trained_on_evaluation_documents():
     assert not set(info["train"]) & set(info["val"])
 
 
+@pytest.mark.parametrize("l1", [C.L1_PAGES, 0, 9])
 @pytest.mark.parametrize("kind", KINDS)
-def test_contract(kind, heldout):
-    """<= k pages, unique, outside L1, below n_pages - 4; deterministic; reset forgets."""
+def test_contract(kind, l1, heldout):
+    """<= k pages, unique, outside the L1 window (below n_pages - l1); deterministic; reset
+    forgets."""
     st = heldout["codegen"]
-    p = make_predictor(kind)
+    p = make_predictor(kind, l1=l1)
     first = None
     for rep in range(2):
         p.reset()
@@ -79,7 +81,7 @@ def test_contract(kind, heldout):
                 k = KS[(t + s) % len(KS)]
                 out = p.step(s, s // 3, n, st.acc[t][s], k)
                 assert len(out) <= k and len(set(out)) == len(out)
-                assert all(0 <= q < n - C.L1_PAGES for q in out)
+                assert all(0 <= q < n - l1 for q in out)
                 outs.append(out)
         if first is None:
             first = outs

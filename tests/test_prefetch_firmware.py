@@ -25,9 +25,9 @@ def dev(sim_build):
     drv.close()
 
 
-def _check(dev, kind, recs):
-    preds, cycles = dev.pred_run(KIND_CODE[kind], recs)
-    ref = reference(kind, recs)
+def _check(dev, kind, recs, l1=4):
+    preds, cycles = dev.pred_run(KIND_CODE[kind], recs, l1=l1)
+    ref = reference(kind, recs, l1)
     bad = [(i, recs[i][:4], a, b) for i, (a, b) in enumerate(zip(preds, ref)) if a != b]
     assert not bad, f"{len(bad)} of {len(recs)} differ; first: {bad[:3]}"
     assert sum(map(len, ref)) > 0 or kind == "none"
@@ -70,6 +70,13 @@ def _random_records(seed, n_steps, streams=(0, 1, 2, 45, 89, 95)):
 @pytest.mark.parametrize("kind", ["lstm", "markov", "stride"])
 def test_firmware_equals_reference_on_random_stress_inputs(dev, kind):
     _check(dev, kind, _random_records(7, 12))
+
+
+@pytest.mark.parametrize("kind,l1", [("lstm", 0), ("markov", 9), ("layer_ahead", 9)])
+def test_firmware_takes_the_l1_window_of_the_request(dev, kind, l1):
+    """The L1 window is the request's (SpecConfig.l1_pages), not a constant: other windows
+    than the default 4 pages give the reference's predictions too."""
+    _check(dev, kind, _random_records(3, 8), l1)
 
 
 def test_pred_run_rejects_buffers_outside_its_region(dev):

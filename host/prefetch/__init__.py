@@ -10,7 +10,8 @@ See host/prefetch/README.md (design, training, results).
 """
 from pathlib import Path
 
-from host.prefetch.core import (KINDS, KIND_CODE, LastPredictor, LayerAheadPredictor,  # noqa: F401
+from host.prefetch.core import (KINDS, KIND_CODE, L1_PAGES, LastPredictor,  # noqa: F401
+                                LayerAheadPredictor,
                                 LSTMPredictor, MarkovPredictor, NonePredictor, QuantLSTMWeights,
                                 StridePredictor)
 
@@ -20,14 +21,14 @@ _CLASSES = {"none": NonePredictor, "last": LastPredictor, "stride": StridePredic
             "markov": MarkovPredictor, "layer_ahead": LayerAheadPredictor}
 
 
-def make_predictor(kind: str, weights=None):
-    """A fresh predictor of ``kind`` (one of KINDS). For "lstm", ``weights`` is a
-    :class:`QuantLSTMWeights` or a path to an .npz written by the training command
-    (default: the committed ``weights/lstm.npz``)."""
+def make_predictor(kind: str, weights=None, l1: int = L1_PAGES):
+    """A fresh predictor of ``kind`` (one of KINDS) for an L1 window of ``l1`` pages. For
+    "lstm", ``weights`` is a :class:`QuantLSTMWeights` or a path to an .npz written by the
+    training command (default: the committed ``weights/lstm.npz``)."""
     if kind == "lstm":
         if not isinstance(weights, QuantLSTMWeights):
             weights = QuantLSTMWeights.load(weights or WEIGHTS)
-        return LSTMPredictor(weights)
+        return LSTMPredictor(weights, l1)
     if kind not in _CLASSES:
         raise ValueError(f"unknown predictor kind {kind!r}; known: {', '.join(KINDS)}")
-    return _CLASSES[kind]()
+    return _CLASSES[kind](l1)

@@ -33,9 +33,9 @@ def records_for(st, steps, ks=(1, 2, 4, 8, 16), start=0):
     return out
 
 
-def reference(kind, records):
+def reference(kind, records, l1=4):
     from host.prefetch import make_predictor
-    p = make_predictor(kind)
+    p = make_predictor(kind, l1=l1)
     return [p.step(s, layer, n, acc, k) for s, layer, n, k, acc in records]
 
 

@@ -5,7 +5,8 @@ One predictor instance serves the up to ``MAX_STREAMS`` (layer, KV head) streams
 request. Each decode step calls ``step(s, layer, n_pages, acc, k)`` once per stream, streams
 in order; ``acc`` is every full page the stream read at this step (ascending, each
 ``< n_pages``) and the result is up to ``k`` pages the stream will read at its next step,
-best first. Pages ``>= n_pages - L1_PAGES`` are the host's L1 window (never fetched); no
+best first. Pages ``>= n_pages - l1`` are the host's L1 window (never fetched; ``l1`` is a
+predictor parameter, the system's ``SpecConfig.l1_pages``, default ``L1_PAGES``); no
 predictor returns them.
 
 Everything here is integer arithmetic on Python ints (numpy int64 for the LSTM's
@@ -17,7 +18,7 @@ import numpy as np
 
 MAX_STREAMS = 96        # (layer, KV head) streams of one request: s = layer * 3 + head
 MAX_PAGES = 4096        # full pages per stream (vpn_page_bits = 12)
-L1_PAGES = 4            # the host keeps the last 4 full pages (64-token window) in L1
+L1_PAGES = 4            # default L1 window: the host keeps the last 4 full pages (64 tokens)
 TRACK = 32              # pages tracked per stream (the tracker table)
 MAX_K = TRACK           # a prediction never has more than TRACK pages
 
@@ -34,7 +35,7 @@ class Tracker:
 
     1. every hist shifts left by one (8 bits); entries whose hist becomes 0 (not read in the
        last 8 steps) or whose page is now an L1 page are removed, the others keep their order;
-    2. each page of ``acc`` below ``lim = n_pages - L1_PAGES``, in ascending order: if tracked,
+    2. each page of ``acc`` below ``lim = n_pages - l1``, in ascending order: if tracked,
        set bit 0; else append ``(p, 1)`` if the table has room; else replace, in place, the
        entry not read this step with the smallest hist (first in table order on ties); if
        every entry was read this step, the page is not tracked.
@@ -47,8 +48,8 @@ class Tracker:
         self.hist: list[int] = []
         self.n_read = self.n_new = self.n_drop = 0
 
-    def observe(self, acc, n_pages: int) -> None:
-        lim = n_pages - L1_PAGES
+    def observe(self, acc, n_pages: int, l1: int = L1_PAGES) -> None:
+        lim = n_pages - l1
         pages, hist = [], []
         for p, h in zip(self.pages, self.hist):
             h = (h << 1) & 0xFF
@@ -141,9 +142,14 @@ def top_k(scored, k: int) -> list[int]:
 # Predictors
 # --------------------------------------------------------------------------------------------
 class Predictor:
+    """``l1``: the host's L1 window in pages (0..255): pages >= n_pages - l1 are never
+    tracked or predicted."""
     kind = "?"
 
-    def __init__(self):
+    def __init__(self, l1: int = L1_PAGES):
+        if not 0 <= l1 <= 255:
+            raise ValueError(f"L1 window of {l1} pages: must be 0..255")
+        self.l1 = l1
         self.reset()
 
     def reset(self) -> None:
@@ -160,7 +166,7 @@ class Predictor:
         k = self._check(s, n_pages, acc, k)
         acc = [int(p) for p in acc]
         tr = self.tr[s]
-        tr.observe(acc, n_pages)
+        tr.observe(acc, n_pages, self.l1)
         out = self._predict(s, layer, n_pages, acc, k, tr)
         assert len(out) <= k
         return out
@@ -182,7 +188,7 @@ class LastPredictor(Predictor):
     kind = "last"
 
     def _predict(self, s, layer, n_pages, acc, k, tr):
-        lim = n_pages - L1_PAGES
+        lim = n_pages - self.l1
         return [p for p in acc if p < lim][:k]
 
 
@@ -198,7 +204,7 @@ class StridePredictor(Predictor):
         self.prev_d = [0] * MAX_STREAMS
 
     def _predict(self, s, layer, n_pages, acc, k, tr):
-        lim = n_pages - L1_PAGES
+        lim = n_pages - self.l1
         cur = [p for p in acc if p < lim]
         d = 1
         if cur:
@@ -245,7 +251,7 @@ class MarkovPredictor(Predictor):
         self.cnt = [[0] * MARKOV_SUCC for _ in range(MARKOV_ENTRIES)]
 
     def _predict(self, s, layer, n_pages, acc, k, tr):
-        lim = n_pages - L1_PAGES
+        lim = n_pages - self.l1
         prev = [p for p, h in zip(tr.pages, tr.hist) if h & 2]
         cur = [p for p, h in zip(tr.pages, tr.hist) if h & 1]
         for a in prev:
@@ -288,7 +294,7 @@ class LayerAheadPredictor(Predictor):
     kind = "layer_ahead"
 
     def _predict(self, s, layer, n_pages, acc, k, tr):
-        return list(range(min(k, max(0, n_pages - L1_PAGES))))
+        return list(range(min(k, max(0, n_pages - self.l1))))
 
 
 # LSTM integer arithmetic ---------------------------------------------------------------------
@@ -377,9 +383,9 @@ class LSTMPredictor(Predictor):
     are predicted (lower page first on ties)."""
     kind = "lstm"
 
-    def __init__(self, weights: QuantLSTMWeights):
+    def __init__(self, weights: QuantLSTMWeights, l1: int = L1_PAGES):
         self.w = weights
-        super().__init__()
+        super().__init__(l1)
 
     def reset(self):
         super().reset()
@@ -391,7 +397,7 @@ class LSTMPredictor(Predictor):
         xin = step_inputs(s, layer, n_pages, tr)
         self.h[s], self.c[s] = lstm_cell_int(self.w, xin, self.h[s], self.c[s])
         wv = lstm_out_int(self.w, self.h[s])
-        lim = n_pages - L1_PAGES
+        lim = n_pages - self.l1
         scored = [(sum(wv[f] for f in page_features(p, h, lim)), p)
                   for p, h in zip(tr.pages, tr.hist)]
         return top_k(scored, k)
