@@ -100,7 +100,9 @@ def _head_dim(model) -> int:
 def main(argv=None) -> int:
     ap = argparse.ArgumentParser(description=__doc__.split("\n\n")[0],
                                  formatter_class=argparse.RawDescriptionHelpFormatter)
-    ap.add_argument("--text", required=True, help="UTF-8 text file to score")
+    ap.add_argument("--text", required=True,
+                    help="UTF-8 text file to score; several files comma-separated are scored as"
+                         " one text (joined by blank lines), segments running across them")
     ap.add_argument("--modes", default=",".join(R.MODES),
                     help="comma-separated codec modes (default: all); 'raw' is the FP16 baseline"
                          " and is always run")
@@ -150,7 +152,11 @@ def main(argv=None) -> int:
     from host.model import load_model
 
     model, tok = load_model()
-    text = Path(args.text).read_text(encoding="utf-8")
+    files = [f for f in args.text.split(",") if f]
+    for f in files:
+        if not Path(f).is_file():
+            ap.error(f"--text: no such file {f!r}")
+    text = "\n\n".join(Path(f).read_text(encoding="utf-8") for f in files)
     ids = tok(text, return_tensors="pt").input_ids
     need = args.tokens * args.segments
     if ids.shape[1] < need:
