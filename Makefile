@@ -9,7 +9,7 @@ help:
 	@echo "make test    run the whole test suite"
 	@echo "make bench   benchmarks: simulation speed (bare Verilator / pyverilator / driver), datapath (DMA, TLB, demand-read latency), codec speed and ratio"
 	@echo "make traces  capture the four full workload traces into build/traces (checked by hash)"
-	@echo "make codec-eval  perplexity of SmolLM2 with its KV cache round-tripped through each codec mode"
+	@echo "make codec-eval  perplexity of SmolLM2 with its KV cache round-tripped through each codec mode (~3 min a mode)"
 	@echo "make bitstream [BOARD=ulx3s|ecpix5]  FPGA bitstream (yosys, nextpnr-ecp5, ecppack); report -> docs/bitstreams/"
 	@echo "make codec-ecp5  ECP5 (ULX3S 85F) LUT/FF/EBR/DSP and Fmax of the codec cores alone (slow: yosys + nextpnr)"
 	@echo "make codec-simcost  Verilator cost per eval() of each codec core alone"
@@ -32,8 +32,13 @@ bench: setup
 traces: setup
 	HF_HUB_OFFLINE=1 $(PY) -m host.workloads --out build/traces --check traces/SHA256SUMS.full
 
+LIC := /usr/share/common-licenses
+CODEC_TEXT ?= $(LIC)/GPL-3,$(LIC)/GPL-2,$(LIC)/LGPL-2.1,$(LIC)/GFDL-1.3,$(LIC)/MPL-1.1,$(LIC)/MPL-2.0
+CODEC_SEGMENTS ?= 24
+CODEC_WINDOW ?= 4
 codec-eval: setup
-	HF_HUB_OFFLINE=1 $(PY) -m host.codec_eval --text /usr/share/common-licenses/GPL-3 --json build/codec_eval.json
+	HF_HUB_OFFLINE=1 $(PY) -m host.codec_eval --text $(CODEC_TEXT) --tokens 1024 \
+		--segments $(CODEC_SEGMENTS) --window $(CODEC_WINDOW) --skip-fp32 --json build/codec_eval.json
 
 BOARD ?= ulx3s
 bitstream: setup
