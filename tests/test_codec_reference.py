@@ -131,8 +131,9 @@ def test_zero_points_fit_and_round():
     x = np.stack([lo, lo + span * rng.random(4000), lo + span], axis=1).astype(np.float16)
     xi = R.fp16_to_int(x.view(np.uint16))
     for qmax in (3, 5, 11, 15):
-        code, n, q = R._zp_group(xi, 1, qmax)
+        code, n, off = R._group_params(xi, 1, qmax + 1, zp=True)
         S = R.scale_value(code)
+        q = R.quantize(np.maximum(xi - off[:, None], 0), code[:, None], qmax)
         assert (np.abs(n.astype(np.int64)) <= 127).all() and (q <= qmax).all()
         assert (np.abs(n * S - xi.min(axis=1)) <= 0.52 * S).all()
         err = np.abs((n.astype(np.int64)[:, None] + q) * S[:, None] - xi)

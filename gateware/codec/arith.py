@@ -201,7 +201,7 @@ def level_code(qs, levels):
 def zp_stats(m, lo_bits, hi_bits, qmax):
     """Zero-point statistics of a group from its min / max (canonical FP16 bits):
     code = max(choose_scale(hi - lo, qmax), choose_scale(|lo|, 127)),
-    zero = sign(lo) * quantize(|lo|, code, 127) (8-bit two's complement). reference._zp_group."""
+    zero = sign(lo) * quantize(|lo|, code, 127) (8-bit two's complement). reference._group_params."""
     lo = fp16_to_int(m, lo_bits)
     hi = fp16_to_int(m, hi_bits)
     rng = Signal(43)

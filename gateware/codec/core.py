@@ -24,7 +24,7 @@ def _resolve(mode):
     return m
 
 
-def _zp_groups(mode, per_cycle):
+def _level_groups(mode, per_cycle):
     """kivi_z, kivi_l: (g, w) of K and V (reference.level_group); every group must fit in
     `per_cycle` values (one cycle of the datapath)."""
     gk = R.level_group(mode.k_levels)
@@ -145,7 +145,7 @@ class KVCompressor(Module):
         lvl = mode.kind in (R.MODE_KIVI_ZP, R.MODE_KIVI_L)  # level-packed codes
         zp = mode.zp                       # int8 zero points (else FP16 minima)
         if lvl:
-            (gk, wk), (gv, wv) = _zp_groups(mode, 2 * L)
+            (gk, wk), (gv, wv) = _level_groups(mode, 2 * L)
         length_s = R.page_length(mode, T, D, sink=True) if kivi else length
         nout_s = length_s * 8 // dw
         self.submodules.pk = pk = _BitPacker(dw, maxpush, max(nout, nout_s))
@@ -531,7 +531,7 @@ class KVDecompressor(Module):
         lvl = mode.kind in (R.MODE_KIVI_ZP, R.MODE_KIVI_L)  # level-packed codes
         zp = mode.zp                       # int8 zero points (else FP16 minima)
         if lvl:
-            (gk, wk), (gv, wv) = _zp_groups(mode, 2 * L)
+            (gk, wk), (gv, wv) = _level_groups(mode, 2 * L)
             # take per output beat: L/g fields, or one field every other beat when g = 2L
             kw = wk if gk == 2 * L else L // gk * wk
             vw = wv if gv == 2 * L else L // gv * wv

@@ -100,7 +100,7 @@ MODES = {
     "kivi_l16v12": Mode("kivi_l16v12", MODE_KIVI_L, klev=16, vlev=12),
 }
 KIVI_BITS = (2, 3, 4, 5, 6, 7, 8)
-ZP_LEVELS = tuple(range(4, 17))        # levels per value of MODE_KIVI_ZP (qmax 3..15)
+ZP_LEVELS = tuple(range(4, 17))        # levels per value of MODE_KIVI_ZP / _L (qmax 3..15)
 ZP_ZERO_MAX = 127                      # |zero point| <= 127 (int8 field)
 
 
@@ -108,7 +108,7 @@ def mode_from_header(kind: int, bits_byte: int) -> Mode:
     if kind in (MODE_KIVI_ZP, MODE_KIVI_L):
         kl, vl = (bits_byte >> 4) + 1, (bits_byte & 15) + 1
         if kl not in ZP_LEVELS or vl not in ZP_LEVELS:
-            raise CodecError("header", f"bad zero-point levels {kl}/{vl}")
+            raise CodecError("header", f"bad level counts {kl}/{vl}")
         for m in MODES.values():
             if m.kind == kind and m.klev == kl and m.vlev == vl:
                 return m
@@ -512,21 +512,14 @@ def _int8_dequant(code: np.ndarray, q: np.ndarray) -> np.ndarray:
     return int_to_fp16(v)
 
 
-def _zp_group(x: np.ndarray, axis: int, qmax: int):
-    """Zero-point quantization of groups along `axis` (x int64 units):
-        c = max(choose_scale(max - min, qmax), choose_scale(|min|, 127))
-        n = sign(min) * quantize(|min|, c, 127)                 (int8 zero point)
-        q = quantize(max(x - n * S(c), 0), c, qmax)
-    and x' = (n + q) * S(c). Returns (code, n, q)."""
-    code, n, off = _group_params(x, axis, qmax + 1, True)
-    q = quantize(np.maximum(x - np.expand_dims(off, axis), 0), np.expand_dims(code, axis), qmax)
-    return code, n.astype(np.int8), q.astype(np.uint8)
-
-
 def _group_params(s: np.ndarray, axis: int, levels: int, zp: bool):
     """Scale code and offset of the groups of `s` along `axis` (statistics only).
-    Returns (code, field, off): `field` is what the page stores (int8 zero point n, or the
-    group minimum lo, an exact FP16 value), `off` the offset in units (n * S(code), or lo)."""
+    Returns (code, field, off): `field` is what the page stores, `off` the offset in units.
+    FP16 minimum (kivi, kivi_l): code = choose_scale(max - min, qmax), field = off = min.
+    Zero point (kivi_z):
+        code = max(choose_scale(max - min, qmax), choose_scale(|min|, 127))
+        n = sign(min) * quantize(|min|, code, 127)      (int8 field), off = n * S(code)
+    Values are then q = quantize(max(x - off, 0), code, qmax) (qmax = levels - 1)."""
     lo = s.min(axis=axis)
     hi = s.max(axis=axis)
     if not zp:
