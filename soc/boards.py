@@ -55,6 +55,9 @@ class Board:
     loader_board: str    # openFPGALoader -b NAME
     dram: str            # description of the DRAM and its PHY
     baudrate: int = 1_000_000  # default UARTBone rate (>= 16 sys_clk cycles per bit)
+    # Codec cores on their own, slower clock ("codec", gateware/dma/codec.CodecCDC) when the
+    # DRAM fixes a sys_clk faster than the compressor reaches; None: the codecs run on sys_clk.
+    codec_clk_freq: float = None
     make_platform: object = field(repr=False, default=None)
     make_crg: object = field(repr=False, default=None)
     make_sdram: object = field(repr=False, default=None)  # (soc-less) -> (phy, module, hook)
@@ -65,7 +68,8 @@ def _ulx3s_platform():
     return radiona_ulx3s.Platform(device="LFE5U-85F", revision="2.0", toolchain="trellis")
 
 
-def _ulx3s_crg(platform, sys_clk_freq):
+def _ulx3s_crg(platform, sys_clk_freq, codec_clk_freq=None):
+    assert codec_clk_freq is None
     from litex_boards.targets.radiona_ulx3s import _CRG
     return _CRG(platform, sys_clk_freq, sdram_rate="1:1")
 
@@ -82,16 +86,17 @@ def _ecpix5_platform():
     return lambdaconcept_ecpix5.Platform(device="85F", toolchain="trellis")
 
 
-def _ecpix5_crg(platform, sys_clk_freq):
+def _ecpix5_crg(platform, sys_clk_freq, codec_clk_freq=None):
     # Vendored from LiteX-Boards' lambdaconcept_ecpix5.py target (BSD-2-Clause,
-    # Copyright (c) 2020-2022 Florent Kermarrec), unchanged but for the imports.
+    # Copyright (c) 2020-2022 Florent Kermarrec), unchanged but for the imports and the
+    # codec clock (a third PLL output, reset with sys).
     from migen import ClockDomain, If, Instance, Signal
     from migen.genlib.resetsync import AsyncResetSynchronizer
     from litex.gen import LiteXModule
     from litex.soc.cores.clock import ECP5PLL
 
     class _CRG(LiteXModule):
-        def __init__(self, platform, sys_clk_freq):
+        def __init__(self, platform, sys_clk_freq, codec_clk_freq):
             self.rst        = Signal()
             self.cd_init    = ClockDomain()
             self.cd_por     = ClockDomain()
@@ -112,6 +117,10 @@ def _ecpix5_crg(platform, sys_clk_freq):
             pll.register_clkin(clk100, 100e6)
             pll.create_clkout(self.cd_sys2x_i, 2*sys_clk_freq)
             pll.create_clkout(self.cd_init, 25e6)
+            if codec_clk_freq is not None:
+                self.cd_codec = ClockDomain()
+                pll.create_clkout(self.cd_codec, codec_clk_freq)
+                self.specials += AsyncResetSynchronizer(self.cd_codec, ~pll.locked | self.reset)
             self.specials += [
                 Instance("ECLKSYNCB",
                     i_ECLKI = self.cd_sys2x_i.clk,
@@ -125,7 +134,7 @@ def _ecpix5_crg(platform, sys_clk_freq):
                     o_CDIVX   = self.cd_sys.clk),
                 AsyncResetSynchronizer(self.cd_sys, ~pll.locked | self.reset),
             ]
-    return _CRG(platform, sys_clk_freq)
+    return _CRG(platform, sys_clk_freq, codec_clk_freq)
 
 
 def _ecpix5_sdram(platform, sys_clk_freq, crg):
@@ -150,7 +159,11 @@ BOARDS = {
         name="ecpix5", description="LambdaConcept ECPIX-5, LFE5UM5G-85F-8BG554I, 512 MiB DDR3",
         device="LFE5UM5G-85F-8BG554I",
         nextpnr_args=["--um5g-85k", "--package", "CABGA554", "--speed", "8"],
-        sys_clk_freq=75e6, loader_board="ecpix5",
+        # DDR3 sets sys_clk (the ECP5DDRPHY runs DRAM at 2 x sys_clk; LiteX-Boards' default is
+        # 75 MHz, 50 MHz is also reported working); 60 MHz leaves margin over the engine's
+        # slowest cores out of context (ATU, DMA: 87 MHz at speed 8). The compressor (24 MHz
+        # out of context) runs on its own 15 MHz clock.
+        sys_clk_freq=60e6, codec_clk_freq=15e6, loader_board="ecpix5",
         dram="MT41K256M16 DDR3 (512 MiB, 16 bit), LiteDRAM ECP5DDRPHY (sys2x = 2 x sys_clk)",
         make_platform=_ecpix5_platform, make_crg=_ecpix5_crg, make_sdram=_ecpix5_sdram),
 }
@@ -178,13 +191,13 @@ def add_tunnel(soc, pads):
                       SoCRegion(origin=TUNNEL_BASE, size=TUNNEL_SIZE, cached=False))
 
 
-def board_soc(board, sys_clk_freq, rom_init, baudrate):
+def board_soc(board, sys_clk_freq, rom_init, baudrate, codec_clk_freq=None):
     from migen import Record
     from gateware.bridge.tunnel import BRIDGE_PADS_LAYOUT
     from soc.soc import SpecKVSoC
 
     platform = board.make_platform()
-    crg = board.make_crg(platform, sys_clk_freq)
+    crg = board.make_crg(platform, sys_clk_freq, codec_clk_freq)
     phy, module, hook = board.make_sdram(platform, sys_clk_freq, crg)
     pads = Record(BRIDGE_PADS_LAYOUT)
     soc = SpecKVSoC(platform, sys_clk_freq, crg,
@@ -194,6 +207,7 @@ def board_soc(board, sys_clk_freq, rom_init, baudrate):
         sdram_module  = module,
         bridge_pads   = pads,
         dma_dw        = BOARD_DMA_DW,
+        codec_cd      = "codec" if codec_clk_freq else None,
         timer_uptime  = True,
     )
     soc.comb += hook
@@ -206,9 +220,14 @@ def board_soc(board, sys_clk_freq, rom_init, baudrate):
 def engine_cores(soc):
     """The cores of ``soc`` kept as modules: the cache engine, LiteDRAM, the L2 cache."""
     from gateware.codec.core import KVCompressor
+    from gateware.dma.codec import CodecCDC
+
+    def core(xf):
+        return (xf.codec if isinstance(xf, CodecCDC) else xf).core
 
     def codec(dma, compressor):
-        found = [xf for xf in dma.xfs if isinstance(xf.core, KVCompressor) == compressor]
+        # with CodecCDC, the kept module includes its FIFOs and clock crossing
+        found = [xf for xf in dma.xfs if isinstance(core(xf), KVCompressor) == compressor]
         assert len(found) == 1, "one codec of each kind per DMA"
         return found[0]
     return [
@@ -252,6 +271,7 @@ class BoardProject:
     gateware_dir: Path
     top: str
     sys_clk_freq: float
+    codec_clk_freq: float  # None: the codecs run on sys_clk
     baudrate: int
     cores: list           # names of the modules kept in the hierarchy (plus the CPU)
     sources: list         # Verilog files, relative to gateware_dir
@@ -337,7 +357,7 @@ $ECPPACK --compress --bootaddr 0 --svf {top}.svf --bit {top}.bit {top}.config
 
 
 def generate(board_name, build_dir=None, sys_clk_freq=None, baudrate=None,
-             quiet=False, firmware=True):
+             quiet=False, firmware=True, codec_clk_freq=None):
     """Write the board project: SoC Verilog (top + one file per kept core), the CPU's
     Verilog, LPF constraints, the yosys script and build.sh, csr.json/csv, firmware.
     ``firmware=False`` skips the firmware (one pass, the ROM holds a placeholder word): the
@@ -348,6 +368,10 @@ def generate(board_name, build_dir=None, sys_clk_freq=None, baudrate=None,
     board = get_board(board_name)
     sys_clk_freq = float(sys_clk_freq or board.sys_clk_freq)
     baudrate = int(baudrate or board.baudrate)
+    if codec_clk_freq and board.codec_clk_freq is None:
+        raise ValueError(f"--codec-clk-freq: board {board.name} has no codec clock "
+                         f"(its codecs run on sys_clk)")
+    codec_clk_freq = float(codec_clk_freq or board.codec_clk_freq or 0) or None
     if sys_clk_freq / baudrate < 16:
         raise ValueError(f"--uart-baudrate {baudrate}: fewer than 16 cycles of the "
                          f"{sys_clk_freq / 1e6:g} MHz sys_clk per bit")
@@ -361,7 +385,8 @@ def generate(board_name, build_dir=None, sys_clk_freq=None, baudrate=None,
     words = [0]
     if firmware:
         _say(quiet, f"[{top}] pass 1: SoC headers and LiteX libraries ...")
-        soc = board_soc(board, sys_clk_freq, rom_init=[0], baudrate=baudrate)
+        soc = board_soc(board, sys_clk_freq, rom_init=[0], baudrate=baudrate,
+                        codec_clk_freq=codec_clk_freq)
         quiet_litex(log, lambda: _builder(soc, build_dir, compile_software=True).build(
             run=False, build_name=top))
         _say(quiet, f"[{top}] firmware ({time.time() - t0:.1f} s) ...")
@@ -369,7 +394,8 @@ def generate(board_name, build_dir=None, sys_clk_freq=None, baudrate=None,
         words = get_mem_data(str(fw), endianness="little", data_width=32)
 
     _say(quiet, f"[{top}] SoC with firmware in ROM, cores as modules ({time.time() - t0:.1f} s) ...")
-    soc = board_soc(board, sys_clk_freq, rom_init=words, baudrate=baudrate)
+    soc = board_soc(board, sys_clk_freq, rom_init=words, baudrate=baudrate,
+                    codec_clk_freq=codec_clk_freq)
     platform = soc.platform
     builder = _builder(soc, build_dir, compile_software=False)
     gateware_dir = Path(builder.gateware_dir)
@@ -404,7 +430,8 @@ def generate(board_name, build_dir=None, sys_clk_freq=None, baudrate=None,
     script.chmod(0o755)
     _say(quiet, f"[{top}] project in {gateware_dir} ({time.time() - t0:.1f} s)")
     return BoardProject(board=board, build_dir=build_dir, gateware_dir=gateware_dir, top=top,
-                        sys_clk_freq=sys_clk_freq, baudrate=baudrate, cores=keep,
+                        sys_clk_freq=sys_clk_freq, codec_clk_freq=codec_clk_freq,
+                        baudrate=baudrate, cores=keep,
                         sources=sources, csr_csv=Path(builder.csr_csv),
                         csr_json=Path(builder.csr_json))
 
@@ -734,7 +761,8 @@ def main(args, argv_text):
     build_dir = Path(args.build_dir) if args.build_dir else ROOT / "build" / board.name
     bit = build_dir.resolve() / "gateware" / f"{board.name}.bit"
     if args.build or not args.load:
-        proj = generate(board.name, build_dir, args.sys_clk_freq, args.uart_baudrate)
+        proj = generate(board.name, build_dir, args.sys_clk_freq, args.uart_baudrate,
+                        codec_clk_freq=args.codec_clk_freq)
         bit = proj.bitstream
         if args.build:
             report = run_build(proj, argv_text)

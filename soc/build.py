@@ -288,12 +288,19 @@ def main(argv=None):
     p.add_argument("--board", default=None, metavar="NAME",
                    help="FPGA board target (open ECP5 toolchain): "
                         + "; ".join(f"{b.name} = {b.description}, {b.sys_clk_freq / 1e6:.0f} MHz"
+                                    + (f" (codecs {b.codec_clk_freq / 1e6:.0f} MHz)"
+                                       if b.codec_clk_freq else "")
                                     for b in BOARDS.values())
                         + ". Alone it generates the project; with --build it makes the "
                           "bitstream and its report (build/<board>/report.txt).")
     p.add_argument("--load", action="store_true",
                    help="With --board: print the openFPGALoader command that programs the "
                         "board, and run it if the tool and a board are present.")
+    p.add_argument("--codec-clk-freq", type=float, default=None,
+                   help="With --board: clock in Hz of the codec cores on boards that give them "
+                        "their own clock (default: the board's: "
+                        + ", ".join(f"{b.name} {b.codec_clk_freq:.0f}" for b in BOARDS.values()
+                                    if b.codec_clk_freq) + ").")
     p.add_argument("--uart-baudrate", type=int, default=None,
                    help="With --board: baud rate of the USB UART (UARTBone host link); "
                         "default: the board's ("

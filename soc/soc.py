@@ -13,7 +13,7 @@ from litex.soc.interconnect.csr import AutoCSR, CSRField, CSRStatus
 from gateware.atu.core import ATU
 from gateware.bridge.core import BridgeEndpoint
 from gateware.codec.core import KVCompressor, KVDecompressor
-from gateware.dma.codec import PackedCodec
+from gateware.dma.codec import CodecCDC, PackedCodec
 from gateware.dma.core import DMA
 from gateware.arbiter import RoundRobin
 from gateware.engine.core import PageEngine
@@ -75,6 +75,7 @@ class SpecKVSoC(SoCCore):
                  sim_ctrl_pads=None,
                  codec_mode="kivi_k4v3",
                  dma_dw=ENGINE_DW,
+                 codec_cd=None,
                  **kwargs):
         if sys_clk_freq <= 0:
             raise ValueError(f"sys_clk_freq must be positive, got {sys_clk_freq}")
@@ -118,20 +119,24 @@ class SpecKVSoC(SoCCore):
         if bridge_pads is not None:
             self.add_bridge(bridge_pads, with_pages=sdram_phy is not None)
             if sdram_phy is not None:
-                self.add_cache_engine(codec_mode, dma_dw)
+                self.add_cache_engine(codec_mode, dma_dw, codec_cd)
         if sim_ctrl_pads is not None:
             self.sim_ctrl = SimControl(sim_ctrl_pads)
 
-    def add_cache_engine(self, codec_mode, dma_dw=ENGINE_DW):
+    def add_cache_engine(self, codec_mode, dma_dw=ENGINE_DW, codec_cd=None):
         """ATU + page DMA (with the KV decompressor) + PageEngine behind the bridge: the
         demand-read path. Each core gets its own LiteDRAM crossbar port, up-converted to
         ENGINE_DW bits (the DMA engines and their codecs: ``dma_dw``; board builds use 32 to
-        fit the ECP5-85F)."""
+        fit the ECP5-85F). ``codec_cd``: the codec cores run in this clock domain behind
+        ``CodecCDC`` (DDR3 boards); None: on sys_clk."""
+        def codec(core):
+            c = PackedCodec(core)
+            return c if codec_cd is None else CodecCDC(c, cd=codec_cd)
         xbar = self.sdram.crossbar
         self.atu = ATU(xbar.get_port(mode="read", data_width=ENGINE_DW), entries=ATU_ENTRIES,
                        policy=ATU_POLICY, vpn_width=VPN_WIDTH, paddr_width=PADDR_WIDTH)
         self.atu.add_csr()
-        dec = PackedCodec(KVDecompressor(codec_mode, dw=dma_dw))
+        dec = codec(KVDecompressor(codec_mode, dw=dma_dw))
         self.page_dma = DMA(xbar.get_port(mode="read", data_width=dma_dw),
                             xbar.get_port(mode="write", data_width=dma_dw),
                             decompressor=dec)
@@ -141,8 +146,8 @@ class SpecKVSoC(SoCCore):
         # driven through its CSRs.
         self.dma = DMA(xbar.get_port(mode="read", data_width=dma_dw),
                        xbar.get_port(mode="write", data_width=dma_dw),
-                       compressor=PackedCodec(KVCompressor(codec_mode, dw=dma_dw)),
-                       decompressor=PackedCodec(KVDecompressor(codec_mode, dw=dma_dw)))
+                       compressor=codec(KVCompressor(codec_mode, dw=dma_dw)),
+                       decompressor=codec(KVDecompressor(codec_mode, dw=dma_dw)))
         self.dma.add_csr()
         self.add_constant("CODEC_MODE_" + codec_mode.upper())
         self.host_lines = RoundRobin(self.bridge.host_write.description.payload_layout, 2)

@@ -18,7 +18,7 @@ from litex.soc.interconnect import stream
 from gateware.dma.core import DMA, packed_layout
 from gateware.dma.model import (Descriptor, DMAConfig, DMAModel, HostLine, Completion,
                                 OP_DECOMPRESS, codec_transforms)
-from gateware.dma.codec import PackedCodec
+from gateware.dma.codec import CodecCDC, PackedCodec
 from gateware.codec.core import KVCompressor, KVDecompressor
 from stream_kit import Collector, NativePortModel, send, watchdog, StreamProtocolError
 
@@ -187,7 +187,8 @@ class Bench:
     """A DMA with memory models, test codecs, drivers and collectors; ``run()`` simulates."""
 
     def __init__(self, dw=32, aw_bytes=1 << 20, seed=0, depth=16, cq_depth=16, codecs=True,
-                 timeout=4096, stalls=True, latency=(1, 8), kv=None, stall_p=0.3, **kw):
+                 timeout=4096, stalls=True, latency=(1, 8), kv=None, stall_p=0.3,
+                 codec_period=None, **kw):
         self.rng = random.Random(seed)
         nb = dw // 8
         aw = (aw_bytes // nb - 1).bit_length()
@@ -202,7 +203,14 @@ class Bench:
             self.decomp = XorTransform(dw, 0x3C, poison=0xFF) if codecs else None
             comp_fn = xor_model(0xA5) if codecs else None
             decomp_fn = xor_model(0x3C, 0xFF) if codecs else None
-        self.dut = DMA(self.rport, self.wport, compressor=self.comp, decompressor=self.decomp,
+        # codec_period: the codecs run on their own clock ("codec", this many time units
+        # against sys's 10) behind CodecCDC, as on the DDR3 boards.
+        self.clocks = {"sys": 10}
+        comp, decomp = self.comp, self.decomp
+        if codec_period is not None:
+            self.clocks["codec"] = codec_period
+            comp, decomp = (None if x is None else CodecCDC(x) for x in (comp, decomp))
+        self.dut = DMA(self.rport, self.wport, compressor=comp, decompressor=decomp,
                        depth=depth, cq_depth=cq_depth, timeout=timeout, **kw)
         self.mem = bytearray(self.rng.getrandbits(8) for _ in range(aw_bytes))
         self.initial = bytes(self.mem)
@@ -265,7 +273,7 @@ class Bench:
         gens = [driver(), self.reader.generator(), self.writer.generator(),
                 self.comps.generator(), self.hosts.generator(), passive(codec_stall)(),
                 watchdog(max_cycles, "DMA jobs")] + list(extra)
-        run_simulation(fast_fragment(dut), gens)
+        run_simulation(fast_fragment(dut), gens, clocks=self.clocks)
         comps = [Completion(c["tag"], c["status"], c["bytes"]) for c in self.comps.items]
         return comps, self.hosts.lines
 

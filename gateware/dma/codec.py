@@ -1,6 +1,7 @@
 """Adapter from the KV codec cores (gateware/codec) to the DMA's codec hook."""
 
-from migen import Module
+from migen import ClockDomainsRenamer, If, Module, ResetInserter, Signal
+from migen.genlib.cdc import MultiReg
 from litex.soc.interconnect import stream
 
 from .core import packed_layout
@@ -28,3 +29,78 @@ class PackedCodec(Module):
         if hasattr(core, "error"):
             self.error = core.error
             self.done = core.done
+
+
+class CodecCDC(Module):
+    """Runs a codec (a ``PackedCodec``) in its own clock domain ``cd``, behind two
+    asynchronous FIFOs, with the ``PackedCodec`` interface in ``sys`` plus ``reset``.
+
+    Boards whose DRAM fixes a fast ``sys_clk`` (DDR3 on the ECPIX-5) run the codec cores,
+    the SoC's longest paths, on a slower clock. The DMA's per-descriptor codec reset crosses
+    as a four-phase handshake: ``reset`` (sys, one cycle is enough) raises ``req``; the codec
+    domain holds the codec and its FIFO sides in reset while it sees ``req`` and returns it as
+    ``ack``; ``sys`` drops ``req`` on ``ack`` and reopens when ``ack`` falls. While the
+    handshake runs (``busy``), ``sink.ready`` and ``source.valid`` are low and the ``sys``
+    FIFO sides are held in reset, so nothing crosses half-reset FIFOs, and a ``reset`` during
+    ``busy`` has nothing left to clear. A decompressor's ``done`` crosses as a toggle (edges
+    seen while ``busy`` are absorbed) and is delayed one cycle after ``error``'s two-flop
+    synchronizer, so ``error`` is settled when ``done`` pulses (``error`` is a register that
+    only changes with ``done`` or reset in the codec domain).
+    """
+
+    def __init__(self, codec, cd="codec", depth=8):
+        if cd == "sys":
+            raise ValueError("the codec clock domain must not be sys")
+        dw = codec.dw
+        self.dw = dw
+        self.reset = Signal()
+        self.busy = busy = Signal(reset=1)
+        self.sink = stream.Endpoint(packed_layout(dw))
+        self.source = stream.Endpoint(packed_layout(dw))
+        self.submodules.codec = ResetInserter()(ClockDomainsRenamer(cd)(codec))
+
+        # Reset handshake.
+        req = Signal(reset=1)
+        req_c = Signal()            # req seen in the codec domain = the codec-side reset
+        ack = Signal()              # req_c seen back in sys
+        self.specials += [MultiReg(req, req_c, odomain=cd), MultiReg(req_c, ack, odomain="sys")]
+        self.comb += self.codec.reset.eq(req_c)
+        self.sync += If(~busy,
+            If(self.reset, busy.eq(1), req.eq(1)),
+        ).Elif(req,
+            If(ack, req.eq(0)),
+        ).Elif(~ack,
+            busy.eq(0),
+        )
+
+        # Data: sys -> codec -> sys.
+        def fifo(wd, rd):
+            f = stream.AsyncFIFO(packed_layout(dw), depth)
+            f = ResetInserter(["write", "read"])(f)
+            return ClockDomainsRenamer({"write": wd, "read": rd})(f)
+        self.submodules.fin = fin = fifo("sys", cd)
+        self.submodules.fout = fout = fifo(cd, "sys")
+        self.comb += [
+            fin.reset_write.eq(busy), fin.reset_read.eq(req_c),
+            fout.reset_write.eq(req_c), fout.reset_read.eq(busy),
+            self.sink.connect(fin.sink),
+            fin.sink.valid.eq(self.sink.valid & ~busy),
+            self.sink.ready.eq(fin.sink.ready & ~busy),
+            fin.source.connect(self.codec.sink),
+            self.codec.source.connect(fout.sink),
+            fout.source.connect(self.source),
+            self.source.valid.eq(fout.source.valid & ~busy),
+            fout.source.ready.eq(self.source.ready & ~busy),
+        ]
+
+        if hasattr(codec, "done"):
+            self.done = Signal()
+            self.error = Signal(len(codec.error))
+            toggle = Signal()
+            sd = getattr(self.sync, cd)
+            sd += If(req_c, toggle.eq(0)).Elif(codec.done, toggle.eq(~toggle))
+            t_s, t_prev, err_s = Signal(), Signal(), Signal(len(codec.error))
+            self.specials += [MultiReg(toggle, t_s, odomain="sys"),
+                              MultiReg(codec.error, err_s, odomain="sys")]
+            self.sync += [t_prev.eq(t_s), self.done.eq(~busy & (t_s != t_prev))]
+            self.comb += self.error.eq(err_s)

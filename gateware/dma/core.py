@@ -276,7 +276,8 @@ class DMA(LiteXModule):
     has ``done``, pulsing once per page after its last input beat, and ``error``, nonzero =
     corrupt page, valid when ``done`` pulses: ``codec.PackedCodec`` adapts the KV codec
     cores), reset by the engine before each descriptor and when a job is
-    abandoned; an op without its transform is an invalid descriptor. ``depth``: descriptor
+    abandoned (through ``ResetInserter``, or through the transform's own ``reset`` input if
+    it has one: ``codec.CodecCDC``, a codec on its own clock); an op without its transform is an invalid descriptor. ``depth``: descriptor
     queue depth (= longest chain), ``cq_depth``: completion queue depth, ``timeout``: reset
     value of the watchdog limit in cycles (0 = none).
 
@@ -495,7 +496,8 @@ class DMA(LiteXModule):
         for op, xf in xfs.items():
             if xf is None:
                 continue
-            xf = ResetInserter()(xf)
+            if not hasattr(xf, "reset"):            # codec.CodecCDC brings its own
+                xf = ResetInserter()(xf)
             self.submodules += xf
             self.comb += xf.reset.eq(xf_rst)
             self.xfs.append(xf)
