@@ -447,11 +447,13 @@ def _sim_link_platform():
     from soc import platform as simplat
 
     keep = [e for e in simplat._io if e[0] in ("sys_clk", "sys_rst", "host_bus", "sim_ctrl")]
-    io = keep + [("serial", 0, Subsignal("tx", Pins(1)), Subsignal("rx", Pins(1)))]
+    io = keep + [("serial", 0, Subsignal("tx", Pins(1)), Subsignal("rx", Pins(1))),
+                 ("codec_clk", 0, Pins(1))]
 
     class SimLinkPlatform(SimPlatform):
-        """The simulation platform with a real serial line instead of the stream UART and
-        without bridge pads (``soc/sim/native.cpp`` built with SPK_BOARD_LINK)."""
+        """The simulation platform with a real serial line instead of the stream UART,
+        without bridge pads and with a codec clock (``soc/sim/native.cpp`` built with
+        SPK_BOARD_LINK)."""
         build = simplat.Platform.build
 
         def __init__(self):
@@ -461,17 +463,22 @@ def _sim_link_platform():
 
 def sim_link_soc(sys_clk_freq, rom_init, cycles_per_bit=SIM_LINK_CYCLES_PER_BIT):
     """The simulation SoC wired as on a board: console on LiteX's crossover UART, UARTBone on
-    the serial line, the bridge fed by the message tunnel. Host bus and simulation control
-    stay (debug access, clean exit)."""
+    the serial line, the bridge fed by the message tunnel, the codecs on their own clock as
+    on the ECPIX-5 (``CodecCDC``; the Verilator loop runs it at 1/3 of sys_clk, its edges on
+    sys rising and falling edges in turn). Host bus and simulation control stay (debug access, clean exit)."""
     from litedram import modules as litedram_modules
     from litedram.phy.model import SDRAMPHYModel, sdram_module_nphases
     from migen import Record
+    from migen import ClockDomain
     from migen.genlib.io import CRG
     from gateware.bridge.tunnel import BRIDGE_PADS_LAYOUT
     from soc.soc import SpecKVSoC
 
     platform = _sim_link_platform()
     crg = CRG(platform.request("sys_clk"), rst=platform.request("sys_rst"))
+    crg.clock_domains.cd_codec = ClockDomain("codec")
+    crg.comb += [crg.cd_codec.clk.eq(platform.request("codec_clk")),
+                 crg.cd_codec.rst.eq(crg.cd_sys.rst)]
     module_cls = litedram_modules.MT48LC16M16
     module = module_cls(100e6, "1:{}".format(sdram_module_nphases[module_cls.memtype]))
     phy = SDRAMPHYModel(module=module, data_width=16, clk_freq=100e6)
@@ -485,6 +492,7 @@ def sim_link_soc(sys_clk_freq, rom_init, cycles_per_bit=SIM_LINK_CYCLES_PER_BIT)
         bridge_pads   = pads,
         sim_ctrl_pads = platform.request("sim_ctrl"),
         dma_dw        = BOARD_DMA_DW,
+        codec_cd      = "codec",
         timer_uptime  = True,
     )
     soc.add_uartbone(baudrate=sys_clk_freq / cycles_per_bit)

@@ -113,3 +113,31 @@ def test_ulx3s_project_elaborates_in_the_yosys_sandbox(project):
     modules = (g / "elab_hier.txt").read_text()
     for core in project.cores:
         assert core in modules
+
+
+def test_ecpix5_project_runs_the_codecs_on_their_own_clock(tmp_path):
+    """The DDR3 board: sys_clk is set by the ECP5DDRPHY, the codec cores sit behind
+    ``CodecCDC`` on a third PLL output; the kept codec modules take both clocks."""
+    board = boards.BOARDS["ecpix5"]
+    proj = boards.generate("ecpix5", tmp_path / "ecpix5", quiet=True, firmware=False)
+    assert proj.codec_clk_freq == board.codec_clk_freq < proj.sys_clk_freq
+    g = proj.gateware_dir
+    top = (g / "ecpix5.v").read_text()
+    # One PLL (100 MHz in): sys2x, the 25 MHz init clock and the codec clock, one VCO.
+    pins = dict(re.findall(r'FREQUENCY_PIN_(CLK\w+) = "([\d.]+)"', top))
+    assert pins.pop("CLKI") == "100.0"
+    outs = sorted(float(f) * 1e6 for f in pins.values())
+    assert outs == sorted([2 * proj.sys_clk_freq, 25e6, proj.codec_clk_freq])
+    clkout = re.search(r"^assign codec_clk = (\w+);", top, re.M).group(1)
+    assert re.search(rf"\.CLKOS2\s+\({clkout}\)", top)          # the 15 MHz output
+    for core in ("codec_compressor", "codec_decompressor", "page_decompressor"):
+        v = (g / f"{core}.v").read_text()
+        assert re.search(r"input\s+wire\s+codec_clk,", v) and re.search(r"input\s+wire\s+sys_clk,", v)
+        assert re.search(rf"^{core} {core}\(\n(?:\s.*\n)*?\s+\.codec_clk\s+\(codec_clk\),", top,
+                         re.M)
+    for core in ("dma", "atu", "bridge"):
+        assert "codec_clk" not in (g / f"{core}.v").read_text()
+    assert "--um5g-85k --package CABGA554 --speed 8" in (g / "build.sh").read_text()
+    assert 'FREQUENCY PORT "clk100" 100.0 MHz;' in (g / "ecpix5.lpf").read_text()
+    with pytest.raises(ValueError, match="ulx3s has no codec clock"):
+        boards.generate("ulx3s", tmp_path / "u", quiet=True, firmware=False, codec_clk_freq=10e6)

@@ -135,8 +135,26 @@ struct SpkState {
     int tx_bit;                        // -1 idle, 0..7 data, 8 stop
     uint32_t tx_count;
     uint8_t tx_byte;
+    // The codec clock domain (gateware/dma/codec.CodecCDC, as on the DDR3 boards): codec_clk
+    // toggles every SPK_CODEC_HALF sys half-cycles, so its period is SPK_CODEC_HALF sys
+    // cycles (default 3: its edges fall on sys rising and falling edges in turn).
+    uint32_t half;
 #endif
 };
+
+#ifdef SPK_BOARD_LINK
+#ifndef SPK_CODEC_HALF
+#define SPK_CODEC_HALF 3
+#endif
+static inline void spk_codec_clock(SpkState *s) {
+    if (++s->half == SPK_CODEC_HALF) {
+        s->half = 0;
+        s->top->codec_clk = !s->top->codec_clk;
+    }
+}
+#else
+static inline void spk_codec_clock(SpkState *) {}
+#endif
 
 // Put waiting host messages on the wire while credits last.
 static void spk_link_pump(SpkState *s) {
@@ -236,6 +254,7 @@ static inline uint32_t spk_cycle(SpkState *s) {
     uint32_t ev = 0;
     const bool tr = s->tfp && s->cycle >= s->trace_from && s->cycle < s->trace_to;
     t->sys_clk = 0;
+    spk_codec_clock(s);
     t->eval();
     if (tr) s->tfp->dump((uint64_t)(2 * s->cycle + 1));
 #ifdef SPK_BOARD_LINK
@@ -266,6 +285,7 @@ static inline uint32_t spk_cycle(SpkState *s) {
     }
 #endif
     t->sys_clk = 1;
+    spk_codec_clock(s);
     t->eval();
     s->cycle++;
 #ifdef SPK_BOARD_LINK
@@ -358,6 +378,8 @@ SpkState *spk_new(SPK_TOP *top) {
     s->rx_count = s->tx_count = 0;
     s->rx_byte = s->tx_byte = 0;
     s->rx_level = 1;
+    s->half = 0;
+    top->codec_clk = 0;
 #endif
     top->sys_clk = 1;
     top->sys_rst = 0;
