@@ -1,7 +1,9 @@
-"""The two replay backends: the same interface, the same functional results.
+"""The replay backends: the same interface, the same functional results.
 
 - ``rtl``: the Verilator SoC built by ``soc/build.py`` (gateware, firmware and all), reached
   over the emulated link (``host/link.py``, ``host/device.py``).
+- ``board``: the same SoC on an FPGA board (``soc/build.py --board``), or the board's
+  simulation, reached through ``litex_server`` and the message tunnel (``host/remote.py``).
 - ``model``: the reference models in its place: the codec reference
   (``gateware/codec/reference.py``) for the pool, the firmware's speculation engine
   (``host/speculation.py``) with the integer predictors (``host/prefetch``), and a timing
@@ -123,23 +125,30 @@ class RtlBackend:
     the gateware and firmware."""
 
     name = "rtl"
+    max_cycles = 200_000_000    # a hint's prefetches (a demand read: 1/40 of it)
 
     def __init__(self, build, codec="kivi_k4v3", link="cxl2-x16", staging_slots=64, waveform=None):
-        from host.device import Device
         from host.link import HostLink
         from soc.sim import SimDriver
 
         self.drv = SimDriver(build.model, csr_json=build.csr_json)
-        built = [k[len("codec_mode_"):] for k in self.drv.constants if k.startswith("codec_mode_")]
-        if built != [codec]:
-            self.drv.close()
-            raise ValueError(f"the SoC in {build.build_dir} compresses with {built}; codec "
-                             f"{codec!r} needs a SoC built with it (soc/soc.py codec_mode)")
+        self._check_codec(codec, build.build_dir)
         self.drv.reset()
         if waveform:
             self.drv.trace_start(*waveform)
         self.link = HostLink(self.drv, link)
         self.link.wait_ready(4_000_000)
+        self._attach(codec, staging_slots)
+
+    def _check_codec(self, codec, where):
+        built = [k[len("codec_mode_"):] for k in self.drv.constants if k.startswith("codec_mode_")]
+        if built != [codec]:
+            self.close()
+            raise ValueError(f"the SoC of {where} compresses with {built}; codec "
+                             f"{codec!r} needs a SoC built with it (soc/soc.py codec_mode)")
+
+    def _attach(self, codec, staging_slots):
+        from host.device import Device
         self.dev = Device(self.link)
         self.sys_clk_freq = self.link.sys_clk_freq
         self.cycles_per_ns = self.sys_clk_freq / 1e9
@@ -183,10 +192,11 @@ class RtlBackend:
     def demand_read(self, vpn):
         from gateware.bridge.protocol import Message, Op
         a = self.link.transact([Message(Op.PAGE_RD, self.link.tag(), HOST_BASE + self.demand_off,
-                                        value=vpn)], max_cycles=5_000_000)[0]
+                                        value=vpn)], max_cycles=self.max_cycles // 40)[0]
         return bytes(self.link.host_memory[self.demand_off:self.demand_off + PAGE]), a.latency
 
-    def hint(self, chunks, max_cycles=200_000_000, poll=1_000):
+    def hint(self, chunks, max_cycles=None, poll=1_000):
+        max_cycles = max_cycles or self.max_cycles
         for c in chunks:
             self.link.cfg_write_block(self._mbox(W_HINT_MAGIC), c.words())
             self.hint_seq = (self.hint_seq + 1) & 0xFFFFFFFF
@@ -219,3 +229,29 @@ class RtlBackend:
 
     def close(self):
         self.drv.close()
+
+
+class BoardBackend(RtlBackend):
+    """The SoC on a board (or the board's simulation) through LiteX's host bridge:
+    ``target`` is a ``host.remote.RemoteTarget`` (``RemoteClient`` to a running
+    ``litex_server``). Every offload, demand read and hint goes through the message tunnel,
+    so latencies are the UART's, not a CXL link's; device time is the SoC's uptime counter.
+    The device keeps its state between runs: ``start`` reconfigures prefetching, pages
+    offloaded earlier stay in the pool (a fresh run needs a board reset)."""
+
+    name = "board"
+
+    def __init__(self, target, codec="kivi_k4v3", staging_slots=64, own_bus=False):
+        from host.remote import TunnelLink
+        self.drv = target
+        self.own_bus = own_bus
+        self._check_codec(codec, "the board build")
+        self.link = TunnelLink(target)
+        self.link.wait_ready()
+        # Each 64-byte line crosses the UART as ~20 bus words: a page is seconds of device time.
+        self.max_cycles = int(600 * target.sys_clk_freq)
+        self._attach(codec, staging_slots)
+
+    def close(self):
+        if self.own_bus:
+            self.drv.bus.close()

@@ -186,7 +186,9 @@ class TunnelLink(HostLink):
 
     def transact(self, msgs, max_cycles=20_000_000, check=True):
         """Send ``msgs`` (pipelined within the credits) and wait for one response each;
-        responses in the order of ``msgs``. ``max_cycles`` counts device cycles."""
+        responses in the order of ``msgs``. ``max_cycles`` counts device cycles. An
+        arrival's ``latency``: device cycles from the send until the host had the response
+        (the UART's transfers included)."""
         tags = [m.tag for m in msgs]
         if len(set(tags)) != len(tags):
             raise ValueError("tags of outstanding requests must be unique")
@@ -197,9 +199,11 @@ class TunnelLink(HostLink):
         got = {}
         while pending:
             arrived = self.recv()
+            now = self.drv.cycle if arrived else None
             for a in arrived:
                 if a.msg.tag not in pending:
                     raise LinkError(f"unexpected response {a.msg}", a.msg)
+                a.latency = now - start     # device cycles, UART transfers included
                 got[a.msg.tag] = a
                 del pending[a.msg.tag]
             if pending and not arrived:

@@ -60,6 +60,8 @@ class ReplayOptions:
     step_ns: float = 20_000.0      # compute time per decode step the prefetches may hide behind
     label: str = ""
     waveform: tuple | None = None  # rtl: (fst file, first cycle, last cycle)
+    server: str = "localhost:1234"             # board: litex_server's host:port
+    board_dir: str = str(ROOT / "build" / "ulx3s")  # board: its build (csr.csv, csr.json)
 
 
 @dataclass
@@ -96,9 +98,18 @@ def _setup_trace(opts):
 
 
 def make_backend(opts, build=None):
-    from host.backends import ModelBackend, RtlBackend
+    from host.backends import BoardBackend, ModelBackend, RtlBackend
     if opts.backend == "model":
         return ModelBackend(opts.codec, opts.link)
+    if opts.backend == "board":
+        from litex.tools.litex_client import RemoteClient
+        from host.remote import RemoteTarget
+        board = Path(opts.board_dir)
+        host, _, port = opts.server.rpartition(":")
+        bus = RemoteClient(host=host or "localhost", port=int(port),
+                           csr_csv=str(board / "csr.csv"))
+        bus.open()
+        return BoardBackend(RemoteTarget(bus, board / "csr.json"), opts.codec, own_bus=True)
     if opts.backend == "rtl":
         if build is None:
             from soc.build import build_sim
@@ -223,7 +234,10 @@ def summarize(opts, t, layers, steps, l1, gpu_only, logs, accesses, lengths, che
               mismatches, digest, wall, sim_cycles, backend, used_keys):
     from host.link import PROFILES
     ns_per_cycle = 1.0 / backend.cycles_per_ns
-    prof = PROFILES[opts.link]
+    note = PROFILES[opts.link].note
+    if opts.backend == "board":
+        note = ("board: UARTBone through litex_server and the message tunnel; latencies are "
+                "the UART's, device cycles from the SoC's uptime counter")
     l1n = sum(g.l1 for g in logs)
     l2n = sum(g.l2 for g in logs)
     l3n = sum(g.l3 for g in logs)
@@ -244,7 +258,7 @@ def summarize(opts, t, layers, steps, l1, gpu_only, logs, accesses, lengths, che
         "config": {**asdict(opts), "l1_pages": l1 if not gpu_only else "all", "layers": layers,
                    "steps": steps, "trace_sha256": t.meta.get("sha256") or None,
                    "workload": t.meta.get("workload", {}).get("name"),
-                   "link_note": prof.note},
+                   "link_note": note},
         "accesses": {"total": l1n + l2n + l3n, "l1": l1n, "l2": l2n, "l3": l3n,
                      "l2_hit_rate": (l2n / non_l1) if non_l1 else None},
         "prefetch": {"issued": issued, "used": used, "wasted": wasted,
@@ -308,9 +322,10 @@ def main(argv=None, build=None):
                "stdout, --json for everything, --plots for PNG figures.")
     ap.add_argument("trace", nargs="?", default=str(DEFAULT_TRACE),
                     help="trace file (format: traces/README.md); default: the bundled %(default)s")
-    ap.add_argument("--backend", choices=("model", "rtl"), default="model",
+    ap.add_argument("--backend", choices=("model", "rtl", "board"), default="model",
                     help="rtl: the Verilator SoC (slow, exact hardware); model: the reference "
-                         "models (fast). Default %(default)s")
+                         "models (fast); board: a board running the SoC (soc/build.py --board) "
+                         "through litex_server (--server, --board-dir). Default %(default)s")
     ap.add_argument("--link", default="cxl2-x16", help="link profile: cxl2-x16, pcie4-x16, ideal")
     ap.add_argument("--codec", default="kivi_k4v3",
                     help="codec mode of the pool (rtl: must be the one the SoC is built with)")
@@ -336,6 +351,13 @@ def main(argv=None, build=None):
                     help="rtl: SoC build directory (built if needed)")
     ap.add_argument("--waveform", default=None, metavar="FILE:START:END",
                     help="rtl: dump an FST waveform of cycles START..END into FILE")
+    ap.add_argument("--server", default="localhost:1234", metavar="HOST:PORT",
+                    help="board: the litex_server serving the board's UARTBone "
+                         "(litex_server --uart --uart-port /dev/ttyUSB0 --uart-baudrate RATE); "
+                         "default %(default)s")
+    ap.add_argument("--board-dir", default=str(ROOT / "build" / "ulx3s"),
+                    help="board: the board build whose bitstream runs (its csr.csv and "
+                         "csr.json); default %(default)s")
     ap.add_argument("--json", default=None, help="write the results here (JSON)")
     ap.add_argument("--json-sequences", action="store_true",
                     help="also write every access, prefetch decision and step record (large)")
@@ -368,6 +390,18 @@ def main(argv=None, build=None):
         if a.backend != "rtl":
             ap.error("--waveform needs --backend rtl")
     opts.waveform = wave
+    if a.backend == "board":
+        if a.compare:
+            ap.error("--compare needs a fresh device per configuration: not with --backend "
+                     "board (reset the board and run each configuration on its own)")
+        for f in ("csr.csv", "csr.json"):
+            if not (Path(a.board_dir) / f).is_file():
+                ap.error(f"--board-dir {a.board_dir}: no {f} (build the board's project with "
+                         f"soc/build.py --board NAME first)")
+        host, _, port = a.server.rpartition(":")
+        if not port.isdigit():
+            ap.error(f"--server {a.server!r}: expected HOST:PORT")
+        opts.server, opts.board_dir = a.server, a.board_dir
     if a.backend == "rtl" and build is None:
         from soc.build import build_sim
         build = build_sim(a.build_dir, quiet=a.quiet)

@@ -130,3 +130,27 @@ def test_offload_and_demand_read_over_uartbone(remote, kv):
     (bad,) = link.transact([Message(Op.PAGE_RD, 8, HOST_BASE, value=vpn + 1)], check=False)
     assert bad.msg.status == Status.PAGE_FAULT
     assert serial.bytes_in > 0 and serial.bytes_out > 0
+
+
+def test_replay_over_uartbone_matches_the_model(remote):
+    """host/replay.py's board backend (the path a board takes: litex_server, RemoteClient,
+    the message tunnel) on the board-link SoC: every page read back equals the reference
+    codec's, and the functional results (tiers of every access, pages prefetched into which
+    L2 slots, compressed lengths, data digest) equal the model backend's."""
+    from host.backends import BoardBackend
+    from host.replay import ReplayOptions, replay
+
+    target, _, serial = remote
+    opts = ReplayOptions(trace=str(ROOT / "traces" / "mini-codegen.safetensors"),
+                         backend="board", codec=MODE, prefetcher="last", k=1, steps=3,
+                         layers=1, l2_slots=16)
+    got = replay(opts, backend=BoardBackend(target, MODE), progress=False)
+    want = replay(ReplayOptions(**{**opts.__dict__, "backend": "model"}), progress=False)
+    assert got["check"]["mismatches"] == 0 and got["check"]["pages_checked"] > 0
+    assert got["accesses"]["l3"] > 0 and got["prefetch"]["issued"] > 0
+    for key in ("accesses", "check", "compression"):
+        assert got[key] == want[key], key
+    for key in ("accesses", "issued"):
+        assert got["sequence"][key] == want["sequence"][key], key
+    assert "UARTBone" in got["config"]["link_note"]
+    assert serial.bytes_in > 0
