@@ -159,11 +159,11 @@ BOARDS = {
         name="ecpix5", description="LambdaConcept ECPIX-5, LFE5UM5G-85F-8BG554I, 512 MiB DDR3",
         device="LFE5UM5G-85F-8BG554I",
         nextpnr_args=["--um5g-85k", "--package", "CABGA554", "--speed", "8"],
-        # DDR3 sets sys_clk (the ECP5DDRPHY runs DRAM at 2 x sys_clk; LiteX-Boards' default is
-        # 75 MHz, 50 MHz is also reported working); 60 MHz leaves margin over the engine's
-        # slowest cores out of context (ATU, DMA: 87 MHz at speed 8). The compressor (24 MHz
-        # out of context) runs on its own 15 MHz clock.
-        sys_clk_freq=60e6, codec_clk_freq=15e6, loader_board="ecpix5",
+        # DDR3 sets sys_clk (the ECP5DDRPHY runs DRAM at 2 x sys_clk; LiteX-Boards' ECPIX-5
+        # default is 75 MHz, its OrangeCrab target runs the same PHY at 48 MHz). A 60 MHz
+        # placement estimated 45.9 MHz (docs/bitstreams.md), hence 48. The compressor (24.8
+        # MHz out of context) runs on its own 15 MHz clock.
+        sys_clk_freq=48e6, codec_clk_freq=15e6, loader_board="ecpix5",
         dram="MT41K256M16 DDR3 (512 MiB, 16 bit), LiteDRAM ECP5DDRPHY (sys2x = 2 x sys_clk)",
         make_platform=_ecpix5_platform, make_crg=_ecpix5_crg, make_sdram=_ecpix5_sdram),
 }
