@@ -125,7 +125,8 @@ class RtlBackend:
     the gateware and firmware."""
 
     name = "rtl"
-    max_cycles = 200_000_000    # a hint's prefetches (a demand read: 1/40 of it)
+    hint_max_cycles = 200_000_000    # device cycles for a hint's prefetches
+    demand_max_cycles = 5_000_000    # device cycles for one demand read
 
     def __init__(self, build, codec="kivi_k4v3", link="cxl2-x16", staging_slots=64, waveform=None):
         from host.link import HostLink
@@ -192,11 +193,11 @@ class RtlBackend:
     def demand_read(self, vpn):
         from gateware.bridge.protocol import Message, Op
         a = self.link.transact([Message(Op.PAGE_RD, self.link.tag(), HOST_BASE + self.demand_off,
-                                        value=vpn)], max_cycles=self.max_cycles // 40)[0]
+                                        value=vpn)], max_cycles=self.demand_max_cycles)[0]
         return bytes(self.link.host_memory[self.demand_off:self.demand_off + PAGE]), a.latency
 
     def hint(self, chunks, max_cycles=None, poll=1_000):
-        max_cycles = max_cycles or self.max_cycles
+        max_cycles = max_cycles or self.hint_max_cycles
         for c in chunks:
             self.link.cfg_write_block(self._mbox(W_HINT_MAGIC), c.words())
             self.hint_seq = (self.hint_seq + 1) & 0xFFFFFFFF
@@ -249,7 +250,8 @@ class BoardBackend(RtlBackend):
         self.link = TunnelLink(target)
         self.link.wait_ready()
         # Each 64-byte line crosses the UART as ~20 bus words: a page is seconds of device time.
-        self.max_cycles = int(600 * target.sys_clk_freq)
+        self.hint_max_cycles = int(600 * target.sys_clk_freq)
+        self.demand_max_cycles = int(60 * target.sys_clk_freq)
         self._attach(codec, staging_slots)
 
     def close(self):

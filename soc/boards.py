@@ -465,11 +465,11 @@ def sim_link_soc(sys_clk_freq, rom_init, cycles_per_bit=SIM_LINK_CYCLES_PER_BIT)
     """The simulation SoC wired as on a board: console on LiteX's crossover UART, UARTBone on
     the serial line, the bridge fed by the message tunnel, the codecs on their own clock as
     on the ECPIX-5 (``CodecCDC``; the Verilator loop runs it at 1/3 of sys_clk, its edges on
-    sys rising and falling edges in turn). Host bus and simulation control stay (debug access, clean exit)."""
+    sys rising and falling edges in turn). Host bus and simulation control stay (debug
+    access, clean exit)."""
     from litedram import modules as litedram_modules
     from litedram.phy.model import SDRAMPHYModel, sdram_module_nphases
-    from migen import Record
-    from migen import ClockDomain
+    from migen import ClockDomain, Record
     from migen.genlib.io import CRG
     from gateware.bridge.tunnel import BRIDGE_PADS_LAYOUT
     from soc.soc import SpecKVSoC

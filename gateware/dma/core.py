@@ -277,9 +277,10 @@ class DMA(LiteXModule):
     corrupt page, valid when ``done`` pulses: ``codec.PackedCodec`` adapts the KV codec
     cores), reset by the engine before each descriptor and when a job is
     abandoned (through ``ResetInserter``, or through the transform's own ``reset`` input if
-    it has one: ``codec.CodecCDC``, a codec on its own clock); an op without its transform is an invalid descriptor. ``depth``: descriptor
-    queue depth (= longest chain), ``cq_depth``: completion queue depth, ``timeout``: reset
-    value of the watchdog limit in cycles (0 = none).
+    it has one: ``codec.CodecCDC``, a codec on its own clock); an op without its transform
+    is an invalid descriptor. ``depth``: descriptor queue depth (= longest chain),
+    ``cq_depth``: completion queue depth, ``timeout``: reset value of the watchdog limit in
+    cycles (0 = none).
 
     Streams: ``sink`` (descriptors), ``completion``, ``host_source`` (host lines).
     Datapath signals (driven by ``add_csr()`` or a parent core): ``dram_base``, ``dram_size``,
