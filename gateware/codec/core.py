@@ -158,7 +158,10 @@ class KVCompressor(Module):
         mem = [Memory(dw, 2 << ab, name=f"page_{s}") for s in ("even", "odd")]
         self.specials += mem
         wp = [m.get_port(write_capable=True) for m in mem]
-        rp = [m.get_port(async_read=True) for m in mem]
+        # synchronous read (block RAM): the emission program presents the address of its
+        # next state, so the data is there in the cycle the program is in that state. The
+        # read half (rsel) is never the half being written, so read/write order is moot.
+        rp = [m.get_port() for m in mem]
         self.specials += wp + rp
 
         # ---- phase A: input, statistics -------------------------------------------------
@@ -344,27 +347,35 @@ class KVCompressor(Module):
         self.sync += If(advance, r_valid.eq(go & ~skip), pk.push.eq(push_c), pk.pn.eq(pn_c))
         step_last = Signal()
         self.comb += step_last.eq(Array([C(n - 1) for _, n in steps] + [C(0)])[st] == cnt)
-        self.sync += [
-            If(swap, st.eq(0), cnt.eq(0), sub.eq(0)),
+        # the program's next state (st_n, cnt_n, sub_n) is computed combinationally: the
+        # page memory's read address is registered from it
+        st_n, cnt_n, sub_n = Signal.like(st), Signal.like(cnt), Signal.like(sub)
+        self.comb += [
+            st_n.eq(st), cnt_n.eq(cnt), sub_n.eq(sub),
+            If(swap, st_n.eq(0), cnt_n.eq(0), sub_n.eq(0)),
             If(go,
-                If(step_last, st.eq(st + 1), cnt.eq(0), sub.eq(0)).Else(
-                    cnt.eq(cnt + 1),
-                    If(sub == D // (2 * L) - 1, sub.eq(0)).Else(sub.eq(sub + 1))),
+                If(step_last, st_n.eq(st + 1), cnt_n.eq(0), sub_n.eq(0)).Else(
+                    cnt_n.eq(cnt + 1),
+                    If(sub == D // (2 * L) - 1, sub_n.eq(0)).Else(sub_n.eq(sub + 1))),
             ),
-            If(pk.page_done, st.eq(len(steps))),
+            If(pk.page_done, st_n.eq(len(steps))),
         ]
         if kivi:
             iks = [nm for nm, _ in steps].index("ksink")
             self.comb += [skip.eq((st == iks) & ~snk_b),
                           pk.last_beat.eq(Mux(snk_b, nout_s - 1, nout - 1))]
             self.sync += If(swap, snk_b.eq(snk_a))
-            self.sync += If(b_busy & skip, st.eq(st + 1), cnt.eq(0), sub.eq(0))
+            self.comb += If(b_busy & skip, st_n.eq(st + 1), cnt_n.eq(0), sub_n.eq(0))
         else:
             self.comb += pk.last_beat.eq(nout - 1)
-        # memory read address: raw reads one beat per cycle, payload steps two
+        self.sync += [st.eq(st_n), cnt.eq(cnt_n), sub.eq(sub_n)]
+        # memory read address of the next state: raw reads one beat per cycle, payload
+        # steps two
         radr = Signal(ab)
+        rsel_n = Signal()
+        self.comb += rsel_n.eq(Mux(swap, wsel, rsel))
         for s in range(2):
-            self.comb += rp[s].adr.eq(Cat(radr, rsel))
+            self.comb += rp[s].adr.eq(Cat(radr, rsel_n))
         cases = []
         len_f = Signal(16)
         self.comb += len_f.eq(Mux(snk_b, length_s, length))
@@ -376,12 +387,12 @@ class KVCompressor(Module):
         push_stmts["tail"] = [push_c.eq(0), pn_c.eq(64)]
         extra_sync = {}
         if mode.kind == R.MODE_RAW:
-            self.comb += If(st == 1, radr.eq(cnt[1:]))
+            self.comb += If(st_n == 1, radr.eq(cnt_n[1:]))
             push_stmts["raw"] = [push_c.eq(Mux(cnt[0], rp[1].dat_r, rp[0].dat_r)), pn_c.eq(dw)]
         elif not kivi:
             push_stmts["codes"] = [push_c.eq(Cat(*codes_b[:8])), pn_c.eq(64)]
             extra_sync["codes"] = _rot(codes_b, 8)
-            self.comb += If(st == 2, radr.eq(cnt))
+            self.comb += If(st_n == 2, radr.eq(cnt_n))
             vals = [rp[s].dat_r[16 * j: 16 * j + 16] for s in range(2) for j in range(L)]
             qs = []
             for v in vals:
@@ -424,8 +435,8 @@ class KVCompressor(Module):
                 sv.append(cv)
             push_stmts["ksink"] = [push_c.eq(Cat(*sv)), pn_c.eq(dw)]
             ik = [i for i, (nm, _) in enumerate(steps) if nm == "kq"][0]
-            self.comb += If(st == ik, radr.eq(cnt)).Elif(st == iks, radr.eq(cnt[1:])) \
-                .Else(radr.eq(cnt + nin // 4))
+            self.comb += If(st_n == ik, radr.eq(cnt_n)).Elif(st_n == iks, radr.eq(cnt_n[1:])) \
+                .Else(radr.eq(cnt_n + nin // 4))
             k_tok0 = Signal()
             self.comb += k_tok0.eq(snk_b & (cnt < D // (2 * L)))
             vals = [rp[s].dat_r[16 * j: 16 * j + 16] for s in range(2) for j in range(L)]
