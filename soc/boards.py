@@ -658,8 +658,8 @@ def format_report(r):
     L = []
     L.append(f"SpecKV-FPGA bitstream report: {r['description']}")
     L.append(f"command: {r['command']}   date: {r['date']}   wall time: {r['wall_s']:.0f} s")
-    L.append(f"tools: {r['tools']['yosys']}; {r['tools']['nextpnr']} "
-             f"(seed {r.get('nextpnr_seed', 1)})")
+    seed = f" (seed {r['nextpnr_seed']})" if "nextpnr_seed" in r else ""
+    L.append(f"tools: {r['tools']['yosys']}; {r['tools']['nextpnr']}{seed}")
     codec = (f"codec cores on their own {r['codec_clk_mhz']:.1f} MHz clock (CodecCDC)"
              if r.get("codec_clk_mhz") else "codec cores on sys_clk")
     L.append(f"sys_clk: {r['sys_clk_mhz']:.1f} MHz; {codec}; DRAM: {r['dram']}; "
