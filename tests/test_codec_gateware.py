@@ -22,10 +22,11 @@ from tests.codec_fixtures import (CORRUPT_CASES, beats_bytes, bytes_beats, corru
 
 SMALL = dict(T=8, D=16)
 HW = ["raw", "int8", "int8_delta", "kivi_k4v3", "kivi_k3v2", "kivi_z16v6", "kivi_l16v12",
-      "kivi_l16v14"]
+      "kivi_l16v14", "kivi_z10v9"]
 # kivi_z12v8 (8 K codes per 29-bit field): SINK tests here, and Verilator; kivi_z11v9
 # (fields of 2 and 4 codes): test_kivi_z_field_sizes; kivi_l16v13 (FP16 minima, V fields of
-# 4 codes): SINK tests and dw = 32 here; kivi_l16v14 (the 3.2x mode): here and Verilator
+# 4 codes): SINK tests and dw = 32 here; kivi_l16v14 (the 3.2x mode) and kivi_z10v9 (the 4x
+# mode at window 4): here and Verilator
 
 
 def run_compressor(mode, pages, dw=64, T=16, D=64, seed=0, p_valid=0.7, p_ready=0.7,
