@@ -478,8 +478,13 @@ class DMA(LiteXModule):
             self.comb += wport.rdata.ready.eq(1)
 
         # Host lines: registered stage carrying the job tag -------------------------------------
+        # valid and ready both registered (a skid buffer): the host side's ready (on a board,
+        # the bridge's output arbiter) does not reach the line packer in the same cycle. The
+        # job completes only once the buffer is empty (outputs_idle), so the host still
+        # sees every line before the job's completion.
         job_tag = Signal(tag_width)
-        self.submodules.hbuf = hbuf = stream.PipeValid(host_line_layout(haddr_width, tag_width))
+        self.submodules.hbuf = hbuf = stream.Buffer(host_line_layout(haddr_width, tag_width),
+                                                    pipe_valid=True, pipe_ready=True)
         self.comb += [
             jp.h.connect(hbuf.sink, omit={"tag"}),
             hbuf.sink.tag.eq(job_tag),
