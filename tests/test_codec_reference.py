@@ -158,7 +158,7 @@ def test_expected_page_lengths():
     assert {m: R.page_length(R.MODES[m]) for m in R.MODES if m != "int8_delta_rle"} == {
         "raw": 4112, "int8": 2096, "int8_delta": 2096, "kivi_k4v4": 1280, "kivi_k4v3": 1152,
         "kivi_k3v3": 1024, "kivi_k3v2": 896, "kivi_k2v2": 768,
-        "kivi_z16v6": 1024, "kivi_z16v8": 1072, "kivi_z12v8": 1024, "kivi_z10v9": 1024,
+        "kivi_z16v6": 1024, "kivi_z16v8": 1072, "kivi_z12v8": 1024, "kivi_z10v9": 1024, "kivi_z9v10": 1024,
         "kivi_l16v14": 1264, "kivi_l16v13": 1248, "kivi_l16v12": 1232}
 
 

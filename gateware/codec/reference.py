@@ -96,6 +96,7 @@ MODES = {
     "kivi_z16v8": Mode("kivi_z16v8", MODE_KIVI_ZP, klev=16, vlev=8),
     "kivi_z12v8": Mode("kivi_z12v8", MODE_KIVI_ZP, klev=12, vlev=8),
     "kivi_z10v9": Mode("kivi_z10v9", MODE_KIVI_ZP, klev=10, vlev=9),
+    "kivi_z9v10": Mode("kivi_z9v10", MODE_KIVI_ZP, klev=9, vlev=10),
     "kivi_l16v14": Mode("kivi_l16v14", MODE_KIVI_L, klev=16, vlev=14),
     "kivi_l16v13": Mode("kivi_l16v13", MODE_KIVI_L, klev=16, vlev=13),
     "kivi_l16v12": Mode("kivi_l16v12", MODE_KIVI_L, klev=16, vlev=12),
