@@ -123,6 +123,10 @@ def main(argv=None) -> int:
                     help="take the FP16 baseline (raw) from this earlier --json output instead"
                          " of running it again; its text, tokens, segments and window must match"
                          " (raw pages never carry the SINK flag, so --no-sink does not matter)")
+    ap.add_argument("--rotate-v", action="store_true",
+                    help="fold a randomized Hadamard rotation of V into v_proj/o_proj first"
+                         " (host/rotation.py: the model's output is unchanged, the cached V is"
+                         " rotated); every run, the FP16 baseline included, uses that model")
     ap.add_argument("--json", help="write results as JSON to this file")
     args = ap.parse_args(argv)
     if args.tokens % PAGE_TOKENS:
@@ -139,8 +143,8 @@ def main(argv=None) -> int:
         except (OSError, ValueError, KeyError) as e:
             ap.error(f"--baseline-json {args.baseline_json}: not a codec_eval result ({e})")
         for k, v in (("text", args.text), ("tokens", args.tokens), ("segments", args.segments),
-                     ("window_pages", args.window)):
-            if pm.get(k) != v:
+                     ("window_pages", args.window), ("rotate_v", args.rotate_v)):
+            if pm.get(k, False if k == "rotate_v" else None) != v:
                 ap.error(f"--baseline-json {args.baseline_json}: {k} {pm.get(k)!r} != {v!r}")
         modes = [m for m in modes if m != "raw"]
     elif "raw" not in modes:
@@ -151,7 +155,10 @@ def main(argv=None) -> int:
 
     from host.model import load_model
 
-    model, tok = load_model()
+    model, tok = load_model(cache=not args.rotate_v)
+    if args.rotate_v:
+        from host.rotation import fold_value_rotation
+        fold_value_rotation(model)
     files = [f for f in args.text.split(",") if f]
     for f in files:
         if not Path(f).is_file():
@@ -200,6 +207,7 @@ def main(argv=None) -> int:
 
     print(f"\nSmolLM2-135M-Instruct, {args.text}, {args.segments} x {args.tokens} tokens, "
           f"window {args.window} pages, sink flag {'off' if args.no_sink else 'on'}, "
+          f"{'V rotated, ' if args.rotate_v else ''}"
           f"{datetime.date.today()}")
     print(f"{'mode':<18} {'ratio':>7} {'ppl':>9} {'dppl vs fp16':>13} {'+- s.e.':>8}  "
           f"ratio layer 0 / mid / last")
@@ -213,6 +221,7 @@ def main(argv=None) -> int:
         Path(args.json).parent.mkdir(parents=True, exist_ok=True)
         meta = {"text": args.text, "tokens": args.tokens, "segments": args.segments,
                 "window_pages": args.window, "sink": not args.no_sink,
+                "rotate_v": args.rotate_v,
                 "date": str(datetime.date.today()),
                 "model": "SmolLM2-135M-Instruct (Q4_1 GGUF, dequantized fp32)",
                 "command": " ".join(["python -m host.codec_eval"] + (argv or sys.argv[1:]))}
