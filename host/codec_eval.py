@@ -127,6 +127,9 @@ def main(argv=None) -> int:
                     help="fold a randomized Hadamard rotation of V into v_proj/o_proj first"
                          " (host/rotation.py: the model's output is unchanged, the cached V is"
                          " rotated); every run, the FP16 baseline included, uses that model")
+    ap.add_argument("--rotate-seed", type=int, default=None, metavar="N",
+                    help="with --rotate-v: randomize the Hadamard matrix's row signs with seed N"
+                         " (default: the plain Sylvester Hadamard matrix)")
     ap.add_argument("--json", help="write results as JSON to this file")
     args = ap.parse_args(argv)
     if args.tokens % PAGE_TOKENS:
@@ -143,7 +146,8 @@ def main(argv=None) -> int:
         except (OSError, ValueError, KeyError) as e:
             ap.error(f"--baseline-json {args.baseline_json}: not a codec_eval result ({e})")
         for k, v in (("text", args.text), ("tokens", args.tokens), ("segments", args.segments),
-                     ("window_pages", args.window), ("rotate_v", args.rotate_v)):
+                     ("window_pages", args.window), ("rotate_v", args.rotate_v),
+                     ("rotate_seed", args.rotate_seed)):
             if pm.get(k, False if k == "rotate_v" else None) != v:
                 ap.error(f"--baseline-json {args.baseline_json}: {k} {pm.get(k)!r} != {v!r}")
         modes = [m for m in modes if m != "raw"]
@@ -158,7 +162,7 @@ def main(argv=None) -> int:
     model, tok = load_model(cache=not args.rotate_v)
     if args.rotate_v:
         from host.rotation import fold_value_rotation
-        fold_value_rotation(model)
+        fold_value_rotation(model, args.rotate_seed)
     files = [f for f in args.text.split(",") if f]
     for f in files:
         if not Path(f).is_file():
@@ -221,7 +225,7 @@ def main(argv=None) -> int:
         Path(args.json).parent.mkdir(parents=True, exist_ok=True)
         meta = {"text": args.text, "tokens": args.tokens, "segments": args.segments,
                 "window_pages": args.window, "sink": not args.no_sink,
-                "rotate_v": args.rotate_v,
+                "rotate_v": args.rotate_v, "rotate_seed": args.rotate_seed,
                 "date": str(datetime.date.today()),
                 "model": "SmolLM2-135M-Instruct (Q4_1 GGUF, dequantized fp32)",
                 "command": " ".join(["python -m host.codec_eval"] + (argv or sys.argv[1:]))}

@@ -2,8 +2,9 @@
 
 The codec quantizes V per token over the head's D channels (kivi, kivi_z, kivi_l modes). A
 few channels of V carry most of a token's range, so the other channels get few levels.
-Rotating every V head by one orthogonal matrix ``M`` (a randomized Hadamard: ``M = diag(s)
-H / sqrt(D)``, ``s`` a fixed vector of signs) spreads those outliers over all channels, and
+Rotating every V head by one orthogonal matrix ``M`` (a Hadamard matrix, ``M = H / sqrt(D)``,
+optionally ``diag(s) H / sqrt(D)`` with a seeded vector of signs ``s``) spreads those outliers
+over all channels, and
 the rotation costs nothing at run time because it folds into two weight matrices:
 
 - ``v_proj``: head ``j``'s rows ``W_j`` become ``M^T W_j``, so the model computes and caches
@@ -25,9 +26,6 @@ from __future__ import annotations
 
 import numpy as np
 
-SIGN_SEED = 1
-
-
 def hadamard(n: int) -> np.ndarray:
     """The Sylvester Hadamard matrix of order ``n`` (a power of two), entries +-1."""
     if n < 1 or n & (n - 1):
@@ -38,13 +36,14 @@ def hadamard(n: int) -> np.ndarray:
     return h
 
 
-def rotation_matrix(d: int, seed: int = SIGN_SEED) -> np.ndarray:
-    """Orthogonal ``diag(s) H / sqrt(d)`` with signs ``s`` drawn from ``seed`` (float64)."""
-    s = np.random.default_rng(seed).choice([-1.0, 1.0], d)
+def rotation_matrix(d: int, seed: int | None = None) -> np.ndarray:
+    """Orthogonal ``H / sqrt(d)`` (``seed`` None), or ``diag(s) H / sqrt(d)`` with signs ``s``
+    drawn from ``seed`` (float64)."""
+    s = np.ones(d) if seed is None else np.random.default_rng(seed).choice([-1.0, 1.0], d)
     return hadamard(d) * s[:, None] / np.sqrt(d)
 
 
-def fold_value_rotation(model, seed: int = SIGN_SEED) -> np.ndarray:
+def fold_value_rotation(model, seed: int | None = None) -> np.ndarray:
     """Rotate every layer's V heads by one orthogonal matrix, folded into ``v_proj`` and
     ``o_proj`` of a LLaMA-architecture ``transformers`` model, in place. Returns ``M``."""
     import torch

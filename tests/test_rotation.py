@@ -17,8 +17,10 @@ def test_rotation_matrix_orthogonal():
     for d in (1, 2, 64, 128):
         m = rotation_matrix(d)
         assert np.allclose(m @ m.T, np.eye(d), atol=1e-12)
-    assert not np.allclose(rotation_matrix(64), hadamard(64) / 8)   # signs are randomized
-    assert np.array_equal(rotation_matrix(64), rotation_matrix(64))  # and fixed
+        assert np.allclose(rotation_matrix(d, seed=1) @ rotation_matrix(d, seed=1).T, np.eye(d))
+    assert np.array_equal(rotation_matrix(64), hadamard(64) / 8)
+    assert not np.allclose(rotation_matrix(64, seed=1), rotation_matrix(64))  # signs randomized
+    assert np.array_equal(rotation_matrix(64, seed=1), rotation_matrix(64, seed=1))  # and fixed
     with pytest.raises(ValueError, match="power of two"):
         hadamard(48)
 
