@@ -422,8 +422,11 @@ def run_capture(text_path, out_path, prompt_tokens: int, gen_tokens: int, *, ins
                 question: str = "", chat: bool = True, char_offset: int = 0, k: int = DEFAULT_K,
                 window: int = DEFAULT_WINDOW, sampling: dict | None = None, store_queries: bool = True,
                 progress: bool = True, threads: int = 2, workload: dict | None = None,
-                source_label: str | None = None, model_and_tokenizer=None):
-    """Everything from a text file to a written trace. Returns (sha256, meta, stats, result)."""
+                source_label: str | None = None, model_and_tokenizer=None,
+                v_rotation: str | None = None):
+    """Everything from a text file to a written trace. Returns (sha256, meta, stats, result).
+    `v_rotation`: recorded in the metadata when the model's V heads were rotated
+    (host/rotation.py) before the capture."""
     from host.model import load_model
 
     source = Source.read(text_path, label=source_label)
@@ -438,6 +441,8 @@ def run_capture(text_path, out_path, prompt_tokens: int, gen_tokens: int, *, ins
     res = capture(model, tok, ids, gen_tokens, k=k, window=window, sampling=sampling,
                   store_queries=store_queries, progress=progress, desc=wl["name"])
     meta = full_meta(res, model, tok, source, info, wl, threads)
+    if v_rotation:
+        meta["v_rotation"] = v_rotation
     sha = write_trace(out_path, meta, res.tensors)
     res.meta = meta
     return sha, meta, res.stats, res
@@ -518,6 +523,9 @@ def build_parser() -> argparse.ArgumentParser:
     p.add_argument("--source-label", default=None,
                    help="label naming the source in the metadata (unset: the file's base name)")
     p.add_argument("--no-progress", action="store_true", help="no progress bar")
+    p.add_argument("--rotate-v", action="store_true",
+                   help="fold the Hadamard V rotation into the model first (host/rotation.py):"
+                        " the cached, and so traced, V is rotated; the output is unchanged up to float rounding")
     p.add_argument("--json", action="store_true", help="print the trace metadata as JSON at the end")
     return p
 
@@ -529,7 +537,10 @@ def main(argv=None) -> int:
     t0 = time.perf_counter()
     from host.model import load_model
 
-    mt = load_model(seed=args.seed, threads=args.threads)
+    mt = load_model(seed=args.seed, threads=args.threads, cache=not args.rotate_v)
+    if args.rotate_v:
+        from host.rotation import fold_value_rotation
+        fold_value_rotation(mt[0])
     t_load = time.perf_counter() - t0
     try:
         sha, meta, stats, _ = run_capture(
@@ -537,7 +548,8 @@ def main(argv=None) -> int:
             question=args.question, chat=not args.raw, char_offset=args.char_offset, k=args.k,
             window=args.window, sampling=sampling, store_queries=not args.no_queries,
             progress=not args.no_progress, threads=args.threads, source_label=args.source_label,
-            model_and_tokenizer=mt)
+            model_and_tokenizer=mt,
+            v_rotation="hadamard (host/rotation.py)" if args.rotate_v else None)
     except (ValueError, OSError) as e:
         print(f"speckv-capture: error: {e}", file=sys.stderr)
         return 2

@@ -7,10 +7,12 @@ import json
 
 import numpy as np
 import pytest
-import torch
 
+from host.capture import main as capture_main  # before torch: OMP policy
+import torch  # noqa: E402
 from host.rotation import fold_value_rotation, hadamard, rotation_matrix
-from tests.trace_fixtures import TEXT, need_text, smol  # noqa: F401  (fixture)
+from host.trace import load_trace
+from tests.trace_fixtures import TEXT, TINY, need_text, smol, tiny  # noqa: F401  (fixtures)
 
 
 def test_rotation_matrix_orthogonal():
@@ -70,3 +72,23 @@ def test_codec_eval_rotate_v(tmp_path, capsys):
     # 4 pages per (layer, head), the first one a SINK page (1,152 bytes)
     assert res["results"]["kivi_z10v9"]["ratio"] == pytest.approx(4 * 4096 / (3 * 1024 + 1152))
     assert "V rotated" in capsys.readouterr().out
+
+
+def test_capture_rotate_v(tiny, tmp_path):
+    """`host/capture.py --rotate-v`: same tokens as the tiny capture, V rotated, recorded."""
+    path, _, meta, _ = tiny
+    out = tmp_path / "rot.safetensors"
+    assert capture_main(["--text", str(TEXT), "--out", str(out),
+                         "--prompt-tokens", str(TINY["prompt_tokens"]),
+                         "--gen-tokens", str(TINY["gen_tokens"]), "--k", str(TINY["k"]),
+                         "--window", str(TINY["window"]), "--instruction", TINY["instruction"],
+                         "--no-progress", "--rotate-v"]) == 0
+    a, b = load_trace(path), load_trace(out)
+    assert b.meta["v_rotation"].startswith("hadamard") and "v_rotation" not in a.meta
+    assert np.array_equal(a.tokens, b.tokens)
+    ka, kb = a.kv[:, :, :, 0].astype(np.float64), b.kv[:, :, :, 0].astype(np.float64)
+    va, vb = a.kv[:, :, :, 1].astype(np.float64), b.kv[:, :, :, 1].astype(np.float64)
+    scale = np.abs(va).max()
+    assert np.abs(kb - ka).max() < 1e-2 * np.abs(ka).max()
+    assert np.abs(vb - va @ rotation_matrix(va.shape[-1])).max() < 1e-2 * scale
+    assert np.abs(vb - va).max() > 0.1 * scale
