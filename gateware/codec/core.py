@@ -745,13 +745,21 @@ class KVDecompressor(Module):
                     if g <= L:
                         return [d for i in range(L // g)
                                 for d in A.level_digits(self, buf[i * w: (i + 1) * w], lev, g, w)]
-                    ds = A.level_digits(self, buf[0:w], lev, g, w)   # g == 2L
-                    hold = [Signal(len(d)) for d in ds[L:]]
-                    hold_sync.append((tag, [h.eq(d) for h, d in zip(hold, ds[L:])]))
+                    # g == 2L: the field's low L digits now, its high L digits next beat.
+                    # Split the field once (one constant division) instead of running all
+                    # g - 1 divisions in one cycle: the low L digits come from the remainder
+                    # (< lev**L, so its last digit never saturates), the high L from the
+                    # quotient, held for the next beat (its last digit saturates, as in
+                    # reference.unpack_levels). Same digits, half the division chain.
+                    hi, lo = A.divmod_const(self, buf[0:w], w, lev ** L)
+                    hold = Signal(len(hi))
+                    hold_sync.append((tag, [hold.eq(hi)]))
+                    d_lo = A.level_digits(self, lo, lev, L, len(lo))
+                    d_hi = A.level_digits(self, hold, lev, L, len(hold))
                     out = []
                     for j in range(L):
-                        o = Signal(len(ds[j]))
-                        self.comb += If(ob[0], o.eq(hold[j])).Else(o.eq(ds[j]))
+                        o = Signal(max(len(d_lo[j]), len(d_hi[j])))
+                        self.comb += If(ob[0], o.eq(d_hi[j])).Else(o.eq(d_lo[j]))
                         out.append(o)
                     return out
                 kd = digits(mode.k_levels, gk, wk, "kq")
