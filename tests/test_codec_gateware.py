@@ -302,3 +302,17 @@ def test_converts_to_verilog(core, mode, dw):
                               dut.source.valid, dut.source.ready, dut.source.data,
                               dut.source.last}))
     assert "module top" in v and "endmodule" in v
+
+
+@pytest.mark.parametrize("core", ["compressor", "decompressor"])
+def test_ecp5_bench_harness_registers_every_port(core):
+    """bench/codec_ecp5.py times the core between registers: every port of the top is a
+    register's input or output, and the FF count it subtracts is the ports' width."""
+    from bench.codec_ecp5 import verilog
+    v, ff = verilog(core, "kivi_k4v3", 64)
+    stream = 1 + 64 + 1 + 1 + 1 + 64 + 1 + 1 + 32          # both endpoints' ports, `pages`
+    assert ff == stream + (1 if core == "compressor" else 1 + 3 + 32 + 1)
+    assert "module codec_top" in v
+    for k in range(4):                                      # inputs: registered first
+        assert f"in{k}_r <= in{k};" in v
+    assert "out2 <= " in v                                  # source data: registered

@@ -334,17 +334,25 @@ class KVCompressor(Module):
         go = Signal()
         snk_b = Signal()
         skip = Signal()                 # the ksink step of a page without SINK
-        # One pipeline register between the emission program and the packer: a step's push
-        # (memory read, quantizers, field packing) is computed in one cycle and registered,
-        # the packer's barrel shift takes it in the next. All of it advances together.
+        # Pipeline registers between the emission program and the packer, all advancing
+        # together (`advance`) unless the packer refuses its input register's push. A step's
+        # push (push_c, pn_c) is computed from the program's state; the kivi payload steps
+        # are cut into three stages below (offset subtracted | quantized | fields packed),
+        # the other steps' pushes ride along. The packer's barrel shift takes the push in the
+        # cycle after its input register is loaded.
         push_c = Signal(maxpush)
         pn_c = Signal(max=maxpush + 1)
+        v_c = Signal()
+        push_f = Signal(maxpush)        # into the packer's input register
+        pn_f = Signal(max=maxpush + 1)
+        v_f = Signal()
         r_valid = Signal()
         advance = Signal()
         self.comb += [advance.eq(~r_valid | pk.push_ok),
                       go.eq(b_busy & advance & (st < len(steps))),
+                      v_c.eq(go & ~skip),
                       pk.do_push.eq(r_valid & pk.push_ok)]
-        self.sync += If(advance, r_valid.eq(go & ~skip), pk.push.eq(push_c), pk.pn.eq(pn_c))
+        self.sync += If(advance, r_valid.eq(v_f), pk.push.eq(push_f), pk.pn.eq(pn_f))
         step_last = Signal()
         self.comb += step_last.eq(Array([C(n - 1) for _, n in steps] + [C(0)])[st] == cnt)
         # the program's next state (st_n, cnt_n, sub_n) is computed combinationally: the
@@ -443,9 +451,13 @@ class KVCompressor(Module):
             # one quantizer per value, shared by the K and V payload steps: operands chosen by
             # the step, q clamped to the section's qmax (quantize(d, c, a) = min(a, .), so
             # min(qmax, quantize(d, c, max(kq, vq))) = quantize(d, c, qmax))
-            kqs, vqs = [], []
             is_kq = Signal()
             self.comb += is_kq.eq(st == ik)
+            kind_c = Signal(2)          # 0: push_c as it is, 1: K payload, 2: V payload
+            # stage 1 registers: d = x - offset per value, its code, and the step's push
+            d1, c1 = [], []
+            kind1, tok1, v1 = Signal(2), Signal(), Signal()
+            push1, pn1 = Signal(maxpush), Signal(max=maxpush + 1)
             for j, v in enumerate(vals):
                 cv, _ = A.sanitize(self, v)
                 x = A.fp16_to_int(self, cv)
@@ -462,11 +474,26 @@ class KVCompressor(Module):
                 else:
                     d = Signal(43)
                     self.comb += d.eq(x - off)
+                d1.append(Signal(len(d)))
+                c1.append(Signal(8))
+                self.sync += If(advance, d1[-1].eq(d), c1[-1].eq(code))
+            self.sync += If(advance, kind1.eq(kind_c), tok1.eq(k_tok0), v1.eq(v_c),
+                            push1.eq(push_c), pn1.eq(pn_c))
+            # stage 2 registers: codes, clamped to the section's qmax (quantize(d, c, a) =
+            # min(a, .), so min(qmax, quantize(d, c, max(kq, vq))) = quantize(d, c, qmax))
+            qs2 = []
+            kind2, tok2, v2 = Signal(2), Signal(), Signal()
+            push2, pn2 = Signal(maxpush), Signal(max=maxpush + 1)
+            qmax1 = Signal(max=max(kq, vq) + 1)
+            self.comb += qmax1.eq(Mux(kind1 == 1, kq, vq))
+            for d, code in zip(d1, c1):
                 qa = A.quantize(self, d, code, max(kq, vq))
-                for qmax, lst in ((kq, kqs), (vq, vqs)):
-                    qc = Signal(len(qa))
-                    self.comb += If(qa > qmax, qc.eq(qmax)).Else(qc.eq(qa))
-                    lst.append(qc)
+                q = Signal(len(qa))
+                self.sync += If(advance, If(qa > qmax1, q.eq(qmax1)).Else(q.eq(qa)))
+                qs2.append(q)
+            self.sync += If(advance, kind2.eq(kind1), tok2.eq(tok1), v2.eq(v1),
+                            push2.eq(push1), pn2.eq(pn1))
+            kqs = vqs = qs2
             if lvl:
                 def fields(qs, lev, g, w):
                     out = []
@@ -481,12 +508,18 @@ class KVCompressor(Module):
                 kfield = Cat(*[q[0:mode.kbits] for q in kqs])
                 vfield = Cat(*[q[0:mode.vbits] for q in vqs])
                 kpn, vpn = 2 * L * mode.kbits, 2 * L * mode.vbits
-            push_stmts["kq"] = [push_c.eq(Mux(k_tok0, 0, kfield)), pn_c.eq(kpn)]
+            # stage 3 (the packer's input register): the codes' fields
+            self.comb += [v_f.eq(v2), pn_f.eq(pn2),
+                          If(kind2 == 1, push_f.eq(Mux(tok2, 0, kfield)))
+                          .Elif(kind2 == 2, push_f.eq(vfield)).Else(push_f.eq(push2))]
+            push_stmts["kq"] = [kind_c.eq(1), pn_c.eq(kpn)]
             extra_sync["kq"] = _rot(kcode_b, 2 * L) + _rot(klo_b, 2 * L)
-            push_stmts["vq"] = [push_c.eq(vfield), pn_c.eq(vpn)]
+            push_stmts["vq"] = [kind_c.eq(2), pn_c.eq(vpn)]
             push_stmts["kpad"] = [push_c.eq(0), pn_c.eq(kpad)]
             push_stmts["vpad"] = [push_c.eq(0), pn_c.eq(vpad)]
             extra_sync["vq"] = [If(sub == D // (2 * L) - 1, *(_rot(vcode_b, 1) + _rot(vlo_b, 1)))]
+        if not kivi:                    # one stage: push_c goes straight to the packer
+            self.comb += [push_f.eq(push_c), pn_f.eq(pn_c), v_f.eq(v_c)]
         for i, name in cases:
             self.comb += If(st == i, *push_stmts[name])
             if name in extra_sync:
@@ -652,11 +685,22 @@ class KVDecompressor(Module):
                                          + [C(0)])[st])
         avail = Signal()
         self.comb += avail.eq(n >= tw)
+        # Output pipeline: a payload beat taken from the bit reader (stage 0) is registered
+        # once (raw, int8 modes: the output beat) or twice (kivi modes: the codes and their
+        # group parameters, then the FP16 beat) before `source`. The stages advance together
+        # unless the output register holds a beat `source` does not take.
+        pv = [Signal() for _ in range(2 if kivi else 1)]   # stage valid bits, pv[-1] = source
+        pl = [Signal() for _ in pv]                         # ... and `last`
+        adv = Signal()
         self.comb += [
-            src.valid.eq(in_payload & avail),
-            src.last.eq(ob == nout - 1),
-            take.eq(avail & (st != END) & Mux(in_payload, src.ready, 1) & ~e_hdr & ~skip),
+            adv.eq(~pv[-1] | src.ready),
+            src.valid.eq(pv[-1]),
+            src.last.eq(pl[-1]),
+            take.eq(avail & (st != END) & Mux(in_payload, adv, 1) & ~e_hdr & ~skip),
         ]
+        self.sync += If(adv, pv[0].eq(take & in_payload), pl[0].eq(ob == nout - 1),
+                        *[pv[i].eq(pv[i - 1]) for i in range(1, len(pv))],
+                        *[pl[i].eq(pl[i - 1]) for i in range(1, len(pl))])
         go = Signal()
         hdr_bad = Signal()
         is_hdr = Signal()
@@ -674,8 +718,9 @@ class KVDecompressor(Module):
                 If(in_payload, ob.eq(ob + 1)),
             ),
         ]
-        # a page is finished once its input has ended and the program is done or starved
-        self.comb += finish.eq(last_seen & ((st == END) | ~avail))
+        # a page is finished once its input has ended, the program is done or starved and
+        # its last beat has left the output pipeline
+        self.comb += finish.eq(last_seen & ((st == END) | ~avail) & (Cat(*pv) == 0))
         err = Signal(3)
         self.comb += If(e_hdr, err.eq(1)).Elif(e_trunc | (st != END), err.eq(2)) \
             .Elif(e_over, err.eq(3)).Elif(e_crc, err.eq(4)).Else(err.eq(0))
@@ -687,8 +732,8 @@ class KVDecompressor(Module):
 
         cases = {}
         sync_cases = {}
-        data_out = Signal(dw)
-        self.comb += src.data.eq(data_out)
+        data_out = Signal(dw)           # the output beat, computed in the last stage
+        self.sync += If(adv, src.data.eq(data_out))
         if mode.kind == R.MODE_RAW:
             self.comb += data_out.eq(buf[0:dw])
         elif not kivi:
@@ -769,10 +814,13 @@ class KVDecompressor(Module):
                 vd = [buf[mode.vbits * j: mode.vbits * (j + 1)] for j in range(L)]
             for j in range(L):
                 # one dequantizer per lane, its operands chosen by the step (K or V payload)
+                # and registered with the lane's code (stage 1)
                 lo, code = Signal(len(klo[j])), Signal(8)
                 q = Signal(max(len(kd[j]), len(vd[j])))
-                self.comb += If(isk, lo.eq(klo[j]), code.eq(kcode[j]), q.eq(kd[j])) \
-                    .Else(lo.eq(vlo[0]), code.eq(vcode[0]), q.eq(vd[j]))
+                ovr, ks = Signal(), Signal(16)      # token 0's exact K on a SINK page
+                self.sync += If(adv, If(isk, lo.eq(klo[j]), code.eq(kcode[j]), q.eq(kd[j]))
+                                .Else(lo.eq(vlo[0]), code.eq(vcode[0]), q.eq(vd[j])),
+                                ovr.eq(isk & k_tok0), ks.eq(ksink[j]))
                 if zp:
                     v = A.zp_value(self, lo, q, code)
                 else:
@@ -780,7 +828,7 @@ class KVDecompressor(Module):
                     self.comb += v.eq(A.fp16_to_int(self, lo) + q * A.scale_value(self, code))
                 f = A.int_to_fp16(self, v)
                 o = Signal(16)
-                self.comb += If(isk & k_tok0, o.eq(ksink[j])).Else(o.eq(f))
+                self.comb += If(ovr, o.eq(ks)).Else(o.eq(f))
                 outs.append(o)
             self.comb += data_out.eq(Cat(*outs))
             sync_cases["kq"] = _rot(kcode, L) + _rot(klo, L) + \
