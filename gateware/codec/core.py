@@ -448,9 +448,8 @@ class KVCompressor(Module):
             k_tok0 = Signal()
             self.comb += k_tok0.eq(snk_b & (cnt < D // (2 * L)))
             vals = [rp[s].dat_r[16 * j: 16 * j + 16] for s in range(2) for j in range(L)]
-            # one quantizer per value, shared by the K and V payload steps: operands chosen by
-            # the step, q clamped to the section's qmax (quantize(d, c, a) = min(a, .), so
-            # min(qmax, quantize(d, c, max(kq, vq))) = quantize(d, c, qmax))
+            # one quantizer per value, shared by the K and V payload steps (operands chosen by
+            # the step), in three stages
             is_kq = Signal()
             self.comb += is_kq.eq(st == ik)
             kind_c = Signal(2)          # 0: push_c as it is, 1: K payload, 2: V payload
@@ -493,7 +492,6 @@ class KVCompressor(Module):
                 qs2.append(q)
             self.sync += If(advance, kind2.eq(kind1), tok2.eq(tok1), v2.eq(v1),
                             push2.eq(push1), pn2.eq(pn1))
-            kqs = vqs = qs2
             if lvl:
                 def fields(qs, lev, g, w):
                     out = []
@@ -502,11 +500,11 @@ class KVCompressor(Module):
                         self.comb += f.eq(A.level_code(qs[i:i + g], lev))
                         out.append(f)
                     return Cat(*out), len(out) * w
-                kfield, kpn = fields(kqs, mode.k_levels, gk, wk)
-                vfield, vpn = fields(vqs, mode.v_levels, gv, wv)
+                kfield, kpn = fields(qs2, mode.k_levels, gk, wk)
+                vfield, vpn = fields(qs2, mode.v_levels, gv, wv)
             else:
-                kfield = Cat(*[q[0:mode.kbits] for q in kqs])
-                vfield = Cat(*[q[0:mode.vbits] for q in vqs])
+                kfield = Cat(*[q[0:mode.kbits] for q in qs2])
+                vfield = Cat(*[q[0:mode.vbits] for q in qs2])
                 kpn, vpn = 2 * L * mode.kbits, 2 * L * mode.vbits
             # stage 3 (the packer's input register): the codes' fields
             self.comb += [v_f.eq(v2), pn_f.eq(pn2),
