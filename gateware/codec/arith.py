@@ -198,22 +198,30 @@ def level_code(qs, levels):
     return expr
 
 
-def zp_stats(m, lo_bits, hi_bits, qmax):
-    """Zero-point statistics of a group from its min / max (canonical FP16 bits):
-    code = max(choose_scale(hi - lo, qmax), choose_scale(|lo|, 127)),
-    zero = sign(lo) * quantize(|lo|, code, 127) (8-bit two's complement). reference._group_params."""
+def zp_stats(m, lo_bits, hi_bits, qmax, zrange=(-R.ZP_ZERO_MAX, R.ZP_ZERO_MAX)):
+    """Zero-point statistics of a group from its min / max (canonical FP16 bits), zero
+    points in zrange = (zn, zp), a = zp if lo >= 0 else -zn:
+    code = max(choose_scale(hi - lo, qmax), choose_scale(|lo|, a)),
+    zero = sign(lo) * quantize(|lo|, code, a) (8-bit two's complement). reference._group_params."""
+    zn, zp = zrange
     lo = fp16_to_int(m, lo_bits)
     hi = fp16_to_int(m, hi_bits)
     rng = Signal(43)
     mag = Signal(41)
     m.comb += [rng.eq(hi - lo), If(lo < 0, mag.eq(-lo)).Else(mag.eq(lo))]
     c1 = choose_scale(m, rng, qmax)
-    c2 = choose_scale(m, mag, R.ZP_ZERO_MAX)
+    c2 = choose_scale(m, mag, -zn)
+    if zp != -zn:
+        c2p = choose_scale(m, mag, zp)
+        c2n = c2
+        c2 = Signal(8)
+        m.comb += If(lo < 0, c2.eq(c2n)).Else(c2.eq(c2p))
     code = Signal(8)
     m.comb += If(c1 > c2, code.eq(c1)).Else(code.eq(c2))
-    nmag = quantize(m, mag, code, R.ZP_ZERO_MAX)
+    nmag = quantize(m, mag, code, max(-zn, zp))
     zero = Signal(8)
-    m.comb += If(lo < 0, zero.eq(-nmag)).Else(zero.eq(nmag))
+    # quantize(., ., a) = min(a, .): the positive side's limit is a clamp of the same product
+    m.comb += If(lo < 0, zero.eq(-nmag)).Elif(nmag > zp, zero.eq(zp)).Else(zero.eq(nmag))
     return code, zero
 
 

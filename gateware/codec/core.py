@@ -47,6 +47,18 @@ def _check(dw, T, D):
     return L
 
 
+def _zero_lanes(mode, T):
+    """K and V zero points (or FP16 minima) per 64-bit word of their section; kivi_n's
+    4-bit V zero points fill whole words only when T is a multiple of 16."""
+    if not mode.zp:
+        return 4, 4
+    vz = mode.zero_bits("v")
+    if T * vz % 64:
+        raise ValueError(f"{mode.name}: {vz}-bit V zero points need T a multiple of "
+                         f"{64 // vz} (got T={T})")
+    return 8, 64 // vz
+
+
 def _rot(regs, k, new=None):
     """Statements rotating a register file left by k (regs[i] <= regs[i+k]); the k entries
     falling off the head re-enter at the tail unless `new` gives their replacement."""
@@ -142,10 +154,12 @@ class KVCompressor(Module):
             raise ValueError(f"page length {length} B is not a whole number of {dw}-bit beats")
         maxpush = max(64, dw)
         kivi = mode.kivi_like              # K per channel, V per token (kivi, kivi_z, kivi_l)
-        lvl = mode.kind in (R.MODE_KIVI_ZP, R.MODE_KIVI_L)  # level-packed codes
-        zp = mode.zp                       # int8 zero points (else FP16 minima)
+        lvl = mode.level_packed            # level-packed codes
+        zp = mode.zp                       # integer zero points (else FP16 minima)
         if lvl:
             (gk, wk), (gv, wv) = _level_groups(mode, 2 * L)
+        if kivi:
+            klpc, vlpc = _zero_lanes(mode, T)
         length_s = R.page_length(mode, T, D, sink=True) if kivi else length
         nout_s = length_s * 8 // dw
         self.submodules.pk = pk = _BitPacker(dw, maxpush, max(nout, nout_s))
@@ -219,7 +233,7 @@ class KVCompressor(Module):
             b_regs.append((codes_a, codes_b))
         if kivi:
             kq, vq = mode.k_levels - 1, mode.v_levels - 1
-            lo_w = 8 if zp else 16         # group minimum (FP16) or zero point (kivi_z)
+            lo_w = 8 if zp else 16         # group minimum (FP16) or zero point (kivi_z, _n)
             in_k = Signal()
             self.comb += in_k.eq(a_beat < nin // 2)
             # K: per-channel min/max in rotating register files (lanes update the head)
@@ -278,7 +292,7 @@ class KVCompressor(Module):
             # not in one path)
             vpend = Signal()
             if zp:
-                vcode, vlo_new = A.zp_stats(self, amin, amax, vq)
+                vcode, vlo_new = A.zp_stats(self, amin, amax, vq, mode.zero_range("v"))
             else:
                 vrange = Signal(43)
                 self.comb += vrange.eq(A.fp16_to_int(self, amax) - A.fp16_to_int(self, amin))
@@ -318,9 +332,8 @@ class KVCompressor(Module):
         elif not kivi:
             steps += [("codes", 2 * T // 8), ("q", nin // 2)]
         else:
-            lpc = 64 // lo_w             # K/V minima or zero points per cycle
-            steps += [("kcode", D // 8), ("klo", D // lpc), ("vcode", T // 8),
-                      ("vlo", T // lpc), ("ksink", D // L), ("kq", nin // 4)]
+            steps += [("kcode", D // 8), ("klo", D // klpc), ("vcode", T // 8),
+                      ("vlo", T // vlpc), ("ksink", D // L), ("kq", nin // 4)]
             # level-packed payloads need not fill whole 64-bit words: zero padding to the end
             kpad = vpad = 0
             if lvl:
@@ -431,12 +444,13 @@ class KVCompressor(Module):
         else:
             push_stmts["kcode"] = [push_c.eq(Cat(*kcode_b[:8])), pn_c.eq(64)]
             extra_sync["kcode"] = _rot(kcode_b, 8)
-            push_stmts["klo"] = [push_c.eq(Cat(*klo_b[:lpc])), pn_c.eq(64)]
-            extra_sync["klo"] = _rot(klo_b, lpc)
+            push_stmts["klo"] = [push_c.eq(Cat(*klo_b[:klpc])), pn_c.eq(64)]
+            extra_sync["klo"] = _rot(klo_b, klpc)
             push_stmts["vcode"] = [push_c.eq(Cat(*vcode_b[:8])), pn_c.eq(64)]
             extra_sync["vcode"] = _rot(vcode_b, 8)
-            push_stmts["vlo"] = [push_c.eq(Cat(*vlo_b[:lpc])), pn_c.eq(64)]
-            extra_sync["vlo"] = _rot(vlo_b, lpc)
+            vzw = 64 // vlpc             # V zero point field (kivi_n: 4 bits of the 8)
+            push_stmts["vlo"] = [push_c.eq(Cat(*[z[0:vzw] for z in vlo_b[:vlpc]])), pn_c.eq(64)]
+            extra_sync["vlo"] = _rot(vlo_b, vlpc)
             sv = []
             for j in range(L):
                 cv, _ = A.sanitize(self, Mux(cnt[0], rp[1].dat_r, rp[0].dat_r)[16 * j: 16 * j + 16])
@@ -570,8 +584,10 @@ class KVDecompressor(Module):
         nin = max(nin0, nin_s)
         nout = 2 * T * D // L            # output beats per page
         kivi = mode.kivi_like
-        lvl = mode.kind in (R.MODE_KIVI_ZP, R.MODE_KIVI_L)  # level-packed codes
-        zp = mode.zp                       # int8 zero points (else FP16 minima)
+        lvl = mode.level_packed            # level-packed codes
+        zp = mode.zp                       # integer zero points (else FP16 minima)
+        if kivi:
+            klpc, vlpc = _zero_lanes(mode, T)
         if lvl:
             (gk, wk), (gv, wv) = _level_groups(mode, 2 * L)
             # take per output beat: L/g fields, or one field every other beat when g = 2L
@@ -587,11 +603,10 @@ class KVDecompressor(Module):
         elif not kivi:
             steps += [("codes", 2 * T // 8, 64), ("q", nout, 8 * L)]
         else:
-            lpc = 8 if zp else 4             # zero points (kivi_z) or FP16 minima per take
             if not lvl:
                 kw, vw = L * mode.kbits, L * mode.vbits
-            steps += [("kcode", D // 8, 64), ("klo", D // lpc, 64), ("vcode", T // 8, 64),
-                      ("vlo", T // lpc, 64), ("ksink", D // 4, 64), ("kq", nout // 2, kw)]
+            steps += [("kcode", D // 8, 64), ("klo", D // klpc, 64), ("vcode", T // 8, 64),
+                      ("vlo", T // vlpc, 64), ("ksink", D // 4, 64), ("kq", nout // 2, kw)]
             kpad = vpad = 0                  # zero padding after a kivi_z payload section
             if lvl:
                 kpad, vpad = -(T * D // gk * wk) % 64, -(T * D // gv * wv) % 64
@@ -761,15 +776,17 @@ class KVDecompressor(Module):
             self.comb += data_out.eq(Cat(*outs))
             sync_cases["q"] = sync_cases.get("q", []) + [If(sub_wrap, *_rot(codes, 1))]
         else:
-            lw = 64 // lpc
+            lw = 64 // klpc
             kcode = [Signal(8) for _ in range(D)]
             klo = [Signal(lw) for _ in range(D)]
             vcode = [Signal(8) for _ in range(T)]
             vlo = [Signal(lw) for _ in range(T)]
             sync_cases["kcode"] = _rot(kcode, 8, [buf[8 * i: 8 * i + 8] for i in range(8)])
-            sync_cases["klo"] = _rot(klo, lpc, [buf[lw * i: lw * i + lw] for i in range(lpc)])
+            sync_cases["klo"] = _rot(klo, klpc, [buf[lw * i: lw * i + lw] for i in range(klpc)])
             sync_cases["vcode"] = _rot(vcode, 8, [buf[8 * i: 8 * i + 8] for i in range(8)])
-            sync_cases["vlo"] = _rot(vlo, lpc, [buf[lw * i: lw * i + lw] for i in range(lpc)])
+            vzw = 64 // vlpc             # kivi_n: 4-bit V zero points, sign-extended to 8
+            vz = [buf[vzw * i: vzw * i + vzw] for i in range(vlpc)]
+            sync_cases["vlo"] = _rot(vlo, vlpc, [Cat(z, *([z[-1]] * (lw - vzw))) for z in vz])
             ksink = [Signal(16) for _ in range(D)]
             sync_cases["ksink"] = _rot(ksink, 4, [buf[16 * i: 16 * i + 16] for i in range(4)])
             iks = names.index("ksink")

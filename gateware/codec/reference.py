@@ -40,12 +40,13 @@ MODE_INT8_DELTA_RLE = 3
 MODE_KIVI = 4                  # asymmetric, K per-channel, V per-token, kbits/vbits in header
 MODE_KIVI_ZP = 5               # as KIVI with integer zero points and level-packed codes
 MODE_KIVI_L = 6                # as KIVI (FP16 minima) with any level count, level-packed
+MODE_KIVI_ZN = 7               # as KIVI_ZP with 4-bit V zero points (two a byte)
 
 
 @dataclass(frozen=True)
 class Mode:
     """A codec mode: ``kind`` is one of the MODE_* ids; ``kbits``/``vbits`` for KIVI (bits
-    per code), ``klev``/``vlev`` for KIVI_ZP (quantization levels per value)."""
+    per code), ``klev``/``vlev`` for KIVI_ZP, _ZN, _L (quantization levels per value)."""
     name: str
     kind: int
     kbits: int = 0
@@ -59,8 +60,13 @@ class Mode:
 
     @property
     def kivi_like(self) -> bool:
-        """K per channel, V per token, SINK pages allowed (MODE_KIVI, _ZP, _L)."""
-        return self.kind in (MODE_KIVI, MODE_KIVI_ZP, MODE_KIVI_L)
+        """K per channel, V per token, SINK pages allowed (MODE_KIVI, _ZP, _L, _ZN)."""
+        return self.kind in (MODE_KIVI, MODE_KIVI_ZP, MODE_KIVI_L, MODE_KIVI_ZN)
+
+    @property
+    def level_packed(self) -> bool:
+        """Codes level-packed (kivi_z, kivi_l, kivi_n); kivi packs bits."""
+        return self.kind in (MODE_KIVI_ZP, MODE_KIVI_L, MODE_KIVI_ZN)
 
     @property
     def k_levels(self) -> int:
@@ -72,12 +78,22 @@ class Mode:
 
     @property
     def zp(self) -> bool:
-        """Groups carry int8 zero points (else the FP16 group minimum)."""
-        return self.kind == MODE_KIVI_ZP
+        """Groups carry integer zero points (else the FP16 group minimum)."""
+        return self.kind in (MODE_KIVI_ZP, MODE_KIVI_ZN)
+
+    def zero_range(self, side: str) -> tuple[int, int]:
+        """(most negative, most positive) zero point of a K or V group: int8 fields
+        (-127, 127), kivi_n's 4-bit V fields (-8, 7)."""
+        if side == "v" and self.kind == MODE_KIVI_ZN:
+            return ZN_V_ZERO
+        return -ZP_ZERO_MAX, ZP_ZERO_MAX
+
+    def zero_bits(self, side: str) -> int:
+        return 4 if side == "v" and self.kind == MODE_KIVI_ZN else 8
 
     @property
     def bits_byte(self) -> int:
-        if self.kind in (MODE_KIVI_ZP, MODE_KIVI_L):
+        if self.level_packed:
             return ((self.klev - 1) << 4) | (self.vlev - 1)
         return (self.kbits << 4) | self.vbits
 
@@ -97,6 +113,7 @@ MODES = {
     "kivi_z12v8": Mode("kivi_z12v8", MODE_KIVI_ZP, klev=12, vlev=8),
     "kivi_z10v9": Mode("kivi_z10v9", MODE_KIVI_ZP, klev=10, vlev=9),
     "kivi_z9v10": Mode("kivi_z9v10", MODE_KIVI_ZP, klev=9, vlev=10),
+    "kivi_n10v9": Mode("kivi_n10v9", MODE_KIVI_ZN, klev=10, vlev=9),
     "kivi_l16v14": Mode("kivi_l16v14", MODE_KIVI_L, klev=16, vlev=14),
     "kivi_l16v13": Mode("kivi_l16v13", MODE_KIVI_L, klev=16, vlev=13),
     "kivi_l16v12": Mode("kivi_l16v12", MODE_KIVI_L, klev=16, vlev=12),
@@ -104,17 +121,18 @@ MODES = {
 KIVI_BITS = (2, 3, 4, 5, 6, 7, 8)
 ZP_LEVELS = tuple(range(4, 17))        # levels per value of MODE_KIVI_ZP / _L (qmax 3..15)
 ZP_ZERO_MAX = 127                      # |zero point| <= 127 (int8 field)
+ZN_V_ZERO = (-8, 7)                    # kivi_n's V zero points (4-bit two's complement)
 
 
 def mode_from_header(kind: int, bits_byte: int) -> Mode:
-    if kind in (MODE_KIVI_ZP, MODE_KIVI_L):
+    if kind in (MODE_KIVI_ZP, MODE_KIVI_L, MODE_KIVI_ZN):
         kl, vl = (bits_byte >> 4) + 1, (bits_byte & 15) + 1
         if kl not in ZP_LEVELS or vl not in ZP_LEVELS:
             raise CodecError("header", f"bad level counts {kl}/{vl}")
         for m in MODES.values():
             if m.kind == kind and m.klev == kl and m.vlev == vl:
                 return m
-        tag = "z" if kind == MODE_KIVI_ZP else "l"
+        tag = {MODE_KIVI_ZP: "z", MODE_KIVI_L: "l", MODE_KIVI_ZN: "n"}[kind]
         return Mode(f"kivi_{tag}{kl}v{vl}", kind, klev=kl, vlev=vl)
     if kind == MODE_KIVI:
         kb, vb = bits_byte >> 4, bits_byte & 15
@@ -424,9 +442,10 @@ def _packed_bytes(n: int, levels: int) -> int:
 def kv_layout(mode: Mode, T: int, D: int, sink: bool = False):
     """Sections after the header of the KIVI-family modes, each padded to ALIGN:
     (name, unpadded bytes). A group's offset is its FP16 minimum (`k_lo`/`v_lo`, 2 bytes)
-    or, in kivi_z, its int8 zero point (`k_zero`/`v_zero`, 1 byte)."""
+    or, in kivi_z, its int8 zero point (`k_zero`/`v_zero`, 1 byte; kivi_n's V zero points
+    are 4-bit, two a byte, the even token's in the low nibble)."""
     k_off = ("k_zero", D) if mode.zp else ("k_lo", 2 * D)
-    v_off = ("v_zero", T) if mode.zp else ("v_lo", 2 * T)
+    v_off = ("v_zero", -(-T * mode.zero_bits("v") // 8)) if mode.zp else ("v_lo", 2 * T)
     return [("k_code", D), k_off, ("v_code", T), v_off] + \
         ([("k_sink", 2 * D)] if sink else []) + \
         [("k_q", _packed_bytes(T * D, mode.k_levels)),
@@ -514,20 +533,25 @@ def _int8_dequant(code: np.ndarray, q: np.ndarray) -> np.ndarray:
     return int_to_fp16(v)
 
 
-def _group_params(s: np.ndarray, axis: int, levels: int, zp: bool):
+def _group_params(s: np.ndarray, axis: int, levels: int, zrange=None):
     """Scale code and offset of the groups of `s` along `axis` (statistics only).
     Returns (code, field, off): `field` is what the page stores, `off` the offset in units.
-    FP16 minimum (kivi, kivi_l): code = choose_scale(max - min, qmax), field = off = min.
-    Zero point (kivi_z):
-        code = max(choose_scale(max - min, qmax), choose_scale(|min|, 127))
-        n = sign(min) * quantize(|min|, code, 127)      (int8 field), off = n * S(code)
+    FP16 minimum (kivi, kivi_l; zrange None): code = choose_scale(max - min, qmax),
+    field = off = min.
+    Zero point in [zn, zp] = zrange (kivi_z: -127..127; kivi_n's V: -8..7), with
+    a = zp if min >= 0 else -zn (the largest zero-point magnitude on the minimum's side):
+        code = max(choose_scale(max - min, qmax), choose_scale(|min|, a))
+        n = sign(min) * quantize(|min|, code, a)       (the field), off = n * S(code)
     Values are then q = quantize(max(x - off, 0), code, qmax) (qmax = levels - 1)."""
     lo = s.min(axis=axis)
     hi = s.max(axis=axis)
-    if not zp:
+    if zrange is None:
         return choose_scale(hi - lo, levels - 1), lo, lo
-    code = np.maximum(choose_scale(hi - lo, levels - 1), choose_scale(np.abs(lo), ZP_ZERO_MAX))
-    nmag = quantize(np.abs(lo), code, ZP_ZERO_MAX)
+    zn, zp = zrange
+    mag = np.abs(lo)
+    cz = np.where(lo < 0, choose_scale(mag, -zn), choose_scale(mag, zp))
+    code = np.maximum(choose_scale(hi - lo, levels - 1), cz)
+    nmag = np.where(lo < 0, quantize(mag, code, -zn), quantize(mag, code, zp))
     n = np.where(lo < 0, -nmag, nmag)
     return code.astype(np.uint8), n, n * scale_value(code)
 
@@ -535,19 +559,20 @@ def _group_params(s: np.ndarray, axis: int, levels: int, zp: bool):
 def _kv_quant(x: np.ndarray, mode: Mode, sink=None):
     """KIVI-family quantization: K (x[:,0]) per channel over tokens, V (x[:,1]) per token
     over channels, asymmetric, q = quantize(max(X - off, 0), code, levels - 1), with the
-    group offset `off` its FP16 minimum (kivi, kivi_l) or int8 zero point times the scale
-    (kivi_z). Pages with sink[i]: K statistics over tokens 1..T-1
+    group offset `off` its FP16 minimum (kivi, kivi_l) or integer zero point times the
+    scale (kivi_z, kivi_n). Pages with sink[i]: K statistics over tokens 1..T-1
     only, token 0's K codes are 0. Returns (k_code, k_field, k_q, v_code, v_field, v_q)."""
     k, v = x[:, 0], x[:, 1]
     ks = k
     if sink is not None and np.any(sink):
         ks = k.copy()
         ks[sink, 0] = ks[sink, 1]              # token 0 out of the statistics
-    k_code, k_f, k_off = _group_params(ks, 1, mode.k_levels, mode.zp)   # (N, D)
+    zr = (lambda side: mode.zero_range(side)) if mode.zp else (lambda side: None)
+    k_code, k_f, k_off = _group_params(ks, 1, mode.k_levels, zr("k"))   # (N, D)
     k_q = quantize(np.maximum(k - k_off[:, None, :], 0), k_code[:, None, :], mode.k_levels - 1)
     if sink is not None and np.any(sink):
         k_q[sink, 0] = 0
-    v_code, v_f, v_off = _group_params(v, 2, mode.v_levels, mode.zp)    # (N, T)
+    v_code, v_f, v_off = _group_params(v, 2, mode.v_levels, zr("v"))    # (N, T)
     v_q = quantize(np.maximum(v - v_off[:, :, None], 0), v_code[:, :, None], mode.v_levels - 1)
     return k_code, k_f, k_q.astype(np.uint8), v_code, v_f, v_q.astype(np.uint8)
 
@@ -560,6 +585,27 @@ def _kv_dequant(mode: Mode, k_code, k_f, k_q, v_code, v_f, v_q):
     k = k_off[:, None, :] + k_q.astype(np.int64) * ks[:, None, :]
     v = v_off[:, :, None] + v_q.astype(np.int64) * vs[:, :, None]
     return np.stack([int_to_fp16(k), int_to_fp16(v)], axis=1)
+
+
+def _zero_field(n: np.ndarray, bits: int) -> np.ndarray:
+    """(N, G) zero points -> their section: int8 bytes, or 4-bit two's complement nibbles
+    two a byte (group 2i in the low nibble of byte i)."""
+    b = n.astype(np.int8).view(np.uint8)
+    if bits == 8:
+        return b
+    b = b & 15
+    if b.shape[1] % 2:
+        b = np.concatenate([b, np.zeros((b.shape[0], 1), np.uint8)], axis=1)
+    return (b[:, 0::2] | (b[:, 1::2] << 4)).astype(np.uint8)
+
+
+def _zero_unfield(b: np.ndarray, bits: int, n: int) -> np.ndarray:
+    """Inverse of _zero_field -> (N, n) int8 zero points."""
+    b = np.ascontiguousarray(b)
+    if bits == 8:
+        return b.view(np.int8)
+    nib = np.stack([b & 15, b >> 4], axis=2).reshape(b.shape[0], -1)[:, :n].astype(np.int8)
+    return np.where(nib > 7, nib - 16, nib).astype(np.int8)
 
 
 def _pack(q: np.ndarray, levels: int) -> np.ndarray:
@@ -646,7 +692,7 @@ def compress_batch(pages, mode: str | Mode, sink=False) -> list[bytes]:
             k_code, k_f, k_q, v_code, v_f, v_q = _kv_quant(x, mode, np.full(N, sink))
             if mode.zp:
                 body = [k_code, k_f.astype(np.int8).view(np.uint8),
-                        v_code, v_f.astype(np.int8).view(np.uint8)]
+                        v_code, _zero_field(v_f, mode.zero_bits("v"))]
             else:
                 body = [k_code, _u16le(int_to_fp16(k_f)), v_code, _u16le(int_to_fp16(v_f))]
             if sink:
@@ -789,7 +835,8 @@ def _decode_checked(blobs: list[bytes], hdr: Header) -> np.ndarray:
 
         def offsets(side):
             if mode.zp:
-                return np.ascontiguousarray(s[f"{side}_zero"]).view(np.int8)
+                n = T if side == "v" else D
+                return _zero_unfield(s[f"{side}_zero"], mode.zero_bits(side), n)
             return fp16_to_int(np.ascontiguousarray(s[f"{side}_lo"]).view("<u2").astype(np.uint16))
         k_q = _unpack(s["k_q"], mode.k_levels, T * D).reshape(N, T, D)
         v_q = _unpack(s["v_q"], mode.v_levels, T * D).reshape(N, T, D)
