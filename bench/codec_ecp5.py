@@ -146,8 +146,8 @@ def build(core: str, mode: str, dw: int, out: Path, freq: float, seed: int,
 def main(argv=None) -> int:
     ap = argparse.ArgumentParser(description=__doc__.split("\n\n")[0],
                                  formatter_class=argparse.RawDescriptionHelpFormatter)
-    ap.add_argument("--modes", default="kivi_k4v3,kivi_z16v6",
-                    help="comma-separated codec modes (default: kivi_k4v3,kivi_z16v6)")
+    ap.add_argument("--modes", default="kivi_k4v3,kivi_n10v9",
+                    help="comma-separated codec modes (default: kivi_k4v3,kivi_n10v9)")
     ap.add_argument("--cores", default=",".join(CORES), help="compressor,decompressor")
     ap.add_argument("--dw", type=int, default=64, help="stream width (default 64, as in the SoC)")
     ap.add_argument("--freq", type=float, default=100.0,

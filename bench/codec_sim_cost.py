@@ -157,8 +157,8 @@ def measure(exe: Path, cycles: int, busy: bool) -> dict:
 def main(argv=None) -> int:
     ap = argparse.ArgumentParser(description=__doc__.split("\n\n")[0],
                                  formatter_class=argparse.RawDescriptionHelpFormatter)
-    ap.add_argument("--modes", default="kivi_k4v3,kivi_z16v6",
-                    help="comma-separated codec modes (default: kivi_k4v3,kivi_z16v6)")
+    ap.add_argument("--modes", default="kivi_k4v3,kivi_n10v9",
+                    help="comma-separated codec modes (default: kivi_k4v3,kivi_n10v9)")
     ap.add_argument("--cores", default=",".join(CORES), help="compressor,decompressor")
     ap.add_argument("--dw", type=int, default=64, help="stream width, 32 or 64 (default 64)")
     ap.add_argument("--pages", type=int, default=16, help="distinct trace pages streamed")

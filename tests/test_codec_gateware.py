@@ -276,6 +276,37 @@ def test_kivi_z_field_sizes():
     assert err == 0 and out == R.decompress_batch(blobs).tobytes()
 
 
+def shifted_v_page(seed, T=16, D=16):
+    """A random page whose V tokens are shifted by up to +-3 of their spread: all-positive
+    and all-negative tokens, zero points at the ends of kivi_n's -8..7 and widened scales."""
+    rng = np.random.default_rng(seed)
+    p = random_pages(1, seed=seed, T=T, D=D)[0].astype(np.float32)
+    p[1] += rng.choice([-1, 1], (T, 1)) * rng.uniform(0, 3, (T, 1))
+    return p.astype(np.float16)
+
+
+def test_kivi_n_nibble_zero_points():
+    """kivi_n10v9 (4-bit V zero points) at T = 16 (its zero section needs T % 16 == 0):
+    compressor and decompressor against the reference on random, extreme and V-shifted pages
+    under stalls, SINK and plain pages mixed, and corrupt pages; the V-shifted page reaches
+    both ends of the zero range and widens scales (checked on the reference first)."""
+    G = dict(T=16, D=16)
+    pages = np.concatenate([random_pages(1, seed=1, **G), extreme_page(**G)[None],
+                            shifted_v_page(5, **G)[None], shifted_v_page(6, **G)[None]])
+    x = R.fp16_to_int(R.sanitize(R.as_bits(pages).reshape(len(pages), -1))[0]).reshape(pages.shape)
+    c4, n4, _ = R._group_params(x[:, 1], 2, 9, R.ZN_V_ZERO)
+    c8, _, _ = R._group_params(x[:, 1], 2, 9, (-127, 127))
+    assert n4.min() == -8 and n4.max() == 7 and (c4 != c8).sum() >= 4
+    sink = np.array([1, 0, 0, 1], bool)
+    got, _ = run_compressor("kivi_n10v9", pages, seed=2, sink=sink, **G)
+    blobs = R.compress_batch(pages, "kivi_n10v9", sink=sink)
+    assert got == blobs
+    cases = blobs + [corrupt(blobs[1], c)[0] for c in ("truncated", "crc", "overlong")]
+    res = run_decompressor("kivi_n10v9", cases, seed=3, **G)
+    assert [(e, o) for e, o, _, _ in res[:4]] == [(0, R.decompress(b).tobytes()) for b in blobs]
+    assert [e for e, _, _, _ in res[4:]] == [2, 4, 3]
+
+
 # ---- parameters and Verilog -----------------------------------------------------------------
 def test_bad_parameters_raise():
     with pytest.raises(ValueError):
@@ -290,6 +321,10 @@ def test_bad_parameters_raise():
         KVCompressor("kivi_z16v6", dw=32)
     with pytest.raises(ValueError):
         KVDecompressor("kivi_z12v8", dw=32)
+    with pytest.raises(ValueError):       # 4-bit V zero points: T a multiple of 16
+        KVCompressor("kivi_n10v9", T=8)
+    with pytest.raises(ValueError):
+        KVDecompressor("kivi_n10v9", T=24)
 
 
 @pytest.mark.parametrize("core", [KVCompressor, KVDecompressor])

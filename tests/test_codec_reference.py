@@ -122,19 +122,21 @@ def test_level_groups_and_packing():
     assert d[:7].tolist() == [(c // 6 ** k) % 6 for k in range(7)] and d[7] == 5
 
 
-def test_zero_points_fit_and_round():
-    """kivi_z groups: |zero| <= 127 and |zero * S - min| <= 0.52 S for every group, also for
-    groups far from zero relative to their range (the scale grows until the zero fits)."""
+@pytest.mark.parametrize("zrange", [(-127, 127), R.ZN_V_ZERO])
+def test_zero_points_fit_and_round(zrange):
+    """kivi_z groups (zero points -127..127) and kivi_n's V groups (-8..7): the zero fits
+    its range and |zero * S - min| <= 0.52 S for every group, also for groups far from zero
+    relative to their range (the scale grows until the zero fits)."""
     rng = np.random.default_rng(6)
     lo = rng.normal(0, 1000, 4000)
     span = np.abs(rng.normal(0, 1, 4000)) * 10.0 ** rng.integers(-6, 3, 4000)
     x = np.stack([lo, lo + span * rng.random(4000), lo + span], axis=1).astype(np.float16)
     xi = R.fp16_to_int(x.view(np.uint16))
     for qmax in (3, 5, 11, 15):
-        code, n, off = R._group_params(xi, 1, qmax + 1, zp=True)
+        code, n, off = R._group_params(xi, 1, qmax + 1, zrange)
         S = R.scale_value(code)
         q = R.quantize(np.maximum(xi - off[:, None], 0), code[:, None], qmax)
-        assert (np.abs(n.astype(np.int64)) <= 127).all() and (q <= qmax).all()
+        assert (zrange[0] <= n).all() and (n <= zrange[1]).all() and (q <= qmax).all()
         assert (np.abs(n * S - xi.min(axis=1)) <= 0.52 * S).all()
         err = np.abs((n.astype(np.int64)[:, None] + q) * S[:, None] - xi)
         assert (err <= 0.52 * S[:, None]).all()
@@ -159,7 +161,7 @@ def test_expected_page_lengths():
         "raw": 4112, "int8": 2096, "int8_delta": 2096, "kivi_k4v4": 1280, "kivi_k4v3": 1152,
         "kivi_k3v3": 1024, "kivi_k3v2": 896, "kivi_k2v2": 768,
         "kivi_z16v6": 1024, "kivi_z16v8": 1072, "kivi_z12v8": 1024, "kivi_z10v9": 1024, "kivi_z9v10": 1024,
-        "kivi_l16v14": 1264, "kivi_l16v13": 1248, "kivi_l16v12": 1232}
+        "kivi_n10v9": 1016, "kivi_l16v14": 1264, "kivi_l16v13": 1248, "kivi_l16v12": 1232}
 
 
 def test_kivi_l_with_power_of_two_levels_is_kivi():
@@ -290,6 +292,41 @@ def test_sink_page(mode):
         assert (err <= R.error_bound(pages[i], mode, sink=bool(sink[i]))).all()
         if sink[i]:
             assert np.array_equal(out[i, 0, 0], x[i, 0, 0])      # token 0's K exact
+
+
+def test_kivi_n_is_kivi_z_with_nibble_v_zero_points():
+    """kivi_n10v9 = kivi_z10v9 with 4-bit V zero points (-8..7, two a byte, even token low):
+    8 bytes less a page; where no V zero point leaves -8..7 the decoded values are
+    kivi_z10v9's; where one would, the scale widens and the error bound still holds; the
+    nibbles sign-extend."""
+    rng = np.random.default_rng(31)
+    pages = np.concatenate([random_pages(6, seed=30), extreme_page()[None]]).astype(np.float32)
+    pages[3:6, 1] += rng.choice([-1, 1], (3, 16, 1)) * rng.uniform(0, 3, (3, 16, 1))
+    pages = pages.astype(np.float16)
+    sink = np.array([1, 0, 0, 1, 0, 0, 1], bool)
+    n, z = R.MODES["kivi_n10v9"], R.MODES["kivi_z10v9"]
+    assert R.page_length(n) == R.page_length(z) - 8 == 1016
+    assert R.page_length(n, sink=True) == 1016 + 128
+    bn = R.compress_batch(pages, n, sink=sink)
+    bz = R.compress_batch(pages, z, sink=sink)
+    x = R.fp16_to_int(R.sanitize(R.as_bits(pages).reshape(7, -1))[0]).reshape(pages.shape)
+    code4, zero4, _ = R._group_params(x[:, 1], 2, 9, R.ZN_V_ZERO)
+    code8, zero8, _ = R._group_params(x[:, 1], 2, 9, (-127, 127))
+    wide = (code4 != code8).any(axis=1)
+    assert wide[3:].all() and not wide[:3].any()      # shifted V tokens widen, plain ones not
+    assert zero4.min() == -8 and zero4.max() == 7
+    on, oz = R.decompress_batch(bn), R.decompress_batch(bz)
+    for i in range(7):
+        assert len(bn[i]) == len(bz[i]) - 8
+        assert np.array_equal(on[i].view(np.uint16), oz[i].view(np.uint16)) == (not wide[i])
+        err = np.abs(on[i].astype(np.float64) - R.sanitize(pages[i].view(np.uint16))[0]
+                     .view(np.float16).astype(np.float64))
+        assert (err <= R.error_bound(pages[i], n, sink=bool(sink[i]))).all()
+    # the V zero section: token 2i's zero point in the low nibble of byte i
+    b = np.frombuffer(bn[1], np.uint8)             # no SINK: k_code 64, k_zero 64, v_code 16
+    nib = b[8 + 64 + 64 + 16: 8 + 64 + 64 + 16 + 8]
+    z4 = np.stack([nib & 15, nib >> 4], 1).reshape(-1).astype(int)
+    assert np.array_equal(np.where(z4 > 7, z4 - 16, z4), zero4[1])
 
 
 def test_kivi_z_header_levels_checked():

@@ -28,7 +28,8 @@ CORES = [("c", KVCompressor, "int8_delta"), ("d", KVDecompressor, "int8_delta"),
          ("c", KVCompressor, "kivi_z16v6"), ("d", KVDecompressor, "kivi_z16v6"),
          ("c", KVCompressor, "kivi_z12v8"), ("d", KVDecompressor, "kivi_z12v8"),
          ("c", KVCompressor, "kivi_l16v14"), ("d", KVDecompressor, "kivi_l16v14"),
-         ("c", KVCompressor, "kivi_z10v9"), ("d", KVDecompressor, "kivi_z10v9")]
+         ("c", KVCompressor, "kivi_z10v9"), ("d", KVDecompressor, "kivi_z10v9"),
+         ("c", KVCompressor, "kivi_n10v9"), ("d", KVDecompressor, "kivi_n10v9")]
 
 
 def _prefix(kind, mode):
@@ -136,7 +137,7 @@ def _pages(trace_pages, n, seed):
 
 
 @pytest.mark.parametrize("mode", ["int8_delta", "kivi_k4v3", "raw", "kivi_z16v6", "kivi_z12v8",
-                                  "kivi_l16v14", "kivi_z10v9"])
+                                  "kivi_l16v14", "kivi_z10v9", "kivi_n10v9"])
 def test_cosim_compressor(cosim, trace_pages, mode):
     pages = _pages(trace_pages, 24, seed=len(mode))
     sink = np.arange(len(pages)) % 5 == 0 if mode.startswith("kivi") else None
@@ -156,7 +157,7 @@ def test_cosim_compressor_no_input_stall(cosim, trace_pages, mode):
 
 
 @pytest.mark.parametrize("mode", ["int8_delta", "kivi_k4v3", "kivi_k3v2", "kivi_z16v6",
-                                  "kivi_z12v8", "kivi_l16v14", "kivi_z10v9"])
+                                  "kivi_z12v8", "kivi_l16v14", "kivi_z10v9", "kivi_n10v9"])
 def test_cosim_decompressor(cosim, trace_pages, mode):
     pages = _pages(trace_pages, 24, seed=len(mode) + 1)
     sink = np.arange(len(pages)) % 4 == 1 if mode.startswith("kivi") else False
