@@ -138,6 +138,48 @@ def test_arith_blocks_match_reference():
     assert got["q"] == R.quantize(d_in, c_in, 255).tolist()
 
 
+@pytest.mark.parametrize("lev,g", [(10, 8), (9, 4), (6, 8), (11, 2), (16, 1)])
+def test_level_code_and_digits_match_reference(lev, g):
+    """The compressor's field (a tree of constant multiply-adds) and the decompressor's
+    digits (a tree of constant divisions) against reference.pack_levels / unpack_levels, on
+    random codes, the all-zero and all-top fields, and any w-bit field (above lev**g - 1:
+    the top digit saturates)."""
+    w = (lev ** g - 1).bit_length()
+    m = Module()
+    qs = [Signal(4) for _ in range(g)]
+    f = Signal(w)
+    m.comb += f.eq(A.level_code(qs, lev))
+    digits = A.level_digits(m, f, lev, g, w)
+    raw = Signal(w)                       # any w-bit field, also above lev**g - 1
+    raw_digits = A.level_digits(m, raw, lev, g, w)
+    rng = np.random.default_rng(lev * 10 + g)
+    cases = np.concatenate([np.zeros((1, g), int), np.full((1, g), lev - 1),
+                            rng.integers(0, lev, (60, g))])
+    packed = R.pack_levels(cases.reshape(1, -1), lev)
+    bits = np.unpackbits(packed[0], bitorder="little")
+    fields = [int("".join(map(str, bits[i * w:(i + 1) * w][::-1])), 2) for i in range(len(cases))]
+
+    def gen():
+        for c, exp_f in zip(cases, fields):
+            for s_, v in zip(qs, c):
+                yield s_.eq(int(v))
+            yield
+            assert (yield f) == exp_f
+            got = []
+            for d in digits:
+                got.append((yield d))
+            assert got == c.tolist()
+        for v in [(1 << w) - 1, lev ** g, lev ** g - 1] + rng.integers(0, 1 << w, 40).tolist():
+            yield raw.eq(int(v))
+            yield
+            got = []
+            for d in raw_digits:
+                got.append((yield d))
+            b = np.frombuffer(int(v).to_bytes(8, "little"), np.uint8)[None]
+            assert got == R.unpack_levels(b, lev, g)[0].tolist(), v
+    run_simulation(m, gen())
+
+
 # ---- compressor -----------------------------------------------------------------------------
 @pytest.mark.parametrize("mode", HW)
 def test_compressor_matches_reference(mode):

@@ -173,29 +173,49 @@ def divmod_const(m, c, width, d):
 
 
 def level_digits(m, code, levels, g, w):
-    """Digits q_0..q_{g-1} of a w-bit base-`levels` field (reference.unpack_levels): the
-    first g-1 by successive division, the last saturating at levels - 1."""
+    """Digits q_0..q_{g-1} of a w-bit base-`levels` field (reference.unpack_levels): digit k
+    is (code // levels**k) % levels for k < g - 1, the last saturates at levels - 1. Split in
+    halves (one division by levels**(n/2) per level of the tree, log2(g) divisions deep
+    rather than g - 1 in a chain): the low half is < levels**(n/2), so only the top digit
+    can saturate, as in the chain."""
     qb = (levels - 1).bit_length()
-    digits = []
-    c, cw = code, w
-    for k in range(g):
-        q = Signal(qb)
-        if k < g - 1:
-            c2, r = divmod_const(m, c, cw, levels)
-            m.comb += q.eq(r)
-            c, cw = c2, len(c2)
-        else:
+
+    def split(c, n):
+        if n == 1:
+            q = Signal(qb)
             m.comb += If(c > levels - 1, q.eq(levels - 1)).Else(q.eq(c))
-        digits.append(q)
-    return digits
+            return [q]
+        h = n // 2
+        hi, lo = divmod_const(m, c, len(c), levels ** h)
+        return split(lo, h) + split(hi, n - h)
+    c = Signal(w)
+    m.comb += c.eq(code)
+    return split(c, g)
+
+
+def _sum_tree(terms):
+    while len(terms) > 1:
+        terms = [terms[i] + terms[i + 1] if i + 1 < len(terms) else terms[i]
+                 for i in range(0, len(terms), 2)]
+    return terms[0]
+
+
+def mul_const(x, k):
+    """x * k for a constant k > 0 as a balanced tree of shifted copies of x (adders, not a
+    DSP multiplier: a chain of constant multiplies mapped to DSPs was the slowest path)."""
+    return _sum_tree([x << i for i in range(k.bit_length()) if k >> i & 1])
 
 
 def level_code(qs, levels):
-    """Base-`levels` field sum q_k * levels**k of digits qs (an expression)."""
-    expr = qs[-1]
-    for q in reversed(qs[:-1]):
-        expr = expr * levels + q
-    return expr
+    """Base-`levels` field sum q_k * levels**k of digits qs (an expression; len(qs) a power
+    of two). Pairs first: (q_0 + lev q_1) + lev**2 (q_2 + lev q_3) + ..., a tree of depth
+    log2(g) rather than Horner's chain of g - 1 multiply-adds; the same integer."""
+    assert len(qs) & (len(qs) - 1) == 0
+    items, w = list(qs), levels
+    while len(items) > 1:
+        items = [items[i] + mul_const(items[i + 1], w) for i in range(0, len(items), 2)]
+        w *= w
+    return items[0]
 
 
 def zp_stats(m, lo_bits, hi_bits, qmax, zrange=(-R.ZP_ZERO_MAX, R.ZP_ZERO_MAX)):
