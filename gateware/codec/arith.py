@@ -173,24 +173,24 @@ def divmod_const(m, c, width, d):
 
 
 def level_digits(m, code, levels, g, w):
-    """Digits q_0..q_{g-1} of a w-bit base-`levels` field (reference.unpack_levels): digit k
-    is (code // levels**k) % levels for k < g - 1, the last saturates at levels - 1. Split in
-    halves (one division by levels**(n/2) per level of the tree, log2(g) divisions deep
-    rather than g - 1 in a chain): the low half is < levels**(n/2), so only the top digit
-    can saturate, as in the chain."""
+    """Digits q_0..q_{g-1} of a w-bit base-`levels` field (reference.unpack_levels): the
+    first g-1 by successive division, the last saturating at levels - 1. (A tree of
+    divisions by levels**(n/2), log2(g) deep, measured slower on ECP5: 16.2 against 18.5 MHz
+    for the kivi_n10v9 decompressor; the wider constant multiplies cost more than the
+    shorter chain saves.)"""
     qb = (levels - 1).bit_length()
-
-    def split(c, n):
-        if n == 1:
-            q = Signal(qb)
+    digits = []
+    c, cw = code, w
+    for k in range(g):
+        q = Signal(qb)
+        if k < g - 1:
+            c2, r = divmod_const(m, c, cw, levels)
+            m.comb += q.eq(r)
+            c, cw = c2, len(c2)
+        else:
             m.comb += If(c > levels - 1, q.eq(levels - 1)).Else(q.eq(c))
-            return [q]
-        h = n // 2
-        hi, lo = divmod_const(m, c, len(c), levels ** h)
-        return split(lo, h) + split(hi, n - h)
-    c = Signal(w)
-    m.comb += c.eq(code)
-    return split(c, g)
+        digits.append(q)
+    return digits
 
 
 def _sum_tree(terms):
