@@ -46,6 +46,24 @@ def extreme_page(T: int = T, D: int = D) -> np.ndarray:
     return p
 
 
+def shifted_v_page(seed: int, T: int = T, D: int = D) -> np.ndarray:
+    """A random page whose V tokens are shifted by up to +-3: all-positive and all-negative
+    tokens, zero points at the ends of kivi_n's -8..7 and widened scales."""
+    rng = np.random.default_rng(seed)
+    p = random_pages(1, seed=seed, T=T, D=D)[0].astype(np.float32)
+    p[1] += rng.choice([-1, 1], (T, 1)) * rng.uniform(0, 3, (T, 1))
+    return p.astype(np.float16)
+
+
+def v_zero_params(pages: np.ndarray, zrange) -> tuple[np.ndarray, np.ndarray]:
+    """(scale codes, zero points) of the pages' V tokens (9 levels) with zero points in
+    `zrange`: reference._group_params on the sanitized values."""
+    N = len(pages)
+    x = R.fp16_to_int(R.sanitize(R.as_bits(pages).reshape(N, -1))[0]).reshape(pages.shape)
+    code, zero, _ = R._group_params(x[:, 1], 2, 9, zrange)
+    return code, zero
+
+
 def reseal(blob: bytearray) -> bytes:
     """Recompute the CRC of a (modified) compressed page."""
     n = len(blob) - R.CRC_BYTES

@@ -17,8 +17,8 @@ from gateware.codec import reference as R
 from gateware.codec.core import KVCompressor, KVDecompressor
 from tests.codec_fixtures import trace_pages  # noqa: F401 (pytest fixture)
 from tests.codec_fixtures import (CORRUPT_CASES, beats_bytes, bytes_beats, corrupt,
-                                  extreme_page, page_beats, random_pages, stream_sink,
-                                  stream_source)
+                                  extreme_page, page_beats, random_pages, shifted_v_page,
+                                  stream_sink, stream_source, v_zero_params)
 
 SMALL = dict(T=8, D=16)
 HW = ["raw", "int8", "int8_delta", "kivi_k4v3", "kivi_k3v2", "kivi_z16v6", "kivi_l16v12",
@@ -318,15 +318,6 @@ def test_kivi_z_field_sizes():
     assert err == 0 and out == R.decompress_batch(blobs).tobytes()
 
 
-def shifted_v_page(seed, T=16, D=16):
-    """A random page whose V tokens are shifted by up to +-3 of their spread: all-positive
-    and all-negative tokens, zero points at the ends of kivi_n's -8..7 and widened scales."""
-    rng = np.random.default_rng(seed)
-    p = random_pages(1, seed=seed, T=T, D=D)[0].astype(np.float32)
-    p[1] += rng.choice([-1, 1], (T, 1)) * rng.uniform(0, 3, (T, 1))
-    return p.astype(np.float16)
-
-
 def test_kivi_n_nibble_zero_points():
     """kivi_n10v9 (4-bit V zero points) at T = 16 (its zero section needs T % 16 == 0):
     compressor and decompressor against the reference on random, extreme and V-shifted pages
@@ -335,9 +326,8 @@ def test_kivi_n_nibble_zero_points():
     G = dict(T=16, D=16)
     pages = np.concatenate([random_pages(1, seed=1, **G), extreme_page(**G)[None],
                             shifted_v_page(5, **G)[None], shifted_v_page(6, **G)[None]])
-    x = R.fp16_to_int(R.sanitize(R.as_bits(pages).reshape(len(pages), -1))[0]).reshape(pages.shape)
-    c4, n4, _ = R._group_params(x[:, 1], 2, 9, R.ZN_V_ZERO)
-    c8, _, _ = R._group_params(x[:, 1], 2, 9, (-127, 127))
+    c4, n4 = v_zero_params(pages, R.ZN_V_ZERO)
+    c8, _ = v_zero_params(pages, (-127, 127))
     assert n4.min() == -8 and n4.max() == 7 and (c4 != c8).sum() >= 4
     sink = np.array([1, 0, 0, 1], bool)
     got, _ = run_compressor("kivi_n10v9", pages, seed=2, sink=sink, **G)

@@ -5,7 +5,7 @@ import numpy as np
 import pytest
 
 from gateware.codec import reference as R
-from tests.codec_fixtures import random_pages, extreme_page, corrupt
+from tests.codec_fixtures import corrupt, extreme_page, random_pages, shifted_v_page, v_zero_params
 
 LOSSY = [m for m in R.MODES if m != "raw"]
 
@@ -299,19 +299,16 @@ def test_kivi_n_is_kivi_z_with_nibble_v_zero_points():
     8 bytes less a page; where no V zero point leaves -8..7 the decoded values are
     kivi_z10v9's; where one would, the scale widens and the error bound still holds; the
     nibbles sign-extend."""
-    rng = np.random.default_rng(31)
-    pages = np.concatenate([random_pages(6, seed=30), extreme_page()[None]]).astype(np.float32)
-    pages[3:6, 1] += rng.choice([-1, 1], (3, 16, 1)) * rng.uniform(0, 3, (3, 16, 1))
-    pages = pages.astype(np.float16)
+    shifted = [shifted_v_page(s)[None] for s in (31, 32, 33)]
+    pages = np.concatenate([random_pages(3, seed=30)] + shifted + [extreme_page()[None]])
     sink = np.array([1, 0, 0, 1, 0, 0, 1], bool)
     n, z = R.MODES["kivi_n10v9"], R.MODES["kivi_z10v9"]
     assert R.page_length(n) == R.page_length(z) - 8 == 1016
     assert R.page_length(n, sink=True) == 1016 + 128
     bn = R.compress_batch(pages, n, sink=sink)
     bz = R.compress_batch(pages, z, sink=sink)
-    x = R.fp16_to_int(R.sanitize(R.as_bits(pages).reshape(7, -1))[0]).reshape(pages.shape)
-    code4, zero4, _ = R._group_params(x[:, 1], 2, 9, R.ZN_V_ZERO)
-    code8, zero8, _ = R._group_params(x[:, 1], 2, 9, (-127, 127))
+    code4, zero4 = v_zero_params(pages, R.ZN_V_ZERO)
+    code8, _ = v_zero_params(pages, (-127, 127))
     wide = (code4 != code8).any(axis=1)
     assert wide[3:].all() and not wide[:3].any()      # shifted V tokens widen, plain ones not
     assert zero4.min() == -8 and zero4.max() == 7

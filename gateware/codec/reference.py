@@ -81,9 +81,11 @@ class Mode:
         """Groups carry integer zero points (else the FP16 group minimum)."""
         return self.kind in (MODE_KIVI_ZP, MODE_KIVI_ZN)
 
-    def zero_range(self, side: str) -> tuple[int, int]:
+    def zero_range(self, side: str) -> tuple[int, int] | None:
         """(most negative, most positive) zero point of a K or V group: int8 fields
-        (-127, 127), kivi_n's 4-bit V fields (-8, 7)."""
+        (-127, 127), kivi_n's 4-bit V fields (-8, 7); None with FP16 minima."""
+        if not self.zp:
+            return None
         if side == "v" and self.kind == MODE_KIVI_ZN:
             return ZN_V_ZERO
         return -ZP_ZERO_MAX, ZP_ZERO_MAX
@@ -567,12 +569,11 @@ def _kv_quant(x: np.ndarray, mode: Mode, sink=None):
     if sink is not None and np.any(sink):
         ks = k.copy()
         ks[sink, 0] = ks[sink, 1]              # token 0 out of the statistics
-    zr = (lambda side: mode.zero_range(side)) if mode.zp else (lambda side: None)
-    k_code, k_f, k_off = _group_params(ks, 1, mode.k_levels, zr("k"))   # (N, D)
+    k_code, k_f, k_off = _group_params(ks, 1, mode.k_levels, mode.zero_range("k"))  # (N, D)
     k_q = quantize(np.maximum(k - k_off[:, None, :], 0), k_code[:, None, :], mode.k_levels - 1)
     if sink is not None and np.any(sink):
         k_q[sink, 0] = 0
-    v_code, v_f, v_off = _group_params(v, 2, mode.v_levels, zr("v"))    # (N, T)
+    v_code, v_f, v_off = _group_params(v, 2, mode.v_levels, mode.zero_range("v"))  # (N, T)
     v_q = quantize(np.maximum(v - v_off[:, :, None], 0), v_code[:, :, None], mode.v_levels - 1)
     return k_code, k_f, k_q.astype(np.uint8), v_code, v_f, v_q.astype(np.uint8)
 
