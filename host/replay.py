@@ -8,7 +8,9 @@ Per decode step the host (stand-in for GPU + serving engine):
    from L1 (the last ``--l1-pages`` full pages of each (layer, KV head), plus the tail),
    else from L2 (the prefetch buffer the device writes; looked up in its directory in host
    memory), else by a synchronous demand read over the link (flow 2); every page read from
-   L2 or the device is compared with the reference decode of what was written;
+   L2 or the device is checked against the trace's original KV (``host/page_check.py``:
+   values within the mode's error bound, the page asked for, bit-exact with the reference
+   decode);
 3. posts the step's hint; the device's firmware predicts the next step's pages and
    prefetches them into L2 (flow 3). Epochs are synchronous: the step's prefetches complete
    before the next step reads, so both backends see the same hits; the time they take is
@@ -120,8 +122,8 @@ def make_backend(opts, build=None):
 
 def replay(opts: ReplayOptions, backend=None, build=None, progress=True):
     """Replay one configuration; returns the result dict (see :func:`summarize`)."""
-    from gateware.codec import reference as R
     from host.hints import SpecConfig, encode_step
+    from host.page_check import PageCheck
     from host.prefetch import make_predictor
 
     if opts.prefetcher not in PREFETCHERS:
@@ -146,19 +148,14 @@ def replay(opts: ReplayOptions, backend=None, build=None, progress=True):
     backend.start(cfg, pred)
 
     digest = hashlib.sha256()
-    ref_cache = {}
-    checked = mismatches = 0
+    check = PageCheck(t, opts.codec)
+    mismatches = 0
     lengths = {}
     offloaded = 0
     logs = []
     accesses = []   # (step, vpn, tier)
     owner = {}      # L2 slot -> (step issued, vpn): a prefetch is used if read before overwritten
     used_keys = set()
-
-    def reference(vpn):
-        if vpn not in ref_cache:
-            ref_cache[vpn] = R.decompress(R.compress(t.page(vpn), opts.codec)).tobytes()
-        return ref_cache[vpn]
 
     bar = None
     if progress:
@@ -176,8 +173,7 @@ def replay(opts: ReplayOptions, backend=None, build=None, progress=True):
                         vpn = (st << t.page_bits) | p
                         n = backend.offload(vpn, t.page(vpn))
                         lengths[vpn] = n
-                        if n != len(R.compress(t.page(vpn), opts.codec)):
-                            mismatches += 1
+                        mismatches += not check.offload(vpn, n)
                 offloaded = max(offloaded, n_full)
             # 2. reads
             index = {} if gpu_only else backend.l2_index()
@@ -202,10 +198,8 @@ def replay(opts: ReplayOptions, backend=None, build=None, progress=True):
                         log.l3 += 1
                         log.miss_cycles.append(int(cyc))
                         accesses.append((s, vpn, 3))
-                    checked += 1
                     digest.update(data)
-                    if data != reference(vpn):
-                        mismatches += 1
+                    mismatches += not check.read(vpn, data)
             # 3. hint -> prefetches for the next step
             if not gpu_only:
                 chunks = encode_step(cfg.request, s, streams, dense=opts.mode == "dense")
@@ -226,11 +220,12 @@ def replay(opts: ReplayOptions, backend=None, build=None, progress=True):
         if own:
             backend.close()
     wall = time.time() - wall0
-    return summarize(opts, t, layers, steps, l1, gpu_only, logs, accesses, lengths, checked,
-                     mismatches, digest.hexdigest(), wall, sim_cycles, backend, used_keys)
+    return summarize(opts, t, layers, steps, l1, gpu_only, logs, accesses, lengths,
+                     check.summary(), mismatches, digest.hexdigest(), wall, sim_cycles,
+                     backend, used_keys)
 
 
-def summarize(opts, t, layers, steps, l1, gpu_only, logs, accesses, lengths, checked,
+def summarize(opts, t, layers, steps, l1, gpu_only, logs, accesses, lengths, check,
               mismatches, digest, wall, sim_cycles, backend, used_keys):
     from host.link import PROFILES
     ns_per_cycle = 1.0 / backend.cycles_per_ns
@@ -280,7 +275,7 @@ def summarize(opts, t, layers, steps, l1, gpu_only, logs, accesses, lengths, che
         "compression": {"pages": len(lengths),
                         "ratio": PAGE * len(lengths) / sum(lengths.values()) if lengths else None,
                         "per_layer": ratio_layer},
-        "check": {"pages_checked": checked, "mismatches": mismatches, "digest": digest},
+        "check": {**check, "mismatches": mismatches, "digest": digest},
         "speed": {"wall_s": wall, "steps_per_s": steps / wall if wall else None,
                   "sim_cycles": sim_cycles,
                   "sim_cycles_per_s": (sim_cycles / wall) if sim_cycles and wall else None},

@@ -21,13 +21,14 @@ def table_rows(results):
                      _f(p["precision"]), f"{p['wasted_bytes'] / 2**20:.2f}",
                      _f(lat["sync_fetch_mean"], "{:.0f}"), _f(lat["effective_mean"], "{:.1f}"),
                      _f(lat["stall_per_step_mean"], "{:.0f}"), _f(p["mean_step_ns"], "{:.0f}"),
-                     f"{r['check']['pages_checked']}/{r['check']['mismatches']}"])
+                     f"{r['check']['pages_checked']}/{r['check']['mismatches']}",
+                     _f(r["check"].get("max_error_over_bound"), "{:.2f}")])
     return rows
 
 
 HEAD = ["config", "backend", "k", "L1", "L2 hits", "L3 reads", "L2 hit rate", "precision",
         "wasted MiB", "sync fetch ns", "eff. ns/access", "stall ns/step", "prefetch ns/step",
-        "checked/bad"]
+        "checked/bad", "err/bound"]
 
 
 def markdown_table(results):
