@@ -58,6 +58,12 @@ class ModelBackend:
     DEMAND_DEVICE_CYCLES = 790
     PREFETCH_STEP_CYCLES = 5000
     PREFETCH_PAGE_CYCLES = 4400
+    CALIBRATION = ("estimate: every latency, stall and prefetch time of the model backend comes "
+                   "from DEMAND_DEVICE_CYCLES = 790, PREFETCH_STEP_CYCLES = 5000 and "
+                   "PREFETCH_PAGE_CYCLES = 4400 (host/backends.py), calibrated once on the rtl "
+                   "backend by `python host/replay.py --backend rtl --steps 4 --layers 30 "
+                   "--prefetcher last -k 2` on 2026-11-24 (commit de6307c), plus the link "
+                   "profile's round trip and serialisation; not measured in this run")
 
     def __init__(self, codec="kivi_k4v3", link="cxl2-x16", sys_clk_freq=100e6):
         if codec not in R.MODES:
@@ -125,6 +131,8 @@ class RtlBackend:
     the gateware and firmware."""
 
     name = "rtl"
+    CALIBRATION = ("measured: latencies and prefetch times in simulated device cycles "
+                   "(Verilator SoC, emulated link)")
     hint_max_cycles = 200_000_000    # device cycles for a hint's prefetches
     demand_max_cycles = 5_000_000    # device cycles for one demand read
 
@@ -241,6 +249,8 @@ class BoardBackend(RtlBackend):
     offloaded earlier stay in the pool (a fresh run needs a board reset)."""
 
     name = "board"
+    CALIBRATION = ("measured on the board: UART latencies, device cycles from the SoC's uptime "
+                   "counter")
 
     def __init__(self, target, codec="kivi_k4v3", staging_slots=64, own_bus=False):
         from host.remote import TunnelLink

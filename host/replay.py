@@ -264,7 +264,8 @@ def summarize(opts, t, layers, steps, l1, gpu_only, logs, accesses, lengths, che
                      "max_step_ns": float(pf_ns.max()) if len(pf_ns) else 0.0,
                      "steps_over_budget": int((pf_ns > opts.step_ns).sum()),
                      "mean_ns_per_page": float(pf_ns.sum() / issued) if issued else None},
-        "latency_ns": {"sync_fetch_mean": float(miss.mean()) if len(miss) else None,
+        "latency_ns": {"source": backend.CALIBRATION,
+                       "sync_fetch_mean": float(miss.mean()) if len(miss) else None,
                        "sync_fetch_p50": float(np.percentile(miss, 50)) if len(miss) else None,
                        "sync_fetch_p99": float(np.percentile(miss, 99)) if len(miss) else None,
                        "effective_mean": float(lat_all.mean()),
@@ -355,7 +356,8 @@ def main(argv=None, build=None):
                          "csr.json); default %(default)s")
     ap.add_argument("--json", default=None, help="write the results here (JSON)")
     ap.add_argument("--json-sequences", action="store_true",
-                    help="also write every access, prefetch decision and step record (large)")
+                    help="also write every access, prefetch decision, step record and "
+                         "demand-read latency (large)")
     ap.add_argument("--plots", default=None, help="write PNG plots into this directory")
     ap.add_argument("--quiet", action="store_true", help="no progress bar")
     a = ap.parse_args(argv)
@@ -408,7 +410,8 @@ def main(argv=None, build=None):
     print_table(results)
     if a.json:
         Path(a.json).parent.mkdir(parents=True, exist_ok=True)
-        keep = [r if a.json_sequences else {k: v for k, v in r.items() if k != "sequence"}
+        keep = [r if a.json_sequences else
+                {k: v for k, v in r.items() if k not in ("sequence", "latencies_ns")}
                 for r in results]
         Path(a.json).write_text(json.dumps(keep if a.compare else keep[0], indent=1))
         print(f"results: {a.json}")

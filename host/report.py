@@ -37,6 +37,11 @@ def markdown_table(results):
     return "\n".join(out)
 
 
+def latency_source(results):
+    """Where the latency columns come from (the same for every result of one backend)."""
+    return "; ".join(sorted({r["latency_ns"].get("source", "?") for r in results}))
+
+
 def print_table(results):
     rows = [HEAD] + table_rows(results)
     w = [max(len(r[i]) for r in rows) for i in range(len(HEAD))]
@@ -47,6 +52,7 @@ def print_table(results):
         print("  ".join(x.rjust(w[j]) for j, x in enumerate(r)))
         if i == 0:
             print("  ".join("-" * x for x in w))
+    print(f"latencies: {latency_source(results)}")
     for r in results:
         s, comp = r["speed"], r["compression"]
         extra = (f", {s['sim_cycles_per_s'] / 1e3:.1f} k sim cycles/s" if s.get("sim_cycles_per_s") else "")
@@ -118,3 +124,51 @@ def save_plots(results, outdir):
     ax.legend(fontsize=8)
     files.append(_save(plt, fig, outdir / "link_bytes_per_step.png"))
     return files
+
+
+WORKLOAD_HEAD = ["workload", "config", "L2 hit rate (outside L1)", "prefetch precision",
+                 "wasted prefetch MiB", "sync fetch ns (est.)", "effective ns / access (est.)",
+                 "stall µs / step (est.)", "prefetch µs / step (est.)", "pages checked / bad",
+                 "max error / bound"]
+
+
+def workload_rows(results):
+    """Rows of the four-workload table of docs/RESULTS.md (one per replay result)."""
+    rows = []
+    for r in results:
+        c, a, p, lat, chk = r["config"], r["accesses"], r["prefetch"], r["latency_ns"], r["check"]
+        rows.append([c.get("workload") or Path(c["trace"]).stem, c["label"] or c["prefetcher"],
+                     _f(a["l2_hit_rate"]), _f(p["precision"]),
+                     f"{p['wasted_bytes'] / 2**20:.1f}", _f(lat["sync_fetch_mean"], "{:.0f}"),
+                     _f(lat["effective_mean"], "{:.0f}"),
+                     f"{lat['stall_per_step_mean'] / 1e3:.0f}", f"{p['mean_step_ns'] / 1e3:.0f}",
+                     f"{chk['pages_checked']} / {chk['mismatches']}",
+                     _f(chk.get("max_error_over_bound") if chk["pages_checked"] else None)])
+    return rows
+
+
+def main(argv=None):
+    import argparse
+    import json
+    ap = argparse.ArgumentParser(prog="python -m host.report",
+                                 description="Tables from replay result files (host/replay.py "
+                                             "--json): the workload table of docs/RESULTS.md.")
+    ap.add_argument("json", nargs="+", help="result files (one result or a --compare list each)")
+    a = ap.parse_args(argv)
+    results = []
+    for f in a.json:
+        try:
+            r = json.loads(Path(f).read_text())
+        except (OSError, ValueError) as e:
+            ap.error(f"{f}: {e}")
+        results += r if isinstance(r, list) else [r]
+    print("| " + " | ".join(WORKLOAD_HEAD) + " |")
+    print("|" + " --- |" * len(WORKLOAD_HEAD))
+    for row in workload_rows(results):
+        print("| " + " | ".join(row) + " |")
+    print(f"\nlatencies: {latency_source(results)}")
+    return 0
+
+
+if __name__ == "__main__":
+    raise SystemExit(main())
