@@ -78,10 +78,49 @@ def engine_answer(vpn):
             (Status.DMA_ERROR, 1 + vpn % 5, 0)][vpn % 3]
 
 
+def first_difference(got, want):
+    for i, (g, w) in enumerate(zip(got, want)):
+        if g != w:
+            return f"at {i}: got {g}, expected {w}"
+    return f"{len(got)} messages, expected {len(want)}"
+
+
+def check_response_order(requests, expected, got, forwarded_tags, answered):
+    """Check ``got`` (responses in the order they left the endpoint) against the order the
+    protocol defines, and return them in request order. gateware/bridge/README.md
+    ("Behaviour") and model.py: requests are served in order, one response each, except a
+    forwarded PageRd / XLATE, answered by a Cmp when the page engine answers (the engine may
+    answer out of order: translations and faults overtake streaming pages). So:
+    1. the responses the endpoint makes itself leave in request order;
+    2. the Cmps of forwarded requests leave in the order the engine answered (``answered``:
+       their tags in page_rsp handshake order);
+    3. a forwarded request's Cmp leaves after the responses to every earlier request the
+       endpoint answered itself (the request is forwarded only after those were sent).
+    Requests' tags are unique, so a response is matched to its request by tag."""
+    assert len({m.tag for m in requests}) == len(requests), "test requests need unique tags"
+    own = [e for m, e in zip(requests, expected) if m.tag not in forwarded_tags]
+    got_own = [g for g in got if g.tag not in forwarded_tags]
+    assert got_own == own, "own responses not in request order: " + first_difference(got_own, own)
+    by_tag = {m.tag: e for m, e in zip(requests, expected)}
+    pages = [by_tag[t] for t in answered]
+    got_pages = [g for g in got if g.tag in forwarded_tags]
+    assert got_pages == pages, "page Cmps not in engine order: " + first_difference(got_pages, pages)
+    pos = {g.tag: i for i, g in enumerate(got)}
+    last_own = -1
+    for m in requests:
+        if m.tag in forwarded_tags:
+            assert pos[m.tag] > last_own, f"Cmp of {m} overtook a response to an earlier request"
+        else:
+            last_own = pos[m.tag]
+    return [got[pos[m.tag]] for m in requests]
+
+
 def simulate(requests, seed, credits=4, stall=0.3, host_writes=(), with_pages=True):
     """Run the endpoint on ``requests`` (and device-initiated ``host_writes``, a list of
-    (addr, data bytes, tag)); return (responses, model responses, memories); the host
-    writes that came out are in ``simulate.host_writes``."""
+    (addr, data bytes, tag)); check the order of the responses (check_response_order) and
+    return (responses in request order, model responses, memories); the host writes that
+    came out are in ``simulate.host_writes``. The stand-in page engine answers its pending
+    requests in random order."""
     rng = random.Random(seed)
     cfg = EndpointConfig(mem_windows=[MEM], cfg_windows=[CFG], credits=credits)
     dut = BridgeEndpoint(cfg, with_pages=with_pages)
@@ -97,6 +136,7 @@ def simulate(requests, seed, credits=4, stall=0.3, host_writes=(), with_pages=Tr
                  (m.opcode == Op.PAGE_RD and m.addr % LINE == 0) or m.opcode == Op.XLATE)]
     got_preq = []
     simulate.page_requests = got_preq
+    answered = []  # tags of the engine's answers, in page_rsp handshake order
     got = []
     got_hw = []
     simulate.host_writes = got_hw
@@ -166,12 +206,13 @@ def simulate(requests, seed, credits=4, stall=0.3, host_writes=(), with_pages=Tr
                 yield
 
     def engine_gen():
-        """Takes page requests (random ready), answers each after a random delay."""
+        """Takes page requests (random ready), answers each after a random delay, in random
+        order."""
         pending = []
         while len(got_preq) < len(forwarded) or pending:
             if pending and rng.random() < 0.3:
                 yield dut.page_req.ready.eq(0)  # not taking requests while answering
-                tag, vpn = pending[0]
+                tag, vpn = pending.pop(rng.randrange(len(pending)))
                 st, val, addr = engine_answer(vpn)
                 yield dut.page_rsp.valid.eq(1)
                 yield dut.page_rsp.tag.eq(tag)
@@ -182,7 +223,7 @@ def simulate(requests, seed, credits=4, stall=0.3, host_writes=(), with_pages=Tr
                 while not (yield dut.page_rsp.ready):
                     yield
                 yield dut.page_rsp.valid.eq(0)
-                pending.pop(0)
+                answered.append(tag)
                 continue
             ready = rng.random() >= stall
             yield dut.page_req.ready.eq(ready)
@@ -197,10 +238,7 @@ def simulate(requests, seed, credits=4, stall=0.3, host_writes=(), with_pages=Tr
                          bus_gen(dut.mem_bus, "mem"), host_write_gen(), engine_gen()])
     assert got_preq == [(m.tag, m.value, m.addr, int(m.opcode == Op.XLATE)) for m in forwarded], \
         "page requests forwarded wrongly"
-    # Page completions come back when the engine answers: order responses by request.
-    by_tag = {m.tag: m for m in got}
-    assert len(by_tag) == len(got), "duplicate response tags"
-    got = [by_tag.get(m.tag) for m in requests]
+    got = check_response_order(requests, expected, got, {m.tag for m in forwarded}, answered)
     return got, expected, hw_mem, ref_mem
 
 

@@ -234,14 +234,53 @@ def test_delta_and_rle_stages_are_lossless(mode):
     assert np.array_equal(a.view(np.uint16), b.view(np.uint16))
 
 
-def test_other_geometry():
-    rng = np.random.default_rng(10)
-    pages = (rng.standard_normal((4, 2, 8, 32)) * 3).astype(np.float16)
-    for mode in R.MODES:
-        out = R.decompress_batch(R.compress_batch(pages, mode))
-        assert out.shape == pages.shape
-        if mode == "raw":
-            assert np.array_equal(out, pages)
+# (T, D) other than the default 16 x 64: one token, odd and prime sizes, D not a multiple of 8
+# (refused by the level-packed modes), the largest T the header holds.
+OTHER_GEOMETRIES = [(8, 32), (1, 8), (2, 24), (3, 40), (5, 7), (17, 3), (255, 8), (32, 128)]
+
+
+@pytest.mark.parametrize("T, D", OTHER_GEOMETRIES, ids=[f"{t}x{d}" for t, d in OTHER_GEOMETRIES])
+def test_other_geometry(T, D):
+    """Every mode that accepts the geometry round-trips it: the header records T and D and the
+    mode, fixed-size modes have their computed length, raw is bit-exact and every lossy value
+    is within R.error_bound of the input (per page, also for SINK pages of the kivi modes);
+    the level-packed modes refuse D % 8 != 0; a decoder expecting another geometry refuses."""
+    pages = np.concatenate([random_pages(5, seed=10 + T + D, T=T, D=D),
+                            extreme_page(T=max(T, 9), D=max(D, 9))[None, :, :T, :D]])
+    accepted = []
+    for name, mode in R.MODES.items():
+        if mode.level_packed and D % 8:
+            with pytest.raises(ValueError, match="multiple of 8"):
+                R.compress_batch(pages, mode)
+            continue
+        accepted.append(name)
+        for sink in ([False, True] if mode.kivi_like and T >= 2 else [False]):
+            blobs = R.compress_batch(pages, mode, sink=sink)
+            for blob in blobs:
+                h = R.parse_header(blob)
+                assert (h.T, h.D, h.mode) == (T, D, mode), (name, h)
+                assert bool(h.flags & R.FLAG_SINK) == sink
+                fixed = R.page_length(mode, T, D, sink)
+                assert len(blob) == (fixed if fixed is not None else h.length), name
+            out = R.decompress_batch(blobs, expect_geometry=(T, D))
+            assert out.shape == pages.shape and out.dtype == np.float16
+            assert np.array_equal(out[0], R.decompress(blobs[0], expect_geometry=(T, D)))
+            if mode.lossless:
+                assert np.array_equal(out.view(np.uint16), pages.view(np.uint16))
+                continue
+            x = R.sanitize(pages.view(np.uint16))[0].view(np.float16).astype(np.float64)
+            err = np.abs(out.astype(np.float64) - x)
+            for i in range(len(pages)):
+                bound = R.error_bound(pages[i], mode, sink=sink)
+                worst = np.unravel_index(np.argmax(err[i] - bound), err[i].shape)
+                assert (err[i] <= bound).all(), \
+                    f"{name} sink={sink} page {i} at {worst}: " \
+                    f"|{out[i][worst]} - {x[i][worst]}| > {bound[worst]}"
+        with pytest.raises(R.CodecError, match="geometry") as e:
+            R.decompress(blobs[0], expect_geometry=(T + 1, D))
+        assert e.value.kind == "header"
+    level_packed = {n for n, m in R.MODES.items() if m.level_packed}
+    assert set(accepted) == set(R.MODES) - (level_packed if D % 8 else set())
 
 
 def test_batch_equals_single():

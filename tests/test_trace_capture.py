@@ -130,29 +130,45 @@ def test_determinism_two_captures_hash_equal(tiny, tiny_again):
     assert tiny[0] != tiny_again[0]
 
 
-def test_bundled_trace_regenerates_byte_identically(smol, tmp_path):
-    """Re-capturing a bundled trace reproduces the committed file (traces/SHA256SUMS).
+def test_bundled_trace_recapture_matches_to_fp16_rounding(smol, tmp_path):
+    """Re-capturing the bundled mini-chatbot trace reproduces it: metadata (but the runtime),
+    tokens, page offload steps, step lengths and dense and sparse page accesses exactly; KV
+    (pages and tail) to FP16 rounding (|a - b| <= 2e-3 + 2e-3 |b|: 2 to 4 FP16 ulps);
+    attention mass kept to 1e-4.
 
-    Byte identity holds for the pinned libraries on this machine kind. On a CPU whose
-    kernels round differently the hash may differ; then the capture must still agree with
-    the bundled trace in its tokens and page accesses exactly and in its KV to FP16
-    rounding, and the test warns instead of failing.
+    Byte identity is not asserted, because it does not hold across machines: traces/README.md
+    ("Determinism") documents that another CPU (other SIMD paths in MKL) changes low-order
+    float bits. The bundled file is such a case: on an AVX2-only AMD EPYC with the recorded
+    library versions and 2 threads (and with MKL_CBWR or ATEN_CPU_CAPABILITY pinned as well)
+    about 0.4% of the KV values differ, by at most 0.0078. Byte identity of two captures on
+    one machine is test_determinism_two_captures_hash_equal; the committed files' hashes are
+    test_trace_format.py's.
     """
-    import warnings
-
     from host.workloads import MINI, capture_workload
 
-    sums = dict(line.split()[::-1] for line in (BUNDLED / "SHA256SUMS").read_text().splitlines())
-    out, sha, meta, _ = capture_workload(MINI["mini-chatbot"], tmp_path, smol, progress=False)
-    if sha == sums["mini-chatbot.safetensors"]:
-        return
+    out, _, _, _ = capture_workload(MINI["mini-chatbot"], tmp_path, smol, progress=False)
     ref, new = load_trace(BUNDLED / "mini-chatbot.safetensors"), load_trace(out)
-    assert np.array_equal(ref.tokens, new.tokens), "tokens differ from the bundled trace"
-    assert np.array_equal(ref.access_mask("dense"), new.access_mask("dense")), "dense accesses differ"
-    k_ref, k_new = ref.kv.astype(np.float32), new.kv.astype(np.float32)
-    assert np.allclose(k_ref, k_new, rtol=2e-3, atol=2e-3), "KV differs beyond FP16 rounding"
-    warnings.warn(f"fresh capture is not byte-identical to the bundled trace (runtime "
-                  f"{meta['runtime']}); tokens, accesses and KV agree")
+
+    def fixed(m):                     # everything but the library versions and float summaries
+        m = {k: v for k, v in m.items() if k != "runtime"}
+        m["sparse"] = {k: v for k, v in m["sparse"].items() if not k.endswith("mass_kept")}
+        return m
+    assert fixed(new.meta) == fixed(ref.meta), "metadata differs from the bundled trace"
+    for k in ("mean_mass_kept", "min_mass_kept"):
+        assert abs(new.meta["sparse"][k] - ref.meta["sparse"][k]) <= 1e-4, k
+    for name in ("tokens", "page_offload_step", "seq_len", "n_full"):
+        assert np.array_equal(getattr(ref, name), getattr(new, name)), f"{name} differs"
+    assert (ref.queries is None) == (new.queries is None), "queries stored in one trace only"
+    if ref.queries is not None:
+        np.testing.assert_allclose(new.queries, ref.queries, rtol=2e-3, atol=2e-3)
+    for mode in ("dense", "sparse"):
+        assert np.array_equal(ref.access_mask(mode), new.access_mask(mode)), f"{mode} accesses differ"
+    for name, a, b in (("kv", new.kv, ref.kv), ("kv_tail", new.kv_tail, ref.kv_tail)):
+        assert a.shape == b.shape, name
+        np.testing.assert_allclose(a.astype(np.float32), b.astype(np.float32), rtol=2e-3, atol=2e-3,
+                                   err_msg=f"{name} differs beyond FP16 rounding")
+    np.testing.assert_allclose(new.mass_kept, ref.mass_kept, rtol=0, atol=1e-4,
+                               err_msg="attention mass kept differs")
 
 
 def test_capture_cli_writes_trace_and_summary(smol, tmp_path, capsys):
