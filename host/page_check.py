@@ -40,7 +40,6 @@ import numpy as np
 
 from gateware.codec import reference as R
 
-PAGE = 4096
 S_MIN = 2.0 ** -16          # E5M3 code 0: (8 + 0) << (0 + 5) units of 2**-24
 STEP = 9.0 / 8.0            # largest ratio between neighbouring E5M3 scales
 ROUND = 0.52                # round to nearest level (0.5) + 16-bit reciprocal (< 0.02)
