@@ -54,7 +54,7 @@ def build(core: str, project: Path, out: Path, nextpnr_args: list, freq: float,
 
 
 def main(argv=None) -> int:
-    from soc.boards import BOARDS
+    from soc.targets import BOARDS
     ap = argparse.ArgumentParser(description=__doc__.split("\n\n")[0],
                                  formatter_class=argparse.RawDescriptionHelpFormatter)
     ap.add_argument("--board", default="ecpix5", choices=sorted(BOARDS),

@@ -180,7 +180,7 @@ def main(argv=None):
     from gateware.codec import reference as R
     from host.link import HostLink
     from host.trace import load_trace
-    from soc.build import build_sim
+    from soc.targets.sim import build_sim
     from soc.sim import SimDriver
 
     b = build_sim(args.build_dir, quiet=True)

@@ -91,7 +91,7 @@ def main(argv=None):
     if args.child:
         return child(args)
 
-    from soc.build import build_sim
+    from soc.targets.sim import build_sim
     from soc.sim.model import CFLAGS, build_model
     b = build_sim(args.build_dir, quiet=True, with_model=False)
     model = build_model(b.verilog, b.cpu_sources, ROOT / "build" / "verilator-prof",

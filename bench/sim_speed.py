@@ -78,7 +78,7 @@ def main(argv=None):
                    help="Where to write the results as JSON.")
     args = p.parse_args(argv)
 
-    from soc.build import build_sim
+    from soc.targets.sim import build_sim
     from soc.sim import SimDriver
 
     if args.model:

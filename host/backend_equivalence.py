@@ -34,6 +34,16 @@ def _sha(obj) -> str:
     return hashlib.sha256(json.dumps(obj, separators=(",", ":")).encode()).hexdigest()
 
 
+def _shown(path) -> str:
+    """A path as shown in results: relative to the repository when inside it."""
+    p = Path(path).resolve()
+    return str(p.relative_to(ROOT)) if p.is_relative_to(ROOT) else str(p)
+
+
+def _file_sha(path) -> str:
+    return hashlib.sha256(Path(path).read_bytes()).hexdigest()
+
+
 def functional(r: dict) -> dict:
     """The functional part of a replay result, per step: access tiers, prefetch decisions,
     step records without cycle counts; and the digest of every byte read."""
@@ -84,13 +94,14 @@ def compare(opts: ReplayOptions, build=None, progress=True) -> dict:
     diff = differences(m, r)
     rows_m, rows_r = per_step(m), per_step(r)
     return {
-        "config": {**{k: v for k, v in asdict(opts).items() if k not in ("backend", "label",
-                                                                        "waveform")},
-                   "steps": m["config"]["steps"], "layers": m["config"]["layers"],
-                   "trace_sha256": m["config"]["trace_sha256"]},
+        "config": {**{k: v for k, v in asdict(opts).items()
+                      if k not in ("backend", "label", "waveform", "server", "board_dir")},
+                   "trace": _shown(opts.trace), "trace_file_sha256": _file_sha(opts.trace),
+                   "steps": m["config"]["steps"], "layers": m["config"]["layers"]},
         "equal": not diff, "differences": diff,
         "totals": {name: {"accesses": x["accesses"], "prefetch_issued": x["prefetch"]["issued"],
-                          "check": {k: v for k, v in x["check"].items()}}
+                          "check": x["check"], "prefetch": x["prefetch"],
+                          "latency_ns": x["latency_ns"], "compression": x["compression"]}
                    for name, x in (("model", m), ("rtl", r))},
         "per_step": rows_m if rows_m == rows_r else {"model": rows_m, "rtl": rows_r},
         "speed": {"model_wall_s": m["speed"]["wall_s"], "rtl_wall_s": r["speed"]["wall_s"],
@@ -124,7 +135,7 @@ def main(argv=None) -> int:
     opts = ReplayOptions(trace=a.trace, prefetcher=a.prefetcher, k=a.k, ucb=a.ucb,
                          throttle=a.throttle, l2_slots=a.l2_slots, steps=a.steps,
                          layers=a.layers)
-    from soc.build import build_sim
+    from soc.targets.sim import build_sim
     res = compare(opts, build_sim(a.build_dir, quiet=a.quiet), progress=not a.quiet)
     c = res["config"]
     print(f"{Path(c['trace']).name}: {c['steps']} steps x {c['layers']} layers, "

@@ -114,7 +114,7 @@ def make_backend(opts, build=None):
         return BoardBackend(RemoteTarget(bus, board / "csr.json"), opts.codec, own_bus=True)
     if opts.backend == "rtl":
         if build is None:
-            from soc.build import build_sim
+            from soc.targets.sim import build_sim
             build = build_sim(ROOT / "build" / "sim", quiet=True)
         return RtlBackend(build, opts.codec, opts.link, waveform=opts.waveform)
     raise ReplayError(f"unknown backend {opts.backend!r}: model or rtl")
@@ -400,7 +400,7 @@ def main(argv=None, build=None):
             ap.error(f"--server {a.server!r}: expected HOST:PORT")
         opts.server, opts.board_dir = a.server, a.board_dir
     if a.backend == "rtl" and build is None:
-        from soc.build import build_sim
+        from soc.targets.sim import build_sim
         build = build_sim(a.build_dir, quiet=a.quiet)
     try:
         results = compare(opts, build, not a.quiet) if a.compare else [replay(opts, build=build, progress=not a.quiet)]

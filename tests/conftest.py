@@ -12,7 +12,7 @@ TEST_BUILD = ROOT / "build" / "test-sim"
 @pytest.fixture(scope="session")
 def sim_build():
     """The simulation SoC built once per session (gateware, firmware, Verilator model)."""
-    from soc.build import build_sim
+    from soc.targets.sim import build_sim
     return build_sim(TEST_BUILD, quiet=True)
 
 

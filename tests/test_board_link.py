@@ -28,7 +28,7 @@ HOST_BASE, HOST_SIZE = 0x2_0000_0000, 4 * 4096
 
 @pytest.fixture(scope="module")
 def link_build():
-    from soc.boards import build_sim_link
+    from soc.board_link import build_sim_link
     return build_sim_link(BUILD)
 
 
@@ -49,7 +49,7 @@ def remote(link_build):
     """(RemoteTarget, TunnelLink, SerialSocket) on a freshly reset model."""
     from litex.tools.litex_client import RemoteClient
     from host.remote import RemoteTarget, TunnelLink
-    from soc.boards import SIM_LINK_CYCLES_PER_BIT
+    from soc.board_link import SIM_LINK_CYCLES_PER_BIT
     from soc.sim.driver import SimDriver
     from soc.sim.serial_socket import SerialSocket, line_config
 

@@ -1,6 +1,6 @@
-"""Board targets (soc/boards.py): the command line, and the generated ULX3S project checked
-as the open toolchain sees it. The project is generated for real (LiteX, firmware, the cores
-kept as modules); yosys (YoWASP, sandboxed in the build folder) then reads every source by
+"""Board targets (soc/targets/, soc/board.py, soc/toolchain.py): the command line, and the
+generated ULX3S project checked as the open toolchain sees it. The project is generated for
+real (LiteX, firmware, the cores kept as modules); yosys (YoWASP, sandboxed in the build folder) then reads every source by
 its relative path and elaborates the full hierarchy. Place and route of the whole SoC takes
 far longer than the test budget: `make bitstream` runs it (docs/bitstreams.md)."""
 
@@ -13,8 +13,10 @@ from pathlib import Path
 
 import pytest
 
-from soc import boards
-from soc.build import main as build_main
+from soc.board import TUNNEL_BASE, generate
+from soc.cli import main as build_main
+from soc.targets import BOARDS, UnknownBoard, get_board
+from soc.toolchain import format_report
 
 ROOT = Path(__file__).resolve().parent.parent
 BUILD = ROOT / "build" / "test-ulx3s"
@@ -25,7 +27,7 @@ def test_help_lists_the_boards(capsys):
         build_main(["--help"])
     assert e.value.code == 0
     out = " ".join(capsys.readouterr().out.split())
-    for name, b in boards.BOARDS.items():
+    for name, b in BOARDS.items():
         assert name in out and b.description.split(",")[0] in out
 
 
@@ -35,8 +37,8 @@ def test_unknown_board_is_named_with_the_choices(capsys):
     assert e.value.code == 2
     err = capsys.readouterr().err
     assert "arty-z7" in err and "ecpix5" in err and "ulx3s" in err
-    with pytest.raises(boards.UnknownBoard, match="arty-z7.*ecpix5, ulx3s"):
-        boards.get_board("arty-z7")
+    with pytest.raises(UnknownBoard, match="arty-z7.*ecpix5, ulx3s"):
+        get_board("arty-z7")
 
 
 def test_load_without_a_bitstream_prints_the_command(tmp_path, capsys):
@@ -50,7 +52,7 @@ def test_load_without_a_bitstream_prints_the_command(tmp_path, capsys):
 def project():
     # Without the firmware (a placeholder ROM word): the project is otherwise the same, and
     # the LiteX libraries + firmware compile (tested in test_board_link) is not repeated.
-    return boards.generate("ulx3s", BUILD, quiet=True, firmware=False)
+    return generate(BOARDS["ulx3s"], BUILD, quiet=True, firmware=False)
 
 
 ABS_PATH = re.compile(r"(?<![\w.])/(?:work|usr|home|tmp|root|opt)\b")
@@ -92,10 +94,10 @@ def test_ulx3s_project_files(project):
         assert len(re.findall(rf"^{core} {core}\(", text, re.M)) == 1
     # The register map the host tools use: the tunnel, the uptime counter, the crossover UART.
     csr = json.loads(project.csr_json.read_text())
-    assert csr["memories"]["tunnel"]["base"] == boards.TUNNEL_BASE
+    assert csr["memories"]["tunnel"]["base"] == TUNNEL_BASE
     for reg in ("timer0_uptime_cycles", "uart_xover_rxtx", "uart_xover_rxempty"):
         assert reg in csr["csr_registers"]
-    assert csr["constants"]["config_clock_frequency"] == int(boards.BOARDS["ulx3s"].sys_clk_freq)
+    assert csr["constants"]["config_clock_frequency"] == int(BOARDS["ulx3s"].sys_clk_freq)
 
 
 def test_ulx3s_project_elaborates_in_the_yosys_sandbox(project):
@@ -118,8 +120,8 @@ def test_ulx3s_project_elaborates_in_the_yosys_sandbox(project):
 def test_ecpix5_project_runs_the_codecs_on_their_own_clock(tmp_path):
     """The DDR3 board: sys_clk is set by the ECP5DDRPHY, the codec cores sit behind
     ``CodecCDC`` on a third PLL output; the kept codec modules take both clocks."""
-    board = boards.BOARDS["ecpix5"]
-    proj = boards.generate("ecpix5", tmp_path / "ecpix5", quiet=True, firmware=False)
+    board = BOARDS["ecpix5"]
+    proj = generate(BOARDS["ecpix5"], tmp_path / "ecpix5", quiet=True, firmware=False)
     assert proj.codec_clk_freq == board.codec_clk_freq < proj.sys_clk_freq
     g = proj.gateware_dir
     top = (g / "ecpix5.v").read_text()
@@ -143,7 +145,7 @@ def test_ecpix5_project_runs_the_codecs_on_their_own_clock(tmp_path):
     assert "--um5g-85k --package CABGA554 --speed 8" in (g / "build.sh").read_text()
     assert 'FREQUENCY PORT "clk100" 100.0 MHz;' in (g / "ecpix5.lpf").read_text()
     with pytest.raises(ValueError, match="ulx3s has no codec clock"):
-        boards.generate("ulx3s", tmp_path / "u", quiet=True, firmware=False, codec_clk_freq=10e6)
+        generate(BOARDS["ulx3s"], tmp_path / "u", quiet=True, firmware=False, codec_clk_freq=10e6)
 
 
 @pytest.mark.parametrize("board", ["ulx3s", "ecpix5"])
@@ -154,7 +156,7 @@ def test_committed_report_renders(board):
     if not (docs / f"{board}.json").exists():
         pytest.skip(f"no committed {board} report")
     r = json.loads((docs / f"{board}.json").read_text())
-    text = boards.format_report(r)
+    text = format_report(r)
     committed = (docs / f"{board}.txt").read_text().splitlines()
     for line in text.splitlines():
         if line.startswith("sys_clk:"):

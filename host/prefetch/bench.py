@@ -42,7 +42,7 @@ def reference(kind, records, l1=4):
 def open_device(build_dir):
     from host.device import Device
     from host.link import HostLink
-    from soc.build import build_sim
+    from soc.targets.sim import build_sim
     from soc.sim import SimDriver
     b = build_sim(build_dir, quiet=True)
     drv = SimDriver(b.model, csr_json=b.csr_json)

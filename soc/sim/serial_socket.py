@@ -1,6 +1,6 @@
 """Serve the simulated SoC's serial line on a TCP socket, as a board's USB UART would be.
 
-The board-link simulation model (``soc.boards.build_sim_link``, native loop built with
+The board-link simulation model (``soc.board_link.build_sim_link``, native loop built with
 SPK_BOARD_LINK) has a real 8N1 serial line on its UARTBone. ``SerialSocket`` runs the model in
 a background thread and moves the line's bytes to and from one TCP client, so the real host
 tools attach to it unchanged:
