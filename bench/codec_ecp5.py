@@ -30,7 +30,7 @@ from pathlib import Path
 
 sys.path.insert(0, str(Path(__file__).resolve().parent.parent))
 
-from gateware.codec import reference as R  # noqa: E402
+from gateware.codec.core import GATEWARE_MODES  # noqa: E402
 
 CORES = ("compressor", "decompressor")
 DEVICE = ("--85k", "CABGA381")            # ULX3S 85F: LFE5U-85F-6BG381C
@@ -161,8 +161,8 @@ def main(argv=None) -> int:
     args = ap.parse_args(argv)
     modes = [m for m in args.modes.split(",") if m]
     for m in modes:
-        if m not in R.MODES:
-            ap.error(f"unknown mode {m!r}; choose from {', '.join(R.MODES)}")
+        if m not in GATEWARE_MODES:
+            ap.error(f"mode {m!r} is not in gateware; choose from {', '.join(GATEWARE_MODES)}")
     cores = [c for c in args.cores.split(",") if c]
     for c in cores:
         if c not in CORES:

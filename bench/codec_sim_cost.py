@@ -30,6 +30,7 @@ ROOT = Path(__file__).resolve().parent.parent
 sys.path.insert(0, str(ROOT))
 
 from gateware.codec import reference as R  # noqa: E402
+from gateware.codec.core import GATEWARE_MODES  # noqa: E402
 
 CORES = ("compressor", "decompressor")
 VFLAGS = ["-O3", "--x-assign", "fast", "--x-initial", "fast", "--noassert",
@@ -158,7 +159,8 @@ def main(argv=None) -> int:
     ap = argparse.ArgumentParser(description=__doc__.split("\n\n")[0],
                                  formatter_class=argparse.RawDescriptionHelpFormatter)
     ap.add_argument("--modes", default="kivi_k4v3,kivi_n10v9",
-                    help="comma-separated codec modes (default: kivi_k4v3,kivi_n10v9)")
+                    help="comma-separated codec modes, of the gateware's "
+                         f"({', '.join(GATEWARE_MODES)}; default: kivi_k4v3,kivi_n10v9)")
     ap.add_argument("--cores", default=",".join(CORES), help="compressor,decompressor")
     ap.add_argument("--dw", type=int, default=64, help="stream width, 32 or 64 (default 64)")
     ap.add_argument("--pages", type=int, default=16, help="distinct trace pages streamed")
@@ -169,8 +171,8 @@ def main(argv=None) -> int:
     args = ap.parse_args(argv)
     modes = [m for m in args.modes.split(",") if m]
     for m in modes:
-        if m not in R.MODES:
-            ap.error(f"unknown mode {m!r}; choose from {', '.join(R.MODES)}")
+        if m not in GATEWARE_MODES:
+            ap.error(f"mode {m!r} is not in gateware; choose from {', '.join(GATEWARE_MODES)}")
     cores = [c for c in args.cores.split(",") if c]
     for c in cores:
         if c not in CORES:

@@ -504,8 +504,7 @@ REGISTRY = [
                 ("KVDecompressor", "kivi_n10v9"): "runs[3].rows[core=decompressor]",  # a4e4aa3
                 ("KVCompressor", "kivi_z10v9 (at c050a85, before the level-field tree)"):
                     "runs[1].rows[core=compressor]",
-                ("KVDecompressor", "kivi_z10v9 (at c050a85)"): "runs[1].rows[core=decompressor]",
-                ("both", "kivi_z16v6"): None},  # not measured
+                ("KVDecompressor", "kivi_z10v9 (at c050a85)"): "runs[1].rows[core=decompressor]"},
           columns=[Col("LUT4", "lut4"), Col("CCU2C", "ccu2c"), Col("FF", "ff"), Col("EBR", "ebr"),
                    Col("DSP (MULT18X18D)", "dsp"),
                    Col("logic cells (of 83,640)", "comb", "{:,}", "{v} (*"),

@@ -1,9 +1,10 @@
 """Migen simulation of KVCompressor / KVDecompressor against the reference, byte for byte,
-under seeded random valid/ready stalls; corrupt pages; throughput; Verilog conversion.
+under seeded random valid/ready stalls; corrupt pages; throughput; Verilog conversion; the
+modes the gateware refuses.
 
-Most cases use a small page geometry (T=8, D=16) to keep Migen simulation fast; the full
-16 x 64 geometry on real trace pages runs in the Verilator co-sim (and here once for the
-decompressor's one-beat-per-cycle output)."""
+These cases use small page geometries (T=8 or 16, D=16) to keep Migen simulation fast; every
+gateware mode at the full 16 x 64 geometry on real trace pages runs in the Verilator co-sim
+(tests/test_codec_verilator.py)."""
 import random
 import zlib
 
@@ -14,19 +15,15 @@ from migen.fhdl.verilog import convert
 
 from gateware.codec import arith as A
 from gateware.codec import reference as R
-from gateware.codec.core import KVCompressor, KVDecompressor
-from tests.codec_fixtures import trace_pages  # noqa: F401 (pytest fixture)
+from gateware.codec.core import GATEWARE_MODES, KVCompressor, KVDecompressor
 from tests.codec_fixtures import (CORRUPT_CASES, beats_bytes, bytes_beats, corrupt,
                                   extreme_page, page_beats, random_pages, shifted_v_page,
                                   stream_sink, stream_source, v_zero_params)
 
 SMALL = dict(T=8, D=16)
-HW = ["raw", "int8", "int8_delta", "kivi_k4v3", "kivi_k3v2", "kivi_z16v6", "kivi_l16v12",
-      "kivi_l16v14", "kivi_z10v9"]
-# kivi_z12v8 (8 K codes per 29-bit field): SINK tests here, and Verilator; kivi_z11v9
-# (fields of 2 and 4 codes): test_kivi_z_field_sizes; kivi_l16v13 (FP16 minima, V fields of
-# 4 codes): SINK tests and dw = 32 here; kivi_l16v14 (the 3.2x mode) and kivi_z10v9 (the 4x
-# mode at window 4): here and Verilator
+# the gateware modes at 8 x 16; kivi_n10v9 (its 4-bit V zero points need T % 16 == 0) runs
+# at 16 x 16 in test_kivi_n_nibble_zero_points
+HW = [m for m in GATEWARE_MODES if m != "kivi_n10v9"]
 
 
 def run_compressor(mode, pages, dw=64, T=16, D=64, seed=0, p_valid=0.7, p_ready=0.7,
@@ -188,7 +185,7 @@ def test_compressor_matches_reference(mode):
     assert got == R.compress_batch(pages, mode)
 
 
-@pytest.mark.parametrize("mode", ["kivi_k3v2", "kivi_z12v8", "kivi_l16v13"])
+@pytest.mark.parametrize("mode", ["kivi_k4v3", "kivi_l16v12"])
 def test_compressor_sink_pages(mode):
     pages = small_pages(8)
     sink = [1, 0, 1]
@@ -196,9 +193,9 @@ def test_compressor_sink_pages(mode):
     assert got == R.compress_batch(pages, mode, sink=np.array(sink, bool))
 
 
-@pytest.mark.parametrize("mode", ["int8", "kivi_k4v3", "kivi_l16v13"])
+@pytest.mark.parametrize("mode", ["kivi_k4v3"])
 def test_dw32(mode):
-    """The board width: both cores at 32 bits."""
+    """The board width: both cores at 32 bits (the one gateware mode that runs there)."""
     pages = small_pages(2)[:2]
     got, _ = run_compressor(mode, pages, dw=32, seed=5, **SMALL)
     blobs = R.compress_batch(pages, mode)
@@ -207,7 +204,7 @@ def test_dw32(mode):
     assert [(e, o) for e, o, _, _ in res] == [(0, R.decompress(b).tobytes()) for b in blobs]
 
 
-@pytest.mark.parametrize("mode", ["int8_delta", "kivi_k4v3"])
+@pytest.mark.parametrize("mode", ["kivi_k4v3"])
 def test_compressor_one_beat_per_cycle(mode):
     """With no output back-pressure, input is never stalled across back-to-back pages."""
     pages = small_pages(3)
@@ -242,7 +239,7 @@ def test_decompressor_matches_reference_and_flags_corruption(mode):
                 assert np.array_equal(np.frombuffer(out, np.uint16), exp[0].reshape(-1))
 
 
-@pytest.mark.parametrize("mode", ["kivi_k4v3", "kivi_z12v8", "kivi_l16v13"])
+@pytest.mark.parametrize("mode", ["kivi_k4v3", "kivi_l16v12"])
 def test_decompressor_sink_pages(mode):
     pages = small_pages(9)
     blobs = R.compress_batch(pages, mode, sink=np.array([1, 0, 1], bool))
@@ -251,28 +248,13 @@ def test_decompressor_sink_pages(mode):
     exp = [R.decompress(b).tobytes() for b in blobs]
     assert [(e, o) for e, o, _, _ in res[:3]] == [(0, x) for x in exp]
     assert [e for e, _, _, _ in res[3:]] == [2, 4, 3]
-    blob = bytearray(R.compress(pages[0], "int8"))     # SINK outside kivi: header error
-    assert run_decompressor("int8", [blob], **SMALL)[0][0] == 0
-    from tests.codec_fixtures import reseal
-    blob[1] |= R.FLAG_SINK
-    assert run_decompressor("int8", [reseal(blob)], **SMALL)[0][:2] == (1, b"")
-
-
-@pytest.mark.parametrize("mode", ["kivi_k4v3", "kivi_z16v6"])
-def test_decompressor_real_page_full_geometry(trace_pages, mode):
-    pages = trace_pages[[11]]
-    blobs = R.compress_batch(pages, mode)
-    (err, out, span, _), = run_decompressor(mode, blobs, p_valid=1.0, p_ready=1.0)
-    assert err == 0
-    assert out == R.decompress_batch(blobs).tobytes()
-    assert span == 2 * 16 * 64 // 4          # 512 output beats in 512 cycles: one per cycle
 
 
 def test_decompressor_garbage_and_empty_frames_never_hang():
     rng = np.random.default_rng(7)
     frames = [bytes(rng.integers(0, 256, n, dtype=np.uint8)) for n in (8, 24, 200, 3000)]
-    frames.insert(1, R.compress_batch(small_pages(5)[:1], "int8")[0][:8])  # header only
-    res = run_decompressor("int8", frames, seed=9, **SMALL)
+    frames.insert(1, R.compress_batch(small_pages(5)[:1], "kivi_k4v3")[0][:8])  # header only
+    res = run_decompressor("kivi_k4v3", frames, seed=9, **SMALL)
     assert len(res) == len(frames)
     page_bytes = 2 * 8 * 16 * 2
     for err, out, _, _ in res:
@@ -280,42 +262,31 @@ def test_decompressor_garbage_and_empty_frames_never_hang():
 
 
 def test_decompressor_output_one_beat_per_cycle():
-    pages = small_pages(6)[:1]
-    # kivi_z12v8 at 8 x 16: its K section (16 fields of 29 bits) ends mid-word, and taking
-    # the padding costs one cycle between the K and V beats (at 16 x 64 it ends on a word)
-    for mode, extra in (("int8", 0), ("kivi_k3v2", 0), ("kivi_z12v8", 1)):
+    """One output beat per cycle at small geometries (16 x 64: the Verilator co-sim). At
+    16 x 16 kivi_n10v9's K section (32 fields of 27 bits) ends mid-word, and taking the
+    padding costs one cycle between the K and V beats (at 16 x 64 it ends on a word); the
+    kivi_l16v1x V sections end mid-word at 8 x 16, after the page's last beat."""
+    for mode, geom, extra in (("kivi_k4v3", SMALL, 0), ("kivi_l16v12", SMALL, 0),
+                              ("kivi_n10v9", dict(T=16, D=16), 1)):
+        pages = random_pages(1, seed=6, **geom)
         blobs = R.compress_batch(pages, mode)
-        (err, out, span, _), = run_decompressor(mode, blobs, p_valid=1.0, p_ready=1.0, **SMALL)
-        assert err == 0 and span == 2 * 8 * 16 // 4 + extra
+        (err, out, span, _), = run_decompressor(mode, blobs, p_valid=1.0, p_ready=1.0, **geom)
+        assert err == 0 and out == R.decompress_batch(blobs).tobytes()
+        assert span == 2 * geom["T"] * geom["D"] // 4 + extra, mode
 
 
-@pytest.mark.parametrize("mode", ["kivi_z10v9", "kivi_l16v12"])
-def test_decompressor_out_of_range_fields(trace_pages, mode):
-    """Payload fields above levels**g - 1 (a corrupt page with a good CRC: here every payload
-    bit set) decode like the reference: low digits by division, the last digit saturated.
-    At dw = 64 kivi_z10v9's K fields and kivi_l16v12's V fields hold 8 codes (two output
-    beats: the field is split once, its high digits held for the second beat)."""
-    from tests.codec_fixtures import reseal
-    blob = bytearray(R.compress_batch(trace_pages[[5]], mode)[0])
-    m = R.MODES[mode]
-    start = 8 + (3 * 64 + 3 * 16 if m.kind == R.MODE_KIVI_L else 2 * 64 + 2 * 16)  # payload
-    blob[start:len(blob) - 8] = b"\xff" * (len(blob) - 8 - start)
-    blob = reseal(blob)
-    exp = R.decompress(blob)
-    (err, out, _, _), = run_decompressor(mode, [blob], seed=3)
-    assert err == 0 and out == exp.tobytes()
-
-
-def test_kivi_z_field_sizes():
-    """Fields of 2 codes (11 levels, 7 bits) and 4 codes (9 levels, 13 bits), dw = 128 (16
-    values per compressor cycle), both cores, one extreme page."""
-    mode = R.Mode("kivi_z11v9", R.MODE_KIVI_ZP, klev=11, vlev=9)
-    pages = small_pages(10)[2:]
-    got, _ = run_compressor(mode, pages, dw=128, seed=6, **SMALL)
-    blobs = R.compress_batch(pages, mode)
+def test_dw128():
+    """dw = 128 (16 values per compressor cycle; 8-code V fields fit one output beat, not
+    split), both cores, a random and the extreme page, one of them SINK, at 8 x 32 (a page
+    of whole 128-bit beats)."""
+    mode, G = "kivi_l16v12", dict(T=8, D=32)
+    pages = np.concatenate([random_pages(1, seed=10, **G), extreme_page(**G)[None]])
+    sink = np.array([1, 0], bool)
+    got, _ = run_compressor(mode, pages, dw=128, seed=6, sink=sink, **G)
+    blobs = R.compress_batch(pages, mode, sink=sink)
     assert got == blobs
-    (err, out, _, _), = run_decompressor(mode, blobs, dw=128, seed=7, **SMALL)
-    assert err == 0 and out == R.decompress_batch(blobs).tobytes()
+    res = run_decompressor(mode, blobs, dw=128, seed=7, **G)
+    assert [(e, o) for e, o, _, _ in res] == [(0, R.decompress(b).tobytes()) for b in blobs]
 
 
 def test_kivi_n_nibble_zero_points():
@@ -342,17 +313,17 @@ def test_kivi_n_nibble_zero_points():
 # ---- parameters and Verilog -----------------------------------------------------------------
 def test_bad_parameters_raise():
     with pytest.raises(ValueError):
-        KVCompressor("int8", dw=48)
+        KVCompressor("kivi_k4v3", dw=48)
     with pytest.raises(ValueError):
         KVDecompressor("kivi_k4v3", T=12)
-    with pytest.raises(ValueError):
-        KVCompressor("int8_delta_rle")
     with pytest.raises(KeyError):
         KVDecompressor("nope")
     with pytest.raises(ValueError):       # 8 V codes per field, 4 values per cycle at dw=32
-        KVCompressor("kivi_z16v6", dw=32)
+        KVCompressor("kivi_l16v12", dw=32)
     with pytest.raises(ValueError):
-        KVDecompressor("kivi_z12v8", dw=32)
+        KVDecompressor("kivi_l16v14", dw=32)
+    with pytest.raises(ValueError):       # 8 K codes per field
+        KVDecompressor("kivi_n10v9", dw=32)
     with pytest.raises(ValueError):       # 4-bit V zero points: T a multiple of 16
         KVCompressor("kivi_n10v9", T=8)
     with pytest.raises(ValueError):
@@ -360,9 +331,21 @@ def test_bad_parameters_raise():
 
 
 @pytest.mark.parametrize("core", [KVCompressor, KVDecompressor])
-@pytest.mark.parametrize("mode,dw", [("raw", 64), ("int8_delta", 64), ("kivi_k4v3", 64),
-                                     ("kivi_k3v2", 32), ("int8", 128), ("kivi_z16v6", 64),
-                                     ("kivi_z12v8", 128), ("kivi_l16v13", 32)])
+def test_modes_outside_gateware_raise(core):
+    """The reference keeps every mode; the cores build only GATEWARE_MODES and refuse the
+    others (by name or as a Mode) with a ValueError naming the mode and the gateware modes."""
+    assert set(GATEWARE_MODES) == {"kivi_k4v3", "kivi_l16v12", "kivi_l16v14", "kivi_n10v9"}
+    others = [m for m in R.MODES if m not in GATEWARE_MODES]
+    assert "int8_delta_rle" in others and "kivi_z10v9" in others and len(others) == 14
+    for mode in others + [R.Mode("kivi_z11v9", R.MODE_KIVI_ZP, klev=11, vlev=9)]:
+        name = mode if isinstance(mode, str) else mode.name
+        with pytest.raises(ValueError, match=f"'{name}' is not in gateware") as e:
+            core(mode)
+        assert ", ".join(GATEWARE_MODES) in str(e.value)
+
+
+@pytest.mark.parametrize("core", [KVCompressor, KVDecompressor])
+@pytest.mark.parametrize("mode,dw", [("kivi_k4v3", 32), ("kivi_l16v14", 128)])
 def test_converts_to_verilog(core, mode, dw):
     dut = core(mode, dw=dw)
     v = str(convert(dut, ios={dut.sink.valid, dut.sink.ready, dut.sink.data, dut.sink.last,

@@ -1,8 +1,9 @@
 """Migen stream cores of the KV codec: ``KVCompressor`` and ``KVDecompressor``.
 
-Both are bit exact with ``reference.py`` (the specification) for the fixed-size modes
-(raw, int8, int8_delta, kivi_*, kivi_z*); the mode, the page geometry and the datapath width
-``dw`` are constructor parameters. See README.md for the interface, timing and error codes.
+Both are bit exact with ``reference.py`` (the specification) for the modes in
+``GATEWARE_MODES``; the reference keeps every other mode (for the ablation tables), the cores
+refuse them. The mode, the page geometry and the datapath width ``dw`` are constructor
+parameters. See README.md for the interface, timing and error codes.
 """
 from __future__ import annotations
 
@@ -16,11 +17,20 @@ from . import reference as R
 from .crc import INIT as CRC_INIT, XOROUT as CRC_XOROUT, crc32_expr
 
 
+# The modes built in gateware, each co-simulated at 16 x 64 on trace and random pages
+# (tests/test_codec_verilator.py): the SoC's and every board's mode (kivi_k4v3), the 3.2x
+# modes (kivi_l16v12, kivi_l16v14) and the 4x mode (kivi_n10v9).
+GATEWARE_MODES = ("kivi_k4v3", "kivi_l16v12", "kivi_l16v14", "kivi_n10v9")
+
+
 def _resolve(mode):
     m = R.MODES[mode] if isinstance(mode, str) else mode
-    if m.kind == R.MODE_INT8_DELTA_RLE:
-        raise ValueError("int8_delta_rle has a variable-length byte-serial payload: "
-                         "not implemented in gateware (see README)")
+    if m not in [R.MODES[n] for n in GATEWARE_MODES]:
+        why = (" (its variable-length byte-serial payload does not fit a one-beat-per-cycle "
+               "datapath)" if m.kind == R.MODE_INT8_DELTA_RLE else "")
+        raise ValueError(f"mode {m.name!r} is not in gateware{why}; gateware modes: "
+                         f"{', '.join(GATEWARE_MODES)} (reference.py keeps every mode)")
+    assert m.kivi_like
     return m
 
 
@@ -153,18 +163,16 @@ class KVCompressor(Module):
         if length * 8 % dw:
             raise ValueError(f"page length {length} B is not a whole number of {dw}-bit beats")
         maxpush = max(64, dw)
-        kivi = mode.kivi_like              # K per channel, V per token (kivi, kivi_z, kivi_l)
+        # every gateware mode is KIVI-like: K per channel, V per token
         lvl = mode.level_packed            # level-packed codes
         zp = mode.zp                       # integer zero points (else FP16 minima)
         if lvl:
             (gk, wk), (gv, wv) = _level_groups(mode, 2 * L)
-        if kivi:
-            klpc, vlpc = _zero_lanes(mode, T)
-        length_s = R.page_length(mode, T, D, sink=True) if kivi else length
+        klpc, vlpc = _zero_lanes(mode, T)
+        length_s = R.page_length(mode, T, D, sink=True)
         nout_s = length_s * 8 // dw
         self.submodules.pk = pk = _BitPacker(dw, maxpush, max(nout, nout_s))
         self.comb += pk.source.connect(self.source)
-        lossy = mode.kind != R.MODE_RAW
 
         # ---- page memory: even / odd beats, two pages (double buffer) ---------------------
         half = nin // 2
@@ -203,119 +211,100 @@ class KVCompressor(Module):
 
         nf_a = Signal()
         nf_b = Signal()
-        clean = []
-        if lossy:
-            nfs = []
-            for j in range(L):
-                c, nf = A.sanitize(self, sk.data[16 * j: 16 * j + 16])
-                clean.append(c)
-                nfs.append(nf)
-            anynf = Signal()
-            self.comb += anynf.eq(Cat(*nfs) != 0)
-        if lossy:
-            self.sync += If(swap, nf_b.eq(nf_a), nf_a.eq(accept & anynf)) \
-                .Elif(accept & anynf, nf_a.eq(1))
+        clean, nfs = [], []
+        for j in range(L):
+            c, nf = A.sanitize(self, sk.data[16 * j: 16 * j + 16])
+            clean.append(c)
+            nfs.append(nf)
+        anynf = Signal()
+        self.comb += anynf.eq(Cat(*nfs) != 0)
+        self.sync += If(swap, nf_b.eq(nf_a), nf_a.eq(accept & anynf)) \
+            .Elif(accept & anynf, nf_a.eq(1))
 
         stats_ready = Signal()          # statistics of the page in A are complete
-        b_regs = []                     # (A-side regs, B-side regs) to copy at swap
 
-        if mode.kind in (R.MODE_INT8, R.MODE_INT8_DELTA):
-            mags = [c[0:15] for c in clean]
-            bm = self._tree(mags, lambda a, b: Mux(a > b, a, b), 15)
-            accm = Signal(15)
-            merged = Signal(15)
-            self.comb += If(tb == 0, merged.eq(bm)).Elif(accm > bm, merged.eq(accm)).Else(merged.eq(bm))
-            rv = A.fp16_to_int(self, Cat(merged, C(0, 1)))
-            code = A.choose_scale(self, rv[0:41], 127)
-            codes_a = [Signal(8) for _ in range(2 * T)]
-            codes_b = [Signal(8) for _ in range(2 * T)]
-            self.sync += If(accept, accm.eq(merged), If(tok_end, *_rot(codes_a, 1, [code])))
-            b_regs.append((codes_a, codes_b))
-        if kivi:
-            kq, vq = mode.k_levels - 1, mode.v_levels - 1
-            lo_w = 8 if zp else 16         # group minimum (FP16) or zero point (kivi_z, _n)
-            in_k = Signal()
-            self.comb += in_k.eq(a_beat < nin // 2)
-            # K: per-channel min/max in rotating register files (lanes update the head)
-            kmin = [Signal(16) for _ in range(D)]
-            kmax = [Signal(16) for _ in range(D)]
-            first_tok = Signal()
-            snk_a = Signal()
-            self.sync += If(accept & (a_beat == 0), snk_a.eq(sk.attn_sink))
-            snk_now = Signal()             # SINK of the page being received
-            self.comb += [snk_now.eq(Mux(a_beat == 0, sk.attn_sink, snk_a)),
-                          first_tok.eq((tok == 0) | ((tok == 1) & snk_now))]
-            newmin, newmax = [], []
-            for j in range(L):
-                nm, nx = Signal(16), Signal(16)
-                kc = clean[j]
-                self.comb += [
-                    If(first_tok | (A.order_key(kc) < A.order_key(kmin[j])), nm.eq(kc))
-                    .Else(nm.eq(kmin[j])),
-                    If(first_tok | (A.order_key(kc) > A.order_key(kmax[j])), nx.eq(kc))
-                    .Else(nx.eq(kmax[j])),
-                ]
-                newmin.append(nm)
-                newmax.append(nx)
-            # per-channel codes, one channel per cycle once K is in (during V input)
-            kcnt = Signal(max=D + 1, reset=D)
-            kcode_a = [Signal(8) for _ in range(D)]
-            klo_a = [Signal(lo_w) for _ in range(D)]
-            if zp:
-                kcode, klo_new = A.zp_stats(self, kmin[0], kmax[0], kq)
-            else:
-                krange = Signal(43)
-                self.comb += krange.eq(A.fp16_to_int(self, kmax[0]) -
-                                       A.fp16_to_int(self, kmin[0]))
-                kcode = A.choose_scale(self, krange, kq)
-                klo_new = kmin[0]
-            self.sync += [
-                If(accept & in_k, *(_rot(kmin, L, newmin) + _rot(kmax, L, newmax))),
-                If(accept & (a_beat == nin // 2 - 1), kcnt.eq(0)),
-                If(kcnt < D,
-                    kcnt.eq(kcnt + 1),
-                    *(_rot(kmin, 1) + _rot(kmax, 1) + _rot(kcode_a, 1, [kcode])
-                      + _rot(klo_a, 1, [klo_new]))),
-            ]
-            self.comb += stats_ready.eq(kcnt == D)
-            # V: per-token min/max
-            key = A.order_key
-            bmin = self._tree(clean, lambda a, b: Mux(key(a) < key(b), a, b), 16)
-            bmax = self._tree(clean, lambda a, b: Mux(key(a) > key(b), a, b), 16)
-            amin, amax, mmin, mmax = Signal(16), Signal(16), Signal(16), Signal(16)
+        kq, vq = mode.k_levels - 1, mode.v_levels - 1
+        lo_w = 8 if zp else 16         # group minimum (FP16) or zero point (kivi_z, _n)
+        in_k = Signal()
+        self.comb += in_k.eq(a_beat < nin // 2)
+        # K: per-channel min/max in rotating register files (lanes update the head)
+        kmin = [Signal(16) for _ in range(D)]
+        kmax = [Signal(16) for _ in range(D)]
+        first_tok = Signal()
+        snk_a = Signal()
+        self.sync += If(accept & (a_beat == 0), snk_a.eq(sk.attn_sink))
+        snk_now = Signal()             # SINK of the page being received
+        self.comb += [snk_now.eq(Mux(a_beat == 0, sk.attn_sink, snk_a)),
+                      first_tok.eq((tok == 0) | ((tok == 1) & snk_now))]
+        newmin, newmax = [], []
+        for j in range(L):
+            nm, nx = Signal(16), Signal(16)
+            kc = clean[j]
             self.comb += [
-                If((tb == 0) | (key(bmin) < key(amin)), mmin.eq(bmin)).Else(mmin.eq(amin)),
-                If((tb == 0) | (key(bmax) > key(amax)), mmax.eq(bmax)).Else(mmax.eq(amax)),
+                If(first_tok | (A.order_key(kc) < A.order_key(kmin[j])), nm.eq(kc))
+                .Else(nm.eq(kmin[j])),
+                If(first_tok | (A.order_key(kc) > A.order_key(kmax[j])), nx.eq(kc))
+                .Else(nx.eq(kmax[j])),
             ]
-            # a token's V scale is chosen in the cycle after its last beat, from the
-            # registered min / max (a pipeline stage: the lane tree and the scale choice are
-            # not in one path)
-            vpend = Signal()
-            if zp:
-                vcode, vlo_new = A.zp_stats(self, amin, amax, vq, mode.zero_range("v"))
-            else:
-                vrange = Signal(43)
-                self.comb += vrange.eq(A.fp16_to_int(self, amax) - A.fp16_to_int(self, amin))
-                vcode = A.choose_scale(self, vrange, vq)
-                vlo_new = amin
-            vcode_a = [Signal(8) for _ in range(T)]
-            vlo_a = [Signal(lo_w) for _ in range(T)]
-            self.sync += [If(accept & ~in_k, amin.eq(mmin), amax.eq(mmax)),
-                          vpend.eq(accept & ~in_k & tok_end),
-                          If(vpend, *(_rot(vcode_a, 1, [vcode]) + _rot(vlo_a, 1, [vlo_new])))]
-            kcode_b = [Signal(8) for _ in range(D)]
-            klo_b = [Signal(lo_w) for _ in range(D)]
-            vcode_b = [Signal(8) for _ in range(T)]
-            vlo_b = [Signal(lo_w) for _ in range(T)]
-            # the page's last V token may still be pending when the page swaps: B takes the
-            # register files as they are after that token's rotation
-            def after_vpend(regs, new):
-                return [Mux(vpend, r, a) for a, r in zip(regs, regs[1:] + [new])]
-            b_regs += [(kcode_a, kcode_b), (klo_a, klo_b),
-                       (after_vpend(vcode_a, vcode), vcode_b), (after_vpend(vlo_a, vlo_new), vlo_b)]
-
-        if not kivi:
-            self.comb += stats_ready.eq(1)
+            newmin.append(nm)
+            newmax.append(nx)
+        # per-channel codes, one channel per cycle once K is in (during V input)
+        kcnt = Signal(max=D + 1, reset=D)
+        kcode_a = [Signal(8) for _ in range(D)]
+        klo_a = [Signal(lo_w) for _ in range(D)]
+        if zp:
+            kcode, klo_new = A.zp_stats(self, kmin[0], kmax[0], kq)
+        else:
+            krange = Signal(43)
+            self.comb += krange.eq(A.fp16_to_int(self, kmax[0]) -
+                                   A.fp16_to_int(self, kmin[0]))
+            kcode = A.choose_scale(self, krange, kq)
+            klo_new = kmin[0]
+        self.sync += [
+            If(accept & in_k, *(_rot(kmin, L, newmin) + _rot(kmax, L, newmax))),
+            If(accept & (a_beat == nin // 2 - 1), kcnt.eq(0)),
+            If(kcnt < D,
+                kcnt.eq(kcnt + 1),
+                *(_rot(kmin, 1) + _rot(kmax, 1) + _rot(kcode_a, 1, [kcode])
+                  + _rot(klo_a, 1, [klo_new]))),
+        ]
+        self.comb += stats_ready.eq(kcnt == D)
+        # V: per-token min/max
+        key = A.order_key
+        bmin = self._tree(clean, lambda a, b: Mux(key(a) < key(b), a, b), 16)
+        bmax = self._tree(clean, lambda a, b: Mux(key(a) > key(b), a, b), 16)
+        amin, amax, mmin, mmax = Signal(16), Signal(16), Signal(16), Signal(16)
+        self.comb += [
+            If((tb == 0) | (key(bmin) < key(amin)), mmin.eq(bmin)).Else(mmin.eq(amin)),
+            If((tb == 0) | (key(bmax) > key(amax)), mmax.eq(bmax)).Else(mmax.eq(amax)),
+        ]
+        # a token's V scale is chosen in the cycle after its last beat, from the
+        # registered min / max (a pipeline stage: the lane tree and the scale choice are
+        # not in one path)
+        vpend = Signal()
+        if zp:
+            vcode, vlo_new = A.zp_stats(self, amin, amax, vq, mode.zero_range("v"))
+        else:
+            vrange = Signal(43)
+            self.comb += vrange.eq(A.fp16_to_int(self, amax) - A.fp16_to_int(self, amin))
+            vcode = A.choose_scale(self, vrange, vq)
+            vlo_new = amin
+        vcode_a = [Signal(8) for _ in range(T)]
+        vlo_a = [Signal(lo_w) for _ in range(T)]
+        self.sync += [If(accept & ~in_k, amin.eq(mmin), amax.eq(mmax)),
+                      vpend.eq(accept & ~in_k & tok_end),
+                      If(vpend, *(_rot(vcode_a, 1, [vcode]) + _rot(vlo_a, 1, [vlo_new])))]
+        kcode_b = [Signal(8) for _ in range(D)]
+        klo_b = [Signal(lo_w) for _ in range(D)]
+        vcode_b = [Signal(8) for _ in range(T)]
+        vlo_b = [Signal(lo_w) for _ in range(T)]
+        # the page's last V token may still be pending when the page swaps: B takes the
+        # register files as they are after that token's rotation
+        def after_vpend(regs, new):
+            return [Mux(vpend, r, a) for a, r in zip(regs, regs[1:] + [new])]
+        # (A-side regs, B-side regs) to copy at swap
+        b_regs = [(kcode_a, kcode_b), (klo_a, klo_b),
+                  (after_vpend(vcode_a, vcode), vcode_b), (after_vpend(vlo_a, vlo_new), vlo_b)]
 
         # ---- swap ---------------------------------------------------------------------------
         b_busy = Signal()
@@ -326,20 +315,14 @@ class KVCompressor(Module):
         self.sync += If(pk.page_done, b_busy.eq(0), self.pages.eq(self.pages + 1))
 
         # ---- phase B: emission program --------------------------------------------------
-        steps = [("hdr", 1)]
-        if mode.kind == R.MODE_RAW:
-            steps += [("raw", nin)]
-        elif not kivi:
-            steps += [("codes", 2 * T // 8), ("q", nin // 2)]
-        else:
-            steps += [("kcode", D // 8), ("klo", D // klpc), ("vcode", T // 8),
-                      ("vlo", T // vlpc), ("ksink", D // L), ("kq", nin // 4)]
-            # level-packed payloads need not fill whole 64-bit words: zero padding to the end
-            kpad = vpad = 0
-            if lvl:
-                kpad, vpad = -(T * D // gk * wk) % 64, -(T * D // gv * wv) % 64
-            steps += [("kpad", 1)] if kpad else []
-            steps += [("vq", nin // 4)] + ([("vpad", 1)] if vpad else [])
+        steps = [("hdr", 1), ("kcode", D // 8), ("klo", D // klpc), ("vcode", T // 8),
+                 ("vlo", T // vlpc), ("ksink", D // L), ("kq", nin // 4)]
+        # level-packed payloads need not fill whole 64-bit words: zero padding to the end
+        kpad = vpad = 0
+        if lvl:
+            kpad, vpad = -(T * D // gk * wk) % 64, -(T * D // gv * wv) % 64
+        steps += [("kpad", 1)] if kpad else []
+        steps += [("vq", nin // 4)] + ([("vpad", 1)] if vpad else [])
         steps += [("tail", 1)]
         st = Signal(max=len(steps) + 1)
         cnt = Signal(max=max(n for _, n in steps) + 1)
@@ -381,16 +364,13 @@ class KVCompressor(Module):
             ),
             If(pk.page_done, st_n.eq(len(steps))),
         ]
-        if kivi:
-            iks = [nm for nm, _ in steps].index("ksink")
-            self.comb += [skip.eq((st == iks) & ~snk_b),
-                          pk.last_beat.eq(Mux(snk_b, nout_s - 1, nout - 1))]
-            self.sync += If(swap, snk_b.eq(snk_a))
-            self.comb += If(b_busy & skip, st_n.eq(st + 1), cnt_n.eq(0), sub_n.eq(0))
-        else:
-            self.comb += pk.last_beat.eq(nout - 1)
+        iks = [nm for nm, _ in steps].index("ksink")
+        self.comb += [skip.eq((st == iks) & ~snk_b),
+                      pk.last_beat.eq(Mux(snk_b, nout_s - 1, nout - 1))]
+        self.sync += If(swap, snk_b.eq(snk_a))
+        self.comb += If(b_busy & skip, st_n.eq(st + 1), cnt_n.eq(0), sub_n.eq(0))
         self.sync += [st.eq(st_n), cnt.eq(cnt_n), sub.eq(sub_n)]
-        # memory read address of the next state: raw reads one beat per cycle, payload
+        # memory read address of the next state: ksink reads one beat per cycle, payload
         # steps two
         radr = Signal(ab)
         rsel_n = Signal()
@@ -407,131 +387,94 @@ class KVCompressor(Module):
         push_stmts["hdr"] = [push_c.eq(hdr), pn_c.eq(64)]
         push_stmts["tail"] = [push_c.eq(0), pn_c.eq(64)]
         extra_sync = {}
-        if mode.kind == R.MODE_RAW:
-            self.comb += If(st_n == 1, radr.eq(cnt_n[1:]))
-            push_stmts["raw"] = [push_c.eq(Mux(cnt[0], rp[1].dat_r, rp[0].dat_r)), pn_c.eq(dw)]
-        elif not kivi:
-            push_stmts["codes"] = [push_c.eq(Cat(*codes_b[:8])), pn_c.eq(64)]
-            extra_sync["codes"] = _rot(codes_b, 8)
-            self.comb += If(st_n == 2, radr.eq(cnt_n))
-            vals = [rp[s].dat_r[16 * j: 16 * j + 16] for s in range(2) for j in range(L)]
-            qs = []
-            for v in vals:
-                cv, _ = A.sanitize(self, v)
-                x = A.fp16_to_int(self, cv)
-                mag = Signal(41)
-                self.comb += If(x < 0, mag.eq(-x)).Else(mag.eq(x))
-                qm = A.quantize(self, mag, codes_b[0], 127)
-                q8 = Signal(8)
-                self.comb += If(x < 0, q8.eq(-qm)).Else(q8.eq(qm))
-                qs.append(q8)
-            if mode.kind == R.MODE_INT8_DELTA:
-                prev = [Signal(8) for _ in range(D)]
-                first = Signal()
-                self.comb += first.eq((cnt < D // (2 * L)) | (cnt - nin // 4 < D // (2 * L))
-                                      & (cnt >= nin // 4))
-                outs = []
-                for j, q8 in enumerate(qs):
-                    dlt = Signal(8)
-                    self.comb += If(first, dlt.eq(q8)).Else(dlt.eq(q8 - prev[j]))
-                    outs.append(dlt)
-                extra_sync["q"] = _rot(prev, 2 * L, qs)
+        push_stmts["kcode"] = [push_c.eq(Cat(*kcode_b[:8])), pn_c.eq(64)]
+        extra_sync["kcode"] = _rot(kcode_b, 8)
+        push_stmts["klo"] = [push_c.eq(Cat(*klo_b[:klpc])), pn_c.eq(64)]
+        extra_sync["klo"] = _rot(klo_b, klpc)
+        push_stmts["vcode"] = [push_c.eq(Cat(*vcode_b[:8])), pn_c.eq(64)]
+        extra_sync["vcode"] = _rot(vcode_b, 8)
+        vzw = 64 // vlpc             # V zero point field (kivi_n: 4 bits of the 8)
+        push_stmts["vlo"] = [push_c.eq(Cat(*[z[0:vzw] for z in vlo_b[:vlpc]])), pn_c.eq(64)]
+        extra_sync["vlo"] = _rot(vlo_b, vlpc)
+        sv = []
+        for j in range(L):
+            cv, _ = A.sanitize(self, Mux(cnt[0], rp[1].dat_r, rp[0].dat_r)[16 * j: 16 * j + 16])
+            sv.append(cv)
+        push_stmts["ksink"] = [push_c.eq(Cat(*sv)), pn_c.eq(dw)]
+        ik = [i for i, (nm, _) in enumerate(steps) if nm == "kq"][0]
+        self.comb += If(st_n == ik, radr.eq(cnt_n)).Elif(st_n == iks, radr.eq(cnt_n[1:])) \
+            .Else(radr.eq(cnt_n + nin // 4))
+        k_tok0 = Signal()
+        self.comb += k_tok0.eq(snk_b & (cnt < D // (2 * L)))
+        vals = [rp[s].dat_r[16 * j: 16 * j + 16] for s in range(2) for j in range(L)]
+        # one quantizer per value, shared by the K and V payload steps (operands chosen by
+        # the step), in three stages
+        is_kq = Signal()
+        self.comb += is_kq.eq(st == ik)
+        kind_c = Signal(2)          # 0: push_c as it is, 1: K payload, 2: V payload
+        # stage 1 registers: d = x - offset per value, its code, and the step's push
+        d1, c1 = [], []
+        kind1, tok1, v1 = Signal(2), Signal(), Signal()
+        push1, pn1 = Signal(maxpush), Signal(max=maxpush + 1)
+        for j, v in enumerate(vals):
+            cv, _ = A.sanitize(self, v)
+            x = A.fp16_to_int(self, cv)
+            lo, code = Signal(len(klo_b[j])), Signal(8)
+            self.comb += If(is_kq, lo.eq(klo_b[j]), code.eq(kcode_b[j])) \
+                .Else(lo.eq(vlo_b[0]), code.eq(vcode_b[0]))
+            # the group's offset in units: zero * S (kivi_z) or the FP16 minimum
+            off = A.zp_offset(self, lo, code) if zp else A.fp16_to_int(self, lo)
+            if zp:
+                # d = max(x - offset, 0)
+                diff = Signal((51, True))
+                d = Signal(48)
+                self.comb += [diff.eq(x - off), If(diff < 0, d.eq(0)).Else(d.eq(diff))]
             else:
-                outs = qs
-            push_stmts["q"] = [push_c.eq(Cat(*outs)), pn_c.eq(16 * L)]
-            extra_sync["q"] = extra_sync.get("q", []) + [If(sub == D // (2 * L) - 1,
-                                                            *_rot(codes_b, 1))]
+                d = Signal(43)
+                self.comb += d.eq(x - off)
+            d1.append(Signal(len(d)))
+            c1.append(Signal(8))
+            self.sync += If(advance, d1[-1].eq(d), c1[-1].eq(code))
+        self.sync += If(advance, kind1.eq(kind_c), tok1.eq(k_tok0), v1.eq(v_c),
+                        push1.eq(push_c), pn1.eq(pn_c))
+        # stage 2 registers: codes, clamped to the section's qmax (quantize(d, c, a) =
+        # min(a, .), so min(qmax, quantize(d, c, max(kq, vq))) = quantize(d, c, qmax))
+        qs2 = []
+        kind2, tok2, v2 = Signal(2), Signal(), Signal()
+        push2, pn2 = Signal(maxpush), Signal(max=maxpush + 1)
+        qmax1 = Signal(max=max(kq, vq) + 1)
+        self.comb += qmax1.eq(Mux(kind1 == 1, kq, vq))
+        for d, code in zip(d1, c1):
+            qa = A.quantize(self, d, code, max(kq, vq))
+            q = Signal(len(qa))
+            self.sync += If(advance, If(qa > qmax1, q.eq(qmax1)).Else(q.eq(qa)))
+            qs2.append(q)
+        self.sync += If(advance, kind2.eq(kind1), tok2.eq(tok1), v2.eq(v1),
+                        push2.eq(push1), pn2.eq(pn1))
+        if lvl:
+            def fields(qs, lev, g, w):
+                out = []
+                for i in range(0, len(qs), g):
+                    f = Signal(w)
+                    self.comb += f.eq(A.level_code(qs[i:i + g], lev))
+                    out.append(f)
+                return Cat(*out), len(out) * w
+            kfield, kpn = fields(qs2, mode.k_levels, gk, wk)
+            vfield, vpn = fields(qs2, mode.v_levels, gv, wv)
         else:
-            push_stmts["kcode"] = [push_c.eq(Cat(*kcode_b[:8])), pn_c.eq(64)]
-            extra_sync["kcode"] = _rot(kcode_b, 8)
-            push_stmts["klo"] = [push_c.eq(Cat(*klo_b[:klpc])), pn_c.eq(64)]
-            extra_sync["klo"] = _rot(klo_b, klpc)
-            push_stmts["vcode"] = [push_c.eq(Cat(*vcode_b[:8])), pn_c.eq(64)]
-            extra_sync["vcode"] = _rot(vcode_b, 8)
-            vzw = 64 // vlpc             # V zero point field (kivi_n: 4 bits of the 8)
-            push_stmts["vlo"] = [push_c.eq(Cat(*[z[0:vzw] for z in vlo_b[:vlpc]])), pn_c.eq(64)]
-            extra_sync["vlo"] = _rot(vlo_b, vlpc)
-            sv = []
-            for j in range(L):
-                cv, _ = A.sanitize(self, Mux(cnt[0], rp[1].dat_r, rp[0].dat_r)[16 * j: 16 * j + 16])
-                sv.append(cv)
-            push_stmts["ksink"] = [push_c.eq(Cat(*sv)), pn_c.eq(dw)]
-            ik = [i for i, (nm, _) in enumerate(steps) if nm == "kq"][0]
-            self.comb += If(st_n == ik, radr.eq(cnt_n)).Elif(st_n == iks, radr.eq(cnt_n[1:])) \
-                .Else(radr.eq(cnt_n + nin // 4))
-            k_tok0 = Signal()
-            self.comb += k_tok0.eq(snk_b & (cnt < D // (2 * L)))
-            vals = [rp[s].dat_r[16 * j: 16 * j + 16] for s in range(2) for j in range(L)]
-            # one quantizer per value, shared by the K and V payload steps (operands chosen by
-            # the step), in three stages
-            is_kq = Signal()
-            self.comb += is_kq.eq(st == ik)
-            kind_c = Signal(2)          # 0: push_c as it is, 1: K payload, 2: V payload
-            # stage 1 registers: d = x - offset per value, its code, and the step's push
-            d1, c1 = [], []
-            kind1, tok1, v1 = Signal(2), Signal(), Signal()
-            push1, pn1 = Signal(maxpush), Signal(max=maxpush + 1)
-            for j, v in enumerate(vals):
-                cv, _ = A.sanitize(self, v)
-                x = A.fp16_to_int(self, cv)
-                lo, code = Signal(len(klo_b[j])), Signal(8)
-                self.comb += If(is_kq, lo.eq(klo_b[j]), code.eq(kcode_b[j])) \
-                    .Else(lo.eq(vlo_b[0]), code.eq(vcode_b[0]))
-                # the group's offset in units: zero * S (kivi_z) or the FP16 minimum
-                off = A.zp_offset(self, lo, code) if zp else A.fp16_to_int(self, lo)
-                if zp:
-                    # d = max(x - offset, 0)
-                    diff = Signal((51, True))
-                    d = Signal(48)
-                    self.comb += [diff.eq(x - off), If(diff < 0, d.eq(0)).Else(d.eq(diff))]
-                else:
-                    d = Signal(43)
-                    self.comb += d.eq(x - off)
-                d1.append(Signal(len(d)))
-                c1.append(Signal(8))
-                self.sync += If(advance, d1[-1].eq(d), c1[-1].eq(code))
-            self.sync += If(advance, kind1.eq(kind_c), tok1.eq(k_tok0), v1.eq(v_c),
-                            push1.eq(push_c), pn1.eq(pn_c))
-            # stage 2 registers: codes, clamped to the section's qmax (quantize(d, c, a) =
-            # min(a, .), so min(qmax, quantize(d, c, max(kq, vq))) = quantize(d, c, qmax))
-            qs2 = []
-            kind2, tok2, v2 = Signal(2), Signal(), Signal()
-            push2, pn2 = Signal(maxpush), Signal(max=maxpush + 1)
-            qmax1 = Signal(max=max(kq, vq) + 1)
-            self.comb += qmax1.eq(Mux(kind1 == 1, kq, vq))
-            for d, code in zip(d1, c1):
-                qa = A.quantize(self, d, code, max(kq, vq))
-                q = Signal(len(qa))
-                self.sync += If(advance, If(qa > qmax1, q.eq(qmax1)).Else(q.eq(qa)))
-                qs2.append(q)
-            self.sync += If(advance, kind2.eq(kind1), tok2.eq(tok1), v2.eq(v1),
-                            push2.eq(push1), pn2.eq(pn1))
-            if lvl:
-                def fields(qs, lev, g, w):
-                    out = []
-                    for i in range(0, len(qs), g):
-                        f = Signal(w)
-                        self.comb += f.eq(A.level_code(qs[i:i + g], lev))
-                        out.append(f)
-                    return Cat(*out), len(out) * w
-                kfield, kpn = fields(qs2, mode.k_levels, gk, wk)
-                vfield, vpn = fields(qs2, mode.v_levels, gv, wv)
-            else:
-                kfield = Cat(*[q[0:mode.kbits] for q in qs2])
-                vfield = Cat(*[q[0:mode.vbits] for q in qs2])
-                kpn, vpn = 2 * L * mode.kbits, 2 * L * mode.vbits
-            # stage 3 (the packer's input register): the codes' fields
-            self.comb += [v_f.eq(v2), pn_f.eq(pn2),
-                          If(kind2 == 1, push_f.eq(Mux(tok2, 0, kfield)))
-                          .Elif(kind2 == 2, push_f.eq(vfield)).Else(push_f.eq(push2))]
-            push_stmts["kq"] = [kind_c.eq(1), pn_c.eq(kpn)]
-            extra_sync["kq"] = _rot(kcode_b, 2 * L) + _rot(klo_b, 2 * L)
-            push_stmts["vq"] = [kind_c.eq(2), pn_c.eq(vpn)]
-            push_stmts["kpad"] = [push_c.eq(0), pn_c.eq(kpad)]
-            push_stmts["vpad"] = [push_c.eq(0), pn_c.eq(vpad)]
-            extra_sync["vq"] = [If(sub == D // (2 * L) - 1, *(_rot(vcode_b, 1) + _rot(vlo_b, 1)))]
-        if not kivi:                    # one stage: push_c goes straight to the packer
-            self.comb += [push_f.eq(push_c), pn_f.eq(pn_c), v_f.eq(v_c)]
+            kfield = Cat(*[q[0:mode.kbits] for q in qs2])
+            vfield = Cat(*[q[0:mode.vbits] for q in qs2])
+            kpn, vpn = 2 * L * mode.kbits, 2 * L * mode.vbits
+        # stage 3 (the packer's input register): the codes' fields
+        self.comb += [v_f.eq(v2), pn_f.eq(pn2),
+                      If(kind2 == 1, push_f.eq(Mux(tok2, 0, kfield)))
+                      .Elif(kind2 == 2, push_f.eq(vfield)).Else(push_f.eq(push2))]
+        push_stmts["kq"] = [kind_c.eq(1), pn_c.eq(kpn)]
+        extra_sync["kq"] = _rot(kcode_b, 2 * L) + _rot(klo_b, 2 * L)
+        push_stmts["vq"] = [kind_c.eq(2), pn_c.eq(vpn)]
+        push_stmts["kpad"] = [push_c.eq(0), pn_c.eq(kpad)]
+        push_stmts["vpad"] = [push_c.eq(0), pn_c.eq(vpad)]
+        extra_sync["vq"] = [If(sub == D // (2 * L) - 1, *(_rot(vcode_b, 1) + _rot(vlo_b, 1)))]
         for i, name in cases:
             self.comb += If(st == i, *push_stmts[name])
             if name in extra_sync:
@@ -572,46 +515,38 @@ class KVDecompressor(Module):
         self.pages = Signal(32)
         self.errors = Signal(32)
 
-        kivi_ = mode.kivi_like
         skip = Signal()                  # the ksink step of a page without SINK
         snk_d = Signal()                 # SINK flag of the page being decoded
         length = R.page_length(mode, T, D)
         if length * 8 % dw:
             raise ValueError(f"page length {length} B is not a whole number of {dw}-bit beats")
         nin0 = length * 8 // dw          # compressed beats per page
-        length_s = R.page_length(mode, T, D, sink=True) if kivi_ else length
-        nin_s = length_s * 8 // dw       # ... of a SINK page (kivi)
+        length_s = R.page_length(mode, T, D, sink=True)
+        nin_s = length_s * 8 // dw       # ... of a SINK page
         nin = max(nin0, nin_s)
         nout = 2 * T * D // L            # output beats per page
-        kivi = mode.kivi_like
         lvl = mode.level_packed            # level-packed codes
         zp = mode.zp                       # integer zero points (else FP16 minima)
-        if kivi:
-            klpc, vlpc = _zero_lanes(mode, T)
+        klpc, vlpc = _zero_lanes(mode, T)
         if lvl:
             (gk, wk), (gv, wv) = _level_groups(mode, 2 * L)
             # take per output beat: L/g fields, or one field every other beat when g = 2L
             kw = wk if gk == 2 * L else L // gk * wk
             vw = wv if gv == 2 * L else L // gv * wv
+        else:
+            kw, vw = L * mode.kbits, L * mode.vbits
         maxtake = max(64, dw)
         cap = dw + maxtake
 
         # ---- program ----------------------------------------------------------------------
-        steps = [("hdr", 1, 64)]
-        if mode.kind == R.MODE_RAW:
-            steps += [("raw", nout, dw)]
-        elif not kivi:
-            steps += [("codes", 2 * T // 8, 64), ("q", nout, 8 * L)]
-        else:
-            if not lvl:
-                kw, vw = L * mode.kbits, L * mode.vbits
-            steps += [("kcode", D // 8, 64), ("klo", D // klpc, 64), ("vcode", T // 8, 64),
-                      ("vlo", T // vlpc, 64), ("ksink", D // 4, 64), ("kq", nout // 2, kw)]
-            kpad = vpad = 0                  # zero padding after a kivi_z payload section
-            if lvl:
-                kpad, vpad = -(T * D // gk * wk) % 64, -(T * D // gv * wv) % 64
-            steps += [("kpad", 1, kpad)] if kpad else []
-            steps += [("vq", nout // 2, vw)] + ([("vpad", 1, vpad)] if vpad else [])
+        steps = [("hdr", 1, 64), ("kcode", D // 8, 64), ("klo", D // klpc, 64),
+                 ("vcode", T // 8, 64), ("vlo", T // vlpc, 64), ("ksink", D // 4, 64),
+                 ("kq", nout // 2, kw)]
+        kpad = vpad = 0                  # zero padding after a level-packed payload section
+        if lvl:
+            kpad, vpad = -(T * D // gk * wk) % 64, -(T * D // gv * wv) % 64
+        steps += [("kpad", 1, kpad)] if kpad else []
+        steps += [("vq", nout // 2, vw)] + ([("vpad", 1, vpad)] if vpad else [])
         steps += [("tail", 1, 64)]
         END = len(steps)
         st = Signal(max=END + 1)
@@ -645,7 +580,11 @@ class KVDecompressor(Module):
         sk = self.sink
         self.comb += [
             after.eq(n - Mux(take, tw, 0)),
-            sk.ready.eq(~last_seen & ((st == END) | (ib > nin_m1) | (after + dw <= cap))),
+            # `after <= cap - dw`, not `after + dw <= cap`: Verilog evaluates the sum at the
+            # comparison's width (that of `cap`), and at dw = 32 a full buffer (after = cap
+            # = 96) wrapped to 0 and took a beat it had no room for (Migen's simulator does
+            # not wrap; the Verilator co-sim under output back-pressure caught it)
+            sk.ready.eq(~last_seen & ((st == END) | (ib > nin_m1) | (after <= cap - dw))),
             accept.eq(sk.valid & sk.ready),
             load.eq(accept & (st != END) & (ib <= nin_m1)),
         ]
@@ -686,23 +625,21 @@ class KVDecompressor(Module):
         hdr_ok = Signal()
         self.comb += hdr_ok.eq(
             (h[0:8] == R.MAGIC) & (h[12:16] == R.VERSION) & (h[10:12] == 0) &
-            ((h[9] == 0) | kivi_) &
             (h[16:24] == mode.kind) & (h[24:32] == mode.bits_byte) & (h[32:40] == T) &
             (h[40:48] == D) & (h[48:64] == Mux(h[9], length_s, length)))
 
         # ---- payload decode ----------------------------------------------------------------
         src = self.source
-        payload_names = {"raw", "q", "kq", "vq"}
+        payload_names = {"kq", "vq"}
         in_payload = Signal()
         self.comb += in_payload.eq(Array([C(int(nm in payload_names)) for nm, _, _ in steps]
                                          + [C(0)])[st])
         avail = Signal()
         self.comb += avail.eq(n >= tw)
         # Output pipeline: a payload beat taken from the bit reader (stage 0) is registered
-        # once (raw, int8 modes: the output beat) or twice (kivi modes: the codes and their
-        # group parameters, then the FP16 beat) before `source`. The stages advance together
+        # twice (the codes and their group parameters, then the FP16 beat) before `source`. The stages advance together
         # unless the output register holds a beat `source` does not take.
-        pv = [Signal() for _ in range(2 if kivi else 1)]   # stage valid bits, pv[-1] = source
+        pv = [Signal() for _ in range(2)]                   # stage valid bits, pv[-1] = source
         pl = [Signal() for _ in pv]                         # ... and `last`
         adv = Signal()
         self.comb += [
@@ -743,115 +680,85 @@ class KVDecompressor(Module):
                If(err != 0, self.errors.eq(self.errors + 1))),
         ]
 
-        cases = {}
         sync_cases = {}
         data_out = Signal(dw)           # the output beat, computed in the last stage
         self.sync += If(adv, src.data.eq(data_out))
-        if mode.kind == R.MODE_RAW:
-            self.comb += data_out.eq(buf[0:dw])
-        elif not kivi:
-            codes = [Signal(8) for _ in range(2 * T)]
-            sync_cases["codes"] = _rot(codes, 8, [buf[8 * i: 8 * i + 8] for i in range(8)])
-            s_val = A.scale_value(self, codes[0])
-            qs = []
-            if mode.kind == R.MODE_INT8_DELTA:
-                prev = [Signal(8) for _ in range(D)]
-                first = Signal()
-                self.comb += first.eq((ob < D // L) | ((ob >= nout // 2) & (ob < nout // 2 + D // L)))
-                for j in range(L):
-                    q = Signal(8)
-                    self.comb += If(first, q.eq(buf[8 * j: 8 * j + 8])) \
-                        .Else(q.eq(buf[8 * j: 8 * j + 8] + prev[j]))
-                    qs.append(q)
-                sync_cases["q"] = _rot(prev, L, qs)
-            else:
-                qs = [buf[8 * j: 8 * j + 8] for j in range(L)]
-            outs = []
-            for j in range(L):
-                mag = Signal(8)
-                v = Signal((A.VW, True))
-                self.comb += [If(qs[j][7], mag.eq(-qs[j])).Else(mag.eq(qs[j])),
-                              If(qs[j][7], v.eq(-(mag * s_val))).Else(v.eq(mag * s_val))]
-                outs.append(A.int_to_fp16(self, v))
-            self.comb += data_out.eq(Cat(*outs))
-            sync_cases["q"] = sync_cases.get("q", []) + [If(sub_wrap, *_rot(codes, 1))]
-        else:
-            lw = 64 // klpc
-            kcode = [Signal(8) for _ in range(D)]
-            klo = [Signal(lw) for _ in range(D)]
-            vcode = [Signal(8) for _ in range(T)]
-            vlo = [Signal(lw) for _ in range(T)]
-            sync_cases["kcode"] = _rot(kcode, 8, [buf[8 * i: 8 * i + 8] for i in range(8)])
-            sync_cases["klo"] = _rot(klo, klpc, [buf[lw * i: lw * i + lw] for i in range(klpc)])
-            sync_cases["vcode"] = _rot(vcode, 8, [buf[8 * i: 8 * i + 8] for i in range(8)])
-            vzw = 64 // vlpc             # kivi_n: 4-bit V zero points, sign-extended to 8
-            vz = [buf[vzw * i: vzw * i + vzw] for i in range(vlpc)]
-            sync_cases["vlo"] = _rot(vlo, vlpc, [Cat(z, *([z[-1]] * (lw - vzw))) for z in vz])
-            ksink = [Signal(16) for _ in range(D)]
-            sync_cases["ksink"] = _rot(ksink, 4, [buf[16 * i: 16 * i + 16] for i in range(4)])
-            iks = names.index("ksink")
-            self.comb += skip.eq((st == iks) & ~snk_d)
-            self.sync += If(skip & ~finish, st.eq(st + 1), cnt.eq(0), sub.eq(0))
-            k_tok0 = Signal()
-            self.comb += k_tok0.eq(snk_d & (ob < D // L))
-            isk = Signal()
-            self.comb += isk.eq(st == names.index("kq"))
-            outs = []
-            if lvl:
-                hold_sync = []
+        lw = 64 // klpc
+        kcode = [Signal(8) for _ in range(D)]
+        klo = [Signal(lw) for _ in range(D)]
+        vcode = [Signal(8) for _ in range(T)]
+        vlo = [Signal(lw) for _ in range(T)]
+        sync_cases["kcode"] = _rot(kcode, 8, [buf[8 * i: 8 * i + 8] for i in range(8)])
+        sync_cases["klo"] = _rot(klo, klpc, [buf[lw * i: lw * i + lw] for i in range(klpc)])
+        sync_cases["vcode"] = _rot(vcode, 8, [buf[8 * i: 8 * i + 8] for i in range(8)])
+        vzw = 64 // vlpc             # kivi_n: 4-bit V zero points, sign-extended to 8
+        vz = [buf[vzw * i: vzw * i + vzw] for i in range(vlpc)]
+        sync_cases["vlo"] = _rot(vlo, vlpc, [Cat(z, *([z[-1]] * (lw - vzw))) for z in vz])
+        ksink = [Signal(16) for _ in range(D)]
+        sync_cases["ksink"] = _rot(ksink, 4, [buf[16 * i: 16 * i + 16] for i in range(4)])
+        iks = names.index("ksink")
+        self.comb += skip.eq((st == iks) & ~snk_d)
+        self.sync += If(skip & ~finish, st.eq(st + 1), cnt.eq(0), sub.eq(0))
+        k_tok0 = Signal()
+        self.comb += k_tok0.eq(snk_d & (ob < D // L))
+        isk = Signal()
+        self.comb += isk.eq(st == names.index("kq"))
+        outs = []
+        if lvl:
+            hold_sync = []
 
-                def digits(lev, g, w, tag):
-                    """The L codes of this output beat from the bit reader's head."""
-                    if g <= L:
-                        return [d for i in range(L // g)
-                                for d in A.level_digits(self, buf[i * w: (i + 1) * w], lev, g, w)]
-                    # g == 2L: the field's low L digits now, its high L digits next beat.
-                    # Split the field once (one constant division) instead of running all
-                    # g - 1 divisions in one cycle: the low L digits come from the remainder
-                    # (< lev**L, so its last digit never saturates), the high L from the
-                    # quotient, held for the next beat (its last digit saturates, as in
-                    # reference.unpack_levels). Same digits, half the division chain.
-                    hi, lo = A.divmod_const(self, buf[0:w], w, lev ** L)
-                    hold = Signal(len(hi))
-                    hold_sync.append((tag, [hold.eq(hi)]))
-                    d_lo = A.level_digits(self, lo, lev, L, len(lo))
-                    d_hi = A.level_digits(self, hold, lev, L, len(hold))
-                    out = []
-                    for j in range(L):
-                        o = Signal(max(len(d_lo[j]), len(d_hi[j])))
-                        self.comb += If(ob[0], o.eq(d_hi[j])).Else(o.eq(d_lo[j]))
-                        out.append(o)
-                    return out
-                kd = digits(mode.k_levels, gk, wk, "kq")
-                vd = digits(mode.v_levels, gv, wv, "vq")
+            def digits(lev, g, w, tag):
+                """The L codes of this output beat from the bit reader's head."""
+                if g <= L:
+                    return [d for i in range(L // g)
+                            for d in A.level_digits(self, buf[i * w: (i + 1) * w], lev, g, w)]
+                # g == 2L: the field's low L digits now, its high L digits next beat.
+                # Split the field once (one constant division) instead of running all
+                # g - 1 divisions in one cycle: the low L digits come from the remainder
+                # (< lev**L, so its last digit never saturates), the high L from the
+                # quotient, held for the next beat (its last digit saturates, as in
+                # reference.unpack_levels). Same digits, half the division chain.
+                hi, lo = A.divmod_const(self, buf[0:w], w, lev ** L)
+                hold = Signal(len(hi))
+                hold_sync.append((tag, [hold.eq(hi)]))
+                d_lo = A.level_digits(self, lo, lev, L, len(lo))
+                d_hi = A.level_digits(self, hold, lev, L, len(hold))
+                out = []
+                for j in range(L):
+                    o = Signal(max(len(d_lo[j]), len(d_hi[j])))
+                    self.comb += If(ob[0], o.eq(d_hi[j])).Else(o.eq(d_lo[j]))
+                    out.append(o)
+                return out
+            kd = digits(mode.k_levels, gk, wk, "kq")
+            vd = digits(mode.v_levels, gv, wv, "vq")
+        else:
+            kd = [buf[mode.kbits * j: mode.kbits * (j + 1)] for j in range(L)]
+            vd = [buf[mode.vbits * j: mode.vbits * (j + 1)] for j in range(L)]
+        for j in range(L):
+            # one dequantizer per lane, its operands chosen by the step (K or V payload)
+            # and registered with the lane's code (stage 1)
+            lo, code = Signal(len(klo[j])), Signal(8)
+            q = Signal(max(len(kd[j]), len(vd[j])))
+            ovr, ks = Signal(), Signal(16)      # token 0's exact K on a SINK page
+            self.sync += If(adv, If(isk, lo.eq(klo[j]), code.eq(kcode[j]), q.eq(kd[j]))
+                            .Else(lo.eq(vlo[0]), code.eq(vcode[0]), q.eq(vd[j])),
+                            ovr.eq(isk & k_tok0), ks.eq(ksink[j]))
+            if zp:
+                v = A.zp_value(self, lo, q, code)
             else:
-                kd = [buf[mode.kbits * j: mode.kbits * (j + 1)] for j in range(L)]
-                vd = [buf[mode.vbits * j: mode.vbits * (j + 1)] for j in range(L)]
-            for j in range(L):
-                # one dequantizer per lane, its operands chosen by the step (K or V payload)
-                # and registered with the lane's code (stage 1)
-                lo, code = Signal(len(klo[j])), Signal(8)
-                q = Signal(max(len(kd[j]), len(vd[j])))
-                ovr, ks = Signal(), Signal(16)      # token 0's exact K on a SINK page
-                self.sync += If(adv, If(isk, lo.eq(klo[j]), code.eq(kcode[j]), q.eq(kd[j]))
-                                .Else(lo.eq(vlo[0]), code.eq(vcode[0]), q.eq(vd[j])),
-                                ovr.eq(isk & k_tok0), ks.eq(ksink[j]))
-                if zp:
-                    v = A.zp_value(self, lo, q, code)
-                else:
-                    v = Signal((A.VW, True))
-                    self.comb += v.eq(A.fp16_to_int(self, lo) + q * A.scale_value(self, code))
-                f = A.int_to_fp16(self, v)
-                o = Signal(16)
-                self.comb += If(ovr, o.eq(ks)).Else(o.eq(f))
-                outs.append(o)
-            self.comb += data_out.eq(Cat(*outs))
-            sync_cases["kq"] = _rot(kcode, L) + _rot(klo, L) + \
-                [If(k_tok0, *_rot(ksink, L))]
-            sync_cases["vq"] = [If(sub_wrap, *(_rot(vcode, 1) + _rot(vlo, 1)))]
-            if lvl:
-                for tag, stmts in hold_sync:
-                    sync_cases[tag] = sync_cases[tag] + [If(~ob[0], *stmts)]
+                v = Signal((A.VW, True))
+                self.comb += v.eq(A.fp16_to_int(self, lo) + q * A.scale_value(self, code))
+            f = A.int_to_fp16(self, v)
+            o = Signal(16)
+            self.comb += If(ovr, o.eq(ks)).Else(o.eq(f))
+            outs.append(o)
+        self.comb += data_out.eq(Cat(*outs))
+        sync_cases["kq"] = _rot(kcode, L) + _rot(klo, L) + \
+            [If(k_tok0, *_rot(ksink, L))]
+        sync_cases["vq"] = [If(sub_wrap, *(_rot(vcode, 1) + _rot(vlo, 1)))]
+        if lvl:
+            for tag, stmts in hold_sync:
+                sync_cases[tag] = sync_cases[tag] + [If(~ob[0], *stmts)]
         for i, nm in enumerate(names):
             if nm in sync_cases:
                 self.sync += If(go & (st == i), *sync_cases[nm])
