@@ -28,7 +28,8 @@ There are two kinds of entry:
 Sources are JSON files, as paths from the repository root. JSON paths are dot-separated keys
 and list indexes ("clocks.0.achieved_mhz" or "clocks[0].achieved_mhz"); "cores[module=dma]"
 picks the one list element whose fields have those values (several conditions are
-separated by commas). A path can also be a function of the loaded JSON: `share`, `change`,
+separated by commas; a dotted field such as "[config.label=lstm]" looks into nested
+records). A path can also be a function of the loaded JSON: `share`, `change`,
 `diff`, `same`, or any `calc(label, fn)`. A fmt is a format string ("{:,}" by default,
 "{:.1f}", ...) or a function of the value (`percent`).
 
@@ -97,6 +98,13 @@ class Table:
 _STEP = re.compile(r"([^.\[\]]+)|\[([^\]]*)\]")
 
 
+def _field(record, key):
+    """A record's field for a selector; a dotted key reaches into nested dicts."""
+    for k in key.split("."):
+        record = record.get(k) if isinstance(record, dict) else None
+    return record
+
+
 def get(data, path):
     """The value at `path` (see the module docstring) in `data`; KeyError if there is none."""
     if callable(path):
@@ -116,7 +124,7 @@ def get(data, path):
         conds = [c.split("=", 1) for c in select.split(",")]
         if any(len(c) != 2 for c in conds):
             raise KeyError(f"bad selector [{select}]")
-        hits = [x for x in data if all(str(x.get(k.strip())) == v.strip() for k, v in conds)]
+        hits = [x for x in data if all(str(_field(x, k.strip())) == v.strip() for k, v in conds)]
         if len(hits) != 1:
             raise KeyError(f"[{select}] matches {len(hits)} elements, not 1")
         data = hits[0]
@@ -590,6 +598,59 @@ REGISTRY = [
                    Col("median", "cycles_p50", "{:,.0f}"), Col("max", "cycles_max"),
                    Col("us @ 50 MHz", "us_at_50MHz", "{:.1f}"),
                    Col("us @ 60 MHz", "us_at_60MHz", "{:.1f}")]),
+]
+
+
+# docs/RESULTS.md: the four-workload replay table (host/replay.py --compare, one file per
+# workload; python -m host.report prints the table) and the demo's rtl row
+# (python -m host.backend_equivalence).
+RESULTS = "docs/RESULTS.md"
+
+
+def opt(fmt, scale=1.0, none_if=(None,)):
+    """Format value * scale; "-" for a value in `none_if` (nothing measured)."""
+    return lambda v: "-" if v in none_if else fmt.format(v * scale)
+
+
+def _replay(path):
+    return f"[config.label={{config}}].{path}"
+
+
+REGISTRY += [
+    Table(RESULTS, "End-to-end trace replay", "docs/results/replay/{workload}.json",
+          keys=("workload", "config"),
+          columns=[Col("L2 hit rate (outside L1)", _replay("accesses.l2_hit_rate"), opt("{:.3f}")),
+                   Col("prefetch precision", _replay("prefetch.precision"), opt("{:.3f}")),
+                   Col("wasted prefetch MiB", _replay("prefetch.wasted_bytes"),
+                       opt("{:.1f}", 2.0 ** -20)),
+                   Col("sync fetch ns (est.)", _replay("latency_ns.sync_fetch_mean"),
+                       opt("{:.0f}")),
+                   Col("effective ns / access (est.)", _replay("latency_ns.effective_mean"),
+                       opt("{:.0f}")),
+                   Col("stall µs / step (est.)", _replay("latency_ns.stall_per_step_mean"),
+                       opt("{:.0f}", 1e-3)),
+                   Col("prefetch µs / step (est.)", _replay("prefetch.mean_step_ns"),
+                       opt("{:.0f}", 1e-3)),
+                   Col("pages checked / bad", _replay("check.pages_checked"), "{}", "{v} / *"),
+                   Col("pages checked / bad", _replay("check.mismatches"), "{}", "* / {v}"),
+                   Col("max error / bound", _replay("check.max_error_over_bound"),
+                       opt("{:.3f}", none_if=(None, 0.0)))]),
+    Table(RESULTS, "The demo on the rtl backend", "docs/results/rtl_vs_model_mini.json",
+          keys=("accesses",), rows={("17190",): "totals.rtl"},
+          columns=[Col("accesses", "accesses.total", "{}"), Col("L1", "accesses.l1", "{}"),
+                   Col("L2 hits", "accesses.l2", "{}"),
+                   Col("L3 (demand) reads", "accesses.l3", "{}"),
+                   Col("L2 hit rate", "accesses.l2_hit_rate", "{:.3f}"),
+                   Col("precision", "prefetch.precision", "{:.3f}"),
+                   Col("sync fetch (measured)", "latency_ns.sync_fetch_mean", "{:.0f}",
+                       "{v} ns (p99 *)"),
+                   Col("sync fetch (measured)", "latency_ns.sync_fetch_p99", "{:.0f}",
+                       "* ns (p99 {v})"),
+                   Col("effective ns / access", "latency_ns.effective_mean", "{:.0f}"),
+                   Col("prefetch / step (measured, incl. LSTM)", "prefetch.mean_step_ns",
+                       opt("{:.1f}", 1e-6), "{v} ms"),
+                   Col("pages checked / bad", "check.pages_checked", "{}", "{v} / *"),
+                   Col("pages checked / bad", "check.mismatches", "{}", "* / {v}")]),
 ]
 
 
