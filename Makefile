@@ -2,11 +2,12 @@
 PY := .venv/bin/python
 SETUP := scripts/setup.sh
 
-.PHONY: setup sim test bench traces codec-eval codec-ecp5 codec-simcost bitstream clean help
+.PHONY: setup lint sim test bench traces codec-eval codec-ecp5 codec-simcost bitstream clean help
 help:
 	@echo "make setup   install system packages and the .venv (idempotent)"
 	@echo "make sim     build the SoC + firmware and run it under Verilator (the demo)"
-	@echo "make test    run the whole test suite"
+	@echo "make lint    ruff over every Python file (make test runs it first)"
+	@echo "make test    lint, then the whole test suite"
 	@echo "make bench   benchmarks: simulation speed (bare Verilator / pyverilator / driver), datapath (DMA, TLB, demand-read latency), codec speed and ratio"
 	@echo "make traces  capture the four full workload traces into build/traces (checked by hash)"
 	@echo "make codec-eval  perplexity of SmolLM2 with its KV cache round-tripped through each codec mode (~3 min a mode)"
@@ -20,8 +21,11 @@ setup:
 sim: setup
 	$(PY) soc/build.py --sim
 
-test: setup
-	$(PY) -m pytest tests
+lint: setup
+	.venv/bin/ruff check .
+
+test: setup lint
+	$(PY) -m pytest tests --durations=15
 
 bench: setup
 	$(PY) bench/sim_speed.py

@@ -153,7 +153,7 @@ def main(argv=None):
     for part, pct in parts.most_common():
         share = "" if part.startswith("other") else f"{100 * pct / model_total:>9.1f}%"
         print(f"{part:<48} {pct:>11.1f}% {share:>10}")
-    print(f"\nhottest statements (sim.v line, %):")
+    print("\nhottest statements (sim.v line, %):")
     for r in res["top_statements"]:
         print(f"  {r['line']:>6} {r['percent']:5.1f}%  {r['part']:<36} {r['text'][:90]}")
     print(f"-> {args.json}")

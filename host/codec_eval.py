@@ -154,7 +154,6 @@ def main(argv=None) -> int:
     elif "raw" not in modes:
         modes.insert(0, "raw")
 
-    import torch
     from tqdm import tqdm
 
     from host.model import load_model

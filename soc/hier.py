@@ -20,7 +20,6 @@ differs; synthesis with ``keep_hierarchy`` on these modules then reports each on
 from pathlib import Path
 
 from migen import ClockDomain, ClockSignal, Instance, ResetSignal
-from migen.fhdl.structure import _Fragment
 from migen.fhdl.tools import list_clock_domains, list_signals, list_special_ios, list_targets
 
 

@@ -6,7 +6,7 @@ through ``WritePortModel`` below, which performs byte-enabled writes on the same
 
 import random
 
-from migen import Module, Signal, If, Cat, Constant, Replicate, run_simulation
+from migen import Module, Signal, If, Constant, Replicate, run_simulation
 from migen.sim import passive
 from migen.fhdl.tools import list_targets, list_inputs, lower_specials
 from migen.fhdl.simplify import MemoryToArray
@@ -16,8 +16,8 @@ from litedram.common import LiteDRAMNativePort
 from litex.soc.interconnect import stream
 
 from gateware.dma.core import DMA, packed_layout
-from gateware.dma.model import (Descriptor, DMAConfig, DMAModel, HostLine, Completion,
-                                OP_DECOMPRESS, codec_transforms)
+from gateware.dma.model import (DMAConfig, DMAModel, HostLine, Completion,
+                                codec_transforms)
 from gateware.dma.codec import CodecCDC, PackedCodec
 from gateware.codec.core import KVCompressor, KVDecompressor
 from stream_kit import Collector, NativePortModel, send, watchdog, StreamProtocolError

@@ -206,7 +206,6 @@ def test_random_ops_match_model(case_id):
     assert bad == [], "{} result disagreements, first: {}".format(len(bad), bad[:3])
     assert cnt_bad == [], "counter disagreements, first: {}".format(cnt_bad[:3])
     # The mix must really exercise the core: hits, misses, walks and every model-visible fault.
-    m = b.model
     faults = {r.fault for r in b.expected}
     assert faults >= {FAULT_NONE, FAULT_UNMAPPED, FAULT_INVALID, FAULT_BAD_PTE, FAULT_BUS_ERROR}
     assert sum(r.hit for r in b.expected) > stats["lookups"] // 20

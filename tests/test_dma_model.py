@@ -4,7 +4,7 @@ import random
 
 import pytest
 
-from gateware.dma.model import (Descriptor, DMAConfig, DMAModel, Completion, HostLine, check,
+from gateware.dma.model import (Descriptor, DMAConfig, DMAModel, Completion, check,
                                 OP_COPY, OP_COMPRESS, OP_DECOMPRESS, ST_OK, ST_FAULT,
                                 ST_CORRUPT, ST_TIMEOUT, ST_OVERFLOW, ST_INVALID)
 

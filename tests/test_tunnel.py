@@ -8,7 +8,6 @@ from migen import Module, Record
 from migen.sim import run_simulation
 
 from gateware.bridge import tunnel as T
-from litex.soc.interconnect import wishbone
 
 
 class Harness(Module):

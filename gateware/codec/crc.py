@@ -9,7 +9,7 @@ from __future__ import annotations
 
 from functools import lru_cache
 
-from migen import Cat, Signal
+from migen import Cat
 
 POLY_REFLECTED = 0xEDB88320
 INIT = 0xFFFFFFFF
