@@ -15,9 +15,8 @@
 #endif
 
 #include "commands.h"
-#include "engine.h"
+#include "dispatch.h"
 #include "mailbox.h"
-#include "speculate.h"
 
 #define LINE_MAX 96
 
@@ -67,14 +66,12 @@ int main(void)
 	}
 #endif
 	/* Configure the cache engine, then tell the host the device is up (mailbox word 0). */
-	engine_init();
-	spec_init();
+	dispatch_init();
 	mailbox_set_ready();
 	printf("ready\nspeckv> ");
 
 	for (;;) {
-		engine_poll();
-		spec_poll();
+		dispatch_poll();
 		char *line = read_line();
 		if (line) {
 			if (line[0] && command_run(line) != 0)

@@ -386,6 +386,11 @@ unsigned pred_step(enum pred_kind kind, unsigned s, unsigned layer, unsigned n_p
 #include <generated/csr.h>
 #include <generated/mem.h>
 
+#include "mailbox.h"
+
+/* an output record: uint16 n, pred[PRED_MAX_K], then the uint32 cycles at byte 66 */
+_Static_assert(PRED_OUT_STRIDE >= 66 + 4 && 2 + 2 * PRED_MAX_K <= 66, "PRED_RUN record layout");
+
 uint32_t pred_run(uint32_t kind, uint32_t flags, uint32_t in, uint32_t count, uint32_t out,
                   uint32_t *cycles)
 {
@@ -395,7 +400,7 @@ uint32_t pred_run(uint32_t kind, uint32_t flags, uint32_t in, uint32_t count, ui
 	if (kind >= PRED_N_KINDS || in < PRED_DRAM_BASE || in >= PRED_DRAM_END || out < PRED_DRAM_BASE ||
 	    count > (PRED_DRAM_END - PRED_DRAM_BASE) / PRED_OUT_STRIDE ||
 	    out + count * PRED_OUT_STRIDE > PRED_DRAM_END || (in & 1) || (out & 3))
-		return 3; /* MBOX_ERR_SRC */
+		return MBOX_ERR_SRC;
 	/* The host wrote the inputs into DRAM around the CPU caches. */
 	flush_cpu_dcache();
 	flush_l2_cache();
@@ -414,7 +419,7 @@ uint32_t pred_run(uint32_t kind, uint32_t flags, uint32_t in, uint32_t count, ui
 		/* the record, its acc list included, must lie inside the test region */
 		if ((uint32_t)((const uint8_t *)ip - (const uint8_t *)MAIN_RAM_BASE) + 10u + 2u * n_acc >
 		    PRED_DRAM_END)
-			return 3;
+			return MBOX_ERR_SRC;
 #ifdef CSR_TIMER0_BASE
 		timer0_update_value_write(1);
 		t0 = timer0_value_read();

@@ -30,10 +30,8 @@ unsigned pred_step(enum pred_kind kind, unsigned s, unsigned layer, unsigned n_p
  * records at `out`, PRED_OUT_STRIDE bytes each: uint16 n, pred[32] (only the first n written),
  * then (at byte 66) the uint32 timer
  * cycles pred_step took. `flags` bit 0: pred_reset(kind, l1) first, with l1 = flags bits
- * 15:8. Returns 0 or an error. */
-#define PRED_OUT_STRIDE 72
-#define PRED_DRAM_BASE 0x01800000u     /* test inputs/outputs: 0x1800000-0x1BFFFFF */
-#define PRED_DRAM_END  0x01C00000u
+ * 15:8. Inputs and outputs lie in [PRED_DRAM_BASE, PRED_DRAM_END) (PRED_OUT_STRIDE and the
+ * region: mailbox.h, from soc/mailbox.py). Returns 0 or MBOX_ERR_SRC. */
 uint32_t pred_run(uint32_t kind, uint32_t flags, uint32_t in, uint32_t count, uint32_t out,
                   uint32_t *cycles);
 

@@ -1,11 +1,13 @@
 /* Speculation engine: decode-step hints in, prefetch DMA jobs into the host's L2 out.
  *
- * The specification is host/speculation.py (reference model, integer for integer) and the
- * wire format host/hints.py; the replay's `model` backend runs the former in place of this
- * code and the `rtl` backend must give the same decisions. Per step: feedback from the
- * hint (L2 hits, use of the last step's prefetches), the UCB arm (adaptive k), the throttle
- * budget, one prediction per stream, then rank-major filtering and issue: DMA decompress of
- * each page into its L2 slot, then the slots' directory lines (DMA copies of tag lines). */
+ * The specification is host/speculation.py (reference model, integer for integer), the wire
+ * format and the parameters soc/mailbox.py (generated into mailbox.h); the replay's `model`
+ * backend runs the former in place of this code and the `rtl` backend must give the same
+ * decisions. Per step: feedback from the hint (L2 hits, use of the last step's prefetches),
+ * the UCB arm (adaptive k), the throttle budget, one prediction per stream, then rank-major
+ * filtering and issue: DMA decompress of each page into its L2 slot, then the slots'
+ * directory lines (DMA copies of tag lines). Page-table lookups and DRAM write-backs go to
+ * the page store (pool.h); dispatch.c decodes SPEC_CONFIG and calls spec_config(). */
 
 #include <stdint.h>
 #include <string.h>
@@ -14,38 +16,25 @@
 #include <generated/csr.h>
 #include <generated/mem.h>
 
-#include "engine.h"
+#include "common.h"
 #include "mailbox.h"
+#include "pool.h"
 #include "predict.h"
 #include "speculate.h"
 
 #ifdef CSR_DMA_BASE
 
-#define MAX_STREAMS   PRED_MAX_STREAMS
-#define MAX_PAGES     4096u
-#define MAX_SLOTS     1024u
-#define MAX_K         16u
-#define N_ARMS        5
-#define PAGE_BITS     12
-#define LAMBDA_Q16    8192
-#define C_Q8          128
-#define BUDGET_MIN    8u
-#define P_LOW         64u
-#define P_HIGH        154u
-#define TAG_MAGIC     0x31474154u  /* "TAG1" */
 #define NO_SLOT       0xFFFFu
 #define HASH_SIZE     1024u
 #define DMA_IN_FLIGHT 8u
 
-#define HERR_MAGIC   1
-#define HERR_REQUEST 2
-#define HERR_STREAM  3
-#define HERR_LENGTH  4
-#define HERR_PAGES   5
-#define HERR_STEP    6
-#define HERR_CONFIG  7
+_Static_assert(SPEC_MAX_STREAMS <= PRED_MAX_STREAMS, "a stream the predictors cannot hold");
+_Static_assert(SPEC_MAX_PAGES <= PRED_MAX_PAGES, "a page the predictors cannot hold");
+_Static_assert(SPEC_MAX_K <= PRED_MAX_K, "a depth the predictors cannot serve");
+_Static_assert(SPEC_MAX_KIND == PRED_N_KINDS - 1, "predictor kinds out of step");
+_Static_assert(SPEC_MAX_SLOTS <= NO_SLOT, "slot numbers are 16 bits");
 
-static const uint8_t arm_depth[N_ARMS] = {1, 2, 4, 8, 16};
+static const uint8_t arm_depth[SPEC_N_ARMS] = SPEC_UCB_ARMS;
 
 /* configuration */
 static int configured;
@@ -57,25 +46,25 @@ static uint64_t cfg_l2;
 static uint32_t hint_last_seq, hint_rejected, expect_step, expect_stream;
 
 /* predictions of the step in progress */
-static uint16_t preds[MAX_STREAMS][MAX_K];
-static uint8_t pred_n[MAX_STREAMS];
-static uint16_t stream_pages[MAX_STREAMS];
+static uint16_t preds[SPEC_MAX_STREAMS][SPEC_MAX_K];
+static uint8_t pred_n[SPEC_MAX_STREAMS];
+static uint16_t stream_pages[SPEC_MAX_STREAMS];
 /* large tables live in DRAM (through the CPU caches): SRAM holds the predictors' state */
-#define accbuf ((uint16_t *)(MAIN_RAM_BASE + DRAM_SPEC))                   /* MAX_PAGES */
+#define accbuf ((uint16_t *)(MAIN_RAM_BASE + DRAM_SPEC))                   /* SPEC_MAX_PAGES */
 
 /* L2 directory mirror: slot -> vpn, vpn -> slot by chained hashing */
-static uint32_t slot_vpn[MAX_SLOTS];
-static uint16_t slot_next[MAX_SLOTS];
+static uint32_t slot_vpn[SPEC_MAX_SLOTS];
+static uint16_t slot_next[SPEC_MAX_SLOTS];
 static uint16_t bucket[HASH_SIZE];
-static uint8_t slot_prev[MAX_SLOTS];    /* issued at the previous step */
-static uint8_t slot_used[MAX_SLOTS];    /* valid */
+static uint8_t slot_prev[SPEC_MAX_SLOTS];    /* issued at the previous step */
+static uint8_t slot_used[SPEC_MAX_SLOTS];    /* valid */
 static uint32_t next_slot, issued_prev;
-static uint16_t issue_slot[MAX_SLOTS];
-static uint32_t issue_vpn[MAX_SLOTS];
+static uint16_t issue_slot[SPEC_MAX_SLOTS];
+static uint32_t issue_vpn[SPEC_MAX_SLOTS];
 /* pages issued in the step being built: open addressing, entries live for one generation */
 #define ISSUED_SIZE 2048u
-#define iss_key ((uint32_t *)(MAIN_RAM_BASE + DRAM_SPEC + 2 * MAX_PAGES))
-#define iss_gen ((uint32_t *)(MAIN_RAM_BASE + DRAM_SPEC + 2 * MAX_PAGES + 4 * ISSUED_SIZE))
+#define iss_key ((uint32_t *)(MAIN_RAM_BASE + DRAM_SPEC + 2 * SPEC_MAX_PAGES))
+#define iss_gen ((uint32_t *)(MAIN_RAM_BASE + DRAM_SPEC + 2 * SPEC_MAX_PAGES + 4 * ISSUED_SIZE))
 static uint32_t gen;
 
 /* Returns 1 if vpn was already in the set, else inserts it and returns 0. */
@@ -93,8 +82,8 @@ static int issued_test_and_set(uint32_t vpn)
 }
 
 /* UCB and throttle */
-static uint32_t arm_pulls[N_ARMS], arm_n[N_ARMS], n_arms, plays, last_arm;
-static uint64_t arm_sum[N_ARMS];
+static uint32_t arm_pulls[SPEC_N_ARMS], arm_n[SPEC_N_ARMS], n_arms, plays, last_arm;
+static uint64_t arm_sum[SPEC_N_ARMS];
 static int have_arm;
 static uint32_t budget;
 
@@ -186,8 +175,8 @@ static void reset_state(void)
 	expect_step = 0;
 	expect_stream = 0;
 	n_arms = 0;
-	if (cfg_flags & 1) {
-		for (i = 0; i < N_ARMS; i++)
+	if (cfg_flags & SPEC_FLAG_UCB) {
+		for (i = 0; i < SPEC_N_ARMS; i++)
 			if (arm_depth[i] <= cfg_k)
 				n_arms = i + 1;
 	} else {
@@ -196,24 +185,23 @@ static void reset_state(void)
 	pred_reset((enum pred_kind)cfg_kind, cfg_l1);
 }
 
-uint32_t spec_config(uint32_t w3, uint32_t w4, uint32_t w5, uint32_t w6, uint32_t w7)
+uint32_t spec_config(const struct spec_config *c)
 {
-	uint32_t kind = w4 & 0xff, k = (w4 >> 8) & 0xff, flags = (w4 >> 16) & 0xff;
-	uint32_t heads = w4 >> 24, slots = w7 & 0xffff, l1 = (w7 >> 16) & 0xff, layers = w7 >> 24;
-	uint64_t l2 = ((uint64_t)w6 << 32) | w5;
-	if (kind > PRED_LSTM || k < 1 || k > MAX_K || (flags & ~3u) || heads < 1 || layers < 1 ||
-	    heads * layers > MAX_STREAMS || slots < 1 || slots > MAX_SLOTS || (l2 & 4095))
+	if (c->kind > SPEC_MAX_KIND || c->k < 1 || c->k > SPEC_MAX_K ||
+	    (c->flags & ~(uint32_t)(SPEC_FLAG_UCB | SPEC_FLAG_THROTTLE)) || c->heads < 1 ||
+	    c->layers < 1 || c->heads * c->layers > SPEC_MAX_STREAMS || c->slots < 1 ||
+	    c->slots > SPEC_MAX_SLOTS || c->l1 > SPEC_MAX_L1 || (c->l2 & (PAGE_BYTES - 1)))
 		return MBOX_ERR_CONFIG;
-	cfg_request = w3;
-	cfg_kind = kind;
-	cfg_k = k;
-	cfg_flags = flags;
-	cfg_heads = heads;
-	cfg_layers = layers;
-	cfg_streams = heads * layers;
-	cfg_slots = slots;
-	cfg_l1 = l1;
-	cfg_l2 = l2;
+	cfg_request = c->request;
+	cfg_kind = c->kind;
+	cfg_k = c->k;
+	cfg_flags = c->flags;
+	cfg_heads = c->heads;
+	cfg_layers = c->layers;
+	cfg_streams = c->heads * c->layers;
+	cfg_slots = c->slots;
+	cfg_l1 = c->l1;
+	cfg_l2 = c->l2;
 	configured = 1;
 	reset_state();
 	timer_start();
@@ -246,7 +234,7 @@ static uint32_t choose_arm(void)
 		if (arm_n[i] == 0)
 			continue;  /* its first reward is still pending */
 		score = arm_sum[i] / arm_n[i] +
-		                 (((uint64_t)C_Q8 * isqrt64(((uint64_t)lg << 24) / arm_n[i])) >> 8);
+		                 (((uint64_t)SPEC_C_Q8 * isqrt64(((uint64_t)lg << 24) / arm_n[i])) >> 8);
 		if (first || score > best_score) {
 			best = i;
 			best_score = score;
@@ -297,7 +285,7 @@ static void step_begin(void)
 {
 	step_arm = choose_arm();
 	arm_pulls[step_arm]++;
-	step_k = (cfg_flags & 1) ? arm_depth[step_arm] : cfg_k;
+	step_k = (cfg_flags & SPEC_FLAG_UCB) ? arm_depth[step_arm] : cfg_k;
 	st_hits = st_used = st_needed = 0;
 	t_predict = 0;
 }
@@ -309,16 +297,16 @@ static void step_finish(uint32_t step)
 	uint32_t skip_l1 = 0, skip_unmapped = 0, skip_resident = 0, throttled = 0;
 	t0 = timer_now();
 	if (have_arm) {
-		uint64_t gain = 65536ull * st_used, loss = (uint64_t)LAMBDA_Q16 * (issued_prev - st_used);
+		uint64_t gain = 65536ull * st_used, loss = (uint64_t)SPEC_LAMBDA_Q16 * (issued_prev - st_used);
 		arm_n[last_arm]++;
 		arm_sum[last_arm] += gain > loss ? (gain - loss) / (st_needed ? st_needed : 1) : 0;
 		plays++;
 	}
-	if ((cfg_flags & 2) && issued_prev > 0) {
+	if ((cfg_flags & SPEC_FLAG_THROTTLE) && issued_prev > 0) {
 		uint32_t prec = 256u * st_used / issued_prev;
-		if (prec < P_LOW)
-			budget = budget / 2 > BUDGET_MIN ? budget / 2 : BUDGET_MIN;
-		else if (prec > P_HIGH)
+		if (prec < SPEC_P_LOW)
+			budget = budget / 2 > SPEC_BUDGET_MIN ? budget / 2 : SPEC_BUDGET_MIN;
+		else if (prec > SPEC_P_HIGH)
 			budget = budget + budget / 4 + 1 < cfg_slots ? budget + budget / 4 + 1 : cfg_slots;
 	}
 	step_budget = budget < cfg_slots ? budget : cfg_slots;
@@ -329,12 +317,12 @@ static void step_finish(uint32_t step)
 			if (j >= pred_n[s])
 				continue;
 			p = preds[s][j];
-			vpn = (s << PAGE_BITS) | p;
+			vpn = (s << VPN_PAGE_BITS) | p;
 			if ((int)p >= (int)stream_pages[s] - (int)cfg_l1) {
 				skip_l1++;
 				continue;
 			}
-			if (!engine_pte_valid(vpn)) {
+			if (!pool_pte_valid(vpn)) {
 				skip_unmapped++;
 				continue;
 			}
@@ -376,46 +364,49 @@ static void step_finish(uint32_t step)
 	dma_errors = 0;
 	for (j = 0; j < n_issue; j++) {
 		uint32_t src, len;
-		engine_pte_extent(issue_vpn[j], &src, &len);
-		dma_queue(2 /* decompress */, src, cfg_l2 + 4096ull * issue_slot[j], len, PAGE_BYTES);
+		pool_pte_extent(issue_vpn[j], &src, &len);
+		dma_queue(OP_DECOMPRESS, src, cfg_l2 + (uint64_t)PAGE_BYTES * issue_slot[j], len, PAGE_BYTES);
 	}
 	/* directory lines: written to DRAM scratch, made visible, copied after all the data (the
 	 * link keeps order: a host that sees a tag has the page) */
 	for (j = 0; j < n_issue; j++) {
-		volatile uint32_t *line = (volatile uint32_t *)(MAIN_RAM_BASE + DRAM_TAGS + 64u * issue_slot[j]);
+		volatile uint32_t *line =
+			(volatile uint32_t *)(MAIN_RAM_BASE + DRAM_TAGS + LINE_BYTES * issue_slot[j]);
 		unsigned w;
 		line[0] = TAG_MAGIC;
 		line[1] = issue_vpn[j];
 		line[2] = step;
 		line[3] = issue_slot[j];
-		for (w = 4; w < 16; w++)
+		for (w = 4; w < LINE_BYTES / 4; w++)
 			line[w] = 0;
 	}
 	for (j = 0; j < n_issue; j++)
-		l2_writeback((volatile void *)(MAIN_RAM_BASE + DRAM_TAGS + 64u * issue_slot[j]), 64);
+		l2_writeback((volatile void *)(MAIN_RAM_BASE + DRAM_TAGS + LINE_BYTES * issue_slot[j]),
+		             LINE_BYTES);
 	for (j = 0; j < n_issue; j++)
-		dma_queue(0 /* copy */, DRAM_TAGS + 64u * issue_slot[j],
-		          cfg_l2 + 4096ull * cfg_slots + 64u * issue_slot[j], 64, 64);
+		dma_queue(OP_COPY, DRAM_TAGS + LINE_BYTES * issue_slot[j],
+		          cfg_l2 + (uint64_t)PAGE_BYTES * cfg_slots + LINE_BYTES * issue_slot[j],
+		          LINE_BYTES, LINE_BYTES);
 	while (dma_outstanding)
 		dma_reap();
-	record(0, step);
-	record(1, step_k);
-	record(2, step_budget);
-	record(3, n_issue);
-	record(4, skip_l1);
-	record(5, skip_unmapped);
-	record(6, skip_resident);
-	record(7, throttled);
-	record(8, st_hits);
-	record(9, st_used);
-	record(10, issued_prev);
-	record(11, t_predict);
-	record(12, t0 - timer_now());
-	record(13, dma_errors);
-	record(14, step_arm);
-	record(15, step);
+	record(REC_STEP, step);
+	record(REC_K, step_k);
+	record(REC_BUDGET, step_budget);
+	record(REC_ISSUED, n_issue);
+	record(REC_SKIP_L1, skip_l1);
+	record(REC_SKIP_UNMAPPED, skip_unmapped);
+	record(REC_SKIP_RESIDENT, skip_resident);
+	record(REC_THROTTLED, throttled);
+	record(REC_L2_HITS, st_hits);
+	record(REC_USED_PREV, st_used);
+	record(REC_ISSUED_PREV, issued_prev);
+	record(REC_PREDICT_CYCLES, t_predict);
+	record(REC_ISSUE_CYCLES, t0 - timer_now());
+	record(REC_DMA_ERRORS, dma_errors);
+	record(REC_ARM, step_arm);
+	record(REC_EPOCH, step);
 	issued_prev = n_issue;
-	have_arm = (cfg_flags & 1) != 0;
+	have_arm = (cfg_flags & SPEC_FLAG_UCB) != 0;
 	last_arm = step_arm;
 }
 
@@ -441,7 +432,7 @@ static uint32_t chunk(uint32_t *last_out, uint32_t *step_out)
 		return HERR_REQUEST;
 	if (count == 0 || first + count > cfg_streams)
 		return HERR_STREAM;
-	if (n_units > MBOX_HINT_UNITS || (flags & ~1u) || *mbox(MBOX_HINT_RSVD) != 0)
+	if (n_units > MBOX_HINT_UNITS || (flags & ~(uint32_t)HINT_FLAG_LAST) || *mbox(MBOX_HINT_RSVD) != 0)
 		return HERR_LENGTH;
 	if (step != expect_step || first != expect_stream)
 		return HERR_STEP;
@@ -452,9 +443,9 @@ static uint32_t chunk(uint32_t *last_out, uint32_t *step_out)
 		n_pages = unit(i);
 		n_acc = unit(i + 1);
 		i += 2;
-		if (n_pages > MAX_PAGES)
+		if (n_pages > SPEC_MAX_PAGES)
 			return HERR_PAGES;
-		if (n_acc == 0xffff)
+		if (n_acc == HINT_DENSE)
 			continue;
 		if (i + n_acc > n_units)
 			return HERR_LENGTH;
@@ -468,7 +459,7 @@ static uint32_t chunk(uint32_t *last_out, uint32_t *step_out)
 	}
 	if (i != n_units)
 		return HERR_LENGTH;
-	last = flags & 1;
+	last = flags & HINT_FLAG_LAST;
 	if (last != (first + count == cfg_streams))
 		return HERR_STREAM;
 
@@ -480,7 +471,7 @@ static uint32_t chunk(uint32_t *last_out, uint32_t *step_out)
 		uint32_t n_pages = unit(i), n_acc = unit(i + 1), a;
 		int lim = (int)n_pages - (int)cfg_l1;
 		i += 2;
-		if (n_acc == 0xffff) {
+		if (n_acc == HINT_DENSE) {
 			n_acc = n_pages;
 			for (a = 0; a < n_acc; a++)
 				accbuf[a] = (uint16_t)a;
@@ -491,7 +482,7 @@ static uint32_t chunk(uint32_t *last_out, uint32_t *step_out)
 		}
 		for (a = 0; a < n_acc; a++) {
 			if ((int)accbuf[a] < lim) {
-				unsigned slot = dir_find((s << PAGE_BITS) | accbuf[a]);
+				unsigned slot = dir_find((s << VPN_PAGE_BITS) | accbuf[a]);
 				st_needed++;
 				if (slot != NO_SLOT) {
 					st_hits++;
@@ -529,14 +520,4 @@ void spec_poll(void)
 	hint_last_seq = seq;
 }
 
-#else
-
-void spec_init(void) {}
-void spec_poll(void) {}
-uint32_t spec_config(uint32_t w3, uint32_t w4, uint32_t w5, uint32_t w6, uint32_t w7)
-{
-	(void)w3; (void)w4; (void)w5; (void)w6; (void)w7;
-	return MBOX_ERR_UNKNOWN;
-}
-
-#endif
+#endif  /* CSR_DMA_BASE: no cache engine, no speculation (dispatch.c serves nothing) */

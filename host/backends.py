@@ -25,14 +25,15 @@ from __future__ import annotations
 import numpy as np
 
 from gateware.codec import reference as R
-from host.hints import (CMD_SPEC_CONFIG, STEP_RECORD, W_HINT_DONE_SEQ, W_HINT_MAGIC,
-                        W_HINT_REJECTED, W_HINT_SEQ, W_HINT_STATUS, W_STEP_RECORD, HINT_ERRORS,
-                        SpecConfig)
+from gateware.common import LINE_BYTES, PAGE_BYTES as PAGE
+from host.hints import SpecConfig
 from host.link import PROFILES
-from host.speculation import TAG_MAGIC, SpeculationEngine, tag_line
+from host.speculation import SpeculationEngine, tag_line
+from soc.mailbox import (HINT_ERRORS, MBOX_CMD_SPEC_CONFIG, MBOX_HINT_DONE_SEQ, MBOX_HINT_MAGIC,
+                         MBOX_HINT_REJECTED, MBOX_HINT_SEQ, MBOX_HINT_STATUS, MBOX_STEP_RECORD,
+                         STEP_RECORD, TAG_MAGIC)
 
 HOST_BASE = 0x2_0000_0000
-PAGE = 4096
 
 
 class BackendError(RuntimeError):
@@ -40,7 +41,7 @@ class BackendError(RuntimeError):
 
 
 def _parse_directory(raw, slots):
-    d = np.frombuffer(bytes(raw), dtype="<u4").reshape(slots, 16)
+    d = np.frombuffer(bytes(raw), dtype="<u4").reshape(slots, LINE_BYTES // 4)
     live = np.nonzero(d[:, 0] == TAG_MAGIC)[0]
     return {int(d[i, 1]): int(i) for i in live}, d
 
@@ -85,7 +86,7 @@ class ModelBackend:
     def start(self, cfg: SpecConfig, predictor):
         self.cfg = cfg
         self.l2 = {}
-        self.dir = bytearray(64 * cfg.l2_slots)
+        self.dir = bytearray(LINE_BYTES * cfg.l2_slots)
         self.engine = SpeculationEngine(cfg, lambda v: v in self.pool, predictor)
 
     def offload(self, vpn, page):
@@ -116,7 +117,8 @@ class ModelBackend:
         for i in res.issues:
             self.l2[i.slot] = R.decompress(self.pool[i.vpn]).tobytes()
         for i in res.issues:
-            self.dir[64 * i.slot:64 * (i.slot + 1)] = tag_line(i.vpn, res.record["step"], i.slot)
+            line = tag_line(i.vpn, res.record["step"], i.slot)
+            self.dir[LINE_BYTES * i.slot:LINE_BYTES * (i.slot + 1)] = line
         rec = dict(res.record)
         rec["issue_cycles"] = self.PREFETCH_STEP_CYCLES + len(res.issues) * self.PREFETCH_PAGE_CYCLES
         return rec, [(i.vpn, i.slot) for i in res.issues]
@@ -179,11 +181,11 @@ class RtlBackend:
         self.link.set_host_memory(HOST_BASE, size)
         cfg = SpecConfig(**{**cfg.__dict__, "l2_base": HOST_BASE})
         self.cfg = cfg
-        done = self.dev.command_words(CMD_SPEC_CONFIG, cfg.words())
+        done = self.dev.command_words(MBOX_CMD_SPEC_CONFIG, cfg.words())
         if done.status:
             raise DeviceError(f"speculation configuration rejected (status {done.status})",
                               done.status)
-        self.hint_seq = self.link.cfg_read(self._mbox(W_HINT_SEQ))
+        self.hint_seq = self.link.cfg_read(self._mbox(MBOX_HINT_SEQ))
 
     def offload(self, vpn, page):
         slot = self._staging
@@ -192,7 +194,7 @@ class RtlBackend:
 
     def l2_index(self):
         off = PAGE * self.cfg.l2_slots
-        return _parse_directory(self.link.host_memory[off:off + 64 * self.cfg.l2_slots],
+        return _parse_directory(self.link.host_memory[off:off + LINE_BYTES * self.cfg.l2_slots],
                                 self.cfg.l2_slots)[0]
 
     def l2_page(self, slot):
@@ -207,25 +209,25 @@ class RtlBackend:
     def hint(self, chunks, max_cycles=None, poll=1_000):
         max_cycles = max_cycles or self.hint_max_cycles
         for c in chunks:
-            self.link.cfg_write_block(self._mbox(W_HINT_MAGIC), c.words())
+            self.link.cfg_write_block(self._mbox(MBOX_HINT_MAGIC), c.words())
             self.hint_seq = (self.hint_seq + 1) & 0xFFFFFFFF
-            self.link.cfg_write(self._mbox(W_HINT_SEQ), self.hint_seq)
+            self.link.cfg_write(self._mbox(MBOX_HINT_SEQ), self.hint_seq)
             start = self.drv.cycle
-            while self.link.cfg_read(self._mbox(W_HINT_DONE_SEQ)) != self.hint_seq:
+            while self.link.cfg_read(self._mbox(MBOX_HINT_DONE_SEQ)) != self.hint_seq:
                 if self.drv.cycle - start > max_cycles:
                     raise BackendError(f"hint chunk (step {c.step}) not served in {max_cycles} cycles")
                 self.drv.run(poll)
-            status = self.link.cfg_read(self._mbox(W_HINT_STATUS))
+            status = self.link.cfg_read(self._mbox(MBOX_HINT_STATUS))
             if status:
                 raise BackendError(f"hint chunk rejected: {HINT_ERRORS.get(status, status)} "
-                                   f"({self.link.cfg_read(self._mbox(W_HINT_REJECTED))} rejected)")
-        words = self.link.cfg_read_block(self._mbox(W_STEP_RECORD), len(STEP_RECORD))
+                                   f"({self.link.cfg_read(self._mbox(MBOX_HINT_REJECTED))} rejected)")
+        words = self.link.cfg_read_block(self._mbox(MBOX_STEP_RECORD), len(STEP_RECORD))
         rec = dict(zip(STEP_RECORD, words))
         step = chunks[-1].step
         if rec["step"] != step:
             raise BackendError(f"step record is for step {rec['step']}, expected {step}")
-        _, d = _parse_directory(self.link.host_memory[PAGE * self.cfg.l2_slots:
-                                                      PAGE * self.cfg.l2_slots + 64 * self.cfg.l2_slots],
+        off = PAGE * self.cfg.l2_slots
+        _, d = _parse_directory(self.link.host_memory[off:off + LINE_BYTES * self.cfg.l2_slots],
                                 self.cfg.l2_slots)
         issued = [(int(d[s, 1]), int(s)) for s in np.nonzero((d[:, 0] == TAG_MAGIC) & (d[:, 2] == step))[0]]
         # DMA order = slot order of this step (FIFO allocation, wrapping at the end)

@@ -1,6 +1,6 @@
 """The host's view of the SpecKV device: the mailbox command protocol of the firmware's
-control plane (``firmware/mailbox.h``; keep the two in step) and the DRAM layout it uses
-(``firmware/engine.h``), on top of a :class:`host.link.HostLink`.
+control plane and the DRAM layout it uses (both in ``soc/mailbox.py``, the contract the
+firmware's generated ``firmware/mailbox.h`` mirrors), on top of a :class:`host.link.HostLink`.
 
     dev = Device(link)
     dev.offload(vpn, page_bytes)            # raw FP16 page -> compressed in the device pool
@@ -11,23 +11,13 @@ control plane (``firmware/mailbox.h``; keep the two in step) and the DRAM layout
 from dataclasses import dataclass
 
 from gateware.bridge.protocol import LINE
+from gateware.common import PAGE_BYTES
 from host.link import LinkError
-
-# firmware/mailbox.h
-MBOX_CMD_SEQ, MBOX_CMD, MBOX_CMD_VPN, MBOX_CMD_SRC = 1, 2, 3, 4
-MBOX_CMD_HOST_LO, MBOX_CMD_HOST_HI = 5, 6
-MBOX_DONE_SEQ, MBOX_DONE_STATUS, MBOX_DONE_LEN, MBOX_DONE_SLOT, MBOX_REJECTED = 8, 9, 10, 11, 12
-CMD_OFFLOAD, CMD_PREFETCH = 1, 2
-CMD_PRED_RUN = 8  # firmware/predict.h: predictor test channel
-ERRORS = {1: "unknown command", 2: "vpn outside the page table",
-          3: "staging offset outside the staging area", 4: "page pool full",
-          5: "page not in the pool", 6: "speculation configuration out of range"}
-
-# firmware/engine.h
-DRAM_STAGING, DRAM_STAGING_SIZE = 0x0010_0000, 0x0010_0000
-DRAM_POOL, DRAM_PT, PAGE_BYTES = 0x0020_0000, 0x0100_0000, 4096
-# firmware/predict.h
-PRED_DRAM_BASE, PRED_DRAM_END, PRED_OUT_STRIDE = 0x0180_0000, 0x01C0_0000, 72
+from soc.mailbox import (DRAM_STAGING, MBOX_CMD, MBOX_CMD_ARG, MBOX_CMD_OFFLOAD,
+                         MBOX_CMD_PRED_RUN, MBOX_CMD_PREFETCH, MBOX_CMD_SEQ, MBOX_CMD_VPN,
+                         MBOX_DMA_FAILED, MBOX_DONE_LEN, MBOX_DONE_SEQ, MBOX_DONE_SLOT,
+                         MBOX_DONE_STATUS, MBOX_ERRORS, MBOX_REJECTED, PRED_DRAM_BASE,
+                         PRED_DRAM_END, PRED_OUT_STRIDE)
 
 
 class DeviceError(RuntimeError):
@@ -74,13 +64,13 @@ class Device:
                     r(self._word(MBOX_DONE_SLOT)))
 
     def command_words(self, cmd, words, **kw):
-        """Post a command whose parameters are command words 3, 4, ... (``words``)."""
-        self.link.cfg_write_block(self._word(MBOX_CMD_VPN), words)
+        """Post a command whose arguments are ``words`` (command words 3, 4, ...)."""
+        self.link.cfg_write_block(self._word(MBOX_CMD_ARG), words)
         return self._post(cmd, **kw)
 
     def _check(self, done, what):
         if done.status:
-            why = (ERRORS.get(done.status, "?") if done.status < 0x100
+            why = (MBOX_ERRORS.get(done.status, "?") if done.status < MBOX_DMA_FAILED
                    else f"DMA status {done.status & 0xFF}")
             raise DeviceError(f"{what} failed: {why} (status 0x{done.status:x})", done.status)
         return done
@@ -92,11 +82,11 @@ class Device:
             raise ValueError(f"a page is {PAGE_BYTES} bytes, got {len(page)}")
         src = DRAM_STAGING + staging_slot * PAGE_BYTES
         self.link.mem_write(self.ram + src, bytes(page))
-        done = self.command(CMD_OFFLOAD, vpn, src=src)
+        done = self.command(MBOX_CMD_OFFLOAD, vpn, src=src)
         return self._check(done, f"offload of vpn {vpn}") if check else done
 
     def prefetch(self, vpn, host_addr, check=True):
-        done = self.command(CMD_PREFETCH, vpn, host=host_addr)
+        done = self.command(MBOX_CMD_PREFETCH, vpn, host=host_addr)
         return self._check(done, f"prefetch of vpn {vpn}") if check else done
 
     def pred_run(self, kind, records, reset=True, l1=4, max_cycles=400_000_000):
@@ -111,13 +101,13 @@ class Device:
             words += [s, layer, n_pages, k, len(acc)] + [int(p) for p in acc]
         blob = np.asarray(words, dtype="<u2").tobytes()
         blob += bytes(-len(blob) % LINE)
-        out = PRED_DRAM_BASE + ((len(blob) + 4095) & ~4095)
+        out = PRED_DRAM_BASE + ((len(blob) + PAGE_BYTES - 1) & ~(PAGE_BYTES - 1))
         if out + len(records) * PRED_OUT_STRIDE > PRED_DRAM_END:
             raise ValueError("too many records for the predictor test region")
         self.link.mem_write(self.ram + PRED_DRAM_BASE, blob)
-        done = self.command(CMD_PRED_RUN, kind | (int(reset) << 8) | (l1 << 16),
-                            src=PRED_DRAM_BASE,
-                            host=(out << 32) | len(records), max_cycles=max_cycles, poll=20_000)
+        done = self.command_words(MBOX_CMD_PRED_RUN,  # words MBOX_PRED_ARG .. MBOX_PRED_OUT
+                                  [kind | (int(reset) << 8) | (l1 << 16), PRED_DRAM_BASE,
+                                   len(records), out], max_cycles=max_cycles, poll=20_000)
         self._check(done, f"predictor run (kind {kind})")
         n_bytes = len(records) * PRED_OUT_STRIDE
         raw = self.link.mem_read(self.ram + out, (n_bytes + LINE - 1) & ~(LINE - 1))[:n_bytes]

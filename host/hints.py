@@ -1,44 +1,10 @@
-"""Host -> firmware hint messages and prefetch configuration: the wire format.
+"""Host -> firmware hint messages and prefetch configuration: packing and checking.
 
-The firmware side is ``firmware/speculate.c``; the layout is mirrored in
-``firmware/mailbox.h``. Keep the three in step. Specification:
-
-**Configuration** (mailbox command ``CMD_SPEC_CONFIG`` = 3, words 3..7 of the command area):
-
-| word | bits | field |
-| --- | --- | --- |
-| 3 | 31:0 | request id the hints will carry |
-| 4 | 7:0 | predictor kind (``host.prefetch.KINDS`` index: none, last, stride, markov, layer_ahead, lstm) |
-| 4 | 15:8 | prediction depth k (1..16); the largest arm when UCB is on |
-| 4 | 23:16 | flags: bit 0 UCB adaptive k, bit 1 bandwidth throttling |
-| 4 | 31:24 | KV heads per layer (stream s = layer * heads + head) |
-| 5, 6 | | host address of the L2 buffer (low, high word) |
-| 7 | 15:0 | L2 slots (1..1024): slot i holds 4 KiB at ``l2 + 4096 i``; its directory line is at ``l2 + 4096 slots + 64 i`` |
-| 7 | 23:16 | L1 pages per stream (the host keeps the last ``l1`` full pages: never prefetched) |
-| 7 | 31:24 | layers (streams = layers * heads <= 96) |
-
-The command resets every predictor, the UCB statistics, the throttle and the L2 directory.
-
-**Hint chunks** (mailbox words 16..1007). A decode step's hint is one or more chunks, each
-covering consecutive streams; the host writes words 17..(24 + payload) and then word 16 (the
-chunk sequence number); the firmware answers in words 13 (sequence done), 14 (status) and
-15 (hints rejected so far), and after the step's last chunk, the step record at 1008..1023.
-
-| word | field |
-| --- | --- |
-| 16 | chunk sequence number (written last) |
-| 17 | magic ``HNT1`` (0x31544E48) |
-| 18 | request id |
-| 19 | decode step (the same step as the previous chunk, or the one after the last complete step) |
-| 20 | first stream (15:0), number of streams (31:16) |
-| 21 | payload length in 16-bit units |
-| 22 | flags: bit 0 last chunk of the step |
-| 23 | 0 |
-| 24.. | payload, 16-bit little-endian units, per stream: ``n_pages``, ``n_acc``, then ``n_acc`` page indices ascending (``n_acc`` = 0xFFFF: dense, every page ``0 .. n_pages-1``) |
-
-A chunk that breaks any rule is rejected whole (nothing of it is applied), counted, and
-answered with its error; the firmware keeps serving. Streams of a step must arrive in
-order without gaps, the last chunk ending at the last stream.
+The wire format (configuration words, hint chunk words, status codes, step record) is the
+contract in ``soc/mailbox.py``, which the firmware's generated ``firmware/mailbox.h``
+mirrors; the firmware side is ``firmware/speculate.c``. :class:`SpecConfig` packs the
+``MBOX_CMD_SPEC_CONFIG`` command words, :func:`encode_step` splits a decode step's hint into
+chunks, and :func:`parse_chunk` validates a chunk exactly as the firmware does.
 """
 
 from __future__ import annotations
@@ -47,41 +13,14 @@ from dataclasses import dataclass
 
 import numpy as np
 
-CMD_SPEC_CONFIG = 3
-
-W_HINT_DONE_SEQ, W_HINT_STATUS, W_HINT_REJECTED = 13, 14, 15
-W_HINT_SEQ, W_HINT_MAGIC, W_HINT_REQ, W_HINT_STEP = 16, 17, 18, 19
-W_HINT_STREAMS, W_HINT_LEN, W_HINT_FLAGS = 20, 21, 22
-W_HINT_PAYLOAD = 24
-W_STEP_RECORD = 1008
-HINT_MAGIC = 0x31544E48  # "HNT1"
-PAYLOAD_UNITS = 2 * (W_STEP_RECORD - W_HINT_PAYLOAD)  # 1968 16-bit units
-DENSE = 0xFFFF
-FLAG_LAST = 1
-FLAG_UCB, FLAG_THROTTLE = 1, 2
-
-MAX_STREAMS = 96
-MAX_PAGES = 4096      # per stream (vpn page field)
-MAX_L2_SLOTS = 1024
-MAX_K = 16
-UCB_ARMS = (1, 2, 4, 8, 16)
-
-# Hint statuses (word 14).
-HINT_OK = 0
-HINT_ERRORS = {
-    1: "bad magic (garbled chunk)",
-    2: "unknown request",
-    3: "stream or layer out of range",
-    4: "garbled length",
-    5: "page count or page index out of range, or pages not ascending",
-    6: "decode step out of order",
-    7: "prefetching not configured",
-}
-
-# Step record (words 1008..1023), written after a step's last chunk.
-STEP_RECORD = ("step", "k", "budget", "issued", "skip_l1", "skip_unmapped", "skip_resident",
-               "throttled", "l2_hits", "used_prev", "issued_prev", "predict_cycles",
-               "issue_cycles", "dma_errors", "arm", "epoch")
+from gateware.common import LINE_BYTES, PAGE_BYTES
+from soc.mailbox import (CFG_FLAGS_SHIFT, CFG_HEADS_SHIFT, CFG_K_SHIFT, CFG_KIND_SHIFT,
+                         CFG_L1_SHIFT, CFG_LAYERS_SHIFT, CFG_SLOTS_SHIFT, HERR_CONFIG,
+                         HERR_LENGTH, HERR_MAGIC, HERR_PAGES, HERR_REQUEST, HERR_STEP,
+                         HERR_STREAM, HINT_DENSE, HINT_ERRORS, HINT_FLAG_LAST, HINT_MAGIC,
+                         MBOX_HINT_UNITS, SPEC_FLAG_THROTTLE, SPEC_FLAG_UCB, SPEC_MAX_K,
+                         SPEC_MAX_KIND, SPEC_MAX_L1, SPEC_MAX_PAGES, SPEC_MAX_SLOTS,
+                         SPEC_MAX_STREAMS)
 
 
 @dataclass(frozen=True)
@@ -98,17 +37,19 @@ class SpecConfig:
     l1_pages: int
 
     def __post_init__(self):
-        if not 0 <= self.kind <= 5:
-            raise ValueError(f"predictor kind {self.kind} out of range 0..5")
-        if not 1 <= self.k <= MAX_K:
-            raise ValueError(f"k = {self.k}: must be 1..{MAX_K}")
-        if not 1 <= self.l2_slots <= MAX_L2_SLOTS:
-            raise ValueError(f"L2 slots = {self.l2_slots}: must be 1..{MAX_L2_SLOTS}")
-        if not 0 <= self.l1_pages <= 255:
-            raise ValueError(f"L1 pages = {self.l1_pages}: must be 0..255")
-        if not (1 <= self.heads and 1 <= self.layers and self.heads * self.layers <= MAX_STREAMS):
-            raise ValueError(f"{self.layers} layers x {self.heads} heads: at most {MAX_STREAMS} streams")
-        if self.l2_base % 4096:
+        if not 0 <= self.kind <= SPEC_MAX_KIND:
+            raise ValueError(f"predictor kind {self.kind} out of range 0..{SPEC_MAX_KIND}")
+        if not 1 <= self.k <= SPEC_MAX_K:
+            raise ValueError(f"k = {self.k}: must be 1..{SPEC_MAX_K}")
+        if not 1 <= self.l2_slots <= SPEC_MAX_SLOTS:
+            raise ValueError(f"L2 slots = {self.l2_slots}: must be 1..{SPEC_MAX_SLOTS}")
+        if not 0 <= self.l1_pages <= SPEC_MAX_L1:
+            raise ValueError(f"L1 pages = {self.l1_pages}: must be 0..{SPEC_MAX_L1}")
+        if not (1 <= self.heads and 1 <= self.layers
+                and self.heads * self.layers <= SPEC_MAX_STREAMS):
+            raise ValueError(f"{self.layers} layers x {self.heads} heads: "
+                             f"at most {SPEC_MAX_STREAMS} streams")
+        if self.l2_base % PAGE_BYTES:
             raise ValueError(f"L2 base 0x{self.l2_base:x} is not 4 KiB aligned")
 
     @property
@@ -116,23 +57,25 @@ class SpecConfig:
         return self.layers * self.heads
 
     def words(self):
-        """Command words 3..7."""
-        flags = (FLAG_UCB if self.ucb else 0) | (FLAG_THROTTLE if self.throttle else 0)
+        """Command words 3..7 (MBOX_CFG_REQUEST .. MBOX_CFG_SHAPE)."""
+        flags = (SPEC_FLAG_UCB if self.ucb else 0) | (SPEC_FLAG_THROTTLE if self.throttle else 0)
         return [self.request & 0xFFFFFFFF,
-                self.kind | self.k << 8 | flags << 16 | self.heads << 24,
+                (self.kind << CFG_KIND_SHIFT | self.k << CFG_K_SHIFT | flags << CFG_FLAGS_SHIFT
+                 | self.heads << CFG_HEADS_SHIFT),
                 self.l2_base & 0xFFFFFFFF, self.l2_base >> 32,
-                self.l2_slots | self.l1_pages << 16 | self.layers << 24]
+                (self.l2_slots << CFG_SLOTS_SHIFT | self.l1_pages << CFG_L1_SHIFT
+                 | self.layers << CFG_LAYERS_SHIFT)]
 
     def dir_addr(self, slot):
-        return self.l2_base + 4096 * self.l2_slots + 64 * slot
+        return self.l2_base + PAGE_BYTES * self.l2_slots + LINE_BYTES * slot
 
     def slot_addr(self, slot):
-        return self.l2_base + 4096 * slot
+        return self.l2_base + PAGE_BYTES * slot
 
     @property
     def host_bytes(self):
         """Host memory the L2 buffer and its directory take."""
-        return self.l2_slots * (4096 + 64)
+        return self.l2_slots * (PAGE_BYTES + LINE_BYTES)
 
 
 @dataclass
@@ -149,16 +92,16 @@ class Chunk:
         units = list(self.payload) + [0] * (len(self.payload) & 1)
         body = [units[i] | units[i + 1] << 16 for i in range(0, len(units), 2)]
         return [magic, self.request & 0xFFFFFFFF, self.step, self.first | self.count << 16,
-                len(self.payload), FLAG_LAST if self.last else 0, 0] + body
+                len(self.payload), HINT_FLAG_LAST if self.last else 0, 0] + body
 
 
 def stream_units(n_pages, acc, dense):
     if dense:
-        return [n_pages, DENSE]
+        return [n_pages, HINT_DENSE]
     return [n_pages, len(acc)] + [int(p) for p in acc]
 
 
-def encode_step(request, step, streams, dense=False, max_units=PAYLOAD_UNITS):
+def encode_step(request, step, streams, dense=False, max_units=MBOX_HINT_UNITS):
     """Split one decode step's hint into chunks.
 
     ``streams``: list over s = 0..S-1 of (n_pages, accessed page indices ascending).
@@ -191,22 +134,22 @@ def parse_chunk(words, cfg: SpecConfig | None, expect_stream, expect_step):
     ``expect_step``: the step in progress, or the next step when between steps.
     """
     if cfg is None:
-        raise HintError(7)
+        raise HintError(HERR_CONFIG)
     magic, req, step, streams, n_units, flags = (int(w) for w in words[:6])
     if magic != HINT_MAGIC:
-        raise HintError(1)
+        raise HintError(HERR_MAGIC)
     if req != cfg.request:
-        raise HintError(2)
+        raise HintError(HERR_REQUEST)
     first, count = streams & 0xFFFF, streams >> 16
     if count == 0 or first + count > cfg.streams:
-        raise HintError(3)
-    if n_units > PAYLOAD_UNITS or flags & ~FLAG_LAST or words[6] != 0:
-        raise HintError(4)
+        raise HintError(HERR_STREAM)
+    if n_units > MBOX_HINT_UNITS or flags & ~HINT_FLAG_LAST or words[6] != 0:
+        raise HintError(HERR_LENGTH)
     if step != expect_step or first != expect_stream:
-        raise HintError(6)
+        raise HintError(HERR_STEP)
     body = words[7:7 + (n_units + 1) // 2]
     if len(body) < (n_units + 1) // 2:
-        raise HintError(4)
+        raise HintError(HERR_LENGTH)
     units = []
     for w in body:
         units += [int(w) & 0xFFFF, int(w) >> 16]
@@ -214,24 +157,24 @@ def parse_chunk(words, cfg: SpecConfig | None, expect_stream, expect_step):
     out, i = [], 0
     for s in range(first, first + count):
         if i + 2 > n_units:
-            raise HintError(4)
+            raise HintError(HERR_LENGTH)
         n_pages, n_acc = units[i], units[i + 1]
         i += 2
-        if n_pages > MAX_PAGES:
-            raise HintError(5)
-        if n_acc == DENSE:
+        if n_pages > SPEC_MAX_PAGES:
+            raise HintError(HERR_PAGES)
+        if n_acc == HINT_DENSE:
             acc = np.arange(n_pages, dtype=np.int64)
         else:
             if i + n_acc > n_units:
-                raise HintError(4)
+                raise HintError(HERR_LENGTH)
             acc = np.asarray(units[i:i + n_acc], dtype=np.int64)
             i += n_acc
             if n_acc and (acc[-1] >= n_pages or np.any(np.diff(acc) <= 0)):
-                raise HintError(5)
+                raise HintError(HERR_PAGES)
         out.append((s, n_pages, acc))
     if i != n_units:
-        raise HintError(4)
-    last = bool(flags & FLAG_LAST)
+        raise HintError(HERR_LENGTH)
+    last = bool(flags & HINT_FLAG_LAST)
     if last != (first + count == cfg.streams):
-        raise HintError(3)
+        raise HintError(HERR_STREAM)
     return step, first, out, last

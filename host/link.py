@@ -15,6 +15,7 @@ import ctypes
 from dataclasses import dataclass
 
 from gateware.bridge.protocol import LINE, Message, Op, Status
+from soc.mailbox import MBOX_READY, MBOX_STATUS
 from soc.sim.driver import Stop
 
 
@@ -35,10 +36,6 @@ PROFILES = {
                              "assumption for a DMA-style read path"),
     "ideal": LinkProfile("ideal", 1e6, 0.0, 0.0, "no latency, unbounded bandwidth (tests)"),
 }
-
-
-# Mailbox word 0: the firmware writes this once DRAM is initialised (firmware/mailbox.h).
-MAILBOX_READY = 0x31594452  # "RDY1"
 
 
 class LinkError(RuntimeError):
@@ -198,12 +195,12 @@ class HostLink:
     def wait_ready(self, max_cycles=2_000_000, poll=20_000):
         """Poll mailbox word 0 until the firmware reports the device ready (DRAM up).
         Memory traffic before that may be lost while the firmware initialises the SDRAM."""
-        base = self.drv.memories["mbox"]["base"]
+        word = self.drv.memories["mbox"]["base"] + 4 * MBOX_STATUS
         start = self.drv.cycle
-        while self.cfg_read(base) != MAILBOX_READY:
+        while self.cfg_read(word) != MBOX_READY:
             if self.drv.cycle - start > max_cycles:
                 raise LinkError(f"device not ready after {max_cycles} cycles "
-                                f"(mailbox word 0 = 0x{self.cfg_read(base):08x})")
+                                f"(mailbox word 0 = 0x{self.cfg_read(word):08x})")
             self.drv.run(poll)
         return self.drv.cycle - start
 

@@ -27,6 +27,7 @@ from pathlib import Path
 from gateware.bridge import tunnel as T
 from gateware.bridge.protocol import LINE, Message, Op, Status
 from host.link import Arrival, HostLink, LinkError
+from soc.mailbox import MBOX_READY, MBOX_STATUS
 from soc.sim.driver import Stop
 
 RESPONSES = (Op.CMP, Op.MEM_DATA, Op.CFG_DATA)
@@ -223,16 +224,15 @@ class TunnelLink(HostLink):
         """Wait for the firmware's ready word in the mailbox, draining its console meanwhile
         (a full console would stall the firmware's boot); then set the DMA watchdogs for
         the tunnel's pace (:meth:`set_dma_watchdogs`)."""
-        from host.link import MAILBOX_READY
-        base = self.drv.memories["mbox"]["base"]
+        word = self.drv.memories["mbox"]["base"] + 4 * MBOX_STATUS
         start = self.drv.cycle
         while True:
             self.drv.console_read()
-            if self.cfg_read(base) == MAILBOX_READY:
+            if self.cfg_read(word) == MBOX_READY:
                 break
             if self.drv.cycle - start > max_cycles:
                 raise LinkError(f"device not ready after {max_cycles} cycles "
-                                f"(mailbox word 0 = 0x{self.cfg_read(base):08x})")
+                                f"(mailbox word 0 = 0x{self.cfg_read(word):08x})")
             self.drv.run(poll)
         self.drv.console_read()
         self.set_dma_watchdogs()

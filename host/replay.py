@@ -38,10 +38,11 @@ if __package__ in (None, ""):
 
 import numpy as np
 
+from gateware.common import PAGE_BYTES as PAGE
+
 ROOT = Path(__file__).resolve().parent.parent
 DEFAULT_TRACE = ROOT / "traces" / "mini-replay.safetensors"
 PREFETCHERS = ("none", "last", "stride", "markov", "layer_ahead", "lstm")
-PAGE = 4096
 
 
 @dataclass

@@ -4,7 +4,7 @@ from __future__ import annotations
 
 from pathlib import Path
 
-PAGE = 4096
+from gateware.common import PAGE_BYTES as PAGE
 
 
 def _f(x, fmt="{:.3f}"):

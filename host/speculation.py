@@ -8,15 +8,15 @@ Per step, after the hint's last chunk (``host/hints.py``):
    ``used_prev`` = those among the pages issued at the previous step.
 2. **UCB** (flag bit 0), with one step of delay so that predictions can run as chunks
    arrive: at a step's first chunk the arm (k) is the first never chosen, else
-   ``argmax mean_i + C_Q8 * isqrt((log2q8(n) << 24) // n_i) >> 8`` over the arms with a
+   ``argmax mean_i + SPEC_C_Q8 * isqrt((log2q8(n) << 24) // n_i) >> 8`` over the arms with a
    reward (first on ties; ``mean_i = sum_i // n_i``, ``n`` = rewards so far, ``log2q8`` the
    integer log2 in Q8). At the step's last chunk the arm that made this step's prefetches
-   (the previous step's) gets ``r = max(0, 65536 * used_prev - LAMBDA_Q16 * (issued_prev -
+   (the previous step's) gets ``r = max(0, 65536 * used_prev - SPEC_LAMBDA_Q16 * (issued_prev -
    used_prev)) // max(1, needed)`` (Q16; ``needed`` = accessed pages outside L1). Arms are
    the depths 1, 2, 4, 8, 16 up to the configured k. Without UCB, k is the configured k.
 3. **Throttle** (flag bit 1): with ``p = 256 * used_prev // issued_prev`` (when
    ``issued_prev > 0``), the per-step page budget halves when ``p < 64`` (floor
-   ``BUDGET_MIN``) and grows by ``budget // 4 + 1`` when ``p > 154`` (ceiling: the L2 slots).
+   ``SPEC_BUDGET_MIN``) and grows by ``budget // 4 + 1`` when ``p > 154`` (ceiling: the L2 slots).
    Without throttling the budget is the L2 slot count.
 4. **Predict**: one ``pred_step`` per stream, as its chunk arrives, with the step's k
    (predictors see every hint, so their state evolves the same whatever the budget).
@@ -27,21 +27,18 @@ Per step, after the hint's last chunk (``host/hints.py``):
    the DMA into the slot; after all data jobs, each slot's directory line is written.
 
 Directory line (64 B at ``dir_addr(slot)``): words ``TAG_MAGIC``, vpn, step, slot, rest 0.
+The parameters (``SPEC_*``), codes and records are the contract in ``soc/mailbox.py``, which
+the firmware reads through its generated ``firmware/mailbox.h``.
 """
 
 from __future__ import annotations
 
 from dataclasses import dataclass, field
 
-from host.hints import (FLAG_LAST, MAX_K, STEP_RECORD, UCB_ARMS, HintError, SpecConfig,
-                        parse_chunk)
-
-LAMBDA_Q16 = 8192      # a wasted prefetch costs 1/8 of a hit
-C_Q8 = 128             # UCB exploration constant 0.5
-BUDGET_MIN = 8
-P_LOW, P_HIGH = 64, 154  # precision thresholds (Q8): 25 %, 60 %
-TAG_MAGIC = 0x31474154   # "TAG1"
-PAGE_BITS = 12
+from gateware.common import LINE_BYTES
+from host.hints import HintError, SpecConfig, parse_chunk
+from soc.mailbox import (SPEC_BUDGET_MIN, SPEC_C_Q8, SPEC_LAMBDA_Q16, SPEC_P_HIGH, SPEC_P_LOW,
+                         SPEC_UCB_ARMS, STEP_RECORD, TAG_MAGIC, VPN_PAGE_BITS)
 
 
 def log2q8(n):
@@ -67,7 +64,7 @@ def isqrt(x):
 
 
 def tag_line(vpn, step, slot):
-    words = [TAG_MAGIC, vpn, step, slot] + [0] * 12
+    words = [TAG_MAGIC, vpn, step, slot] + [0] * (LINE_BYTES // 4 - 4)
     return b"".join(w.to_bytes(4, "little") for w in words)
 
 
@@ -92,7 +89,7 @@ class SpeculationEngine:
         self.mapped = mapped
         self.pred = predictor
         self.pred.reset()
-        self.arms = [a for a in UCB_ARMS if a <= cfg.k] if cfg.ucb else [cfg.k]
+        self.arms = [a for a in SPEC_UCB_ARMS if a <= cfg.k] if cfg.ucb else [cfg.k]
         self.pulls = [0] * len(self.arms)  # times chosen
         self.n = [0] * len(self.arms)      # rewards received
         self.sum = [0] * len(self.arms)    # Q16
@@ -128,7 +125,7 @@ class SpeculationEngine:
                 if p >= n_pages - l1:
                     continue
                 self.needed += 1
-                slot = self.where.get((s << PAGE_BITS) | int(p))
+                slot = self.where.get((s << VPN_PAGE_BITS) | int(p))
                 if slot is not None:
                     self.hits += 1
                     self.used += slot in self.prev
@@ -163,7 +160,7 @@ class SpeculationEngine:
         for i in range(len(self.arms)):
             if self.n[i] == 0:
                 continue  # its first reward is still pending
-            score = self.sum[i] // self.n[i] + ((C_Q8 * isqrt((lg << 24) // self.n[i])) >> 8)
+            score = self.sum[i] // self.n[i] + ((SPEC_C_Q8 * isqrt((lg << 24) // self.n[i])) >> 8)
             if score > best_score:
                 best, best_score = i, score
         return best
@@ -172,15 +169,15 @@ class SpeculationEngine:
         cfg = self.cfg
         used, hits, needed = self.used, self.hits, self.needed
         if self.arm_prev is not None:  # the reward of the arm that made this step's prefetches
-            r = max(0, 65536 * used - LAMBDA_Q16 * (self.issued_prev - used)) // max(1, needed)
+            r = max(0, 65536 * used - SPEC_LAMBDA_Q16 * (self.issued_prev - used)) // max(1, needed)
             self.n[self.arm_prev] += 1
             self.sum[self.arm_prev] += r
             self.plays += 1
         if cfg.throttle and self.issued_prev > 0:
             p = 256 * used // self.issued_prev
-            if p < P_LOW:
-                self.budget = max(BUDGET_MIN, self.budget // 2)
-            elif p > P_HIGH:
+            if p < SPEC_P_LOW:
+                self.budget = max(SPEC_BUDGET_MIN, self.budget // 2)
+            elif p > SPEC_P_HIGH:
                 self.budget = min(cfg.l2_slots, self.budget + self.budget // 4 + 1)
         budget = min(self.budget, cfg.l2_slots)
 
@@ -192,7 +189,7 @@ class SpeculationEngine:
                 if j >= len(out):
                     continue
                 p = out[j]
-                vpn = (s << PAGE_BITS) | p
+                vpn = (s << VPN_PAGE_BITS) | p
                 if p >= n_pages - l1:
                     rec["skip_l1"] += 1
                 elif not self.mapped(vpn):

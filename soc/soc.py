@@ -18,6 +18,7 @@ from gateware.dma.core import DMA
 from gateware.arbiter import RoundRobin
 from gateware.engine.core import PageEngine
 from gateware.bridge.protocol import HDR_BITS, EndpointConfig, Window
+from soc.mailbox import MAILBOX_SIZE, VPN_WIDTH
 from soc.simctrl import SimControl
 
 # "SPKV" in ASCII: the identifier register's magic, read back by host tools and tests.
@@ -28,11 +29,9 @@ IDENT_VERSION = 0x00000100  # major.minor.patch as 0x00MMmmpp -> 0.1.0
 # firmware pass and the final pass of the build.
 ROM_SIZE  = 0x8000   # 32 KiB: firmware (text + rodata + data image)
 SRAM_SIZE = 0x10000  # 64 KiB: data, bss, stack (predictor state, L2 directory)
-MAILBOX_BASE = 0x20000000  # host <-> firmware mailbox (hints, commands)
-MAILBOX_SIZE = 0x1000
+MAILBOX_BASE = 0x20000000  # host <-> firmware mailbox (hints, commands): soc/mailbox.py
 BRIDGE_CREDITS = 8   # requests the host may have outstanding at the bridge endpoint
 ENGINE_DW = 64       # LiteDRAM native-port width of the cache engine (ATU walker, DMA)
-VPN_WIDTH = 20       # virtual KV page numbers the ATU translates (traces use 19 bits)
 ATU_ENTRIES = 16     # TLB entries (fully associative)
 ATU_POLICY = "lru"   # TLB replacement
 PADDR_WIDTH = 32     # ATU physical (DRAM byte) address bits

@@ -15,12 +15,13 @@ by the engine while the bridge goes on with the next request.
 import dataclasses
 
 from gateware.bridge.protocol import LINE, Message, Op, Status
+from soc.mailbox import DRAM_SCRATCH, DRAM_SCRATCH_END
 
 MAX_BATCH = 256  # tags are 8 bits: at most this many requests per transact()
 
 # Device DRAM the datapath tests may use (native-port byte offsets): the top 4 MiB, above
-# the firmware's page table (firmware/engine.h).
-SCRATCH, SCRATCH_END = 0x01C0_0000, 0x0200_0000
+# the firmware's page table and predictor test area.
+SCRATCH, SCRATCH_END = DRAM_SCRATCH, DRAM_SCRATCH_END
 
 
 class Batch:

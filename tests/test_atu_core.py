@@ -13,8 +13,8 @@ from litedram.common import LiteDRAMNativePort
 
 from gateware.atu.core import ATU
 from gateware.atu.model import (
-    pack_pte, FAULT_NONE, FAULT_UNMAPPED, FAULT_INVALID, FAULT_BAD_PTE, FAULT_BUS_ERROR,
-    FAULT_NAMES)
+    pack_pte, FAULT_NONE, FAULT_UNMAPPED, FAULT_INVALID, FAULT_BAD_PTE, FAULT_BUS_ERROR)
+from gateware.common import FAULT_NAMES
 
 from test_atu_bench import ATUBench
 from stream_kit import send

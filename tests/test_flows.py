@@ -10,9 +10,10 @@ import pytest
 
 from gateware.bridge.protocol import Message, Op, Status
 from gateware.codec import reference as R
-from host.device import ERRORS, Device, DeviceError
+from host.device import Device, DeviceError
 from host.link import HostLink
 from host.trace import load_trace
+from soc.mailbox import MBOX_ERR_UNMAPPED, MBOX_ERR_VPN, MBOX_ERRORS
 
 ROOT = Path(__file__).resolve().parent.parent
 MODE = "kivi_k4v3"
@@ -72,9 +73,9 @@ def test_prefetch_deposits_into_host_memory(dev, kv):
 
 def test_bad_commands_are_rejected_and_counted(dev, kv):
     vpn, page = kv[0]
-    with pytest.raises(DeviceError, match=ERRORS[5]):
+    with pytest.raises(DeviceError, match=MBOX_ERRORS[MBOX_ERR_UNMAPPED]):
         dev.prefetch(12345, HOST_BASE)                     # never offloaded
-    with pytest.raises(DeviceError, match=ERRORS[2]):
+    with pytest.raises(DeviceError, match=MBOX_ERRORS[MBOX_ERR_VPN]):
         dev.prefetch(1 << 21, HOST_BASE)                   # beyond the page table
     done = dev.command(0x7F, vpn)                          # unknown command
     assert done.status == 1

@@ -8,9 +8,9 @@ import random
 import numpy as np
 import pytest
 
-from host.hints import (DENSE, HINT_MAGIC, PAYLOAD_UNITS, Chunk, HintError, SpecConfig,
-                        encode_step, parse_chunk)
-from host.speculation import (BUDGET_MIN, SpeculationEngine, isqrt, log2q8, tag_line)
+from host.hints import Chunk, HintError, SpecConfig, encode_step, parse_chunk
+from host.speculation import SpeculationEngine, isqrt, log2q8, tag_line
+from soc.mailbox import HINT_DENSE, HINT_MAGIC, MBOX_HINT_UNITS, SPEC_BUDGET_MIN
 
 
 def cfg(**kw):
@@ -48,7 +48,7 @@ def test_encode_parse_round_trip_with_chunking():
 def test_dense_streams_expand():
     c = cfg()
     ch = encode_step(c.request, 0, [(5, None)] * c.streams, dense=True)
-    assert len(ch) == 1 and ch[0].payload[:2] == [5, DENSE]
+    assert len(ch) == 1 and ch[0].payload[:2] == [5, HINT_DENSE]
     _, _, ss, _ = parse_chunk(ch[0].words(), c, 0, 0)
     assert all(np.array_equal(acc, np.arange(5)) for _, _, acc in ss)
 
@@ -76,7 +76,7 @@ def test_every_rejection(case, code):
     elif case == "count0":
         w = corrupt(w, 3, 0)
     elif case == "len_over":
-        w = corrupt(w, 4, PAYLOAD_UNITS + 2)
+        w = corrupt(w, 4, MBOX_HINT_UNITS + 2)
     elif case == "len_short":
         w = corrupt(w, 4, w[4] - 1)
     elif case == "len_long":
@@ -178,7 +178,7 @@ def test_throttle_halves_and_grows():
     for step in range(6):
         r = run_step(eng, step, [(1000, [step * 3])])
         budgets.append(r.record["budget"])
-    assert budgets[0] == 64 and budgets[1] == 32 and budgets[2] == 16 and budgets[3] == BUDGET_MIN
+    assert budgets[0] == 64 and budgets[1] == 32 and budgets[2] == 16 and budgets[3] == SPEC_BUDGET_MIN
     right = SpeculationEngine(c, lambda v: True, Oracle(lambda s, n, acc: list(range(16))))
     for step in range(4):
         r = run_step(right, step, [(1000, list(range(16)))])

@@ -6,7 +6,8 @@ import random
 import pytest
 
 from gateware.bridge.protocol import LINE, Message, Op, Status
-from host.link import MAILBOX_READY, PROFILES, HostLink, LinkError, LinkProfile
+from host.link import PROFILES, HostLink, LinkError, LinkProfile
+from soc.mailbox import MBOX_READY
 from soc.sim import Stop
 from soc.soc import IDENT_MAGIC, MAILBOX_BASE
 
@@ -21,10 +22,10 @@ def test_csr_read_over_the_link(sim):
 
 def test_device_reports_ready(sim):
     link = HostLink(sim, "ideal")
-    assert link.cfg_read(MAILBOX_BASE) != MAILBOX_READY  # not yet: firmware still booting
+    assert link.cfg_read(MAILBOX_BASE) != MBOX_READY  # not yet: firmware still booting
     waited = link.wait_ready(2_000_000)
     assert 0 < waited < 2_000_000
-    assert link.cfg_read(MAILBOX_BASE) == MAILBOX_READY
+    assert link.cfg_read(MAILBOX_BASE) == MBOX_READY
 
 
 def test_mailbox_read_write(ready):

@@ -6,11 +6,12 @@ import random
 
 import pytest
 
-from host.device import DRAM_POOL, Device, DeviceError
+from host.device import Device, DeviceError
 from host.link import HostLink
 from host.prefetch import KIND_CODE
 from host.prefetch.bench import records_for, reference
 from host.prefetch.fixture import load as load_fixture
+from soc.mailbox import DRAM_POOL
 
 
 @pytest.fixture(scope="module")

@@ -68,8 +68,9 @@ def test_equivalence_check_sees_a_difference():
 
 def test_firmware_rejects_bad_hints_and_keeps_serving(sim_build):
     from host.backends import RtlBackend
-    from host.hints import (W_HINT_DONE_SEQ, W_HINT_MAGIC, W_HINT_REJECTED, W_HINT_SEQ,
-                            W_HINT_STATUS, Chunk, SpecConfig, encode_step)
+    from host.hints import Chunk, SpecConfig, encode_step
+    from soc.mailbox import (MBOX_HINT_DONE_SEQ, MBOX_HINT_MAGIC, MBOX_HINT_REJECTED,
+                             MBOX_HINT_SEQ, MBOX_HINT_STATUS)
     from host.prefetch import make_predictor
     b = RtlBackend(sim_build)
     try:
@@ -79,12 +80,12 @@ def test_firmware_rejects_bad_hints_and_keeps_serving(sim_build):
         link = b.link
 
         def post(words):
-            link.cfg_write_block(b._mbox(W_HINT_MAGIC), words)
+            link.cfg_write_block(b._mbox(MBOX_HINT_MAGIC), words)
             b.hint_seq += 1
-            link.cfg_write(b._mbox(W_HINT_SEQ), b.hint_seq)
-            while link.cfg_read(b._mbox(W_HINT_DONE_SEQ)) != b.hint_seq:
+            link.cfg_write(b._mbox(MBOX_HINT_SEQ), b.hint_seq)
+            while link.cfg_read(b._mbox(MBOX_HINT_DONE_SEQ)) != b.hint_seq:
                 b.drv.run(2000)
-            return link.cfg_read(b._mbox(W_HINT_STATUS))
+            return link.cfg_read(b._mbox(MBOX_HINT_STATUS))
 
         good = encode_step(99, 0, [(8, [0, 2, 7])] * 6)[0]
         assert post(Chunk(0, 0, 6, good.payload, True, 98).words()) == 2          # unknown request
@@ -94,7 +95,7 @@ def test_firmware_rejects_bad_hints_and_keeps_serving(sim_build):
         assert post(w) == 4                                                       # garbled length
         assert post([0xDEADBEEF] + good.words()[1:]) == 1                         # garbled magic
         assert post(Chunk(0, 0, 6, [8, 1, 9] * 6, True, 99).words()) == 5        # page beyond n_pages
-        assert link.cfg_read(b._mbox(W_HINT_REJECTED)) == 5
+        assert link.cfg_read(b._mbox(MBOX_HINT_REJECTED)) == 5
         # still serving: the valid step goes through
         for v in range(6):
             for p in range(8):

@@ -8,9 +8,11 @@ import pytest
 
 from gateware.dma.model import ST_FAULT, ST_OK
 from host.link import HostLink
+from soc.mailbox import DRAM_SCRATCH, PRED_DRAM_BASE
 
-SRC = 0x0180_0000  # DRAM offsets in the free area above the page table (firmware/engine.h)
-DST = 0x01C0_0000
+# DRAM offsets in the free area above the page table (soc/mailbox.py: device DRAM)
+SRC = PRED_DRAM_BASE
+DST = DRAM_SCRATCH
 GUARD = 128
 
 

@@ -10,10 +10,11 @@ from litex.gen import LiteXModule
 from litex.soc.interconnect import stream
 from litex.soc.interconnect.csr import CSRStorage, CSRStatus, CSRField
 
-from .model import (ATUParams, COUNTER_WIDTH, FAULT_WIDTH, FAULT_NONE, FAULT_UNMAPPED,
-                    FAULT_INVALID, FAULT_BAD_PTE, FAULT_BUS_ERROR, PTE_VALID_BIT,
-                    PTE_FLAGS_SHIFT, PTE_FLAGS_WIDTH, PTE_LEN_SHIFT, PTE_LEN_WIDTH,
-                    PTE_SLOT_SHIFT, PTE_SLOT_WIDTH, SLOT_ALIGN_BITS, LFSR_SEED, LFSR_TAPS)
+from gateware.common import (FAULT_WIDTH, FAULT_NONE, FAULT_UNMAPPED, FAULT_INVALID,
+                             FAULT_BAD_PTE, FAULT_BUS_ERROR, PTE_VALID_BIT, PTE_FLAGS_SHIFT,
+                             PTE_FLAGS_WIDTH, PTE_LEN_SHIFT, PTE_LEN_WIDTH, PTE_SLOT_SHIFT,
+                             PTE_SLOT_WIDTH, SLOT_ALIGN_BITS, SLOT_MAX_BYTES)
+from .model import ATUParams, COUNTER_WIDTH, LFSR_SEED, LFSR_TAPS
 
 # Stream layouts --------------------------------------------------------------------------------
 
@@ -60,10 +61,10 @@ class ATU(LiteXModule):
     DROPS_WIDTH = 16
 
     def __init__(self, port, entries=16, policy="lru", vpn_width=24, paddr_width=32,
-                 tag_width=8, max_length=4160, walk_timeout=4096):
-        self.params = p = ATUParams(entries=entries, policy=policy, vpn_width=vpn_width,
-                                    paddr_width=paddr_width, tag_width=tag_width,
-                                    max_length=max_length)
+                 tag_width=8, max_length=SLOT_MAX_BYTES, walk_timeout=4096):
+        self.params = ATUParams(entries=entries, policy=policy, vpn_width=vpn_width,
+                                paddr_width=paddr_width, tag_width=tag_width,
+                                max_length=max_length)
         dw = getattr(port, "data_width", None)
         if not isinstance(dw, int) or dw < 8 or dw & (dw - 1):
             raise ValueError("port data_width must be a power of two >= 8, got {!r}".format(dw))

@@ -12,30 +12,11 @@ byte of the SDRAM; the CPU sees it at the SoC's ``main_ram`` base).
 from dataclasses import dataclass
 from typing import NamedTuple
 
-# Fault codes (response field ``fault``, CSR ``last_fault.code``) ----------------------------
-
-FAULT_NONE      = 0  # translation ok
-FAULT_UNMAPPED  = 1  # vpn >= pt_entries: outside the page table, no memory read
-FAULT_INVALID   = 2  # PTE read, its valid bit is 0
-FAULT_BAD_PTE   = 3  # PTE valid but unusable: length 0 or > max_length, or
-                     # [paddr, paddr+length) not inside the DRAM window / paddr_width
-FAULT_BUS_ERROR = 4  # PTE address beyond the native port's address space (no read), or
-                     # the PTE read timed out (gateware only: a timing event, not modelled)
-FAULT_NAMES = {FAULT_NONE: "none", FAULT_UNMAPPED: "unmapped", FAULT_INVALID: "invalid",
-               FAULT_BAD_PTE: "bad_pte", FAULT_BUS_ERROR: "bus_error"}
-FAULT_WIDTH = 3
-
-# Page-table entry format (64 bits, little endian in memory) ---------------------------------
-
-PTE_BYTES       = 8
-PTE_VALID_BIT   = 0   # bit 0: valid
-PTE_FLAGS_SHIFT = 1   # bits 7:1: flags, 7 bits, opaque to the ATU, returned with the result
-PTE_FLAGS_WIDTH = 7
-PTE_LEN_SHIFT   = 8   # bits 23:8: compressed length in bytes (1..max_length)
-PTE_LEN_WIDTH   = 16
-PTE_SLOT_SHIFT  = 24  # bits 63:24: physical address >> 6 (pages live in 64-byte aligned slots)
-PTE_SLOT_WIDTH  = 40
-SLOT_ALIGN_BITS = 6   # 64-byte (one CXL line) alignment of page slots
+# The PTE format and the fault codes are shared with the firmware and the page engine: they
+# live in gateware/common.py.
+from gateware.common import (FAULT_BAD_PTE, FAULT_BUS_ERROR, FAULT_INVALID, FAULT_NONE,
+                             FAULT_UNMAPPED, PTE, PTE_BYTES, PTE_LEN_WIDTH, PTE_SLOT_WIDTH,
+                             SLOT_ALIGN_BITS, SLOT_MAX_BYTES, pack_pte)
 
 POLICIES = ("lru", "fifo", "random")
 COUNTER_WIDTH = 32
@@ -53,37 +34,6 @@ def lfsr_next(state):
     return state
 
 
-def pack_pte(paddr, length, flags=0, valid=True):
-    """A 64-bit PTE. ``paddr`` must be 64-byte aligned; fields must fit (ValueError if not)."""
-    if paddr < 0 or paddr % (1 << SLOT_ALIGN_BITS):
-        raise ValueError("paddr 0x{:x} is not a 64-byte aligned address".format(paddr))
-    if (paddr >> SLOT_ALIGN_BITS) >> PTE_SLOT_WIDTH:
-        raise ValueError("paddr 0x{:x} does not fit the {}-bit slot field".format(
-            paddr, PTE_SLOT_WIDTH))
-    if not 0 <= length < (1 << PTE_LEN_WIDTH):
-        raise ValueError("length {} does not fit {} bits".format(length, PTE_LEN_WIDTH))
-    if not 0 <= flags < (1 << PTE_FLAGS_WIDTH):
-        raise ValueError("flags {} do not fit {} bits".format(flags, PTE_FLAGS_WIDTH))
-    return (((paddr >> SLOT_ALIGN_BITS) << PTE_SLOT_SHIFT) | (length << PTE_LEN_SHIFT)
-            | (flags << PTE_FLAGS_SHIFT) | (int(bool(valid)) << PTE_VALID_BIT))
-
-
-@dataclass(frozen=True)
-class PTE:
-    valid: bool
-    flags: int
-    length: int
-    paddr: int
-
-    @classmethod
-    def unpack(cls, value):
-        return cls(valid=bool((value >> PTE_VALID_BIT) & 1),
-                   flags=(value >> PTE_FLAGS_SHIFT) & ((1 << PTE_FLAGS_WIDTH) - 1),
-                   length=(value >> PTE_LEN_SHIFT) & ((1 << PTE_LEN_WIDTH) - 1),
-                   paddr=(((value >> PTE_SLOT_SHIFT) & ((1 << PTE_SLOT_WIDTH) - 1))
-                          << SLOT_ALIGN_BITS))
-
-
 @dataclass(frozen=True)
 class ATUParams:
     """Build-time parameters shared by the model and the core (checked here, once)."""
@@ -92,7 +42,7 @@ class ATUParams:
     vpn_width:   int = 24      # virtual page number bits
     paddr_width: int = 32      # physical (DRAM byte) address bits: paddr, pt_base, window
     tag_width:   int = 8       # requester tag bits, returned unchanged
-    max_length:  int = 4160    # largest valid compressed length (4 KiB page + 64 B)
+    max_length:  int = SLOT_MAX_BYTES  # largest valid compressed length (4 KiB page + 64 B)
 
     def __post_init__(self):
         def need(cond, msg):

@@ -23,9 +23,11 @@ Data: 512 bits, byte ``i`` of the line in bits ``8i+7:8i``.
 import enum
 from dataclasses import dataclass, field
 
+from gateware.common import LINE_BYTES, PTE_FLAGS_WIDTH, PTE_LEN_WIDTH
+
 HDR_BITS  = 128
-DATA_BITS = 512
-LINE      = DATA_BITS // 8  # 64 bytes
+LINE      = LINE_BYTES      # 64 bytes: one cache line per message
+DATA_BITS = 8 * LINE
 
 
 class Op(enum.IntEnum):
@@ -80,14 +82,22 @@ page_response_layout = [
 ]
 
 
+# XLATE answer ``value``: the PTE's length and flags fields, then the TLB hit flag.
+_XLATE_LEN_MASK   = (1 << PTE_LEN_WIDTH) - 1          # 0xFFFF
+_XLATE_FLAGS_MASK = (1 << PTE_FLAGS_WIDTH) - 1        # 0x7F
+_XLATE_HIT_BIT    = PTE_LEN_WIDTH + PTE_FLAGS_WIDTH    # 23
+
+
 def xlate_value(length, flags, hit):
     """The ``value`` of an XLATE answer: PTE length, flags and the TLB hit flag."""
-    return (length & 0xFFFF) | (flags & 0x7F) << 16 | int(bool(hit)) << 23
+    return ((length & _XLATE_LEN_MASK) | (flags & _XLATE_FLAGS_MASK) << PTE_LEN_WIDTH
+            | int(bool(hit)) << _XLATE_HIT_BIT)
 
 
 def xlate_fields(value):
     """(length, flags, hit) of an XLATE answer's ``value``."""
-    return value & 0xFFFF, (value >> 16) & 0x7F, bool(value >> 23 & 1)
+    return (value & _XLATE_LEN_MASK, (value >> PTE_LEN_WIDTH) & _XLATE_FLAGS_MASK,
+            bool(value >> _XLATE_HIT_BIT & 1))
 
 # Migen stream layout of one message (payload), used by both directions.
 message_layout = [

@@ -5,7 +5,7 @@ The behaviour is specified by ``model.DMAModel``; this core matches it byte for 
 descriptor format, registers and timing: README.md beside this file.
 """
 
-from migen import (Module, Signal, If, Cat, Mux, Constant, Replicate, FSM, NextState,
+from migen import (Module, Signal, If, Cat, Mux, Constant, FSM, NextState,
                    NextValue, ResetInserter, log2_int)
 from litex.gen import LiteXModule
 from litex.soc.interconnect import stream
@@ -14,8 +14,9 @@ from litex.soc.interconnect.csr import CSRStorage, CSRStatus, CSRField
 from litedram.common import LiteDRAMNativePort
 from litedram.frontend.dma import LiteDRAMDMAReader
 
-from .model import (OP_COPY, OP_COMPRESS, OP_DECOMPRESS, OP_WIDTH, ST_OK, ST_FAULT,
-                    ST_CORRUPT, ST_TIMEOUT, ST_OVERFLOW, ST_INVALID, STATUS_WIDTH, HOST_LINE)
+from gateware.common import (OP_COPY, OP_COMPRESS, OP_DECOMPRESS, OP_WIDTH, ST_OK, ST_FAULT,
+                             ST_CORRUPT, ST_TIMEOUT, ST_OVERFLOW, ST_INVALID, STATUS_WIDTH)
+from .model import HOST_LINE
 
 # Stream layouts --------------------------------------------------------------------------------
 

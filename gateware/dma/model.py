@@ -17,32 +17,12 @@ of the SDRAM) or host byte addresses.
 from dataclasses import dataclass, field
 from typing import Callable, NamedTuple
 
-# Operations ------------------------------------------------------------------------------------
+# Operations and completion statuses (OP_*, ST_*): shared with the page engine, the firmware and
+# the host, so they live in gateware/common.py; this model is their specification.
+from gateware.common import (LINE_BYTES, OP_COMPRESS, OP_COPY, OP_DECOMPRESS, OP_NAMES,
+                             ST_CORRUPT, ST_FAULT, ST_INVALID, ST_OK, ST_OVERFLOW, ST_TIMEOUT)
 
-OP_COPY       = 0
-OP_COMPRESS   = 1
-OP_DECOMPRESS = 2
-OP_NAMES = {OP_COPY: "copy", OP_COMPRESS: "compress", OP_DECOMPRESS: "decompress"}
-OP_WIDTH = 2
-
-# Completion statuses ---------------------------------------------------------------------------
-
-ST_OK       = 0  # every descriptor of the job done
-ST_FAULT    = 1  # a source or destination range outside its window: checked when the
-                 # descriptor is queued, so the whole job is skipped (no memory access)
-ST_CORRUPT  = 2  # the decompressor reported an error: job stopped, nothing written outside
-                 # [dst, dst + cap) of that descriptor
-ST_TIMEOUT  = 3  # watchdog: no progress on the memory port, host stream or codec for
-                 # ``timeout`` cycles: job abandoned (gateware only: a timing event)
-ST_OVERFLOW = 4  # a codec produced more than ``cap`` bytes: job stopped at ``cap``
-ST_INVALID  = 5  # malformed descriptor (length 0 or too long, cap 0 for a codec op,
-                 # unknown op or op without a codec, host destination not 64-byte aligned,
-                 # chain longer than the descriptor queue): whole job skipped
-STATUS_NAMES = {ST_OK: "ok", ST_FAULT: "fault", ST_CORRUPT: "corrupt", ST_TIMEOUT: "timeout",
-                ST_OVERFLOW: "overflow", ST_INVALID: "invalid"}
-STATUS_WIDTH = 3
-
-HOST_LINE = 64  # bytes per host line (one CXL cache line)
+HOST_LINE = LINE_BYTES  # bytes per host line (one CXL cache line)
 
 
 @dataclass(frozen=True)

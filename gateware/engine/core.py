@@ -24,7 +24,7 @@ from litex.soc.interconnect.csr import AutoCSR, CSRStatus, CSRStorage
 
 from gateware.arbiter import RoundRobin
 from gateware.bridge.protocol import Status, page_request_layout, page_response_layout
-from gateware.dma.model import OP_DECOMPRESS, ST_OK
+from gateware.common import FAULT_UNMAPPED, OP_DECOMPRESS, PAGE_BYTES, ST_OK
 
 
 # Timestamp names, in the order a demand read passes them (CSRs ``engine_t_<name>``).
@@ -32,7 +32,7 @@ STAMPS = ("req", "xlate", "desc", "rd", "line", "last", "done")
 
 
 class PageEngine(Module, AutoCSR):
-    def __init__(self, atu, dma, page_bytes=4096):
+    def __init__(self, atu, dma, page_bytes=PAGE_BYTES):
         self.dma = dma
         self.page_req = req = stream.Endpoint(page_request_layout)
         self.page_rsp = rsp = stream.Endpoint(page_response_layout)
@@ -63,7 +63,7 @@ class PageEngine(Module, AutoCSR):
                 NextValue(xlate, req.xlate),
                 If(req.vpn[vpn_width:] != 0,
                     # A vpn wider than the ATU's would alias a mapped page: refuse it here.
-                    NextValue(code, 1),  # atu.model.FAULT_UNMAPPED
+                    NextValue(code, FAULT_UNMAPPED),
                     NextState("FAULT"),
                 ).Else(NextState("LOOKUP")),
             )

@@ -13,10 +13,10 @@ from __future__ import annotations
 
 import numpy as np
 
+from gateware.common import PAGE_BYTES
 from host.prefetch.dataset import Streams, targets
 
 KS = (1, 2, 4, 8, 16)
-PAGE_BYTES = 4096
 
 
 def run_predictor(pred, st: Streams, kmax: int = max(KS)):
