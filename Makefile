@@ -34,14 +34,14 @@ bench: setup
 	$(PY) bench/codec_ratio.py
 
 traces: setup
-	HF_HUB_OFFLINE=1 $(PY) -m host.workloads --out build/traces --check traces/SHA256SUMS.full
+	HF_HUB_OFFLINE=1 $(PY) -m host.traces.workloads --out build/traces --check traces/SHA256SUMS.full
 
 LIC := /usr/share/common-licenses
 CODEC_TEXT ?= $(LIC)/GPL-3,$(LIC)/GPL-2,$(LIC)/LGPL-2.1,$(LIC)/GFDL-1.3,$(LIC)/MPL-1.1,$(LIC)/MPL-2.0
 CODEC_SEGMENTS ?= 24
 CODEC_WINDOW ?= 4
 codec-eval: setup
-	HF_HUB_OFFLINE=1 $(PY) -m host.codec_eval --text $(CODEC_TEXT) --tokens 1024 \
+	HF_HUB_OFFLINE=1 $(PY) -m host.codec_eval.perplexity --text $(CODEC_TEXT) --tokens 1024 \
 		--segments $(CODEC_SEGMENTS) --window $(CODEC_WINDOW) --skip-fp32 --json build/codec_eval.json
 
 BOARD ?= ulx3s

@@ -20,11 +20,9 @@ import json
 import sys
 from pathlib import Path
 
-ROOT = Path(__file__).resolve().parent.parent
-sys.path.insert(0, str(ROOT))
-sys.path.insert(0, str(ROOT / "bench"))
+from codec_ecp5 import _tool, _version, run  # the sibling bench script (bench/ is sys.path[0])
 
-from codec_ecp5 import _tool, _version, run  # noqa: E402
+ROOT = Path(__file__).resolve().parent.parent
 
 
 def build(core: str, project: Path, out: Path, nextpnr_args: list, freq: float,

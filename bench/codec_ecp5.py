@@ -27,9 +27,8 @@ import sys
 import time
 from pathlib import Path
 
-sys.path.insert(0, str(Path(__file__).resolve().parent.parent))
 
-from gateware.codec.core import GATEWARE_MODES  # noqa: E402
+from gateware.codec.core import GATEWARE_MODES
 
 CORES = ("compressor", "decompressor")
 DEVICE = ("--85k", "CABGA381")            # ULX3S 85F: LFE5U-85F-6BG381C

@@ -19,9 +19,8 @@ from pathlib import Path
 
 import numpy as np
 
-sys.path.insert(0, str(Path(__file__).resolve().parent.parent))
 
-from gateware.codec import reference as R  # noqa: E402
+from gateware.codec import reference as R
 
 
 def main(argv=None) -> int:
@@ -34,7 +33,7 @@ def main(argv=None) -> int:
 
     import zstandard
 
-    from host.trace import load_trace
+    from host.traces.format import load_trace
 
     kvs = [load_trace(t).kv for t in traces]               # (L, H, P, 2, 16, D) each
     L = kvs[0].shape[0]

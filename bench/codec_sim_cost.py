@@ -26,11 +26,10 @@ from pathlib import Path
 
 import numpy as np
 
-ROOT = Path(__file__).resolve().parent.parent
-sys.path.insert(0, str(ROOT))
+from gateware.codec import reference as R
+from gateware.codec.core import GATEWARE_MODES
 
-from gateware.codec import reference as R  # noqa: E402
-from gateware.codec.core import GATEWARE_MODES  # noqa: E402
+ROOT = Path(__file__).resolve().parent.parent
 
 CORES = ("compressor", "decompressor")
 VFLAGS = ["-O3", "--x-assign", "fast", "--x-initial", "fast", "--noassert",
@@ -82,7 +81,7 @@ int main(int argc, char **argv) {
 
 
 def _pages(n: int) -> np.ndarray:
-    from host.trace import load_trace
+    from host.traces.format import load_trace
     kv = load_trace(str(ROOT / "traces" / "mini-chatbot.safetensors")).kv
     pages = kv.reshape(-1, *kv.shape[3:])
     idx = np.random.default_rng(0).choice(len(pages), n, replace=False)

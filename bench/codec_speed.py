@@ -18,9 +18,8 @@ from pathlib import Path
 
 import numpy as np
 
-sys.path.insert(0, str(Path(__file__).resolve().parent.parent))
 
-from gateware.codec import reference as R  # noqa: E402
+from gateware.codec import reference as R
 
 
 def _best(fn, repeat):
@@ -33,7 +32,7 @@ def _best(fn, repeat):
 
 
 def load_pages(path: str) -> np.ndarray:
-    from host.trace import load_trace
+    from host.traces.format import load_trace
     kv = load_trace(path).kv
     return np.ascontiguousarray(kv.reshape(-1, *kv.shape[3:]))
 

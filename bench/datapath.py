@@ -34,7 +34,6 @@ from datetime import datetime, timezone
 from pathlib import Path
 
 ROOT = Path(__file__).resolve().parent.parent
-sys.path.insert(0, str(ROOT))
 
 HOST_BASE, HOST_SIZE = 0x3_0000_0000, 64 * 4096
 SCRATCH = 0x01C0_0000
@@ -52,15 +51,15 @@ def _dma_job(link, op, src, dst, n, cap=0, host=False, poll=64):
     link.csr_write("dma_dst", dst)
     link.csr_write("dma_length", n)
     link.csr_write("dma_cap", cap or n)
-    t0 = link.drv.cycle
+    t0 = link.cycle
     link.csr_write("dma_push", op | int(host) << 2 | 1 << 3 | 7 << 8)
-    t_push = link.drv.cycle  # the push took effect just before its Cmp came back
+    t_push = link.cycle  # the push took effect just before its Cmp came back
     while True:
         c = link.csr_read("dma_completion")
         if c & 1:
             break
-        link.drv.run(poll)
-    t_end = link.drv.cycle
+        link.run(poll)
+    t_end = link.cycle
     nbytes = link.csr_read("dma_completion_bytes")
     link.csr_write("dma_pop", 1)
     status = (c >> 4) & 0xF
@@ -69,8 +68,8 @@ def _dma_job(link, op, src, dst, n, cap=0, host=False, poll=64):
 
 
 def bench_dma(sim, blob, page_bytes, poll):
-    from host.link import HostLink
-    link = HostLink(sim, "ideal")
+    from host.driver.link import SimLink
+    link = SimLink(sim, "ideal")
     size = sim.memories["main_ram"]["size"]
     for k, v in (("dma_dram_base", 0), ("dma_dram_size", size), ("dma_host_base", HOST_BASE),
                  ("dma_host_size", HOST_SIZE)):
@@ -102,8 +101,8 @@ def bench_dma(sim, blob, page_bytes, poll):
 def bench_tlb(sim, repeat=20):
     from gateware.atu.model import pack_pte
     from gateware.bridge.protocol import Message, Op
-    from host.link import HostLink
-    link = HostLink(sim, "ideal")
+    from host.driver.link import SimLink
+    link = SimLink(sim, "ideal")
     ram, size = sim.memories["main_ram"]["base"], sim.memories["main_ram"]["size"]
     pt = SCRATCH
     table = b"".join(pack_pte(0x10_0000 + 0x1000 * v, 1000).to_bytes(8, "little")
@@ -129,8 +128,8 @@ def bench_tlb(sim, repeat=20):
 def bench_demand(sim, blob, want, profile, repeat):
     from gateware.atu.model import pack_pte
     from gateware.bridge.protocol import Message, Op
-    from host.link import HostLink
-    link = HostLink(sim, profile, seed=3)
+    from host.driver.link import SimLink
+    link = SimLink(sim, profile, seed=3)
     ram, size = sim.memories["main_ram"]["base"], sim.memories["main_ram"]["size"]
     pt, slot = SCRATCH + 0x3_0000, SCRATCH + 0x4_0000
     link.mem_write(ram + slot, blob + bytes(-len(blob) % 64))
@@ -178,8 +177,8 @@ def main(argv=None):
     args = p.parse_args(argv)
 
     from gateware.codec import reference as R
-    from host.link import HostLink
-    from host.trace import load_trace
+    from host.driver.link import SimLink
+    from host.traces.format import load_trace
     from soc.targets.sim import build_sim
     from soc.sim import SimDriver
 
@@ -194,7 +193,7 @@ def main(argv=None):
     def fresh():
         drv = SimDriver(b.model, csr_json=b.csr_json)
         drv.reset()
-        HostLink(drv, "ideal").wait_ready(2_000_000)
+        SimLink(drv, "ideal").wait_ready(2_000_000)
         return drv
 
     clk = None

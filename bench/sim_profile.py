@@ -25,7 +25,6 @@ from datetime import datetime, timezone
 from pathlib import Path
 
 ROOT = Path(__file__).resolve().parent.parent
-sys.path.insert(0, str(ROOT))
 
 # Signal-name prefix (after sim_soc_) -> part of the design; first match wins.
 PARTS = [
@@ -71,7 +70,7 @@ def child(args):
     drv = SimDriver(args.model, csr_json=args.csr_json)
     drv.reset()
     drv.uart_read_until(b"speckv> ", 2_000_000)
-    ns = drv.lib.spk_bare_loop(drv._state, args.cycles)
+    ns = drv.bare_loop(args.cycles)
     print(json.dumps({"cycles_per_s": args.cycles / (ns * 1e-9)}))
     return 0
 

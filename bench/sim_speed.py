@@ -9,7 +9,7 @@ generated Verilog and the same compiled model:
   (d) pages    demand reads over the emulated link as the trace replay does them: one PageRd
                of a real compressed KV page at a time (cxl2-x16 profile), answered by the
                gateware, 64 HostWr lines into host memory each; simulated cycles per second
-               including every Python step (HostLink.transact), and page reads per second.
+               including every Python step (SimLink.transact), and page reads per second.
 
 The firmware is booted first, so every method simulates the same thing: VexRiscv in the
 firmware's command loop polling the UART, LiteDRAM refreshing. Each method runs `--repeat`
@@ -26,7 +26,6 @@ from datetime import datetime, timezone
 from pathlib import Path
 
 ROOT = Path(__file__).resolve().parent.parent
-sys.path.insert(0, str(ROOT))
 
 
 def _page_reader(drv):
@@ -34,13 +33,13 @@ def _page_reader(drv):
     from gateware.atu.model import pack_pte
     from gateware.bridge.protocol import Message, Op
     from gateware.codec import reference as R
-    from host.link import HostLink
-    from host.trace import load_trace
+    from host.driver.link import SimLink
+    from host.traces.format import load_trace
     t = load_trace(ROOT / "traces" / "mini-chatbot.safetensors")
     mode = next(k[len("codec_mode_"):].lower() for k in drv.constants
                 if k.startswith("codec_mode_"))
     blob = R.compress(t.page(t.vpn(3, 1, 2)), mode)
-    link = HostLink(drv, "cxl2-x16")
+    link = SimLink(drv, "cxl2-x16")
     ram, size = drv.memories["main_ram"]["base"], drv.memories["main_ram"]["size"]
     pt, slot, host = 0x01C3_0000, 0x01C4_0000, 0x3_0000_0000
     link.mem_write(ram + slot, blob + bytes(-len(blob) % 64))
@@ -90,10 +89,10 @@ def main(argv=None):
     drv = SimDriver(b.model, csr_json=b.csr_json)
     drv.reset()
     drv.uart_read_until(b"speckv> ", 2_000_000)
-    pv = drv._pv  # the same model instance, driven the pyverilator way for (b)
+    pv = drv.pyverilator  # the same model instance, driven the pyverilator way for (b)
 
     def bare():
-        ns = drv.lib.spk_bare_loop(drv._state, args.cycles)
+        ns = drv.bare_loop(args.cycles)
         return args.cycles / (ns * 1e-9)
 
     def python_step():
@@ -162,7 +161,7 @@ def main(argv=None):
     names = {"bare": "(a) bare Verilator C++ loop",
              "python": "(b) pyverilator, one Python call per clock",
              "driver": "(c) SimDriver native run-until-event loop",
-             "pages": "(d) demand reads over the link (HostLink)"}
+             "pages": "(d) demand reads over the link (SimLink)"}
     for k in ("bare", "python", "driver", "pages"):
         print(f"{names[k]:<44} {med[k] / 1e6:>11.3f} {med[k] / med['bare']:>7.1%}")
     print(f"(d): {res['median_page_reads_per_s']} page reads per second of wall time")

@@ -5,8 +5,8 @@
  * The host <-> firmware contract: the mailbox words, command and status codes, the hint
  * chunks and step records of the speculation engine, and the device DRAM the commands name.
  *
- * This module is the one source. The host side (host/device.py, host/hints.py, host/link.py,
- * host/speculation.py, host/backends.py) imports it; the firmware includes firmware/mailbox.h
+ * This module is the one source. The host side (host/driver/device.py, host/driver/hints.py, host/driver/link.py,
+ * host/prefetch/speculation.py, host/replayer/backends.py) imports it; the firmware includes firmware/mailbox.h
  * and firmware/common.h, generated from this module and gateware/common.py:
  *
  *     python -m soc.mailbox            # write firmware/mailbox.h and firmware/common.h
@@ -174,7 +174,7 @@
 #define REC_EPOCH            15u         /* = step */
 #define STEP_RECORD_WORDS    16u
 
-/* Speculation engine parameters (firmware/speculate.c; reference host/speculation.py) */
+/* Speculation engine parameters (firmware/speculate.c; reference host/prefetch/speculation.py) */
 #define SPEC_UCB_ARMS        {1, 2, 4, 8, 16} /* prediction depths of the UCB arms */
 #define SPEC_N_ARMS          5u
 #define SPEC_LAMBDA_Q16      8192u       /* a wasted prefetch costs 1/8 of a hit (Q16) */

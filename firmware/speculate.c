@@ -1,6 +1,6 @@
 /* Speculation engine: decode-step hints in, prefetch DMA jobs into the host's L2 out.
  *
- * The specification is host/speculation.py (reference model, integer for integer), the wire
+ * The specification is host/prefetch/speculation.py (reference model, integer for integer), the wire
  * format and the parameters soc/mailbox.py (generated into mailbox.h); the replay's `model`
  * backend runs the former in place of this code and the `rtl` backend must give the same
  * decisions. Per step: feedback from the hint (L2 hits, use of the last step's prefetches),

@@ -4,7 +4,7 @@
 #include <stdint.h>
 
 /* Speculation engine: hint chunks from the mailbox -> predictions -> prefetch DMA jobs into
- * the host's L2 (specification: host/speculation.py; wire format and parameters:
+ * the host's L2 (specification: host/prefetch/speculation.py; wire format and parameters:
  * soc/mailbox.py, generated into mailbox.h). It serves the hint channel of the mailbox
  * itself and uses the page store (pool.h) for page-table lookups and DRAM write-backs. */
 

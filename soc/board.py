@@ -12,7 +12,7 @@ KV decompressor, firmware DMA with compressor and decompressor, page engine, mai
 board has no CXL pads, so the bridge's message link is carried by a Wishbone message tunnel
 (``gateware/bridge/tunnel.py``) that the host reaches through LiteX's UARTBone on the
 board's USB UART (``litex_server --uart``); the firmware console shares that UART as
-LiteX's "crossover" UART. ``host/remote.py`` is the host side.
+LiteX's "crossover" UART. ``host/driver/tunnel.py`` is the host side.
 
 Per-core resources come from the synthesis of the real bitstream: the cache-engine cores and
 the CPU are kept as separate Verilog modules (``soc/hier.py``) and synthesized with
@@ -232,8 +232,8 @@ def generate(board, build_dir=None, sys_clk_freq=None, baudrate=None,
 
 def host_link_hint(proj):
     return (f"host link: litex_server --uart --uart-port /dev/ttyUSB0 --uart-baudrate "
-            f"{proj.baudrate}; then host.remote.RemoteTarget(RemoteClient(csr_csv="
-            f"'{proj.csr_csv}'), '{proj.csr_json}') and host.remote.TunnelLink")
+            f"{proj.baudrate}; then host.driver.tunnel.RemoteTarget(RemoteClient(csr_csv="
+            f"'{proj.csr_csv}'), '{proj.csr_json}') and host.driver.tunnel.TunnelLink")
 
 
 def run(board, args, argv_text):

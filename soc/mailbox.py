@@ -1,8 +1,8 @@
 """The host <-> firmware contract: the mailbox words, command and status codes, the hint
 chunks and step records of the speculation engine, and the device DRAM the commands name.
 
-This module is the one source. The host side (host/device.py, host/hints.py, host/link.py,
-host/speculation.py, host/backends.py) imports it; the firmware includes firmware/mailbox.h
+This module is the one source. The host side (host/driver/device.py, host/driver/hints.py, host/driver/link.py,
+host/prefetch/speculation.py, host/replayer/backends.py) imports it; the firmware includes firmware/mailbox.h
 and firmware/common.h, generated from this module and gateware/common.py:
 
     python -m soc.mailbox            # write firmware/mailbox.h and firmware/common.h
@@ -183,7 +183,7 @@ REC_ARM            = 14  # UCB arm of the step
 REC_EPOCH          = 15  # = step
 STEP_RECORD_WORDS  = 16
 
-# Speculation engine parameters (firmware/speculate.c; reference host/speculation.py) ---------
+# Speculation engine parameters (firmware/speculate.c; reference host/prefetch/speculation.py) ---------
 
 SPEC_UCB_ARMS    = (1, 2, 4, 8, 16)    # prediction depths of the UCB arms
 SPEC_N_ARMS      = len(SPEC_UCB_ARMS)

@@ -40,6 +40,6 @@ def booted(sim):
 def ready(sim):
     """A model whose firmware has reported the device ready in the mailbox (DRAM is up):
     host memory traffic before that may be lost while the SDRAM is being initialised."""
-    from host.link import HostLink
-    HostLink(sim, "ideal").wait_ready(BOOT_CYCLES)
+    from host.driver.link import SimLink
+    SimLink(sim, "ideal").wait_ready(BOOT_CYCLES)
     return sim

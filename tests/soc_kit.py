@@ -27,7 +27,7 @@ SCRATCH, SCRATCH_END = DRAM_SCRATCH, DRAM_SCRATCH_END
 class Batch:
     def __init__(self, link):
         self.link = link
-        self.csr = link.drv.csr
+        self.csr = link.target.csr
         self.items = []
         self.sent = 0
 

@@ -2,7 +2,7 @@
 tunnel feeding the bridge, UARTBone on a real 8N1 serial line, console on the crossover
 UART, the cores as separate Verilog modules as in the bitstream), its serial line served on
 a TCP socket, a real ``litex_server --uart`` attached to it and the host tools
-(``host.remote.TunnelLink`` + ``host.device.Device``) on ``RemoteClient``. A real trace page
+(``host.driver.tunnel.TunnelLink`` + ``host.driver.device.Device``) on ``RemoteClient``. A real trace page
 is offloaded and read back on demand, byte for byte against the reference codec."""
 
 import shutil
@@ -16,8 +16,8 @@ import pytest
 
 from gateware.bridge.protocol import Message, Op, Status
 from gateware.codec import reference as R
-from host.device import Device
-from host.trace import load_trace
+from host.driver.device import Device
+from host.traces.format import load_trace
 
 ROOT = Path(__file__).resolve().parent.parent
 BUILD = ROOT / "build" / "test-sim-link"
@@ -47,13 +47,13 @@ def _litex_server():
 def remote(link_build):
     """(RemoteTarget, TunnelLink, SerialSocket) on a freshly reset model."""
     from litex.tools.litex_client import RemoteClient
-    from host.remote import RemoteTarget, TunnelLink
+    from host.driver.tunnel import RemoteTarget, TunnelLink
     from soc.board_link import SIM_LINK_CYCLES_PER_BIT
     from soc.sim.driver import SimDriver
-    from soc.sim.serial_socket import SerialSocket, line_config
+    from soc.sim.serial_socket import SerialSocket
 
     drv = SimDriver(link_build.model, csr_json=link_build.csr_json)
-    line_config(drv, SIM_LINK_CYCLES_PER_BIT)
+    drv.line_config(SIM_LINK_CYCLES_PER_BIT)
     drv.reset()
     serial = SerialSocket(drv, max_cycles=400_000_000).start()
     port = _free_port()
@@ -136,8 +136,8 @@ def test_replay_over_uartbone_matches_the_model(remote):
     the message tunnel) on the board-link SoC: every page read back equals the reference
     codec's, and the functional results (tiers of every access, pages prefetched into which
     L2 slots, compressed lengths, data digest) equal the model backend's."""
-    from host.backends import BoardBackend
-    from host.replay import ReplayOptions, replay
+    from host.replayer.backends import BoardBackend
+    from host.replayer.engine import ReplayOptions, replay
 
     target, _, serial = remote
     opts = ReplayOptions(trace=str(ROOT / "traces" / "mini-codegen.safetensors"),

@@ -91,7 +91,9 @@ def test_host_and_models_read_the_contract():
     from gateware.atu import model as atu
     from gateware.bridge import protocol
     from gateware.dma import model as dma
-    from host import backends, device, hints, link, speculation
+    from host.driver import device, hints, link
+    from host.prefetch import speculation
+    from host.replayer import backends
     from host.prefetch import KINDS
     from host.prefetch import core as prefetch
     from soc import soc

@@ -15,8 +15,8 @@ from gateware.atu.model import pack_pte
 from gateware.bridge.protocol import LINE, Message, Op, Status
 from gateware.codec import reference as R
 from gateware.dma.model import ST_CORRUPT, ST_FAULT
-from host.link import HostLink, LinkError
-from host.trace import load_trace
+from host.driver.link import SimLink, LinkError
+from host.traces.format import load_trace
 
 ROOT = Path(__file__).resolve().parent.parent
 MODE = "kivi_k4v3"          # the SoC's default codec mode
@@ -88,7 +88,7 @@ def page_rd(link, tag, vpn, slot):
 def test_demand_read_real_pages(ready, pages):
     sim = ready
     vpns, blobs = pages
-    link = HostLink(sim, "cxl2-x16")
+    link = SimLink(sim, "cxl2-x16")
     setup_pool(sim, link, vpns, blobs)
     # All pages at once: several outstanding, answered by tag.
     msgs = [page_rd(link, 10 + i, v, i) for i, v in enumerate(vpns[:8])]
@@ -111,7 +111,7 @@ def test_demand_read_real_pages(ready, pages):
 def test_demand_read_latency_is_measured(ready, pages):
     sim = ready
     vpns, blobs = pages
-    link = HostLink(sim, "cxl2-x16")
+    link = SimLink(sim, "cxl2-x16")
     setup_pool(sim, link, vpns[:1], blobs[:1])
     a = link.transact([page_rd(link, 1, vpns[0], 0)])[0]
     # Two one-way link latencies at least, plus the page walk, DRAM reads, decompression and
@@ -123,7 +123,7 @@ def test_demand_read_latency_is_measured(ready, pages):
 def test_faults_and_errors(ready, pages):
     sim = ready
     vpns, blobs = pages
-    link = HostLink(sim, "ideal")
+    link = SimLink(sim, "ideal")
     setup_pool(sim, link, vpns[:4], blobs[:4], corrupt=2)
     n_entries = max(vpns[:4]) + 1
     unmapped = n_entries + 5

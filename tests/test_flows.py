@@ -10,9 +10,9 @@ import pytest
 
 from gateware.bridge.protocol import Message, Op, Status
 from gateware.codec import reference as R
-from host.device import Device, DeviceError
-from host.link import HostLink
-from host.trace import load_trace
+from host.driver.device import Device, DeviceError
+from host.driver.link import SimLink
+from host.traces.format import load_trace
 from soc.mailbox import MBOX_ERR_UNMAPPED, MBOX_ERR_VPN, MBOX_ERRORS
 
 ROOT = Path(__file__).resolve().parent.parent
@@ -31,7 +31,7 @@ def kv():
 
 @pytest.fixture
 def dev(ready):
-    link = HostLink(ready, "cxl2-x16")
+    link = SimLink(ready, "cxl2-x16")
     link.csr_write("engine_host_base", HOST_BASE)
     link.csr_write("engine_host_size", HOST_SIZE)
     link.csr_write("dma_host_base", HOST_BASE)

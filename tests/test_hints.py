@@ -1,5 +1,5 @@
-"""Hint wire format (host/hints.py) and the speculation engine's reference model
-(host/speculation.py): encoding round trip, every rejection, UCB arithmetic, throttle, L2
+"""Hint wire format (host/driver/hints.py) and the speculation engine's reference model
+(host/prefetch/speculation.py): encoding round trip, every rejection, UCB arithmetic, throttle, L2
 slot allocation and filtering."""
 
 import math
@@ -8,8 +8,8 @@ import random
 import numpy as np
 import pytest
 
-from host.hints import Chunk, HintError, SpecConfig, encode_step, parse_chunk
-from host.speculation import SpeculationEngine, isqrt, log2q8, tag_line
+from host.driver.hints import Chunk, HintError, SpecConfig, encode_step, parse_chunk
+from host.prefetch.speculation import SpeculationEngine, isqrt, log2q8, tag_line
 from soc.mailbox import HINT_DENSE, HINT_MAGIC, MBOX_HINT_UNITS, SPEC_BUDGET_MIN
 
 

@@ -1,4 +1,5 @@
-"""The layers only point down: gateware <- soc <- host <- bench. No library module of
+"""The layers only point down: gateware <- soc <- host <- bench, and inside host/ the device
+layer (driver) <- the references and trace tools <- the replay. No library module of
 gateware/ or soc/ pulls in a host/ module when imported, gateware/ imports neither soc/ nor
 host/, and nothing imports soc/build.py (the command-line entry point over soc/cli.py)."""
 
@@ -15,6 +16,10 @@ ALLOWED = {"gateware": {"gateware"}, "soc": {"gateware", "soc"},
            "host": {"gateware", "soc", "host"}, "bench": {"gateware", "soc", "host", "bench"}}
 # Where an upward import is the point: soc/build.py's --sim hands over to the replay.
 LAZY_UPWARD = {("soc/cli.py", "host.replay")}
+# Inside host/: which subpackages each may import (host/replay.py, the command line, any).
+HOST_ALLOWED = {"driver": {"driver"}, "traces": {"traces"},
+                "prefetch": {"driver", "traces", "prefetch"}, "codec_eval": {"traces", "codec_eval"},
+                "replayer": {"driver", "traces", "prefetch", "replayer"}}
 
 
 def _modules(layer):
@@ -44,6 +49,23 @@ def test_no_upward_imports(layer):
             if pkg in ALLOWED and pkg not in ALLOWED[layer] and (rel, mod) not in LAZY_UPWARD:
                 bad.append(f"{rel} imports {mod}")
     assert not bad, "\n".join(bad)
+
+
+@pytest.mark.parametrize("sub", list(HOST_ALLOWED))
+def test_host_subpackages_point_down(sub):
+    bad = []
+    for path in _modules(f"host/{sub}"):
+        for mod, _ in _imports(path):
+            parts = mod.split(".")
+            if parts[0] == "host" and (len(parts) < 2 or parts[1] not in HOST_ALLOWED[sub]):
+                bad.append(f"{path.relative_to(ROOT)} imports {mod}")
+    assert not bad, "\n".join(bad)
+
+
+def test_host_has_no_loose_modules():
+    """Every host module lives in a subpackage; host/replay.py is the one command line."""
+    loose = sorted(p.name for p in (ROOT / "host").glob("*.py"))
+    assert loose == ["__init__.py", "replay.py"], loose
 
 
 def test_nothing_imports_the_build_entry_point():

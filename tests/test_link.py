@@ -6,14 +6,14 @@ import random
 import pytest
 
 from gateware.bridge.protocol import LINE, Message, Op, Status
-from host.link import PROFILES, HostLink, LinkError, LinkProfile
+from host.driver.link import PROFILES, SimLink, LinkError, LinkProfile
 from soc.mailbox import MBOX_READY
 from soc.sim import Stop
 from soc.soc import IDENT_MAGIC, MAILBOX_BASE
 
 
 def test_csr_read_over_the_link(sim):
-    link = HostLink(sim, "ideal")
+    link = SimLink(sim, "ideal")
     assert link.csr_read("identifier_regs_magic") == IDENT_MAGIC
     # The bridge's own counters saw that request.
     assert link.csr_read("bridge_requests") == 2  # magic + this read
@@ -21,7 +21,7 @@ def test_csr_read_over_the_link(sim):
 
 
 def test_device_reports_ready(sim):
-    link = HostLink(sim, "ideal")
+    link = SimLink(sim, "ideal")
     assert link.cfg_read(MAILBOX_BASE) != MBOX_READY  # not yet: firmware still booting
     waited = link.wait_ready(2_000_000)
     assert 0 < waited < 2_000_000
@@ -30,7 +30,7 @@ def test_device_reports_ready(sim):
 
 def test_mailbox_read_write(ready):
     sim = ready
-    link = HostLink(sim, "ideal")
+    link = SimLink(sim, "ideal")
     for i, v in enumerate([0x01234567, 0x89ABCDEF, 0, 0xFFFFFFFF]):
         link.cfg_write(MAILBOX_BASE + 4 * (i + 1), v)
     assert [link.cfg_read(MAILBOX_BASE + 4 * (i + 1)) for i in range(4)] == \
@@ -39,7 +39,7 @@ def test_mailbox_read_write(ready):
 
 def test_page_write_read_roundtrip_and_host_bus_agrees(ready):
     sim = ready
-    link = HostLink(sim, "cxl2-x16")
+    link = SimLink(sim, "cxl2-x16")
     base = sim.memories["main_ram"]["base"] + 0x10000
     page = bytes(random.Random(3).getrandbits(8) for _ in range(4096))
     link.mem_write(base, page)
@@ -51,7 +51,7 @@ def test_page_write_read_roundtrip_and_host_bus_agrees(ready):
 
 def test_outstanding_requests_tags_and_credits(ready):
     sim = ready
-    link = HostLink(sim, "cxl2-x16")
+    link = SimLink(sim, "cxl2-x16")
     base = sim.memories["main_ram"]["base"]
     lines = [bytes([i]) * LINE for i in range(40)]
     link.mem_write(base, b"".join(lines))
@@ -77,10 +77,10 @@ def test_outstanding_requests_tags_and_credits(ready):
 
 
 def test_latency_follows_the_profile(sim):
-    fast = HostLink(sim, "cxl2-x16")
+    fast = SimLink(sim, "cxl2-x16")
     lat_cxl = [fast.transact([Message(Op.CFG_RD, t, sim.csr["identifier_regs_magic"]["addr"])])[0].latency
                for t in range(20)]
-    slow = HostLink(sim, "pcie4-x16")
+    slow = SimLink(sim, "pcie4-x16")
     lat_pcie = [slow.transact([Message(Op.CFG_RD, t, sim.csr["identifier_regs_magic"]["addr"])])[0].latency
                 for t in range(20)]
     # Round trip = two one-way latencies + serialisation + device service time.
@@ -93,7 +93,7 @@ def test_latency_follows_the_profile(sim):
 def test_bandwidth_limits_throughput(ready):
     sim = ready
     slow = LinkProfile("slow", bandwidth_gbps=0.8, latency_ns_min=0, latency_ns_max=0)
-    link = HostLink(sim, slow)  # 8 B/cycle at 100 MHz: a MemWr (80 B on the wire) = 10 cycles
+    link = SimLink(sim, slow)  # 8 B/cycle at 100 MHz: a MemWr (80 B on the wire) = 10 cycles
     base = sim.memories["main_ram"]["base"]
     start, sent = sim.cycle, link.stats()["h2d_bytes"]
     link.mem_write(base, bytes(64 * LINE))
@@ -110,7 +110,7 @@ def test_bandwidth_limits_throughput(ready):
     (Message(0x42, 6, 0), Status.UNSUPPORTED),
 ])
 def test_bad_requests_are_refused(sim, msg, status):
-    link = HostLink(sim, "ideal")
+    link = SimLink(sim, "ideal")
     rsp = link.transact([msg], check=False)[0].msg
     assert rsp.status == status and rsp.tag == msg.tag
     with pytest.raises(LinkError, match=status.name):
@@ -120,7 +120,7 @@ def test_bad_requests_are_refused(sim, msg, status):
 
 def test_profile_errors(sim):
     with pytest.raises(ValueError, match="unknown link profile 'pcie9'"):
-        HostLink(sim, "pcie9")
+        SimLink(sim, "pcie9")
     assert set(PROFILES) >= {"cxl2-x16", "pcie4-x16"}
     with pytest.raises(ValueError, match="aligned"):
-        HostLink(sim, "ideal").mem_read(0x40000004, 64)
+        SimLink(sim, "ideal").mem_read(0x40000004, 64)

@@ -165,15 +165,6 @@ def test_lstm_beats_repeat_last_on_heldout(heldout, lstm_scores):
         assert lstm[16]["coverage"] > last[16]["coverage"], name
 
 
-@pytest.mark.parametrize("mod", ["train", "evaluate", "export", "data", "fixture", "bench", "token_lm"])
-def test_commands_have_help(mod, capsys):
-    import importlib
-    m = importlib.import_module(f"host.prefetch.{mod}")
-    with pytest.raises(SystemExit) as e:
-        m.main(["--help"])
-    assert e.value.code == 0 and "usage: speckv-prefetch-" in capsys.readouterr().out
-
-
 def test_export_check_detects_a_stale_header(tmp_path):
     from host.prefetch import export
     out = tmp_path / "h.h"

@@ -6,10 +6,10 @@ import random
 
 import pytest
 
-from host.device import Device, DeviceError
-from host.link import HostLink
+from host.driver.device import Device, DeviceError
+from host.driver.link import SimLink
 from host.prefetch import KIND_CODE
-from host.prefetch.bench import records_for, reference
+from host.prefetch.fixture import records_for, reference
 from host.prefetch.fixture import load as load_fixture
 from soc.mailbox import DRAM_POOL
 
@@ -20,7 +20,7 @@ def dev(sim_build):
     from soc.sim import SimDriver
     drv = SimDriver(sim_build.model, csr_json=sim_build.csr_json)
     drv.reset()
-    link = HostLink(drv, "ideal")
+    link = SimLink(drv, "ideal")
     link.wait_ready(2_000_000)
     yield Device(link)
     drv.close()
@@ -84,6 +84,6 @@ def test_pred_run_rejects_buffers_outside_its_region(dev):
     done = dev.command(8, KIND_CODE["lstm"] | (1 << 8), src=DRAM_POOL, host=(0x1900000 << 32) | 1)
     assert done.status == 3
     with pytest.raises(DeviceError):
-        dev._check(done, "pred_run")
+        dev.check(done, "pred_run")
     done = dev.command(8, 9, src=0x1800000, host=(0x1900000 << 32) | 1)   # unknown kind
     assert done.status == 3

@@ -10,7 +10,8 @@ from pathlib import Path
 import numpy as np
 import pytest
 
-from host.replay import ReplayOptions, main, replay
+from host.replay import main
+from host.replayer.engine import ReplayOptions, replay
 
 ROOT = Path(__file__).resolve().parent.parent
 MINI = str(ROOT / "traces" / "mini-replay.safetensors")
@@ -19,7 +20,7 @@ MINI = str(ROOT / "traces" / "mini-replay.safetensors")
 def test_model_replay_reads_every_page_and_checks_it():
     o = ReplayOptions(trace=MINI, backend="model", prefetcher="last", k=2)
     r = replay(o, progress=False)
-    from host.trace import load_trace
+    from host.traces.format import load_trace
     t = load_trace(MINI)
     assert r["accesses"]["total"] == int(t.access_mask("sparse").sum())
     assert r["check"]["mismatches"] == 0
@@ -41,9 +42,9 @@ def test_gpu_only_reads_everything_from_l1_and_nospec_never_prefetches():
 ])
 def test_rtl_backend_equals_model_backend(sim_build, variant):
     """Same tiers, prefetch decisions, step records and bytes on both backends, over every
-    step of the mini trace (the whole trace: python -m host.backend_equivalence, its result
+    step of the mini trace (the whole trace: python -m host.replayer.equivalence, its result
     committed in docs/results/rtl_vs_model_mini.json)."""
-    from host.backend_equivalence import compare
+    from host.replayer.equivalence import compare
     res = compare(ReplayOptions(trace=MINI, **variant), build=sim_build, progress=False)
     assert res["equal"], res["differences"]
     rtl = res["totals"]["rtl"]
@@ -53,7 +54,7 @@ def test_rtl_backend_equals_model_backend(sim_build, variant):
 
 def test_equivalence_check_sees_a_difference():
     """The comparison the test above relies on reports a changed tier, decision or byte."""
-    from host.backend_equivalence import differences
+    from host.replayer.equivalence import differences
     o = ReplayOptions(trace=MINI, prefetcher="last", k=2, steps=4, layers=2)
     a = replay(o, progress=False)
     assert differences(a, a) == []
@@ -67,25 +68,15 @@ def test_equivalence_check_sees_a_difference():
 
 
 def test_firmware_rejects_bad_hints_and_keeps_serving(sim_build):
-    from host.backends import RtlBackend
-    from host.hints import Chunk, SpecConfig, encode_step
-    from soc.mailbox import (MBOX_HINT_DONE_SEQ, MBOX_HINT_MAGIC, MBOX_HINT_REJECTED,
-                             MBOX_HINT_SEQ, MBOX_HINT_STATUS)
+    from host.replayer.backends import RtlBackend
+    from host.driver.hints import Chunk, SpecConfig, encode_step
     from host.prefetch import make_predictor
     b = RtlBackend(sim_build)
     try:
         cfg = SpecConfig(request=99, kind=1, k=2, ucb=False, throttle=False, heads=3, layers=2,
                          l2_base=0, l2_slots=8, l1_pages=4)
         b.start(cfg, make_predictor("last"))
-        link = b.link
-
-        def post(words):
-            link.cfg_write_block(b._mbox(MBOX_HINT_MAGIC), words)
-            b.hint_seq += 1
-            link.cfg_write(b._mbox(MBOX_HINT_SEQ), b.hint_seq)
-            while link.cfg_read(b._mbox(MBOX_HINT_DONE_SEQ)) != b.hint_seq:
-                b.drv.run(2000)
-            return link.cfg_read(b._mbox(MBOX_HINT_STATUS))
+        post = b.post_hint
 
         good = encode_step(99, 0, [(8, [0, 2, 7])] * 6)[0]
         assert post(Chunk(0, 0, 6, good.payload, True, 98).words()) == 2          # unknown request
@@ -95,7 +86,7 @@ def test_firmware_rejects_bad_hints_and_keeps_serving(sim_build):
         assert post(w) == 4                                                       # garbled length
         assert post([0xDEADBEEF] + good.words()[1:]) == 1                         # garbled magic
         assert post(Chunk(0, 0, 6, [8, 1, 9] * 6, True, 99).words()) == 5        # page beyond n_pages
-        assert link.cfg_read(b._mbox(MBOX_HINT_REJECTED)) == 5
+        assert b.rejected_hints() == 5
         # still serving: the valid step goes through
         for v in range(6):
             for p in range(8):

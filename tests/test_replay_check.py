@@ -1,4 +1,4 @@
-"""The replay's data check (host/page_check.py) can fail: its value bound holds for every
+"""The replay's data check (host/replayer/page_check.py) can fail: its value bound holds for every
 mode's reference decode but not for a broken decoder, a swapped or stale L2 slot or a wrong
 offload length, each of which makes a model-backend replay report mismatches."""
 
@@ -8,10 +8,10 @@ import numpy as np
 import pytest
 
 from gateware.codec import reference as R
-from host.backends import ModelBackend
-from host.page_check import PageCheck, value_bound
-from host.replay import ReplayOptions, replay
-from host.trace import load_trace
+from host.replayer.backends import ModelBackend
+from host.replayer.page_check import PageCheck, value_bound
+from host.replayer.engine import ReplayOptions, replay
+from host.traces.format import load_trace
 
 ROOT = Path(__file__).resolve().parent.parent
 MINI = str(ROOT / "traces" / "mini-replay.safetensors")

@@ -1,5 +1,5 @@
-"""host/rotation.py: the V rotation folded into v_proj/o_proj leaves the model's output
-unchanged and rotates exactly the cached V; host.codec_eval --rotate-v runs end to end."""
+"""host/traces/rotation.py: the V rotation folded into v_proj/o_proj leaves the model's output
+unchanged and rotates exactly the cached V; host.codec_eval.perplexity --rotate-v runs end to end."""
 from __future__ import annotations
 
 import copy
@@ -8,10 +8,12 @@ import json
 import numpy as np
 import pytest
 
-from host.capture import main as capture_main  # before torch: OMP policy
+from host.traces.capture import main as capture_main  # before torch: OMP policy
 import torch  # noqa: E402
-from host.rotation import fold_value_rotation, hadamard, rotation_matrix
-from host.trace import load_trace
+from transformers import DynamicCache  # noqa: E402
+from host.codec_eval import perplexity as codec_eval
+from host.traces.rotation import fold_value_rotation, hadamard, rotation_matrix
+from host.traces.format import load_trace
 from tests.trace_fixtures import TEXT, TINY, need_text, smol, tiny  # noqa: F401  (fixtures)
 
 
@@ -28,7 +30,6 @@ def test_rotation_matrix_orthogonal():
 
 
 def _run(model, ids):
-    from transformers import DynamicCache
 
     cache = DynamicCache()
     with torch.no_grad():
@@ -61,8 +62,6 @@ def test_fold_keeps_output_and_rotates_cached_v(smol):  # noqa: F811
 
 def test_codec_eval_rotate_v(tmp_path, capsys):
     need_text()
-    from host import codec_eval
-
     out = tmp_path / "r.json"
     assert codec_eval.main(["--text", str(TEXT), "--tokens", "64", "--modes", "raw,kivi_z10v9",
                             "--skip-fp32", "--rotate-v", "--json", str(out)]) == 0
@@ -75,7 +74,7 @@ def test_codec_eval_rotate_v(tmp_path, capsys):
 
 
 def test_capture_rotate_v(tiny, tmp_path):
-    """`host/capture.py --rotate-v`: same tokens as the tiny capture, V rotated, recorded."""
+    """`host/traces/capture.py --rotate-v`: same tokens as the tiny capture, V rotated, recorded."""
     path, _, meta, _ = tiny
     out = tmp_path / "rot.safetensors"
     assert capture_main(["--text", str(TEXT), "--out", str(out),

@@ -1,5 +1,5 @@
 """Issue 5 (cache-engine datapath) in the Verilator SoC, through pyverilator, over the
-emulated link, with random valid/ready stalls at the link pads (``HostLink.set_stalls``):
+emulated link, with random valid/ready stalls at the link pads (``SimLink.set_stalls``):
 
 - >= 10,000 random TLB operations (map, unmap, lookup, invalidate, flush, counter clear,
   configuration change) against ``gateware/atu/model.py``: maps and unmaps are PTE lines
@@ -29,10 +29,10 @@ from gateware.codec import reference as R
 from gateware.dma.model import (DMAConfig, DMAModel, Descriptor, OP_COPY, OP_DECOMPRESS,
                                 ST_CORRUPT, ST_FAULT, ST_INVALID, ST_OK, ST_OVERFLOW,
                                 ST_TIMEOUT)
-from host.link import HostLink
-from host.trace import load_trace
+from host.driver.link import SimLink
+from host.traces.format import load_trace
 from soc.soc import ATU_ENTRIES, ATU_POLICY, PADDR_WIDTH, VPN_WIDTH
-from soc_kit import SCRATCH, SCRATCH_END, Batch
+from tests.soc_kit import SCRATCH, SCRATCH_END, Batch
 
 ROOT = Path(__file__).resolve().parent.parent
 SEED = int(os.environ.get("SOC_SEED", "0"))
@@ -66,7 +66,7 @@ def test_tlb_random_ops_match_model(ready):
     sim = ready
     ram, dram_size = _dram(sim)
     assert dram_size & (dram_size - 1) == 0
-    link = HostLink(sim, "ideal")
+    link = SimLink(sim, "ideal")
     link.set_stalls(*STALLS, seed=11 + SEED)
     rng = random.Random(1000 + SEED)
     model = ATUModel(port_bytes=dram_size, entries=ATU_ENTRIES, policy=ATU_POLICY,
@@ -307,15 +307,15 @@ def _run_jobs(b, descs, completions_out, budget=2_000_000):
         _push(b, d)
     b.send()
     link = b.link
-    start = link.drv.cycle
+    start = link.cycle
     while True:
         st = []
         b.csr_read("dma_status", st.append)
         b.send()
         if (st[0] >> 16) & 0xFF == len(descs) and not (st[0] >> 24) & 1:
             break
-        assert link.drv.cycle - start < budget, f"DMA jobs not done: status 0x{st[0]:x}"
-        link.drv.run(200)
+        assert link.cycle - start < budget, f"DMA jobs not done: status 0x{st[0]:x}"
+        link.run(200)
     assert not (st[0] >> 25) & 1, "a push was dropped"
     for _ in descs:
         c = {}
@@ -330,7 +330,7 @@ def _run_jobs(b, descs, completions_out, budget=2_000_000):
 def test_dma_copy_sweep_across_4k_with_guard_bytes(ready):
     sim = ready
     ram, dram_size = _dram(sim)
-    link = HostLink(sim, "ideal")
+    link = SimLink(sim, "ideal")
     link.set_stalls(*STALLS, seed=21 + SEED)
     rng = random.Random(2000 + SEED)
     b = Batch(link)
@@ -405,7 +405,7 @@ def kv_blob():
 def test_every_dma_and_page_status(ready, kv_blob):
     sim = ready
     ram, dram_size = _dram(sim)
-    link = HostLink(sim, "ideal")
+    link = SimLink(sim, "ideal")
     link.set_stalls(*STALLS, seed=31 + SEED)
     link.set_host_memory(HOST_BASE, HOST_SIZE)
     blob, page = kv_blob
@@ -522,7 +522,7 @@ def test_every_dma_and_page_status(ready, kv_blob):
 def test_outstanding_page_reads_translations_and_faults(ready, kv_blob):
     sim = ready
     ram, dram_size = _dram(sim)
-    link = HostLink(sim, "cxl2-x16")
+    link = SimLink(sim, "cxl2-x16")
     link.set_stalls(*STALLS, seed=41 + SEED)
     link.set_host_memory(HOST_BASE, HOST_SIZE)
     blob, page = kv_blob

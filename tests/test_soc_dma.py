@@ -7,7 +7,7 @@ import random
 import pytest
 
 from gateware.dma.model import ST_FAULT, ST_OK
-from host.link import HostLink
+from host.driver.link import SimLink
 from soc.mailbox import DRAM_SCRATCH, PRED_DRAM_BASE
 
 # DRAM offsets in the free area above the page table (soc/mailbox.py: device DRAM)
@@ -31,7 +31,7 @@ def run_job(link, src, dst, length, tag):
         c = link.csr_read("dma_completion")
         if c & 1:
             break
-        link.drv.run(500)
+        link.run(500)
     nbytes = link.csr_read("dma_completion_bytes")
     link.csr_write("dma_pop", 1)
     return (c >> 8) & 0xFF, (c >> 4) & 0xF, nbytes
@@ -40,7 +40,7 @@ def run_job(link, src, dst, length, tag):
 @pytest.mark.parametrize("seed", [0])
 def test_copy_sweep_with_guard_bytes(ready, seed):
     sim = ready
-    link = HostLink(sim, "ideal")
+    link = SimLink(sim, "ideal")
     ram = sim.memories["main_ram"]["base"]
     rng = random.Random(seed)
     cases = [(s, d, n) for s, d, n in [
@@ -63,7 +63,7 @@ def test_copy_sweep_with_guard_bytes(ready, seed):
 
 def test_fault_moves_nothing(ready):
     sim = ready
-    link = HostLink(sim, "ideal")
+    link = SimLink(sim, "ideal")
     ram = sim.memories["main_ram"]["base"]
     link.mem_write(ram + DST, bytes([0x5A]) * 128)
     size = sim.memories["main_ram"]["size"]

@@ -4,9 +4,9 @@ from __future__ import annotations
 import numpy as np
 import pytest
 
-from host.capture import build_parser, build_prompt, main as capture_main  # before torch: OMP policy
+from host.traces.capture import build_parser, build_prompt, main as capture_main  # before torch: OMP policy
 import torch  # noqa: E402
-from host.trace import PAGE_TOKENS, load_trace, sha256_file
+from host.traces.format import PAGE_TOKENS, load_trace, sha256_file
 from tests.trace_fixtures import BUNDLED, TEXT, TINY, smol, tiny, tiny_again  # noqa: F401  (fixtures)
 
 
@@ -144,7 +144,7 @@ def test_bundled_trace_recapture_matches_to_fp16_rounding(smol, tmp_path):
     one machine is test_determinism_two_captures_hash_equal; the committed files' hashes are
     test_trace_format.py's.
     """
-    from host.workloads import MINI, capture_workload
+    from host.traces.workloads import MINI, capture_workload
 
     out, _, _, _ = capture_workload(MINI["mini-chatbot"], tmp_path, smol, progress=False)
     ref, new = load_trace(BUNDLED / "mini-chatbot.safetensors"), load_trace(out)
@@ -197,7 +197,7 @@ def test_cli_help_documents_every_option():
 
 
 def test_seeded_sampling_is_reproducible(smol):
-    from host.capture import capture
+    from host.traces.capture import capture
 
     model, tok = smol
     ids, _ = build_prompt(tok, TEXT.read_text(), 40, "Summarize:")
@@ -213,7 +213,7 @@ def test_seeded_sampling_is_reproducible(smol):
 
 
 def test_resimulate_reproduces_stored_selection(tiny):
-    from host.sparse import resimulate
+    from host.traces.sparse import resimulate
 
     path, _, meta, _ = tiny
     t = load_trace(path)

@@ -8,7 +8,7 @@ import numpy as np
 import pytest
 from safetensors.numpy import load_file, save_file
 
-from host.trace import (FORMAT_VERSION, METADATA_KEY, PAGE_TOKENS, TraceFormatError, load_trace,
+from host.traces.format import (FORMAT_VERSION, METADATA_KEY, PAGE_TOKENS, TraceFormatError, load_trace,
                         sha256_file, vpn, vpn_split, write_trace)
 from tests.trace_fixtures import BUNDLED, bundled_trace_path  # noqa: F401  (fixture)
 

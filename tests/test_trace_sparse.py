@@ -1,4 +1,4 @@
-"""Quest page selection (host/sparse.py) against a brute-force reference on random data."""
+"""Quest page selection (host/traces/sparse.py) against a brute-force reference on random data."""
 from __future__ import annotations
 
 import itertools
@@ -6,7 +6,7 @@ import itertools
 import numpy as np
 import pytest
 
-from host import sparse as sp
+from host.traces import sparse as sp
 
 
 def brute_force(q, keys, seq_len, k, window):

@@ -32,7 +32,7 @@ def _tmpdir() -> Path:
 
 @functools.lru_cache(maxsize=None)
 def _smol():
-    from host.model import load_model
+    from host.traces.model import load_model
 
     return load_model()
 
@@ -40,7 +40,7 @@ def _smol():
 @functools.lru_cache(maxsize=None)
 def _tiny(tag: str):
     """Capture the tiny trace; returns (path, sha256, meta, result). tag distinguishes repeat runs."""
-    from host.capture import run_capture
+    from host.traces.capture import run_capture
 
     out = _tmpdir() / f"tiny-{tag}.safetensors"
     sha, meta, stats, res = run_capture(TEXT, out, TINY["prompt_tokens"], TINY["gen_tokens"],

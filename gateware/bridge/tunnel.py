@@ -4,7 +4,7 @@ On an FPGA board there are no CXL pads. The bridge endpoint still speaks its mes
 (``protocol.py``: 128-bit header + 64 B line); this core carries them over any Wishbone master
 the host reaches, e.g. LiteX's UARTBone or Etherbone driven by ``litex_server``. The host
 stages one h2d message in registers and pushes it; it reads d2h messages from a one-entry
-head register and pops them. ``host/remote.py`` is the host side.
+head register and pops them. ``host/driver/tunnel.py`` is the host side.
 
 The core drives a record with the same fields as the simulation platform's ``bridge`` pads
 (``BRIDGE_PADS_LAYOUT``), so ``SpecKVSoC.add_bridge`` wires it exactly as it wires the pads.

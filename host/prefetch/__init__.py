@@ -6,7 +6,9 @@ Python references that the firmware (``firmware/predict.c``) reproduces bit for 
     p.reset()                                  # new request
     out = p.step(s, layer, n_pages, acc, k)    # <= k pages of stream s's next step, best first
 
-See host/prefetch/README.md (design, training, results).
+The firmware's speculation engine (``firmware/speculate.c``) has its reference in
+``host.prefetch.speculation``; training, export, evaluation and the held-out fixture live
+beside the predictors. See host/prefetch/README.md (design, training, results).
 """
 from pathlib import Path
 

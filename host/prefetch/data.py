@@ -10,7 +10,7 @@ Split (by source document, never by step):
 * train: LGPL-2.1, GFDL-1.3, Artistic (Debian licences), migen/fhdl/structure.py (PyPI
   migen==0.10.0), litex/soc/integration/builder.py (PyPI litex==2024.12)
 * validation (model selection only): CC0-1.0 (Debian)
-* held-out evaluation: the four workloads of ``host/workloads.py`` (``build/traces``) and
+* held-out evaluation: the four workloads of ``host/traces/workloads.py`` (``build/traces``) and
   the two bundled mini traces (``traces/``).
 """
 from __future__ import annotations
@@ -20,8 +20,8 @@ import sys
 import time
 from pathlib import Path
 
-import host.model  # noqa: F401  (sets OMP_WAIT_POLICY before torch is imported)
-from host.workloads import TextSource, Workload, capture_workload
+import host.traces.model  # noqa: F401  (sets OMP_WAIT_POLICY before torch is imported)
+from host.traces.workloads import TextSource, Workload, capture_workload
 
 LGPL21 = TextSource("debian", "/usr/share/common-licenses/LGPL-2.1")
 GFDL13 = TextSource("debian", "/usr/share/common-licenses/GFDL-1.3")
@@ -72,7 +72,7 @@ def main(argv=None) -> int:
     bad = [n for n in names if n not in ALL]
     if bad:
         ap.error(f"unknown: {bad}")
-    from host.model import load_model
+    from host.traces.model import load_model
     mt = load_model(threads=args.threads)
     args.out.mkdir(parents=True, exist_ok=True)
     for n in names:

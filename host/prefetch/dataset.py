@@ -30,7 +30,7 @@ class Streams:
 
 
 def load_streams(path_or_trace, mode: str = "sparse", max_steps: int | None = None) -> Streams:
-    from host.trace import load_trace
+    from host.traces.format import load_trace
     t = path_or_trace if hasattr(path_or_trace, "access_mask") else load_trace(path_or_trace)
     m = t.access_mask(mode)                      # [S, L, H, P]
     S = t.n_steps if max_steps is None else min(t.n_steps, max_steps)

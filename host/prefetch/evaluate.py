@@ -31,7 +31,7 @@ PAPER = {"hit_rate": 0.95, "top4_accuracy": 0.95, "latency_us": 10.0}
 def evaluate_trace(path, modes=("sparse", "dense"), kinds=KINDS, weights=WEIGHTS, float_model=True,
                    max_steps=None, dense_steps=None, log=print):
     from host.prefetch.dataset import extract, load_streams
-    from host.trace import load_trace
+    from host.traces.format import load_trace
     tr = load_trace(path)
     out = {"trace": str(path), "source": tr.meta["source"].get("label"),
            "workload": tr.meta.get("workload", {}).get("name", Path(path).stem),

@@ -14,6 +14,7 @@ from pathlib import Path
 
 import numpy as np
 
+from host.prefetch import make_predictor
 from host.prefetch.dataset import Streams
 
 ROOT = Path(__file__).resolve().parents[2]
@@ -22,13 +23,29 @@ WORKLOADS = ("chatbot", "codegen")
 STEPS = 64
 
 
+def records_for(st, steps, ks=(1, 2, 4, 8, 16), start=0):
+    """(s, layer, n_pages, k, acc) for steps start..start+steps-1, streams in order; k cycles
+    through ks."""
+    out = []
+    for t in range(start, start + steps):
+        n = int(st.n_pages[t])
+        for s in range(st.n_streams):
+            out.append((s, s // st.n_heads, n, ks[(t * st.n_streams + s) % len(ks)], st.acc[t][s]))
+    return out
+
+
+def reference(kind, records, l1=4):
+    p = make_predictor(kind, l1=l1)
+    return [p.step(s, layer, n, acc, k) for s, layer, n, k, acc in records]
+
+
 def write(traces_dir: Path, out: Path = FIXTURE, steps: int = STEPS):
-    from host.trace import load_trace, sha256_file
+    from host.traces.format import load_trace, sha256_file
     arrays, meta = {}, {}
     for w in WORKLOADS:
         p = traces_dir / f"{w}.safetensors"
         t = load_trace(p)
-        bits = t._bits["sparse"][:steps]                       # [S, L, H, ceil(P/8)] packed
+        bits = t.packed_mask("sparse")[:steps]                       # [S, L, H, ceil(P/8)] packed
         arrays[f"{w}_bits"] = bits.reshape(bits.shape[0], -1, bits.shape[-1])
         arrays[f"{w}_n_full"] = t.n_full[:steps].astype(np.int32)
         meta[w] = {"trace": p.name, "sha256": sha256_file(p), "source": t.meta["source"]["label"],

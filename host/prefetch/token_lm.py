@@ -39,7 +39,7 @@ def training_texts():
 
 
 def load_tokenizer():
-    from host.model import _offline_env, gguf_path
+    from host.traces.model import _offline_env, gguf_path
     _offline_env()
     from transformers import AutoTokenizer
     path = gguf_path()
@@ -91,7 +91,7 @@ def main(argv=None) -> int:
     torch.set_num_threads(1)
     torch.manual_seed(args.seed)
     from host.prefetch.evaluate import HELD_OUT, PAPER
-    from host.trace import load_trace
+    from host.traces.format import load_trace
 
     t0 = time.time()
     tok = load_tokenizer()

@@ -213,6 +213,69 @@ class SimDriver:
             shift = width * (reg["size"] - 1 - i)
             self.bus_write(reg["addr"] + 4 * i, (value >> shift) & ((1 << width) - 1))
 
+    # The emulated CXL/PCIe link (native.cpp) -------------------------------------------------
+    LINK_STATS = ("credits", "waiting", "h2d_in_flight", "d2h_in_flight", "inbox",
+                  "h2d_msgs", "d2h_msgs", "h2d_bytes", "d2h_bytes")
+
+    def link_config(self, bytes_per_cycle, lat_min, lat_max, credits, seed):
+        """Serialisation rate, one-way latency range (cycles) and credits of the link model;
+        also detaches any host memory (:meth:`link_host_memory`)."""
+        self.lib.spk_link_config(self._state, bytes_per_cycle, lat_min, lat_max, credits, seed)
+        self.link_host_memory(None, 0)
+
+    def link_stalls(self, h2d_q16, d2h_q16, seed):
+        """Per-cycle valid/ready stall probabilities at the link pads, in 1/65536."""
+        self.lib.spk_link_stalls(self._state, h2d_q16, d2h_q16, seed)
+
+    def link_send(self, header, data):
+        """Queue one host message: a 128-bit header and its 64 data bytes."""
+        h = (ctypes.c_uint32 * 4)(*[(header >> (32 * i)) & 0xFFFFFFFF for i in range(4)])
+        d = (ctypes.c_uint32 * 16).from_buffer_copy(data)
+        self.lib.spk_link_send(self._state, h, d)
+
+    def link_recv(self):
+        """The oldest device message that has reached the host, as (header, data, cycle
+        sent, cycle arrived), or None."""
+        h, d, t = (ctypes.c_uint32 * 4)(), (ctypes.c_uint32 * 16)(), (ctypes.c_uint64 * 2)()
+        if not self.lib.spk_link_recv(self._state, h, d, t):
+            return None
+        return sum(h[i] << (32 * i) for i in range(4)), bytes(d), t[0], t[1]
+
+    def link_host_memory(self, buffer, base):
+        """Let the native loop write well-formed HostWr lines for ``base`` .. ``base +
+        len(buffer)`` straight into ``buffer`` (a bytearray, kept alive here); None detaches."""
+        view = (ctypes.c_uint8 * len(buffer)).from_buffer(buffer) if buffer else None
+        self._host_memory = (buffer, view)
+        self.lib.spk_link_host_memory(self._state, ctypes.addressof(view) if view else None,
+                                      base if view else 0, len(view) if view else 0)
+
+    @property
+    def link_host_writes(self):
+        """HostWr lines the native loop has written into host memory so far."""
+        return self.lib.spk_link_host_writes(self._state)
+
+    def link_stats(self):
+        v = (ctypes.c_uint64 * len(self.LINK_STATS))()
+        self.lib.spk_link_stats(self._state, v)
+        return dict(zip(self.LINK_STATS, v))
+
+    def line_config(self, cycles_per_bit):
+        """Set the serial line's cycles per bit in a model built with SPK_BOARD_LINK (its UART
+        runs at sys_clk / cycles_per_bit baud; the SoC must be built for the same rate)."""
+        fn = self.lib.spk_line_config
+        fn.argtypes, fn.restype = [ctypes.c_void_p, ctypes.c_uint32], None
+        fn(self._state, int(cycles_per_bit))
+
+    @property
+    def pyverilator(self):
+        """The pyverilator wrapper of the same model (benchmarks compare the two ways)."""
+        return self._pv
+
+    def bare_loop(self, cycles):
+        """Nanoseconds the native loop takes for ``cycles`` clock cycles with nothing attached
+        (the simulator's own speed; benchmarks)."""
+        return self.lib.spk_bare_loop(self._state, cycles)
+
     # Waveforms -----------------------------------------------------------------------------
     def trace_start(self, path, start=None, end=None):
         """Write an FST waveform to ``path`` of the cycles ``start <= cycle < end``

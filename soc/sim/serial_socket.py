@@ -11,18 +11,9 @@ The simulation runs continuously (the firmware runs whether or not a client is c
 slices of ``slice_cycles``; bytes are exchanged with the socket between slices.
 """
 
-import ctypes
 import select
 import socket
 import threading
-
-
-def line_config(drv, cycles_per_bit):
-    """Set the serial line's cycles per bit in a model built with SPK_BOARD_LINK (its UART
-    runs at sys_clk / cycles_per_bit baud; the SoC must be built for the same rate)."""
-    fn = drv.lib.spk_line_config
-    fn.argtypes, fn.restype = [ctypes.c_void_p, ctypes.c_uint32], None
-    fn(drv._state, int(cycles_per_bit))
 
 
 class SerialSocket:

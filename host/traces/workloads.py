@@ -15,9 +15,9 @@ Every prompt is cut from real text this project did not write, present on a fres
 machine (``/usr/share/common-licenses`` is shipped by the essential package base-files)
 or inside a pinned pip package of this project (tqdm==4.70.1 from requirements.txt).
 
-    python -m host.workloads --out build/traces            # full set + SHA256SUMS + summary
-    python -m host.workloads --mini --out traces            # the small bundled traces
-    python -m host.workloads --out build/traces --check traces/SHA256SUMS.full
+    python -m host.traces.workloads --out build/traces            # full set + SHA256SUMS + summary
+    python -m host.traces.workloads --mini --out traces            # the small bundled traces
+    python -m host.traces.workloads --out build/traces --check traces/SHA256SUMS.full
 """
 from __future__ import annotations
 
@@ -29,8 +29,8 @@ import time
 from dataclasses import dataclass, field
 from pathlib import Path
 
-import host.model  # noqa: F401  (sets OMP_WAIT_POLICY before torch is imported)
-from host.capture import DEFAULT_K, DEFAULT_WINDOW, format_table, run_capture, summary_row
+import host.traces.model  # noqa: F401  (sets OMP_WAIT_POLICY before torch is imported)
+from host.traces.capture import DEFAULT_K, DEFAULT_WINDOW, format_table, run_capture, summary_row
 
 
 @dataclass(frozen=True)
@@ -178,7 +178,7 @@ def main(argv=None) -> int:
     want = None
     if args.check is not None:  # read before anything is (re)written: --check may name --out/SHA256SUMS
         want = dict(line.split()[::-1] for line in args.check.read_text().splitlines() if line.strip())
-    from host.model import load_model
+    from host.traces.model import load_model
 
     t0 = time.perf_counter()
     mt = load_model(threads=args.threads)

@@ -1,34 +1,33 @@
-"""The replay backends: the same interface, the same functional results.
+"""The replay backends: one declared interface (:class:`Backend`), the same functional
+results.
 
 - ``rtl``: the Verilator SoC built by ``soc/build.py`` (gateware, firmware and all), reached
-  over the emulated link (``host/link.py``, ``host/device.py``).
+  over the emulated link (``host.driver.link.SimLink``, ``host.driver.device``).
 - ``board``: the same SoC on an FPGA board (``soc/build.py --board``), or the board's
-  simulation, reached through ``litex_server`` and the message tunnel (``host/remote.py``).
+  simulation, reached through ``litex_server`` and the message tunnel
+  (``host.driver.tunnel``).
 - ``model``: the reference models in its place: the codec reference
   (``gateware/codec/reference.py``) for the pool, the firmware's speculation engine
-  (``host/speculation.py``) with the integer predictors (``host/prefetch``), and a timing
-  estimate calibrated on the ``rtl`` backend (constants below).
+  (``host.prefetch.speculation``) with the integer predictors (``host.prefetch``), and a
+  timing estimate calibrated on the ``rtl`` backend (constants below).
 
-Interface (called by ``host/replay.py``)::
-
-    b.start(spec_cfg)                 # configure prefetching (resets the device's state)
-    b.offload(vpn, page) -> int       # compressed bytes stored in the pool
-    b.l2_index() -> {vpn: slot}       # the host's L2 directory
-    b.l2_page(slot) -> bytes          # 4 KiB page from the L2 buffer
-    b.demand_read(vpn) -> (bytes, cycles)   # one synchronous fetch, its latency
-    b.hint(chunks) -> (record, [(vpn, slot)])  # one decode step's hint; what was prefetched
-    b.cycles_per_ns, b.close()
+``rtl`` and ``board`` differ only in their link: both are a :class:`DeviceBackend`.
 """
 
 from __future__ import annotations
+
+import abc
 
 import numpy as np
 
 from gateware.codec import reference as R
 from gateware.common import LINE_BYTES, PAGE_BYTES as PAGE
-from host.hints import SpecConfig
-from host.link import PROFILES
-from host.speculation import SpeculationEngine, tag_line
+from gateware.bridge.protocol import Message, Op
+from host.driver.device import Device, DeviceError
+from host.driver.hints import SpecConfig
+from host.driver.link import PROFILES, SimLink
+from host.driver.tunnel import TunnelLink
+from host.prefetch.speculation import SpeculationEngine, tag_line
 from soc.mailbox import (HINT_ERRORS, MBOX_CMD_SPEC_CONFIG, MBOX_HINT_DONE_SEQ, MBOX_HINT_MAGIC,
                          MBOX_HINT_REJECTED, MBOX_HINT_SEQ, MBOX_HINT_STATUS, MBOX_STEP_RECORD,
                          STEP_RECORD, TAG_MAGIC)
@@ -46,8 +45,60 @@ def _parse_directory(raw, slots):
     return {int(d[i, 1]): int(i) for i in live}, d
 
 
+class Backend(abc.ABC):
+    """What the replay (``host.replayer.engine``) needs of a device. ``name`` and
+    ``CALIBRATION`` (where its times come from) are class attributes; ``cycles_per_ns``
+    converts its cycle counts."""
+
+    name: str
+    CALIBRATION: str
+    cycles_per_ns: float
+
+    @abc.abstractmethod
+    def start(self, cfg: SpecConfig, predictor=None):
+        """Configure prefetching for a request (resets the speculation state)."""
+
+    @abc.abstractmethod
+    def offload(self, vpn, page) -> int:
+        """Store a raw FP16 page in the pool; returns its compressed bytes."""
+
+    @abc.abstractmethod
+    def l2_index(self) -> dict:
+        """The host's L2 directory: {vpn: slot}."""
+
+    @abc.abstractmethod
+    def l2_page(self, slot) -> bytes:
+        """The 4 KiB page in L2 slot ``slot``."""
+
+    @abc.abstractmethod
+    def demand_read(self, vpn):
+        """One synchronous fetch: (page bytes, latency in cycles)."""
+
+    @abc.abstractmethod
+    def hint(self, chunks):
+        """One decode step's hint: (the firmware's step record, [(vpn, slot)] prefetched in
+        DMA order)."""
+
+    def close(self):
+        """Release the device."""
+
+    def __enter__(self):
+        return self
+
+    def __exit__(self, *exc):
+        self.close()
+
+
+def check_codec(constants, codec, where):
+    """The codec mode a SoC build compresses with must be ``codec``."""
+    built = [k[len("codec_mode_"):] for k in constants if k.startswith("codec_mode_")]
+    if built != [codec]:
+        raise ValueError(f"the SoC of {where} compresses with {built}; codec "
+                         f"{codec!r} needs a SoC built with it (soc/soc.py codec_mode)")
+
+
 # --------------------------------------------------------------------------------------------
-class ModelBackend:
+class ModelBackend(Backend):
     """Reference models; timing from the constants below (cycles at ``sys_clk``)."""
 
     name = "model"
@@ -61,7 +112,7 @@ class ModelBackend:
     PREFETCH_PAGE_CYCLES = 4400
     CALIBRATION = ("estimate: every latency, stall and prefetch time of the model backend comes "
                    "from DEMAND_DEVICE_CYCLES = 790, PREFETCH_STEP_CYCLES = 5000 and "
-                   "PREFETCH_PAGE_CYCLES = 4400 (host/backends.py), calibrated once on the rtl "
+                   "PREFETCH_PAGE_CYCLES = 4400 (host/replayer/backends.py), calibrated once on the rtl "
                    "backend by `python host/replay.py --backend rtl --steps 4 --layers 30 "
                    "--prefetcher last -k 2` on 2026-11-24 (commit de6307c), plus the link "
                    "profile's round trip and serialisation; not measured in this run")
@@ -123,45 +174,19 @@ class ModelBackend:
         rec["issue_cycles"] = self.PREFETCH_STEP_CYCLES + len(res.issues) * self.PREFETCH_PAGE_CYCLES
         return rec, [(i.vpn, i.slot) for i in res.issues]
 
-    def close(self):
-        pass
-
 
 # --------------------------------------------------------------------------------------------
-class RtlBackend:
-    """The Verilator SoC: every offload, demand read and hint goes over the emulated link to
-    the gateware and firmware."""
+class DeviceBackend(Backend):
+    """A SpecKV device behind a :class:`~host.driver.link.Link`: every offload, demand read
+    and hint goes over the link to the gateware and firmware. Subclasses open the link."""
 
-    name = "rtl"
-    CALIBRATION = ("measured: latencies and prefetch times in simulated device cycles "
-                   "(Verilator SoC, emulated link)")
     hint_max_cycles = 200_000_000    # device cycles for a hint's prefetches
     demand_max_cycles = 5_000_000    # device cycles for one demand read
 
-    def __init__(self, build, codec="kivi_k4v3", link="cxl2-x16", staging_slots=64, waveform=None):
-        from host.link import HostLink
-        from soc.sim import SimDriver
-
-        self.drv = SimDriver(build.model, csr_json=build.csr_json)
-        self._check_codec(codec, build.build_dir)
-        self.drv.reset()
-        if waveform:
-            self.drv.trace_start(*waveform)
-        self.link = HostLink(self.drv, link)
-        self.link.wait_ready(4_000_000)
-        self._attach(codec, staging_slots)
-
-    def _check_codec(self, codec, where):
-        built = [k[len("codec_mode_"):] for k in self.drv.constants if k.startswith("codec_mode_")]
-        if built != [codec]:
-            self.close()
-            raise ValueError(f"the SoC of {where} compresses with {built}; codec "
-                             f"{codec!r} needs a SoC built with it (soc/soc.py codec_mode)")
-
-    def _attach(self, codec, staging_slots):
-        from host.device import Device
-        self.dev = Device(self.link)
-        self.sys_clk_freq = self.link.sys_clk_freq
+    def __init__(self, link, codec, staging_slots):
+        self.link = link
+        self.dev = Device(link)
+        self.sys_clk_freq = link.sys_clk_freq
         self.cycles_per_ns = self.sys_clk_freq / 1e9
         self.staging_slots = staging_slots
         self._staging = 0
@@ -171,8 +196,6 @@ class RtlBackend:
         return self.dev.mbox + 4 * word
 
     def start(self, cfg: SpecConfig, predictor=None):
-        from host.device import DeviceError
-        self.cfg = cfg
         size = cfg.host_bytes + PAGE
         self.demand_off = cfg.host_bytes
         for prefix in ("engine", "dma"):
@@ -192,43 +215,54 @@ class RtlBackend:
         self._staging = (slot + 1) % self.staging_slots
         return self.dev.offload(vpn, np.asarray(page).tobytes(), staging_slot=slot).length
 
-    def l2_index(self):
+    def _directory(self):
         off = PAGE * self.cfg.l2_slots
         return _parse_directory(self.link.host_memory[off:off + LINE_BYTES * self.cfg.l2_slots],
-                                self.cfg.l2_slots)[0]
+                                self.cfg.l2_slots)
+
+    def l2_index(self):
+        return self._directory()[0]
 
     def l2_page(self, slot):
         return bytes(self.link.host_memory[PAGE * slot:PAGE * (slot + 1)])
 
     def demand_read(self, vpn):
-        from gateware.bridge.protocol import Message, Op
         a = self.link.transact([Message(Op.PAGE_RD, self.link.tag(), HOST_BASE + self.demand_off,
                                         value=vpn)], max_cycles=self.demand_max_cycles)[0]
         return bytes(self.link.host_memory[self.demand_off:self.demand_off + PAGE]), a.latency
 
-    def hint(self, chunks, max_cycles=None, poll=1_000):
+    def post_hint(self, words, max_cycles=None, poll=1_000):
+        """Post one hint chunk (its mailbox words, as ``Chunk.words()`` gives them) and wait
+        until the firmware has served it; returns the firmware's status (0: accepted)."""
         max_cycles = max_cycles or self.hint_max_cycles
+        self.link.cfg_write_block(self._mbox(MBOX_HINT_MAGIC), words)
+        self.hint_seq = (self.hint_seq + 1) & 0xFFFFFFFF
+        self.link.cfg_write(self._mbox(MBOX_HINT_SEQ), self.hint_seq)
+        start = self.link.cycle
+        while self.link.cfg_read(self._mbox(MBOX_HINT_DONE_SEQ)) != self.hint_seq:
+            if self.link.cycle - start > max_cycles:
+                raise BackendError(f"hint chunk (sequence {self.hint_seq}) not served in "
+                                   f"{max_cycles} cycles")
+            self.link.run(poll)
+        return self.link.cfg_read(self._mbox(MBOX_HINT_STATUS))
+
+    def rejected_hints(self):
+        """Hint chunks the firmware has rejected so far."""
+        return self.link.cfg_read(self._mbox(MBOX_HINT_REJECTED))
+
+    def hint(self, chunks, max_cycles=None, poll=1_000):
         for c in chunks:
-            self.link.cfg_write_block(self._mbox(MBOX_HINT_MAGIC), c.words())
-            self.hint_seq = (self.hint_seq + 1) & 0xFFFFFFFF
-            self.link.cfg_write(self._mbox(MBOX_HINT_SEQ), self.hint_seq)
-            start = self.drv.cycle
-            while self.link.cfg_read(self._mbox(MBOX_HINT_DONE_SEQ)) != self.hint_seq:
-                if self.drv.cycle - start > max_cycles:
-                    raise BackendError(f"hint chunk (step {c.step}) not served in {max_cycles} cycles")
-                self.drv.run(poll)
-            status = self.link.cfg_read(self._mbox(MBOX_HINT_STATUS))
+            status = self.post_hint(c.words(), max_cycles, poll)
             if status:
-                raise BackendError(f"hint chunk rejected: {HINT_ERRORS.get(status, status)} "
-                                   f"({self.link.cfg_read(self._mbox(MBOX_HINT_REJECTED))} rejected)")
+                raise BackendError(f"hint chunk of step {c.step} rejected: "
+                                   f"{HINT_ERRORS.get(status, status)} "
+                                   f"({self.rejected_hints()} rejected)")
         words = self.link.cfg_read_block(self._mbox(MBOX_STEP_RECORD), len(STEP_RECORD))
         rec = dict(zip(STEP_RECORD, words))
         step = chunks[-1].step
         if rec["step"] != step:
             raise BackendError(f"step record is for step {rec['step']}, expected {step}")
-        off = PAGE * self.cfg.l2_slots
-        _, d = _parse_directory(self.link.host_memory[off:off + LINE_BYTES * self.cfg.l2_slots],
-                                self.cfg.l2_slots)
+        _, d = self._directory()
         issued = [(int(d[s, 1]), int(s)) for s in np.nonzero((d[:, 0] == TAG_MAGIC) & (d[:, 2] == step))[0]]
         # DMA order = slot order of this step (FIFO allocation, wrapping at the end)
         first = (issued[0][1] if issued else 0)
@@ -238,13 +272,37 @@ class RtlBackend:
         issued.sort(key=lambda x: (x[1] - first) % self.cfg.l2_slots)
         return rec, issued
 
+
+class RtlBackend(DeviceBackend):
+    """The Verilator SoC over the emulated link."""
+
+    name = "rtl"
+    CALIBRATION = ("measured: latencies and prefetch times in simulated device cycles "
+                   "(Verilator SoC, emulated link)")
+
+    def __init__(self, build, codec="kivi_k4v3", link="cxl2-x16", staging_slots=64, waveform=None):
+        from soc.sim import SimDriver
+
+        self.drv = SimDriver(build.model, csr_json=build.csr_json)
+        try:
+            check_codec(self.drv.constants, codec, build.build_dir)
+        except ValueError:
+            self.drv.close()
+            raise
+        self.drv.reset()
+        if waveform:
+            self.drv.trace_start(*waveform)
+        sim_link = SimLink(self.drv, link)
+        sim_link.wait_ready(4_000_000)
+        super().__init__(sim_link, codec, staging_slots)
+
     def close(self):
         self.drv.close()
 
 
-class BoardBackend(RtlBackend):
+class BoardBackend(DeviceBackend):
     """The SoC on a board (or the board's simulation) through LiteX's host bridge:
-    ``target`` is a ``host.remote.RemoteTarget`` (``RemoteClient`` to a running
+    ``target`` is a ``host.driver.tunnel.RemoteTarget`` (``RemoteClient`` to a running
     ``litex_server``). Every offload, demand read and hint goes through the message tunnel,
     so latencies are the UART's, not a CXL link's; device time is the SoC's uptime counter.
     The device keeps its state between runs: ``start`` reconfigures prefetching, pages
@@ -255,17 +313,16 @@ class BoardBackend(RtlBackend):
                    "counter")
 
     def __init__(self, target, codec="kivi_k4v3", staging_slots=64, own_bus=False):
-        from host.remote import TunnelLink
-        self.drv = target
+        check_codec(target.constants, codec, "the board build")
+        self.target = target
         self.own_bus = own_bus
-        self._check_codec(codec, "the board build")
-        self.link = TunnelLink(target)
-        self.link.wait_ready()
+        link = TunnelLink(target)
+        link.wait_ready()
         # Each 64-byte line crosses the UART as ~20 bus words: a page is seconds of device time.
         self.hint_max_cycles = int(600 * target.sys_clk_freq)
         self.demand_max_cycles = int(60 * target.sys_clk_freq)
-        self._attach(codec, staging_slots)
+        super().__init__(link, codec, staging_slots)
 
     def close(self):
         if self.own_bus:
-            self.drv.bus.close()
+            self.target.bus.close()

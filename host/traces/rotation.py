@@ -19,7 +19,7 @@ already gives each channel its own range.
 
 Usage::
 
-    from host.rotation import fold_value_rotation
+    from host.traces.rotation import fold_value_rotation
     fold_value_rotation(model)      # in place; returns the (D, D) matrix used
 """
 from __future__ import annotations

@@ -150,7 +150,7 @@ def workload_rows(results):
 def main(argv=None):
     import argparse
     import json
-    ap = argparse.ArgumentParser(prog="python -m host.report",
+    ap = argparse.ArgumentParser(prog="python -m host.replayer.report",
                                  description="Tables from replay result files (host/replay.py "
                                              "--json): the workload table of docs/RESULTS.md.")
     ap.add_argument("json", nargs="+", help="result files (one result or a --compare list each)")

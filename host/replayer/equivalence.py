@@ -5,11 +5,11 @@ tables, sweeps), so it must decide exactly what the SoC decides. This replays on
 configuration on both and compares, step by step: the tier of every page access (step,
 page, L1/L2/L3), every prefetch decision (page and L2 slot, in DMA order), the firmware's
 step records (minus its cycle counts) and the bytes read (SHA-256 over every page read).
-Timing is not compared: the model's latencies are estimates (``host/backends.py``).
+Timing is not compared: the model's latencies are estimates (``host/replayer/backends.py``).
 
-    python -m host.backend_equivalence                       # the whole bundled mini trace
-    python -m host.backend_equivalence --steps 6 --layers 4 --prefetcher last -k 2
-    python -m host.backend_equivalence --json docs/results/rtl_vs_model_mini.json
+    python -m host.replayer.equivalence                       # the whole bundled mini trace
+    python -m host.replayer.equivalence --steps 6 --layers 4 --prefetcher last -k 2
+    python -m host.replayer.equivalence --json docs/results/rtl_vs_model_mini.json
 
 Exit status 0 when the backends agree, 1 when they differ (the differences are listed).
 """
@@ -22,10 +22,7 @@ import sys
 from dataclasses import asdict, replace
 from pathlib import Path
 
-if __package__ in (None, ""):
-    sys.path.insert(0, str(Path(__file__).resolve().parent.parent))
-
-from host.replay import DEFAULT_TRACE, PREFETCHERS, ROOT, ReplayOptions, replay
+from host.replayer.engine import DEFAULT_TRACE, PREFETCHERS, ROOT, ReplayOptions, replay
 
 RECORD_TIMING = ("predict_cycles", "issue_cycles")   # firmware timer fields: not functional
 
@@ -110,7 +107,7 @@ def compare(opts: ReplayOptions, build=None, progress=True) -> dict:
 
 
 def main(argv=None) -> int:
-    ap = argparse.ArgumentParser(prog="python -m host.backend_equivalence",
+    ap = argparse.ArgumentParser(prog="python -m host.replayer.equivalence",
                                  description=__doc__.split("\n\n")[0],
                                  formatter_class=argparse.RawDescriptionHelpFormatter,
                                  epilog="Defaults are those of `make sim` (the demo): the whole "

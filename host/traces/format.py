@@ -275,6 +275,11 @@ class Trace:
             raise KeyError(f"virtual page {v} is not in this trace")
         return self.kv[l, h, p]
 
+    def packed_mask(self, mode: str) -> np.ndarray:
+        """The access bitmap of ``mode`` as stored: [steps, layers, KV heads, ceil(pages/8)]
+        bytes, little bit order."""
+        return self._bits[mode]
+
     def access_mask(self, mode: str) -> np.ndarray:
         """bool [S, L, H, P]: True where step s reads page p of (layer l, KV head h)."""
         if mode not in ("dense", "sparse"):

@@ -2,7 +2,7 @@
 device does with each decode step's hint. It is the specification the firmware follows
 integer for integer, and the `model` replay backend runs it in place of the SoC.
 
-Per step, after the hint's last chunk (``host/hints.py``):
+Per step, after the hint's last chunk (``host/driver/hints.py``):
 
 1. **Feedback.** ``l2_hits`` = accessed pages outside L1 found in the L2 directory;
    ``used_prev`` = those among the pages issued at the previous step.
@@ -36,7 +36,7 @@ from __future__ import annotations
 from dataclasses import dataclass, field
 
 from gateware.common import LINE_BYTES
-from host.hints import HintError, SpecConfig, parse_chunk
+from host.driver.hints import HintError, SpecConfig, parse_chunk
 from soc.mailbox import (SPEC_BUDGET_MIN, SPEC_C_Q8, SPEC_LAMBDA_Q16, SPEC_P_HIGH, SPEC_P_LOW,
                          SPEC_UCB_ARMS, STEP_RECORD, TAG_MAGIC, VPN_PAGE_BITS)
 

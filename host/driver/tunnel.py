@@ -10,14 +10,15 @@ through ``litex.tools.litex_client.RemoteClient``:
     from litex.tools.litex_client import RemoteClient
     bus = RemoteClient(csr_csv="build/ulx3s/csr.csv"); bus.open()
     target = RemoteTarget(bus, "build/ulx3s/csr.json")
-    link = TunnelLink(target)            # same interface as host.link.HostLink
+    link = TunnelLink(target)            # same interface as host.driver.link.SimLink
     link.wait_ready()
-    dev = Device(link)                   # host.device: mailbox commands, offload, prefetch
+    dev = Device(link)                   # host.driver.device: mailbox commands, offload, prefetch
 
 ``RemoteTarget`` stands where ``soc.sim.driver.SimDriver`` stands in simulation: the CSR map,
 and time in device cycles, read from the SoC's free-running uptime counter (timeouts of the
-host tools stay in device cycles). ``TunnelLink`` is a ``HostLink`` whose messages go through
-the tunnel instead of the emulated link; it keeps the endpoint's credits itself.
+host tools stay in device cycles). ``TunnelLink`` is the sibling of ``SimLink``: the same
+``Link``, its messages through the tunnel instead of the emulated link; it keeps the
+endpoint's credits itself.
 """
 
 import json
@@ -25,9 +26,8 @@ import time
 from pathlib import Path
 
 from gateware.bridge import tunnel as T
-from gateware.bridge.protocol import LINE, Message, Op, Status
-from host.link import Arrival, HostLink, LinkError
-from soc.mailbox import MBOX_READY, MBOX_STATUS
+from gateware.bridge.protocol import LINE, Message, Op
+from host.driver.link import Arrival, Link, LinkError
 from soc.sim.driver import Stop
 
 RESPONSES = (Op.CMP, Op.MEM_DATA, Op.CFG_DATA)
@@ -51,7 +51,7 @@ class RemoteTarget:
         self.sys_clk_freq = float(self.constants["config_clock_frequency"])
         self.console = bytearray()  # firmware console bytes drained so far
 
-    # SimDriver's interface, as host.link / host.device use it ----------------------------------
+    # SimDriver's interface, as host.driver.link / host.driver.device use it ----------------------------------
     @property
     def cycle(self):
         """Device cycles since reset (the SoC's uptime counter)."""
@@ -96,24 +96,22 @@ class RemoteTarget:
         return bytes(out)
 
 
-class TunnelLink(HostLink):
-    """``host.link.HostLink`` over the message tunnel of a board (or of its simulation)."""
+class TunnelLink(Link):
+    """A :class:`~host.driver.link.Link` over the message tunnel of a board (or of its
+    simulation)."""
+
+    RESPONSE_TIMEOUT = 20_000_000
+    READY_TIMEOUT = 200_000_000
+    READY_POLL = 1_000_000
 
     def __init__(self, target, credits=None, poll_interval=0.0):
-        self.drv = target
+        super().__init__(target, credits, target.sys_clk_freq)
         self.profile = None
-        self.sys_clk_freq = target.sys_clk_freq
-        self.credits = int(credits or target.constants["cxl_link_credits"])
         self.base = target.memories["tunnel"]["base"]
         ident = target.bus.read(self.base + 4 * T.ID)
         if ident != T.TUNNEL_ID:
             raise LinkError(f"no message tunnel at 0x{self.base:x} (id 0x{ident:08x})")
         self.poll_interval = poll_interval
-        self._next_tag = 0
-        self.sent = {}
-        self.host_memory = bytearray()
-        self.host_memory_base = 0
-        self._py_host_writes = 0
         self._free = self.credits
         self._waiting = []
         self._counts = {"h2d_msgs": 0, "d2h_msgs": 0, "h2d_bytes": 0, "d2h_bytes": 0}
@@ -124,17 +122,17 @@ class TunnelLink(HostLink):
         words = [(hdr >> (32 * i)) & 0xFFFFFFFF for i in range(T.HDR_WORDS)]
         words += [int.from_bytes(msg.data[4 * j:4 * j + 4], "little") for j in range(T.DATA_WORDS)]
         # Staging words then PUSH, one burst (the tunnel holds it while a push is pending).
-        self.drv.bus.write(self.base, words + [1])
+        self.target.bus.write(self.base, words + [1])
         self._counts["h2d_msgs"] += 1
         self._counts["h2d_bytes"] += 16 + (LINE if msg.opcode == Op.MEM_WR else 0)
 
     def _pop(self):
         """The head d2h message, or None; one burst read of STATUS and the head."""
         n = 1 + T.HDR_WORDS + T.DATA_WORDS
-        words = self.drv.bus.read(self.base + 4 * T.D2H_STATUS, n)
+        words = self.target.bus.read(self.base + 4 * T.D2H_STATUS, n)
         if not words[0] & 1:
             return None
-        self.drv.bus.write(self.base + 4 * T.D2H_POP, 1)
+        self.target.bus.write(self.base + 4 * T.D2H_POP, 1)
         hdr = sum(w << (32 * i) for i, w in enumerate(words[1:1 + T.HDR_WORDS]))
         data = b"".join(w.to_bytes(4, "little") for w in words[1 + T.HDR_WORDS:])
         m = Message.from_header(hdr, data)
@@ -148,16 +146,14 @@ class TunnelLink(HostLink):
             self._push(m)
             self._free -= 1
 
-    # HostLink interface -------------------------------------------------------------------------
+    # The Link interface ---------------------------------------------------------------------------
     def set_host_memory(self, base, size):
-        """The host buffer the device may write into (``HostWr`` lines, applied by
-        :meth:`recv` as they are drained from the tunnel)."""
+        """``HostWr`` lines are applied by :meth:`recv` as they are drained from the tunnel."""
         self.host_memory_base = base
         self.host_memory = bytearray(size)
 
     @property
     def host_writes(self):
-        """``HostWr`` lines applied to :attr:`host_memory` since this link was created."""
         return self._py_host_writes
 
     def send(self, msg):
@@ -166,8 +162,7 @@ class TunnelLink(HostLink):
         self._pump()
 
     def recv(self):
-        """All device messages waiting in the tunnel, oldest first; HostWr lines are applied
-        to ``host_memory`` and not returned. Times are not known on a board (None)."""
+        """Times are not known on a board: an arrival's cycles are None."""
         out = []
         while True:
             m = self._pop()
@@ -182,69 +177,36 @@ class TunnelLink(HostLink):
             out.append(Arrival(m, None, None))
         return out
 
+    def _arrivals(self, start, max_cycles):
+        """An arrival's ``latency``: device cycles from the send until the host had the
+        response (the UART's transfers included)."""
+        arrived = self.recv()
+        if arrived:
+            now = self.cycle
+            for a in arrived:
+                a.latency = now - start
+        elif self.poll_interval:
+            time.sleep(self.poll_interval)
+        return arrived
+
     def stats(self):
         return dict(credits=self._free, waiting=len(self._waiting), **self._counts)
 
-    def transact(self, msgs, max_cycles=20_000_000, check=True):
-        """Send ``msgs`` (pipelined within the credits) and wait for one response each;
-        responses in the order of ``msgs``. ``max_cycles`` counts device cycles. An
-        arrival's ``latency``: device cycles from the send until the host had the response
-        (the UART's transfers included)."""
-        tags = [m.tag for m in msgs]
-        if len(set(tags)) != len(tags):
-            raise ValueError("tags of outstanding requests must be unique")
-        start = self.drv.cycle
-        for m in msgs:
-            self.send(m)
-        pending = {m.tag: m for m in msgs}
-        got = {}
-        while pending:
-            arrived = self.recv()
-            now = self.drv.cycle if arrived else None
-            for a in arrived:
-                if a.msg.tag not in pending:
-                    raise LinkError(f"unexpected response {a.msg}", a.msg)
-                a.latency = now - start     # device cycles, UART transfers included
-                got[a.msg.tag] = a
-                del pending[a.msg.tag]
-            if pending and not arrived:
-                if self.drv.cycle - start > max_cycles:
-                    raise LinkError(f"{len(pending)} response(s) missing after {max_cycles} "
-                                    f"device cycles (tags {sorted(pending)[:8]})")
-                if self.poll_interval:
-                    time.sleep(self.poll_interval)
-        out = [got[m.tag] for m in msgs]
-        if check:
-            for m, a in zip(msgs, out):
-                if a.msg.status != Status.OK:
-                    raise LinkError(f"{m} failed: {Status(a.msg.status).name}", a.msg)
-        return out
+    def _while_waiting(self):
+        # A full console would stall the firmware's boot: drain it while waiting.
+        self.target.console_read()
 
-    def wait_ready(self, max_cycles=200_000_000, poll=1_000_000):
-        """Wait for the firmware's ready word in the mailbox, draining its console meanwhile
-        (a full console would stall the firmware's boot); then set the DMA watchdogs for
-        the tunnel's pace (:meth:`set_dma_watchdogs`)."""
-        word = self.drv.memories["mbox"]["base"] + 4 * MBOX_STATUS
-        start = self.drv.cycle
-        while True:
-            self.drv.console_read()
-            if self.cfg_read(word) == MBOX_READY:
-                break
-            if self.drv.cycle - start > max_cycles:
-                raise LinkError(f"device not ready after {max_cycles} cycles "
-                                f"(mailbox word 0 = 0x{self.cfg_read(word):08x})")
-            self.drv.run(poll)
-        self.drv.console_read()
+    def _when_ready(self):
+        self.target.console_read()
         self.set_dma_watchdogs()
-        return self.drv.cycle - start
 
     def set_dma_watchdogs(self, cycles=None):
         """Lengthen the DMA watchdogs (``engine_timeout``, ``dma_timeout``; default 4096
         cycles without progress) to ``cycles`` (default: one second of device time). Through
         the tunnel the host drains each HostWr line over the UART, so a page DMA waits tens of
         thousands of cycles per line for the host; with the default watchdog it would give
-        up (DMA_ERROR, status timeout)."""
+        up (DMA_ERROR, status timeout). ``wait_ready`` sets them."""
         cycles = int(cycles if cycles is not None else self.sys_clk_freq)
         for name in ("engine_timeout", "dma_timeout"):
-            if name in self.drv.csr:
-                self.drv.csr_write(name, cycles)
+            if name in self.target.csr:
+                self.target.csr_write(name, cycles)

