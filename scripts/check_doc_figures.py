@@ -1,12 +1,12 @@
 #!/usr/bin/env python3
 """Check that the figures the docs cite equal the committed JSON they come from.
 
-Each entry of REGISTRY says where a figure is in a markdown doc, which committed JSON file
-holds it, where in that file, and how the doc writes it. The doc's text is compared, as a
-string, with the JSON value formatted that way, so the rounding is part of the entry. A
-difference, a figure an entry cannot find, or a table row that no entry covers is
-reported with the doc, the figure, the doc's value and the JSON's value, and the exit
-status is 1.
+Each entry of REGISTRY (in scripts/doc_figures_registry.py) says where a figure is in a
+markdown doc, which committed JSON file holds it, where in that file, and how the doc
+writes it. The doc's text is compared, as a string, with the JSON value formatted that way,
+so the rounding is part of the entry. A difference, a figure an entry cannot find, or a
+table row that no entry covers is reported with the doc, the figure, the doc's value and
+the JSON's value, and the exit status is 1.
 
 There are two kinds of entry:
 
@@ -33,8 +33,8 @@ records). A path can also be a function of the loaded JSON: `share`, `change`,
 `diff`, `same`, or any `calc(label, fn)`. A fmt is a format string ("{:,}" by default,
 "{:.1f}", ...) or a function of the value (`percent`).
 
-Adding a markdown table checked against a JSON file takes one entry. For example, a
-replay table with one JSON file per workload:
+Adding a markdown table checked against a JSON file takes one entry in REGISTRY. For
+example, a replay table with one JSON file per workload:
 
     Table("docs/RESULTS.md", "Four workloads", "docs/replay/{workload}.json",
           keys=("workload", "config"),
@@ -46,126 +46,38 @@ replay table with one JSON file per workload:
 """
 
 import argparse
+import importlib.util
 import json
-import math
 import re
 import sys
-from dataclasses import dataclass
 from pathlib import Path
-from typing import Callable, NamedTuple, Optional, Union
 
 ROOT = Path(__file__).resolve().parent.parent
 
-Path_ = Union[str, Callable]
-Fmt = Union[str, Callable]
+
+def _load_sibling(name):
+    """scripts/<name>.py as a module, loaded by its path: this script runs as
+    `python scripts/check_doc_figures.py` and is also loaded by path from the tests, where
+    scripts/ is not on sys.path."""
+    if name in sys.modules:
+        return sys.modules[name]
+    spec = importlib.util.spec_from_file_location(name, Path(__file__).with_name(f"{name}.py"))
+    module = importlib.util.module_from_spec(spec)
+    sys.modules[name] = module
+    try:
+        spec.loader.exec_module(module)
+    except BaseException:
+        del sys.modules[name]
+        raise
+    return module
 
 
-class Val(NamedTuple):
-    path: Path_
-    fmt: Fmt = "{:,}"
-    source: Optional[str] = None  # the entry's source when None
-
-
-@dataclass
-class Figures:
-    doc: str
-    section: str
-    source: str
-    template: str
-    values: dict
-
-
-class Col(NamedTuple):
-    header: str
-    path: Path_
-    fmt: Fmt = "{:,}"
-    pattern: Optional[str] = None
-
-
-@dataclass
-class Table:
-    doc: str
-    section: str
-    source: str
-    keys: tuple
-    columns: list
-    rows: Optional[dict] = None
-    table: int = 0
-
-
-# --- JSON paths and formats ---------------------------------------------------------------
-
-_STEP = re.compile(r"([^.\[\]]+)|\[([^\]]*)\]")
-
-
-def _field(record, key):
-    """A record's field for a selector; a dotted key reaches into nested dicts."""
-    for k in key.split("."):
-        record = record.get(k) if isinstance(record, dict) else None
-    return record
-
-
-def get(data, path):
-    """The value at `path` (see the module docstring) in `data`; KeyError if there is none."""
-    if callable(path):
-        return path(data)
-    for key, select in _STEP.findall(path):
-        if key:
-            if isinstance(data, list):
-                data = data[int(key)]
-            elif key in data:
-                data = data[key]
-            else:
-                raise KeyError(f"no key {key!r}")
-            continue
-        if select.isdigit():
-            data = data[int(select)]
-            continue
-        conds = [c.split("=", 1) for c in select.split(",")]
-        if any(len(c) != 2 for c in conds):
-            raise KeyError(f"bad selector [{select}]")
-        hits = [x for x in data if all(str(_field(x, k.strip())) == v.strip() for k, v in conds)]
-        if len(hits) != 1:
-            raise KeyError(f"[{select}] matches {len(hits)} elements, not 1")
-        data = hits[0]
-    return data
-
-
-def calc(label, fn):
-    """A path function `fn` of the loaded JSON, named `label` in the messages."""
-    fn.label = label
-    return fn
-
-
-def share(used, total, scale=100):
-    """scale * value at `used` / value at `total` (a percentage by default)."""
-    return calc(f"{scale} * {used} / {total}", lambda d: scale * get(d, used) / get(d, total))
-
-
-def change(before, after):
-    """Percent change from the value at `before` to the value at `after`."""
-    return calc(f"{after} / {before} - 1 (%)",
-                lambda d: 100 * (get(d, after) / get(d, before) - 1))
-
-
-def diff(before, after):
-    return calc(f"{after} - {before}", lambda d: get(d, after) - get(d, before))
-
-
-def same(*paths):
-    """The one value at all `paths` ("each decompressor 7,822"); a mismatch if they differ."""
-    def f(d):
-        vals = [get(d, p) for p in paths]
-        return vals[0] if len(set(vals)) == 1 else "differ: " + " / ".join(map(str, vals))
-    return calc("same(" + ", ".join(paths) + ")", f)
-
-
-def percent(digits):
-    """Format a fraction as a percentage; None or NaN (nothing to divide) is written "-"."""
-    def f(v):
-        return "-" if v is None or (isinstance(v, float) and math.isnan(v)) \
-            else f"{100 * v:.{digits}f}"
-    return f
+_registry = _load_sibling("doc_figures_registry")
+# the entry types and path helpers, also for callers that build their own entries
+Val, Figures, Col, Table = _registry.Val, _registry.Figures, _registry.Col, _registry.Table
+get, calc, percent = _registry.get, _registry.calc, _registry.percent
+share, change, diff, same = _registry.share, _registry.change, _registry.diff, _registry.same
+REGISTRY = _registry.REGISTRY
 
 
 def fmt_value(fmt, v):
@@ -266,7 +178,7 @@ class Checker:
         found = list(re.finditer(template_regex(e.template), text))
         if len(found) != 1:
             self.errors.append(f"{e.doc}: {where}: the text is found {len(found)} times, not "
-                               "once (doc changed? update scripts/check_doc_figures.py)")
+                               "once (doc changed? update scripts/doc_figures_registry.py)")
             return
         groups = found[0].groupdict()
         for name, v in e.values.items():
@@ -295,7 +207,7 @@ class Checker:
             seen.add(key)
             if e.rows is not None and key not in e.rows:
                 self.errors.append(f"{where}: row {key} is not in the registry "
-                                   "(scripts/check_doc_figures.py)")
+                                   "(scripts/doc_figures_registry.py)")
                 continue
             record_path = None if e.rows is None else e.rows[key]
             if e.rows is not None and record_path is None:
@@ -326,333 +238,6 @@ class Checker:
                 continue
             (self.figures if isinstance(e, Figures) else self.table)(e)
         return self.errors
-
-
-# --- the registry ---------------------------------------------------------------------------
-
-BITSTREAMS = "docs/bitstreams.md"
-CODEC_README = "gateware/codec/README.md"
-PREFETCH_README = "host/prefetch/README.md"
-ULX3S = "docs/bitstreams/ulx3s.json"
-ULX3S_FIRST = "docs/bitstreams/ulx3s-a6c641a.json"  # the first report (commit a6c641a), replaced in 4bf21e4
-ECPIX5 = "docs/bitstreams/ecpix5.json"
-CORES = "docs/bitstreams/ecpix5_cores.json"
-CODEC = "docs/bitstreams/codec_ecp5.json"
-PREFETCH = "host/prefetch/results/results.json"
-
-
-def core(module, field_="lut", source=None):
-    return Val(f"cores[module={module}].{field_}", "{:,}", source)
-
-
-def used(resource, source=None):
-    """used / available / percentage of a device resource after place and route."""
-    u = f"utilization_pnr.{resource}"
-    return {"used": Val(f"{u}.used", "{:,}", source),
-            "avail": Val(f"{u}.available", "{:,}", source),
-            "pct": Val(share(f"{u}.used", f"{u}.available"), "{:.1f}", source)}
-
-
-def report_table(section, source, path="critical_paths.0", row="critical path", ns="{:.1f}"):
-    """The two-column summary table of a committed bitstream report."""
-    lut, ff, ebr = used("TRELLIS_COMB"), used("TRELLIS_FF"), used("DP16KD")
-    return [
-        Figures(BITSTREAMS, section, source,
-                f"| {row} | {{ns}} ns, {{cells}} logic cells:",
-                {"ns": Val(f"{path}.delay_ns", ns), "cells": Val(f"{path}.logic_levels")}),
-        Figures(BITSTREAMS, section, source, "**{fmax} MHz",
-                {"fmax": Val("sys_clock.achieved_mhz", "{:.2f}")}),
-        Figures(BITSTREAMS, section, source, "met, margin +{margin} %**",
-                {"margin": Val("sys_clock.margin_pct", "{:.1f}")}),
-        Figures(BITSTREAMS, section, source, "| LUT4 sites | {used} / {avail} ({pct} %) |", lut),
-        Figures(BITSTREAMS, section, source, "| FF | {used} ({pct} %) |",
-                {"used": ff["used"], "pct": ff["pct"]}),
-        Figures(BITSTREAMS, section, source, "| EBR | {used} / {avail} ({pct} %) |", ebr),
-        Figures(BITSTREAMS, section, source, "{bytes} bytes |", {"bytes": Val("bitstream_bytes")}),
-    ]
-
-
-SYS_CLK = {"req": Val("sys_clk_mhz", "{:.0f}"), "pll": Val("sys_clock.constraint_mhz", "{:.2f}")}
-CODEC_CORES = ("codec_compressor", "codec_decompressor", "page_decompressor")
-
-
-def cores_fmax(codecs, fn=min):
-    """fn of the per-core Fmax in ecpix5_cores.json, over the codec cores or over the rest."""
-    label = f"{fn.__name__} Fmax of the {'codec' if codecs else 'other'} cores"
-    return Val(calc(label, lambda d: fn(r["min_fmax_mhz"] for r in d["rows"]
-                                        if (r["core"] in CODEC_CORES) == codecs)), "{:.1f}")
-
-
-NOW = "The committed report"      # docs/bitstreams.md: ULX3S, current report
-FIRST = "The first report"        # docs/bitstreams.md: ULX3S, report of a6c641a
-ECP = "The ECPIX-5 bitstream"     # docs/bitstreams.md: ECPIX-5 report
-CODEC_SECTION = "ECP5 resources and Fmax of the cores alone"
-
-REGISTRY = [
-    # docs/bitstreams.md: board table and the ECPIX-5 per-core Fmax (ecpix5_cores.json)
-    Figures(BITSTREAMS, "FPGA bitstreams", ULX3S, "| {sys} MHz (see Results) |",
-            {"sys": Val("sys_clk_mhz", "{:.0f}")}),
-    Figures(BITSTREAMS, "FPGA bitstreams", ECPIX5,
-            "| {sys} MHz, met (+{margin} %); codecs {codec} MHz (own clock) |",
-            {"sys": Val("sys_clk_mhz", "{:.0f}"), "margin": Val("sys_clock.margin_pct", "{:.1f}"),
-             "codec": Val("codec_clk_mhz", "{:.0f}")}),
-    Figures(BITSTREAMS, "What a board build carries", CORES,
-            "the compressor reaches {comp} MHz, the decompressors {lo}-{hi} MHz, and every "
-            "other core {rest} MHz or more",
-            {"comp": Val("rows[core=codec_compressor].min_fmax_mhz", "{:.1f}"),
-             "lo": Val("rows[core=codec_decompressor].min_fmax_mhz", "{:.1f}"),
-             "hi": Val("rows[core=page_decompressor].min_fmax_mhz", "{:.1f}"),
-             "rest": cores_fmax(codecs=False)}),
-    Figures(BITSTREAMS, "The first 32-bit build", CODEC,
-            "kivi_k4v3 now runs at {comp} MHz (compressor) and {dec} MHz (decompressor)",
-            {"comp": Val("runs[0].rows[core=compressor].fmax_mhz", "{:.1f}"),
-             "dec": Val("runs[0].rows[core=decompressor].fmax_mhz", "{:.1f}")}),
-
-    # docs/bitstreams.md: ULX3S, the committed report (main 2c0da38)
-    *report_table(NOW, ULX3S),
-    Figures(BITSTREAMS, NOW, ULX3S, "It ran {wall} s of wall time",
-            {"wall": Val("wall_s", "{:,.0f}")}),
-    Figures(BITSTREAMS, NOW, ULX3S, "| sys_clk | {req} MHz requested; the PLL makes {pll} MHz",
-            SYS_CLK),
-    Figures(BITSTREAMS, NOW, ULX3S, "| DSP | {used} / {avail} ({pct} %) |", used("MULT18X18D")),
-    Figures(BITSTREAMS, NOW, ULX3S,
-            "compressor {comp} LUT + {ebr} EBR (its page buffer); each decompressor {dec}; DMA "
-            "engines {dma} / {page_dma}; ATU {atu}; CPU {cpu}; tunnel {tunnel}; bridge {bridge}; "
-            "LiteDRAM {litedram}; top {top}; total {total} |",
-            {"comp": core("codec_compressor"), "ebr": core("codec_compressor", "ebr"),
-             "dec": Val(same("cores[module=codec_decompressor].lut",
-                             "cores[module=page_decompressor].lut"), "{:,}"),
-             "dma": core("dma"), "page_dma": core("page_dma"), "atu": core("atu"),
-             "cpu": core("VexRiscv"), "tunnel": core("tunnel"), "bridge": core("bridge"),
-             "litedram": core("litedram"), "top": core("ulx3s"),
-             "total": Val("total_synth.lut")}),
-
-    # docs/bitstreams.md: ULX3S, the first report (a6c641a)
-    *report_table(FIRST, ULX3S_FIRST),
-    Figures(BITSTREAMS, FIRST, ULX3S_FIRST, "{wall} s of wall time",
-            {"wall": Val("wall_s", "{:,.0f}")}),
-    Figures(BITSTREAMS, FIRST, ULX3S_FIRST, "**{fmax} MHz at {req} MHz",
-            {"fmax": Val("sys_clock.achieved_mhz", "{:.2f}"),
-             "req": Val("sys_clock.constraint_mhz", "{:.2f}")}),
-    Figures(BITSTREAMS, FIRST, ULX3S_FIRST,
-            "compressor {comp} LUT + {ram} LUTRAM (its page buffer); each decompressor {dec}; "
-            "DMA engines {dma} / {page_dma}; ATU {atu}; LiteDRAM {litedram}; total {total} |",
-            {"comp": core("codec_compressor"), "ram": core("codec_compressor", "lutram"),
-             "dec": Val(same("cores[module=codec_decompressor].lut",
-                             "cores[module=page_decompressor].lut"), "{:,}"),
-             "dma": core("dma"), "page_dma": core("page_dma"), "atu": core("atu"),
-             "litedram": core("litedram"), "total": Val("total_synth.lut")}),
-    Figures(BITSTREAMS, FIRST, ULX3S_FIRST,
-            "the compressor's page buffer moved from {ram} distributed-RAM cells (which take "
-            "LUT sites) to {ebr} EBR, the DMA's skid buffer went in, and the design went from "
-            "{first} % to {now} % of the LUT sites",
-            {"ram": core("codec_compressor", "lutram"),
-             "ebr": core("codec_compressor", "ebr", ULX3S),
-             "first": used("TRELLIS_COMB")["pct"], "now": used("TRELLIS_COMB", ULX3S)["pct"]}),
-
-    # docs/bitstreams.md: ECPIX-5 (report of main bcfa3fa) and the per-core Fmax
-    *report_table(ECP, ECPIX5, "critical_paths[from=posedge $glbnet$sys_clk,"
-                               "to=posedge $glbnet$sys_clk]", row="sys critical path",
-                  ns="{:.2f}"),
-    Figures(BITSTREAMS, ECP, ECPIX5, "{wall} s of wall time", {"wall": Val("wall_s", "{:,.0f}")}),
-    Figures(BITSTREAMS, ECP, ECPIX5, "| sys_clk | {req} MHz requested; the PLL makes {pll} MHz",
-            SYS_CLK),
-    Figures(BITSTREAMS, ECP, ECPIX5,
-            "| Fmax codec clock | {fmax} MHz for {req} MHz: met, +{margin} % |",
-            {"fmax": Val("clocks[net=$glbnet$board_soc_clkout2].achieved_mhz", "{:.2f}"),
-             "req": Val("clocks[net=$glbnet$board_soc_clkout2].constraint_mhz", "{:.2f}"),
-             "margin": Val("clocks[net=$glbnet$board_soc_clkout2].margin_pct", "{:.1f}")}),
-    Figures(BITSTREAMS, ECP, ECPIX5, "| codec critical path | {ns} ns, {cells} logic cells:",
-            {"ns": Val("critical_paths[from=posedge $glbnet$board_soc_clkout2,"
-                       "to=posedge $glbnet$board_soc_clkout2].delay_ns", "{:.2f}"),
-             "cells": Val("critical_paths[from=posedge $glbnet$board_soc_clkout2,"
-                          "to=posedge $glbnet$board_soc_clkout2].logic_levels")}),
-    Figures(BITSTREAMS, ECP, ECPIX5, "| DSP | {used} / {avail} ({pct} %) |", used("MULT18X18D")),
-    Figures(BITSTREAMS, ECP, ECPIX5,
-            "compressor {comp} LUT + {ebr} EBR; decompressors {dec} / {page_dec}; DMA engines "
-            "{dma} / {page_dma}; LiteDRAM {litedram}; ATU {atu}; CPU {cpu}; tunnel {tunnel}; "
-            "bridge {bridge}; top {top}; total {total} |",
-            {"comp": core("codec_compressor"), "ebr": core("codec_compressor", "ebr"),
-             "dec": core("codec_decompressor"), "page_dec": core("page_decompressor"),
-             "dma": core("dma"), "page_dma": core("page_dma"), "litedram": core("litedram"),
-             "atu": core("atu"), "cpu": core("VexRiscv"), "tunnel": core("tunnel"),
-             "bridge": core("bridge"), "top": core("ecpix5"), "total": Val("total_synth.lut")}),
-    Figures(BITSTREAMS, ECP, CORES,
-            "Every core alone reaches {rest} MHz or more on this device",
-            {"rest": cores_fmax(codecs=False)}),
-    Figures(BITSTREAMS, ECP, CORES,
-            "ATU {atu}, page DMA {page_dma}, DMA {dma}, LiteDRAM {litedram} MHz. The codecs "
-            "reach {lo}-{hi} MHz on their own clock",
-            {k: Val(f"rows[core={k}].min_fmax_mhz", "{:.1f}")
-             for k in ("atu", "page_dma", "dma", "litedram")}
-            | {"lo": cores_fmax(codecs=True), "hi": cores_fmax(codecs=True, fn=max)}),
-    Figures(BITSTREAMS, ECP, ECPIX5,
-            "({ddr3} LUTs in the ECPIX-5 report against {sdr} in the ULX3S one)",
-            {"ddr3": core("litedram"), "sdr": core("litedram", source=ULX3S)}),
-    Figures(BITSTREAMS, ECP, ULX3S_FIRST,
-            "the firmware DMA went from {dma0} to {dma1} FFs and the page DMA from {pdma0} to "
-            "{pdma1}.",
-            {"dma0": core("dma", "ff"), "dma1": core("dma", "ff", ULX3S),
-             "pdma0": core("page_dma", "ff"), "pdma1": core("page_dma", "ff", ULX3S)}),
-    Figures(BITSTREAMS, ECP, ECPIX5, "The codec clock has {margin} % in hand",
-            {"margin": Val("clocks[net=$glbnet$board_soc_clkout2].margin_pct", "{:.1f}")}),
-    Figures(BITSTREAMS, ECP, ECPIX5, "The decompressor's {ns} ns output path",
-            {"ns": Val("critical_paths.0.delay_ns", "{:.2f}")}),
-    Figures(BITSTREAMS, ECP, ECPIX5, "({dec} and {page_dec} LUTs in the report above)",
-            {"dec": core("codec_decompressor"), "page_dec": core("page_decompressor")}),
-    Figures(BITSTREAMS, "Compared with the paper's Table 1", ULX3S,
-            "takes {ulx3s} % of an ECP5-85F's LUT sites on the ULX3S and {ecpix5} % on the ECPIX-5",
-            {"ulx3s": used("TRELLIS_COMB")["pct"], "ecpix5": used("TRELLIS_COMB", ECPIX5)["pct"]}),
-
-    # gateware/codec/README.md: the ECP5 table of the cores alone (codec_ecp5.json runs)
-    Table(CODEC_README, CODEC_SECTION, CODEC, keys=("core", "mode"),
-          rows={("KVCompressor", "kivi_k4v3"): "runs[0].rows[core=compressor]",
-                ("KVDecompressor", "kivi_k4v3"): "runs[0].rows[core=decompressor]",
-                ("KVCompressor", "kivi_n10v9"): "runs[4].rows[core=compressor]",  # 85e3be0
-                ("KVDecompressor", "kivi_n10v9"): "runs[3].rows[core=decompressor]",  # a4e4aa3
-                ("KVCompressor", "kivi_z10v9 (at c050a85, before the level-field tree)"):
-                    "runs[1].rows[core=compressor]",
-                ("KVDecompressor", "kivi_z10v9 (at c050a85)"): "runs[1].rows[core=decompressor]"},
-          columns=[Col("LUT4", "lut4"), Col("CCU2C", "ccu2c"), Col("FF", "ff"), Col("EBR", "ebr"),
-                   Col("DSP (MULT18X18D)", "dsp"),
-                   Col("logic cells (of 83,640)", "comb", "{:,}", "{v} (*"),
-                   Col("logic cells (of 83,640)", share("comb", "comb_avail"), "{:.1f}",
-                       "* ({v} %)"),
-                   Col("Fmax", "fmax_mhz", "{:.1f}", "{v} MHz")]),
-    Figures(CODEC_README, CODEC_SECTION, CODEC,
-            "compressor {before} -> **{after} MHz** (+{gain} %; {dsp0} -> {dsp1} DSPs, "
-            "+{lut} LUT4)",
-            {"before": Val("runs[3].rows[core=compressor].fmax_mhz", "{:.1f}"),
-             "after": Val("runs[4].rows[core=compressor].fmax_mhz", "{:.1f}"),
-             "gain": Val(change("runs[3].rows[core=compressor].fmax_mhz",
-                                "runs[4].rows[core=compressor].fmax_mhz"), "{:.0f}"),
-             "dsp0": Val("runs[3].rows[core=compressor].dsp"),
-             "dsp1": Val("runs[4].rows[core=compressor].dsp"),
-             "lut": Val(diff("runs[3].rows[core=compressor].lut4",
-                             "runs[4].rows[core=compressor].lut4"))}),
-    Figures(CODEC_README, CODEC_SECTION, CODEC, "measured *slower*, {tree_before} -> {tree} MHz",
-            {"tree_before": Val("runs[3].rows[core=decompressor].fmax_mhz", "{:.1f}"),
-             "tree": Val("runs[5].rows[core=decompressor].fmax_mhz", "{:.1f}")}),
-    Figures(CODEC_README, CODEC_SECTION, CODEC,
-            "ran at {before} MHz ({ns} ns: digits, dequantizer and FP16 conversion in one cycle to "
-            "the output); with the output pipeline, {after} MHz (+{gain} %)",
-            {"before": Val("runs[2].rows.0.fmax_mhz", "{:.1f}"),
-             "ns": Val(calc("1000 / runs[2].rows.0.fmax_mhz",
-                            lambda d: 1000 / get(d, "runs[2].rows.0.fmax_mhz")), "{:.0f}"),
-             "after": Val("runs[1].rows[core=decompressor].fmax_mhz", "{:.1f}"),
-             "gain": Val(change("runs[2].rows.0.fmax_mhz",
-                                "runs[1].rows[core=decompressor].fmax_mhz"), "{:.0f}")}),
-    Figures(CODEC_README, CODEC_SECTION, CODEC,
-            "the registers add {delta} FFs to that decompressor ({ff0} -> {ff1})",
-            {"delta": Val(diff("runs[2].rows.0.ff", "runs[1].rows[core=decompressor].ff")),
-             "ff0": Val("runs[2].rows.0.ff"), "ff1": Val("runs[1].rows[core=decompressor].ff")}),
-    Figures(CODEC_README, CODEC_SECTION, CORES,
-            "the compressor reaches {comp} MHz and the decompressors {dec} and {page_dec} MHz",
-            {"comp": Val("rows[core=codec_compressor].min_fmax_mhz", "{:.1f}"),
-             "dec": Val("rows[core=codec_decompressor].min_fmax_mhz", "{:.1f}"),
-             "page_dec": Val("rows[core=page_decompressor].min_fmax_mhz", "{:.1f}")}),
-    Figures(CODEC_README, CODEC_SECTION, ULX3S_FIRST,
-            "the compressor went from {lut0} LUT + {ram0} distributed-RAM cells + {ebr0} EBR "
-            "(first report, `a6c641a`) to {lut1} LUT + {ram1} distributed-RAM cells + {ebr1} EBR "
-            "(current report), and the whole design from {pct0} % to {pct1} % of the LUT sites",
-            {"lut0": core("codec_compressor"), "ram0": core("codec_compressor", "lutram"),
-             "ebr0": core("codec_compressor", "ebr"),
-             "lut1": core("codec_compressor", source=ULX3S),
-             "ram1": core("codec_compressor", "lutram", ULX3S),
-             "ebr1": core("codec_compressor", "ebr", ULX3S),
-             "pct0": used("TRELLIS_COMB")["pct"], "pct1": used("TRELLIS_COMB", ULX3S)["pct"]}),
-    Figures(CODEC_README, CODEC_SECTION, ECPIX5,
-            "compressor {lut} LUT + {ebr} EBR, {pct} % of the LUT sites) the codec clock (the "
-            "compressor and decompressors behind CodecCDC) reached {fmax} MHz",
-            {"lut": core("codec_compressor"), "ebr": core("codec_compressor", "ebr"),
-             "pct": used("TRELLIS_COMB")["pct"],
-             "fmax": Val("clocks[net=$glbnet$board_soc_clkout2].achieved_mhz", "{:.2f}")}),
-
-    # host/prefetch/README.md: the held-out tables (results/*.json)
-    Table(PREFETCH_README, "Results (held-out documents only)", PREFETCH, table=0,
-          keys=("workload", "predictor"),
-          columns=[Col(f"k={k}", f"results[workload={{workload}}].modes.sparse.{{predictor}}.{k}"
-                                 ".hit_rate", percent(1)) for k in (1, 2, 4, 8, 16)]),
-    Table(PREFETCH_README, "Results (held-out documents only)", PREFETCH, table=1,
-          keys=("workload", "predictor"),
-          columns=[Col(f"k={k}", f"results[workload={{workload}}].modes.sparse.{{predictor}}.{k}"
-                                 f".{name}", fmt, pattern)
-                   for k in (1, 2, 4, 8, 16)
-                   for name, fmt, pattern in (
-                       ("coverage", percent(1), "{v} / * / *"),
-                       ("precision", percent(1), "* / {v} / *"),
-                       ("wasted_bytes_per_step", lambda v: f"{v / 1024:.0f}", "* / * / {v}"))]),
-    Table(PREFETCH_README, "top-4 accuracy", "host/prefetch/results/token_lm.json",
-          keys=("workload",),
-          columns=[Col("tokens", "rows[workload={workload}].tokens", "{}"),
-                   Col("out-of-vocabulary %", "rows[workload={workload}].oov_share", percent(1)),
-                   Col("top-4 LSTM %", "rows[workload={workload}].top4_lstm", percent(1)),
-                   Col("top-4 bigram %", "rows[workload={workload}].top4_bigram", percent(1)),
-                   Col("top-4 unigram %", "rows[workload={workload}].top4_unigram", percent(1)),
-                   Col("paper %", "paper_top4", percent(0))]),
-    Table(PREFETCH_README, "Cycles per prediction", "host/prefetch/results/bench.json",
-          keys=("predictor",),
-          rows={("none (timer overhead)" if k == "none" else k,): f"rows.{k}"
-                for k in ("none", "last", "stride", "markov", "layer_ahead", "lstm")},
-          columns=[Col("mean cycles", "cycles_mean", "{:,.0f}"),
-                   Col("median", "cycles_p50", "{:,.0f}"), Col("max", "cycles_max"),
-                   Col("us @ 50 MHz", "us_at_50MHz", "{:.1f}"),
-                   Col("us @ 60 MHz", "us_at_60MHz", "{:.1f}")]),
-]
-
-
-# docs/RESULTS.md: the four-workload replay table (host/replay.py --compare, one file per
-# workload; python -m host.report prints the table) and the demo's rtl row
-# (python -m host.backend_equivalence).
-RESULTS = "docs/RESULTS.md"
-
-
-def opt(fmt, scale=1.0, none_if=(None,)):
-    """Format value * scale; "-" for a value in `none_if` (nothing measured)."""
-    return lambda v: "-" if v in none_if else fmt.format(v * scale)
-
-
-def _replay(path):
-    return f"[config.label={{config}}].{path}"
-
-
-REGISTRY += [
-    Table(RESULTS, "End-to-end trace replay", "docs/results/replay/{workload}.json",
-          keys=("workload", "config"),
-          columns=[Col("L2 hit rate (outside L1)", _replay("accesses.l2_hit_rate"), opt("{:.3f}")),
-                   Col("prefetch precision", _replay("prefetch.precision"), opt("{:.3f}")),
-                   Col("wasted prefetch MiB", _replay("prefetch.wasted_bytes"),
-                       opt("{:.1f}", 2.0 ** -20)),
-                   Col("sync fetch ns (est.)", _replay("latency_ns.sync_fetch_mean"),
-                       opt("{:.0f}")),
-                   Col("effective ns / access (est.)", _replay("latency_ns.effective_mean"),
-                       opt("{:.0f}")),
-                   Col("stall µs / step (est.)", _replay("latency_ns.stall_per_step_mean"),
-                       opt("{:.0f}", 1e-3)),
-                   Col("prefetch µs / step (est.)", _replay("prefetch.mean_step_ns"),
-                       opt("{:.0f}", 1e-3)),
-                   Col("pages checked / bad", _replay("check.pages_checked"), "{}", "{v} / *"),
-                   Col("pages checked / bad", _replay("check.mismatches"), "{}", "* / {v}"),
-                   Col("max error / bound", _replay("check.max_error_over_bound"),
-                       opt("{:.3f}", none_if=(None, 0.0)))]),
-    Table(RESULTS, "The demo on the rtl backend", "docs/results/rtl_vs_model_mini.json",
-          keys=("accesses",), rows={("17190",): "totals.rtl"},
-          columns=[Col("accesses", "accesses.total", "{}"), Col("L1", "accesses.l1", "{}"),
-                   Col("L2 hits", "accesses.l2", "{}"),
-                   Col("L3 (demand) reads", "accesses.l3", "{}"),
-                   Col("L2 hit rate", "accesses.l2_hit_rate", "{:.3f}"),
-                   Col("precision", "prefetch.precision", "{:.3f}"),
-                   Col("sync fetch (measured)", "latency_ns.sync_fetch_mean", "{:.0f}",
-                       "{v} ns (p99 *)"),
-                   Col("sync fetch (measured)", "latency_ns.sync_fetch_p99", "{:.0f}",
-                       "* ns (p99 {v})"),
-                   Col("effective ns / access", "latency_ns.effective_mean", "{:.0f}"),
-                   Col("prefetch / step (measured, incl. LSTM)", "prefetch.mean_step_ns",
-                       opt("{:.1f}", 1e-6), "{v} ms"),
-                   Col("pages checked / bad", "check.pages_checked", "{}", "{v} / *"),
-                   Col("pages checked / bad", "check.mismatches", "{}", "* / {v}")]),
-]
-
 
 def main(argv=None):
     p = argparse.ArgumentParser(description=__doc__,
