@@ -127,13 +127,15 @@ def percent(digits):
 
 BITSTREAMS = "docs/bitstreams.md"
 CODEC_PAGE = "docs/codec.md"
-PREFETCH_README = "host/prefetch/README.md"
+PREFETCH_PAGE = "docs/prefetch.md"
 ULX3S = "docs/bitstreams/ulx3s.json"
 ULX3S_FIRST = "docs/bitstreams/ulx3s-a6c641a.json"  # the first report (commit a6c641a), replaced in 4bf21e4
 ECPIX5 = "docs/bitstreams/ecpix5.json"
 CORES = "docs/bitstreams/ecpix5_cores.json"
 CODEC = "docs/bitstreams/codec_ecp5.json"
-PREFETCH = "host/prefetch/results/results.json"
+PREFETCH = "docs/results/prefetch/results.json"
+PREFETCH_TOKEN_LM = "docs/results/prefetch/token_lm.json"
+PREFETCH_BENCH = "docs/results/prefetch/bench.json"
 
 
 def core(module, field_="lut", source=None):
@@ -363,12 +365,12 @@ REGISTRY = [
              "pct": used("TRELLIS_COMB")["pct"],
              "fmax": Val("clocks[net=$glbnet$board_soc_clkout2].achieved_mhz", "{:.2f}")}),
 
-    # host/prefetch/README.md: the held-out tables (results/*.json)
-    Table(PREFETCH_README, "Results (held-out documents only)", PREFETCH, table=0,
+    # docs/prefetch.md: the held-out tables (docs/results/prefetch/*.json)
+    Table(PREFETCH_PAGE, "Page predictors on held-out documents", PREFETCH, table=0,
           keys=("workload", "predictor"),
           columns=[Col(f"k={k}", f"results[workload={{workload}}].modes.sparse.{{predictor}}.{k}"
                                  ".hit_rate", percent(1)) for k in (1, 2, 4, 8, 16)]),
-    Table(PREFETCH_README, "Results (held-out documents only)", PREFETCH, table=1,
+    Table(PREFETCH_PAGE, "Page predictors on held-out documents", PREFETCH, table=1,
           keys=("workload", "predictor"),
           columns=[Col(f"k={k}", f"results[workload={{workload}}].modes.sparse.{{predictor}}.{k}"
                                  f".{name}", fmt, pattern)
@@ -377,7 +379,7 @@ REGISTRY = [
                        ("coverage", percent(1), "{v} / * / *"),
                        ("precision", percent(1), "* / {v} / *"),
                        ("wasted_bytes_per_step", lambda v: f"{v / 1024:.0f}", "* / * / {v}"))]),
-    Table(PREFETCH_README, "top-4 accuracy", "host/prefetch/results/token_lm.json",
+    Table(PREFETCH_PAGE, "top-4 accuracy", PREFETCH_TOKEN_LM,
           keys=("workload",),
           columns=[Col("tokens", "rows[workload={workload}].tokens", "{}"),
                    Col("out-of-vocabulary %", "rows[workload={workload}].oov_share", percent(1)),
@@ -385,7 +387,7 @@ REGISTRY = [
                    Col("top-4 bigram %", "rows[workload={workload}].top4_bigram", percent(1)),
                    Col("top-4 unigram %", "rows[workload={workload}].top4_unigram", percent(1)),
                    Col("paper %", "paper_top4", percent(0))]),
-    Table(PREFETCH_README, "Cycles per prediction", "host/prefetch/results/bench.json",
+    Table(PREFETCH_PAGE, "Cycles per prediction", PREFETCH_BENCH,
           keys=("predictor",),
           rows={("none (timer overhead)" if k == "none" else k,): f"rows.{k}"
                 for k in ("none", "last", "stride", "markov", "layer_ahead", "lstm")},

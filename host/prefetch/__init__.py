@@ -8,7 +8,8 @@ Python references that the firmware (``firmware/predict.c``) reproduces bit for 
 
 The firmware's speculation engine (``firmware/speculate.c``) has its reference in
 ``host.prefetch.speculation``; training, export, evaluation and the held-out fixture live
-beside the predictors. See host/prefetch/README.md (design, training, results).
+beside the predictors. See host/prefetch/README.md (design, training) and docs/prefetch.md
+(results).
 """
 from pathlib import Path
 
