@@ -54,7 +54,8 @@ def harness(core: str, mode: str, dw: int):
     not count. Returns (module, its ports, the harness's flip-flop bits)."""
     from migen import Module, Signal
 
-    from gateware.codec.core import KVCompressor, KVDecompressor
+    from gateware.codec.compressor import KVCompressor
+    from gateware.codec.decompressor import KVDecompressor
     dut = (KVCompressor if core == "compressor" else KVDecompressor)(mode, dw=dw)
     ins = [dut.sink.valid, dut.sink.data, dut.sink.last, dut.source.ready]
     outs = [dut.sink.ready, dut.source.valid, dut.source.data, dut.source.last, dut.pages]

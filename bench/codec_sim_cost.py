@@ -113,7 +113,8 @@ def stimulus(core: str, mode: str, dw: int, n: int):
 def build(core: str, mode: str, dw: int, out: Path, n: int) -> Path:
     from migen.fhdl.verilog import convert
 
-    from gateware.codec.core import KVCompressor, KVDecompressor
+    from gateware.codec.compressor import KVCompressor
+    from gateware.codec.decompressor import KVDecompressor
     dut = (KVCompressor if core == "compressor" else KVDecompressor)(mode, dw=dw)
     ios = {dut.sink.valid, dut.sink.ready, dut.sink.data, dut.sink.last,
            dut.source.valid, dut.source.ready, dut.source.data, dut.source.last}

@@ -94,7 +94,7 @@ def board_soc(board, sys_clk_freq, rom_init, baudrate, codec_clk_freq=None):
 # Cores kept as their own Verilog modules (soc/hier.py): report name -> attribute path.
 def engine_cores(soc):
     """The cores of ``soc`` kept as modules: the cache engine, LiteDRAM, the L2 cache."""
-    from gateware.codec.core import KVCompressor
+    from gateware.codec.compressor import KVCompressor
     from gateware.dma.codec import CodecCDC
 
     def core(xf):

@@ -12,7 +12,8 @@ from litex.soc.interconnect.csr import AutoCSR, CSRField, CSRStatus
 
 from gateware.atu.core import ATU
 from gateware.bridge.core import BridgeEndpoint
-from gateware.codec.core import KVCompressor, KVDecompressor
+from gateware.codec.compressor import KVCompressor
+from gateware.codec.decompressor import KVDecompressor
 from gateware.dma.codec import CodecCDC, PackedCodec
 from gateware.dma.core import DMA
 from gateware.arbiter import RoundRobin

@@ -7,6 +7,8 @@ import zlib
 import numpy as np
 
 from gateware.codec import reference as R
+from gateware.codec import ref_arith as RA
+from gateware.codec import ref_quant as RQ
 
 T, D = 16, 64
 
@@ -59,8 +61,8 @@ def v_zero_params(pages: np.ndarray, zrange) -> tuple[np.ndarray, np.ndarray]:
     """(scale codes, zero points) of the pages' V tokens (9 levels) with zero points in
     `zrange`: reference._group_params on the sanitized values."""
     N = len(pages)
-    x = R.fp16_to_int(R.sanitize(R.as_bits(pages).reshape(N, -1))[0]).reshape(pages.shape)
-    code, zero, _ = R._group_params(x[:, 1], 2, 9, zrange)
+    x = RA.fp16_to_int(RA.sanitize(R.as_bits(pages).reshape(N, -1))[0]).reshape(pages.shape)
+    code, zero, _ = RQ.group_params(x[:, 1], 2, 9, zrange)
     return code, zero
 
 
@@ -127,41 +129,6 @@ def beats_bytes(beats, dw: int) -> bytes:
     return b"".join(int(b).to_bytes(dw // 8, "little") for b in beats)
 
 
-def stream_source(ep, frames, rng, p_valid=1.0, params=None):
-    """Drive `frames` (lists of beats) on endpoint `ep`, `last` on each frame's final beat,
-    valid asserted with probability p_valid per cycle (seeded). `params`: one dict of
-    endpoint params per frame (held for the whole frame)."""
-    for f, beats in enumerate(frames):
-        for k, v in (params[f] if params else {}).items():
-            yield getattr(ep, k).eq(v)
-        for i, d in enumerate(beats):
-            while rng.random() >= p_valid:
-                yield ep.valid.eq(0)
-                yield
-            yield ep.valid.eq(1)
-            yield ep.data.eq(d)
-            yield ep.last.eq(i == len(beats) - 1)
-            yield
-            while not (yield ep.ready):
-                yield
-    yield ep.valid.eq(0)
-    yield ep.last.eq(0)
-
-
-def stream_sink(ep, out, rng, p_ready=1.0):
-    """Collect beats from `ep` into out (list of frames; a frame ends on `last`), ready
-    asserted with probability p_ready per cycle (seeded). Runs forever (passive)."""
-    cur = []
-    while True:
-        yield ep.ready.eq(int(rng.random() < p_ready))
-        yield
-        if (yield ep.valid) and (yield ep.ready):
-            cur.append((yield ep.data))
-            if (yield ep.last):
-                out.append(cur)
-                cur = []
-
-
 # ---- real KV pages from the bundled traces ---------------------------------------------------
 import pytest  # noqa: E402
 
@@ -170,7 +137,7 @@ TRACE = "traces/mini-chatbot.safetensors"
 
 def load_trace_pages(path: str = TRACE) -> np.ndarray:
     """All full KV pages of a bundled trace as (N, 2, 16, 64) float16."""
-    from host.trace import load_trace
+    from host.traces.format import load_trace
     kv = load_trace(path).kv                      # (L, H, P, 2, 16, D)
     return np.ascontiguousarray(kv.reshape(-1, *kv.shape[3:]))
 

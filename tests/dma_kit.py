@@ -15,12 +15,14 @@ from migen.sim.core import DummyAsyncResetSynchronizer
 from litedram.common import LiteDRAMNativePort
 from litex.soc.interconnect import stream
 
-from gateware.dma.core import DMA, packed_layout
+from gateware.dma.core import DMA
+from gateware.dma.layouts import packed_layout
 from gateware.dma.model import (DMAConfig, DMAModel, HostLine, Completion,
                                 codec_transforms)
 from gateware.dma.codec import CodecCDC, PackedCodec
-from gateware.codec.core import KVCompressor, KVDecompressor
-from stream_kit import Collector, NativePortModel, send, watchdog, StreamProtocolError
+from gateware.codec.compressor import KVCompressor
+from gateware.codec.decompressor import KVDecompressor
+from tests.stream_kit import Collector, NativePortModel, send, watchdog, StreamProtocolError
 
 
 def fast_fragment(module):

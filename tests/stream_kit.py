@@ -97,6 +97,42 @@ class Collector:
             yield
 
 
+def send_frames(ep, frames, rng, p_valid=1.0, params=None):
+    """Drive ``frames`` (lists of ``data`` beats) on ``ep``, ``last`` on each frame's final
+    beat, ``valid`` asserted with probability ``p_valid`` per cycle (seeded). ``params``: one
+    dict of endpoint params per frame (held for the whole frame)."""
+    for f, beats in enumerate(frames):
+        for k, v in (params[f] if params else {}).items():
+            yield getattr(ep, k).eq(v)
+        for i, d in enumerate(beats):
+            while rng.random() >= p_valid:
+                yield ep.valid.eq(0)
+                yield
+            yield ep.valid.eq(1)
+            yield ep.data.eq(d)
+            yield ep.last.eq(i == len(beats) - 1)
+            yield
+            while not (yield ep.ready):
+                yield
+    yield ep.valid.eq(0)
+    yield ep.last.eq(0)
+
+
+def collect_frames(ep, out, rng, p_ready=1.0):
+    """Collect ``data`` beats from ``ep`` into ``out`` (a list of frames; a frame ends on
+    ``last``), ``ready`` asserted with probability ``p_ready`` per cycle (seeded). Runs forever:
+    wrap it in ``passive``."""
+    cur = []
+    while True:
+        yield ep.ready.eq(int(rng.random() < p_ready))
+        yield
+        if (yield ep.valid) and (yield ep.ready):
+            cur.append((yield ep.data))
+            if (yield ep.last):
+                out.append(cur)
+                cur = []
+
+
 class NativePortModel:
     """Passive LiteDRAM native-port memory model, seeded and randomly slow.
 

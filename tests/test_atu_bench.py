@@ -14,7 +14,7 @@ from litedram.common import LiteDRAMNativePort
 from gateware.atu.core import ATU
 from gateware.atu.model import ATUModel, SparseMemory, Translation
 
-from stream_kit import (Collector, NativePortModel, SimTimeout, StreamProtocolError, send,
+from tests.stream_kit import (Collector, NativePortModel, SimTimeout, StreamProtocolError, send,
                         wait_until, watchdog)
 
 

@@ -17,7 +17,7 @@ from gateware.atu.model import (
 from gateware.common import FAULT_NAMES
 
 from test_atu_bench import ATUBench
-from stream_kit import send
+from tests.stream_kit import send
 
 PORT_BYTES = 1 << 16          # every bench port reaches 64 KiB (aw chosen per data width)
 WIN_BASE, WIN_SIZE = 0x100000, 0x40000

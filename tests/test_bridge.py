@@ -10,6 +10,7 @@ from migen.fhdl.verilog import convert
 from gateware.bridge.core import BridgeEndpoint
 from gateware.bridge.model import BridgeModel
 from gateware.bridge.protocol import LINE, EndpointConfig, Message, Op, Status, Window
+from tests.stream_kit import Collector, send
 
 MEM = Window(0x1000, 0x400)        # 16 lines of device memory
 CFG = Window(0x8000, 0x40)         # 16 config words
@@ -141,49 +142,20 @@ def simulate(requests, seed, credits=4, stall=0.3, host_writes=(), with_pages=Tr
     got_hw = []
     simulate.host_writes = got_hw
 
-    def host_write_gen():
-        for addr, data, tag in host_writes:
-            while rng.random() < stall:
-                yield
-            yield dut.host_write.valid.eq(1)
-            yield dut.host_write.addr.eq(addr)
-            yield dut.host_write.data.eq(int.from_bytes(data, "little"))
-            yield dut.host_write.tag.eq(tag)
-            yield dut.host_write.nbytes.eq(1 + tag % LINE)
-            yield
-            while not (yield dut.host_write.ready):
-                yield
-            yield dut.host_write.valid.eq(0)
+    writes = [dict(addr=addr, data=int.from_bytes(data, "little"), tag=tag, nbytes=1 + tag % LINE)
+              for addr, data, tag in host_writes]
+    msgs = [dict(opcode=m.opcode, tag=m.tag, addr=m.addr, value=m.value, data=m.data_int(),
+                 status=0) for m in requests]
+    out = Collector(dut.source, rng, ready_prob=1 - stall)
 
-    def source_gen():
-        for m in requests:
-            while rng.random() < stall:
-                yield
-            yield dut.sink.valid.eq(1)
-            for f, v in (("opcode", m.opcode), ("tag", m.tag), ("addr", m.addr),
-                         ("value", m.value), ("data", m.data_int()), ("status", 0)):
-                yield getattr(dut.sink, f).eq(v)
+    def until_all_out():
+        limit = 200 * len(requests) + 50 * len(host_writes) + 1000
+        for _ in range(limit):
+            if len(out.items) >= len(requests) + len(host_writes):
+                return
             yield
-            while not (yield dut.sink.ready):
-                yield
-            yield dut.sink.valid.eq(0)
-
-    def sink_gen():
-        timeout = 200 * len(requests) + 50 * len(host_writes) + 1000
-        while len(got) < len(requests) or len(got_hw) < len(host_writes):
-            timeout -= 1
-            assert timeout > 0, f"no response after {len(got)} of {len(requests)}"
-            ready = rng.random() >= stall
-            yield dut.source.ready.eq(ready)
-            yield
-            if ready and (yield dut.source.valid):
-                hdr = {}
-                for f in ("opcode", "tag", "status", "addr", "value", "data"):
-                    hdr[f] = yield getattr(dut.source, f)
-                m = Message(hdr["opcode"], hdr["tag"], hdr["addr"], hdr["value"],
-                            hdr["data"].to_bytes(LINE, "little"), hdr["status"])
-                (got_hw if m.opcode == Op.HOST_WR else got).append(m)
-        yield dut.source.ready.eq(0)
+        raise AssertionError(f"{len(out.items)} of {len(requests) + len(host_writes)} "
+                             f"messages out after {limit} cycles")
 
     @passive
     def bus_gen(bus, kind):
@@ -234,8 +206,13 @@ def simulate(requests, seed, credits=4, stall=0.3, host_writes=(), with_pages=Tr
                 pending.append((t, v))
         yield dut.page_req.ready.eq(0)
 
-    run_simulation(dut, [source_gen(), sink_gen(), bus_gen(dut.bus, "cfg"),
-                         bus_gen(dut.mem_bus, "mem"), host_write_gen(), engine_gen()])
+    run_simulation(dut, [send(dut.sink, msgs, rng, 1 - stall), out.generator(), until_all_out(),
+                         bus_gen(dut.bus, "cfg"), bus_gen(dut.mem_bus, "mem"),
+                         send(dut.host_write, writes, rng, 1 - stall), engine_gen()])
+    for hdr in out.items:
+        m = Message(hdr["opcode"], hdr["tag"], hdr["addr"], hdr["value"],
+                    hdr["data"].to_bytes(LINE, "little"), hdr["status"])
+        (got_hw if m.opcode == Op.HOST_WR else got).append(m)
     assert got_preq == [(m.tag, m.value, m.addr, int(m.opcode == Op.XLATE)) for m in forwarded], \
         "page requests forwarded wrongly"
     got = check_response_order(requests, expected, got, {m.tag for m in forwarded}, answered)

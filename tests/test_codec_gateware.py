@@ -15,10 +15,16 @@ from migen.fhdl.verilog import convert
 
 from gateware.codec import arith as A
 from gateware.codec import reference as R
-from gateware.codec.core import GATEWARE_MODES, KVCompressor, KVDecompressor
+from gateware.codec import ref_arith as RA
+from gateware.codec import ref_format as RF
+from gateware.codec import ref_packing as RP
+from gateware.codec.compressor import KVCompressor
+from gateware.codec.core import GATEWARE_MODES
+from gateware.codec.decompressor import KVDecompressor
 from tests.codec_fixtures import (CORRUPT_CASES, beats_bytes, bytes_beats, corrupt,
                                   extreme_page, page_beats, random_pages, shifted_v_page,
-                                  stream_sink, stream_source, v_zero_params)
+                                  v_zero_params)
+from tests.stream_kit import collect_frames, send_frames
 
 SMALL = dict(T=8, D=16)
 # the gateware modes at 8 x 16; kivi_n10v9 (its 4-bit V zero points need T % 16 == 0) runs
@@ -34,7 +40,7 @@ def run_compressor(mode, pages, dw=64, T=16, D=64, seed=0, p_valid=0.7, p_ready=
     params = [{"attn_sink": int(s)} for s in sink] if sink is not None else None
 
     def src():
-        yield from stream_source(dut.sink, [page_beats(p, dw) for p in pages], rng, p_valid,
+        yield from send_frames(dut.sink, [page_beats(p, dw) for p in pages], rng, p_valid,
                                  params)
         for _ in range(20 * len(pages) * len(page_beats(pages[0], dw))):
             if len(out) == len(pages):
@@ -48,7 +54,7 @@ def run_compressor(mode, pages, dw=64, T=16, D=64, seed=0, p_valid=0.7, p_ready=
                 stalls[0] += 1
             yield
 
-    run_simulation(dut, [src(), mon(), passive(stream_sink)(dut.source, out,
+    run_simulation(dut, [src(), mon(), passive(collect_frames)(dut.source, out,
                                                              random.Random(seed + 1), p_ready)])
     return [beats_bytes(f, dw) for f in out], stalls[0]
 
@@ -61,7 +67,7 @@ def run_decompressor(mode, blobs, dw=64, T=16, D=64, seed=0, p_valid=0.7, p_read
     rng_r = random.Random(seed + 1)
 
     def src():
-        yield from stream_source(dut.sink, [bytes_beats(b, dw) for b in blobs], rng, p_valid)
+        yield from send_frames(dut.sink, [bytes_beats(b, dw) for b in blobs], rng, p_valid)
         for _ in range(4000):
             if len(status) == len(blobs):
                 break
@@ -111,7 +117,7 @@ def test_arith_blocks_match_reference():
     v_in = rng.integers(-(2 ** 44), 2 ** 44, 300) >> rng.integers(0, 44, 300)
     r_in = rng.integers(0, 2 ** 42, 300) >> rng.integers(0, 42, 300)
     c_in = rng.integers(0, 256, 300)
-    d_in = np.minimum((rng.random(300) * R.SCALE_VAL[c_in] * 255).astype(np.int64), 2 ** 42 - 1)
+    d_in = np.minimum((rng.random(300) * RA.SCALE_VAL[c_in] * 255).astype(np.int64), 2 ** 42 - 1)
     got = {"x": [], "f": [], "c": [], "q": []}
 
     def gen():
@@ -129,10 +135,10 @@ def test_arith_blocks_match_reference():
 
     run_simulation(m, gen())
     n = len(b_in)
-    assert got["x"][:n] == R.fp16_to_int(b_in.astype(np.uint16)).tolist()
-    assert got["f"] == R.int_to_fp16(v_in).tolist()
-    assert got["c"] == R.choose_scale(r_in, 7).tolist()
-    assert got["q"] == R.quantize(d_in, c_in, 255).tolist()
+    assert got["x"][:n] == RA.fp16_to_int(b_in.astype(np.uint16)).tolist()
+    assert got["f"] == RA.int_to_fp16(v_in).tolist()
+    assert got["c"] == RA.choose_scale(r_in, 7).tolist()
+    assert got["q"] == RA.quantize(d_in, c_in, 255).tolist()
 
 
 @pytest.mark.parametrize("lev,g", [(10, 8), (9, 4), (6, 8), (11, 2), (16, 1)])
@@ -152,7 +158,7 @@ def test_level_code_and_digits_match_reference(lev, g):
     rng = np.random.default_rng(lev * 10 + g)
     cases = np.concatenate([np.zeros((1, g), int), np.full((1, g), lev - 1),
                             rng.integers(0, lev, (60, g))])
-    packed = R.pack_levels(cases.reshape(1, -1), lev)
+    packed = RP.pack_levels(cases.reshape(1, -1), lev)
     bits = np.unpackbits(packed[0], bitorder="little")
     fields = [int("".join(map(str, bits[i * w:(i + 1) * w][::-1])), 2) for i in range(len(cases))]
 
@@ -173,7 +179,7 @@ def test_level_code_and_digits_match_reference(lev, g):
             for d in raw_digits:
                 got.append((yield d))
             b = np.frombuffer(int(v).to_bytes(8, "little"), np.uint8)[None]
-            assert got == R.unpack_levels(b, lev, g)[0].tolist(), v
+            assert got == RP.unpack_levels(b, lev, g)[0].tolist(), v
     run_simulation(m, gen())
 
 
@@ -231,7 +237,7 @@ def test_decompressor_matches_reference_and_flags_corruption(mode):
             assert np.array_equal(np.frombuffer(out, np.uint16), exp[i].reshape(-1))
             assert lasts[-1] and not any(lasts[:-1])
         else:
-            assert err == R.ERROR_KINDS[kind], (CORRUPT_CASES[i - len(blobs)], err)
+            assert err == RF.ERROR_KINDS[kind], (CORRUPT_CASES[i - len(blobs)], err)
             if kind == "header":
                 assert out == b""
             case = CORRUPT_CASES[i - len(blobs)]
@@ -297,7 +303,7 @@ def test_kivi_n_nibble_zero_points():
     G = dict(T=16, D=16)
     pages = np.concatenate([random_pages(1, seed=1, **G), extreme_page(**G)[None],
                             shifted_v_page(5, **G)[None], shifted_v_page(6, **G)[None]])
-    c4, n4 = v_zero_params(pages, R.ZN_V_ZERO)
+    c4, n4 = v_zero_params(pages, RF.ZN_V_ZERO)
     c8, _ = v_zero_params(pages, (-127, 127))
     assert n4.min() == -8 and n4.max() == 7 and (c4 != c8).sum() >= 4
     sink = np.array([1, 0, 0, 1], bool)
@@ -337,7 +343,7 @@ def test_modes_outside_gateware_raise(core):
     assert set(GATEWARE_MODES) == {"kivi_k4v3", "kivi_l16v12", "kivi_l16v14", "kivi_n10v9"}
     others = [m for m in R.MODES if m not in GATEWARE_MODES]
     assert "int8_delta_rle" in others and "kivi_z10v9" in others and len(others) == 14
-    for mode in others + [R.Mode("kivi_z11v9", R.MODE_KIVI_ZP, klev=11, vlev=9)]:
+    for mode in others + [R.Mode("kivi_z11v9", RF.MODE_KIVI_ZP, klev=11, vlev=9)]:
         name = mode if isinstance(mode, str) else mode.name
         with pytest.raises(ValueError, match=f"'{name}' is not in gateware") as e:
             core(mode)

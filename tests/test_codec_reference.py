@@ -5,6 +5,10 @@ import numpy as np
 import pytest
 
 from gateware.codec import reference as R
+from gateware.codec import ref_arith as RA
+from gateware.codec import ref_format as RF
+from gateware.codec import ref_packing as RP
+from gateware.codec import ref_quant as RQ
 from tests.codec_fixtures import corrupt, extreme_page, random_pages, shifted_v_page, v_zero_params
 
 LOSSY = [m for m in R.MODES if m != "raw"]
@@ -14,49 +18,49 @@ LOSSY = [m for m in R.MODES if m != "raw"]
 def test_fp16_int_roundtrip_exhaustive():
     b = np.arange(65536, dtype=np.uint16)
     b = b[(b & 0x7C00) != 0x7C00]
-    x = R.fp16_to_int(b)
+    x = RA.fp16_to_int(b)
     assert np.array_equal(x.astype(np.float64) * 2.0 ** -24, b.view(np.float16).astype(np.float64))
-    back = R.int_to_fp16(x)
+    back = RA.int_to_fp16(x)
     assert np.array_equal(back, np.where(b == 0x8000, 0, b))
 
 
 def test_int_to_fp16_is_round_nearest_even_saturating():
     rng = np.random.default_rng(1)
     v = rng.integers(-(2 ** 41), 2 ** 41, 100000) >> rng.integers(0, 41, 100000)
-    v = np.concatenate([v, [0, 1, -1, R.FP16_MAX_UNITS, R.FP16_MAX_UNITS + (1 << 19),
+    v = np.concatenate([v, [0, 1, -1, RA.FP16_MAX_UNITS, RA.FP16_MAX_UNITS + (1 << 19),
                             -(1 << 42), 3 << 27]])
     with np.errstate(over="ignore"):
         ref = (v.astype(np.float64) * 2.0 ** -24).astype(np.float16)
     ref = np.clip(ref.astype(np.float64), -65504, 65504).astype(np.float16).view(np.uint16)
     ref = np.where(ref == 0x8000, 0, ref)
-    assert np.array_equal(R.int_to_fp16(v), ref)
-    assert np.array_equal(R.int_to_fp16_spec(v), ref)      # the integer (gateware) algorithm
+    assert np.array_equal(RA.int_to_fp16(v), ref)
+    assert np.array_equal(RA.int_to_fp16_spec(v), ref)      # the integer (gateware) algorithm
 
 
 def test_fp16_to_int_fast_equals_spec():
     b = np.arange(65536, dtype=np.uint16)
     b = b[(b & 0x7C00) != 0x7C00]
-    assert np.array_equal(R.fp16_to_int(b), R.fp16_to_int_spec(b))
+    assert np.array_equal(RA.fp16_to_int(b), RA.fp16_to_int_spec(b))
 
 
 def test_choose_scale_is_minimal():
     rng = np.random.default_rng(2)
     r = np.concatenate([[0, 1, 7, 8], rng.integers(0, 2 ** 41, 5000)])
     for qmax in (1, 3, 7, 15, 127, 255):
-        c = R.choose_scale(r, qmax).astype(np.int64)
-        ok = R.SCALE_VAL[c] * qmax >= r
+        c = RA.choose_scale(r, qmax).astype(np.int64)
+        ok = RA.SCALE_VAL[c] * qmax >= r
         assert (ok | (c == 255)).all()
         prev = np.maximum(c - 1, 0)
-        assert ((c == 0) | (R.SCALE_VAL[prev] * qmax < r)).all()
+        assert ((c == 0) | (RA.SCALE_VAL[prev] * qmax < r)).all()
 
 
 def test_quantize_close_to_exact_rounding():
     rng = np.random.default_rng(3)
     code = rng.integers(0, 256, 20000)
     qmax = 255
-    d = (rng.random(20000) * R.SCALE_VAL[code] * qmax).astype(np.int64)
-    q = R.quantize(d, code, qmax)
-    exact = d / R.SCALE_VAL[code]
+    d = (rng.random(20000) * RA.SCALE_VAL[code] * qmax).astype(np.int64)
+    q = RA.quantize(d, code, qmax)
+    exact = d / RA.SCALE_VAL[code]
     assert (np.abs(q - exact) <= 0.52).all()
     assert (q <= qmax).all() and (q >= 0).all()
 
@@ -65,11 +69,11 @@ def test_pack_unpack_bits():
     rng = np.random.default_rng(4)
     for bits in (2, 3, 4, 5, 8):
         q = rng.integers(0, 1 << bits, (3, 1024)).astype(np.uint8)
-        p = R.pack_bits(q, bits)
+        p = RP.pack_bits(q, bits)
         assert p.shape == (3, (1024 * bits + 7) // 8)
-        assert np.array_equal(R.unpack_bits(p, bits, 1024), q)
+        assert np.array_equal(RP.unpack_bits(p, bits, 1024), q)
     # LSB-first: value i sits at bit i*bits
-    p = R.pack_bits(np.array([[1, 2, 3]], np.uint8), 3)
+    p = RP.pack_bits(np.array([[1, 2, 3]], np.uint8), 3)
     assert int.from_bytes(p[0].tobytes(), "little") == 1 | (2 << 3) | (3 << 6)
 
 
@@ -79,8 +83,8 @@ def test_rle_roundtrip(seed):
     n = 2048
     data = rng.integers(0, 256, n).astype(np.uint8)
     data[rng.random(n) < [0.02, 0.5, 0.9, 1.0][seed]] = 0
-    enc = R.rle_encode(data)
-    dec, used = R.rle_decode(np.concatenate([enc, [0, 0, 0]]), n)
+    enc = RP.rle_encode(data)
+    dec, used = RP.rle_decode(np.concatenate([enc, [0, 0, 0]]), n)
     assert used == enc.size
     assert np.array_equal(dec, data)
 
@@ -88,41 +92,41 @@ def test_rle_roundtrip(seed):
 def test_rle_long_runs_and_errors():
     data = np.zeros(700, np.uint8)
     data[300] = 9
-    enc = R.rle_encode(data)
+    enc = RP.rle_encode(data)
     assert enc.tolist() == [0, 255, 0, 43, 9, 0, 255, 0, 142]
-    assert np.array_equal(R.rle_decode(enc, 700)[0], data)
+    assert np.array_equal(RP.rle_decode(enc, 700)[0], data)
     with pytest.raises(R.CodecError) as e:
-        R.rle_decode(enc[:-2], 700)
+        RP.rle_decode(enc[:-2], 700)
     assert e.value.kind == "format"
     with pytest.raises(R.CodecError):
-        R.rle_decode(np.array([0, 255], np.uint8), 100)      # run overshoots the page
+        RP.rle_decode(np.array([0, 255], np.uint8), 100)      # run overshoots the page
 
 
 def test_level_groups_and_packing():
-    assert {lev: R.level_group(lev) for lev in (4, 6, 8, 11, 12, 13, 16)} == {
+    assert {lev: RP.level_group(lev) for lev in (4, 6, 8, 11, 12, 13, 16)} == {
         4: (1, 2), 6: (8, 21), 8: (1, 3), 11: (2, 7), 12: (8, 29), 13: (4, 15), 16: (1, 4)}
     rng = np.random.default_rng(5)
-    for lev in R.ZP_LEVELS:
-        g, w = R.level_group(lev)
+    for lev in RF.ZP_LEVELS:
+        g, w = RP.level_group(lev)
         assert lev ** g <= 1 << w < lev ** g * 2 and w <= 32
         q = rng.integers(0, lev, (3, 1024)).astype(np.uint8)
         q[0, :16] = lev - 1                                  # largest fields
-        p = R.pack_levels(q, lev)
+        p = RP.pack_levels(q, lev)
         assert p.shape == (3, (1024 // g * w + 7) // 8)
-        assert np.array_equal(R.unpack_levels(p, lev, 1024), q)
+        assert np.array_equal(RP.unpack_levels(p, lev, 1024), q)
     # digit k of a field has weight lev**k; fields LSB first
-    p = R.pack_levels(np.array([[1, 2, 3, 4, 5, 0, 0, 0, 5, 4, 3, 2, 1, 0, 0, 0]], np.uint8), 6)
+    p = RP.pack_levels(np.array([[1, 2, 3, 4, 5, 0, 0, 0, 5, 4, 3, 2, 1, 0, 0, 0]], np.uint8), 6)
     f = int.from_bytes(p[0].tobytes(), "little")
     assert f & (2 ** 21 - 1) == 1 + 2 * 6 + 3 * 36 + 4 * 216 + 5 * 1296
     assert f >> 21 == 5 + 4 * 6 + 3 * 36 + 2 * 216 + 1 * 1296
     # a field above lev**g - 1 (only in a corrupt page): the last digit saturates
     top = np.frombuffer(((1 << 21) - 1).to_bytes(3, "little"), np.uint8)[None]
-    d = R.unpack_levels(top, 6, 8)[0]
+    d = RP.unpack_levels(top, 6, 8)[0]
     c = (1 << 21) - 1
     assert d[:7].tolist() == [(c // 6 ** k) % 6 for k in range(7)] and d[7] == 5
 
 
-@pytest.mark.parametrize("zrange", [(-127, 127), R.ZN_V_ZERO])
+@pytest.mark.parametrize("zrange", [(-127, 127), RF.ZN_V_ZERO])
 def test_zero_points_fit_and_round(zrange):
     """kivi_z groups (zero points -127..127) and kivi_n's V groups (-8..7): the zero fits
     its range and |zero * S - min| <= 0.52 S for every group, also for groups far from zero
@@ -131,11 +135,11 @@ def test_zero_points_fit_and_round(zrange):
     lo = rng.normal(0, 1000, 4000)
     span = np.abs(rng.normal(0, 1, 4000)) * 10.0 ** rng.integers(-6, 3, 4000)
     x = np.stack([lo, lo + span * rng.random(4000), lo + span], axis=1).astype(np.float16)
-    xi = R.fp16_to_int(x.view(np.uint16))
+    xi = RA.fp16_to_int(x.view(np.uint16))
     for qmax in (3, 5, 11, 15):
-        code, n, off = R._group_params(xi, 1, qmax + 1, zrange)
-        S = R.scale_value(code)
-        q = R.quantize(np.maximum(xi - off[:, None], 0), code[:, None], qmax)
+        code, n, off = RQ.group_params(xi, 1, qmax + 1, zrange)
+        S = RA.scale_value(code)
+        q = RA.quantize(np.maximum(xi - off[:, None], 0), code[:, None], qmax)
         assert (zrange[0] <= n).all() and (n <= zrange[1]).all() and (q <= qmax).all()
         assert (np.abs(n * S - xi.min(axis=1)) <= 0.52 * S).all()
         err = np.abs((n.astype(np.int64)[:, None] + q) * S[:, None] - xi)
@@ -169,12 +173,12 @@ def test_kivi_l_with_power_of_two_levels_is_kivi():
     the header's mode and bits bytes (and so the CRC), and decode to the same values."""
     pages = np.concatenate([random_pages(4, seed=21), extreme_page()[None]])
     sink = np.array([1, 0, 0, 1, 0], bool)
-    lm = R.Mode("kivi_l16v8", R.MODE_KIVI_L, klev=16, vlev=8)
+    lm = R.Mode("kivi_l16v8", RF.MODE_KIVI_L, klev=16, vlev=8)
     a = R.compress_batch(pages, "kivi_k4v3", sink=sink)
     b = R.compress_batch(pages, lm, sink=sink)
     for x, y in zip(a, b):
         assert len(x) == len(y) and x[4:-4] == y[4:-4] and x[:2] == y[:2]
-        assert (y[2], y[3]) == (R.MODE_KIVI_L, 0xF7)
+        assert (y[2], y[3]) == (RF.MODE_KIVI_L, 0xF7)
         assert R.parse_header(y).mode == lm
     assert np.array_equal(R.decompress_batch(a).view(np.uint16), R.decompress_batch(b).view(np.uint16))
 
@@ -192,7 +196,7 @@ def test_lossy_within_bound(mode):
     pages = np.concatenate([random_pages(24, seed=7), extreme_page()[None]])
     blobs = R.compress_batch(pages, mode)
     out = R.decompress_batch(blobs)
-    x, _ = R.sanitize(pages.view(np.uint16))
+    x, _ = RA.sanitize(pages.view(np.uint16))
     x = x.view(np.float16).astype(np.float64)
     err = np.abs(out.astype(np.float64) - x)
     for i in range(len(pages)):
@@ -268,7 +272,7 @@ def test_other_geometry(T, D):
             if mode.lossless:
                 assert np.array_equal(out.view(np.uint16), pages.view(np.uint16))
                 continue
-            x = R.sanitize(pages.view(np.uint16))[0].view(np.float16).astype(np.float64)
+            x = RA.sanitize(pages.view(np.uint16))[0].view(np.float16).astype(np.float64)
             err = np.abs(out.astype(np.float64) - x)
             for i in range(len(pages)):
                 bound = R.error_bound(pages[i], mode, sink=sink)
@@ -324,7 +328,7 @@ def test_sink_page(mode):
     assert blobs[1] == R.compress(pages[1], mode)
     assert R.page_length(m, sink=True) == R.page_length(m) + 128
     out = np.stack([R.decompress(b) for b in blobs])
-    x, _ = R.sanitize(pages.view(np.uint16))
+    x, _ = RA.sanitize(pages.view(np.uint16))
     x = x.view(np.float16).astype(np.float64)
     for i in range(len(pages)):
         err = np.abs(out[i].astype(np.float64) - x[i])
@@ -346,7 +350,7 @@ def test_kivi_n_is_kivi_z_with_nibble_v_zero_points():
     assert R.page_length(n, sink=True) == 1016 + 128
     bn = R.compress_batch(pages, n, sink=sink)
     bz = R.compress_batch(pages, z, sink=sink)
-    code4, zero4 = v_zero_params(pages, R.ZN_V_ZERO)
+    code4, zero4 = v_zero_params(pages, RF.ZN_V_ZERO)
     code8, _ = v_zero_params(pages, (-127, 127))
     wide = (code4 != code8).any(axis=1)
     assert wide[3:].all() and not wide[:3].any()      # shifted V tokens widen, plain ones not
@@ -355,7 +359,7 @@ def test_kivi_n_is_kivi_z_with_nibble_v_zero_points():
     for i in range(7):
         assert len(bn[i]) == len(bz[i]) - 8
         assert np.array_equal(on[i].view(np.uint16), oz[i].view(np.uint16)) == (not wide[i])
-        err = np.abs(on[i].astype(np.float64) - R.sanitize(pages[i].view(np.uint16))[0]
+        err = np.abs(on[i].astype(np.float64) - RA.sanitize(pages[i].view(np.uint16))[0]
                      .view(np.float16).astype(np.float64))
         assert (err <= R.error_bound(pages[i], n, sink=bool(sink[i]))).all()
     # the V zero section: token 2i's zero point in the low nibble of byte i

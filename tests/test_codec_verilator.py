@@ -15,7 +15,10 @@ from migen import Module, Signal
 from migen.fhdl.verilog import convert
 
 from gateware.codec import reference as R
-from gateware.codec.core import GATEWARE_MODES, KVCompressor, KVDecompressor
+from gateware.codec import ref_format as RF
+from gateware.codec.compressor import KVCompressor
+from gateware.codec.core import GATEWARE_MODES
+from gateware.codec.decompressor import KVDecompressor
 from tests.codec_fixtures import trace_pages  # noqa: F401 (pytest fixture)
 from tests.codec_fixtures import (CORRUPT_CASES, beats_bytes, bytes_beats, corrupt,
                                   extreme_page, page_beats, random_pages, reseal)
@@ -188,7 +191,7 @@ def test_cosim_decompressor(cosim, trace_pages, mode, dw):
         if kind is None:
             assert err == 0 and out == exp[i].tobytes()
         else:
-            assert err == R.ERROR_KINDS[kind]
+            assert err == RF.ERROR_KINDS[kind]
             if kind == "header":
                 assert out == b""
 

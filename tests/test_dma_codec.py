@@ -11,7 +11,7 @@ import pytest
 from gateware.codec import reference as R
 from gateware.dma.model import (Descriptor, OP_COMPRESS, OP_DECOMPRESS, OP_COPY, ST_OK,
                                 ST_CORRUPT, ST_OVERFLOW)
-from dma_kit import Bench, assert_memory
+from tests.dma_kit import Bench, assert_memory
 
 T, D = 8, 16
 PAGE = 4 * T * D          # 512 bytes

@@ -10,7 +10,7 @@ import pytest
 from gateware.dma.model import (Descriptor, Completion, OP_COPY, OP_COMPRESS, OP_DECOMPRESS,
                                 ST_OK, ST_FAULT, ST_CORRUPT, ST_TIMEOUT, ST_OVERFLOW,
                                 ST_INVALID)
-from dma_kit import Bench, assert_memory, assert_host_lines
+from tests.dma_kit import Bench, assert_memory, assert_host_lines
 
 SEED = int(os.environ.get("DMA_SEED", "1"))
 
@@ -193,7 +193,7 @@ def test_timeouts_and_recovery():
         Descriptor(OP_COPY, 0x7000, 0xD000, 64, tag=9),
     ]
     mem, res = b.expected(descs + late, {1: 0, 4: 0, 6: 0})
-    from stream_kit import send
+    from tests.stream_kit import send
 
     def late_driver():
         for _ in range(3400):

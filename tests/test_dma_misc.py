@@ -15,8 +15,8 @@ from litex.soc.interconnect.csr_bus import CSRBankArray
 from gateware.dma.core import DMA
 from gateware.dma.model import (Descriptor, Completion, OP_COPY, ST_OK, ST_FAULT, DMAConfig,
                                 DMAModel)
-from dma_kit import XorTransform, WritePortModel, assert_memory, fast_fragment
-from stream_kit import NativePortModel, Collector, send, watchdog
+from tests.dma_kit import XorTransform, WritePortModel, assert_memory, fast_fragment
+from tests.stream_kit import NativePortModel, Collector, send, watchdog
 
 
 def ports(dw=32, aw=16, rmode="read", wmode="write"):

@@ -5,6 +5,8 @@ fault codes, hit/miss sequence, replacement, counters). Interface, PTE format, r
 timing: README.md beside this file.
 """
 
+from types import SimpleNamespace
+
 from migen import Signal, If, Cat, Mux, Array, Constant, log2_int
 from litex.gen import LiteXModule
 from litex.soc.interconnect import stream
@@ -181,62 +183,81 @@ class ATU(LiteXModule):
         unmapped    = sink.vpn >= self.pt_entries
         out_of_port = (pte_addr >> log2_int(self.port_bytes)) != 0
 
+        # The state the stages below read and drive (lookup, TLB, walker), in one namespace
+        # rather than forty arguments; the split leaves the generated Verilog unchanged.
+        w = SimpleNamespace(pte=pte, iw=iw, checking=checking, policy=policy,
+                            walk_vpn=walk_vpn, paddr_width=paddr_width, valid=valid,
+                            can_load=can_load, N=N, e_vpn=e_vpn, e_slot=e_slot,
+                            slot_width=slot_width, e_len=e_len, e_flags=e_flags,
+                            no_fill=no_fill, accept=accept, hit=hit,
+                            timed_out=timed_out, hit_idx=hit_idx, max_length=max_length,
+                            dw=dw, source=source, rdata=rdata, drops=drops,
+                            walk_tag=walk_tag, sink=sink, lane=lane, walking=walking,
+                            idle=idle, rd_take=rd_take, w_addr=w_addr,
+                            pte_addr=pte_addr, issued=issued, received=received,
+                            timer=timer, out_of_port=out_of_port, wsh=wsh, cmd=cmd,
+                            timeout=timeout, unmapped=unmapped, beats=beats)
+        self._check_and_replace(w)
+        self._sequence(w)
+
+    def _check_and_replace(self, w):
+        """Check stage (PTE decode, fault, victim), replacement policy, TLB updates."""
         # Check stage: PTE decode, fault, victim (comb, evaluated only while checking) ----------
-        pte_valid = pte[PTE_VALID_BIT]
-        pte_flags = pte[PTE_FLAGS_SHIFT:PTE_FLAGS_SHIFT + PTE_FLAGS_WIDTH]
-        pte_len   = pte[PTE_LEN_SHIFT:PTE_LEN_SHIFT + PTE_LEN_WIDTH]
-        pte_slot  = pte[PTE_SLOT_SHIFT:PTE_SLOT_SHIFT + PTE_SLOT_WIDTH]
+        pte_valid = w.pte[PTE_VALID_BIT]
+        pte_flags = w.pte[PTE_FLAGS_SHIFT:PTE_FLAGS_SHIFT + PTE_FLAGS_WIDTH]
+        pte_len   = w.pte[PTE_LEN_SHIFT:PTE_LEN_SHIFT + PTE_LEN_WIDTH]
+        pte_slot  = w.pte[PTE_SLOT_SHIFT:PTE_SLOT_SHIFT + PTE_SLOT_WIDTH]
         pte_paddr = Cat(Constant(0, SLOT_ALIGN_BITS), pte_slot)
         pte_fault = Signal(FAULT_WIDTH, name="pte_fault")
         respond   = Signal(name="respond")                  # check stage answers this cycle
         fill      = Signal(name="fill")                     # ... and caches the translation
-        inval_walk = self.inval & (self.inval_vpn == walk_vpn)
-        victim    = Signal(iw, name="victim")
+        inval_walk = self.inval & (self.inval_vpn == w.walk_vpn)
+        victim    = Signal(w.iw, name="victim")
         any_invalid = Signal(name="any_invalid")
-        pol_idx   = Signal(iw, name="pol_idx")              # policy's victim when the TLB is full
+        pol_idx   = Signal(w.iw, name="pol_idx")              # policy's victim when the TLB is full
         # Sums get their own signals, one bit wider than their operands: in Verilog an
         # expression is only as wide as its widest operand (and the comparison's other side),
         # so ``a + b > c + d`` written inline could wrap where the model's integers do not.
         pte_end   = Signal(PTE_SLOT_WIDTH + SLOT_ALIGN_BITS + 1, name="pte_end")
-        win_end   = Signal(paddr_width + 1, name="win_end")
-        self.comb += any_invalid.eq(valid != (2**N - 1))
-        self.comb += If(checking,
+        win_end   = Signal(w.paddr_width + 1, name="win_end")
+        self.comb += any_invalid.eq(w.valid != (2**w.N - 1))
+        self.comb += If(w.checking,
             pte_end.eq(pte_paddr + pte_len),
             win_end.eq(self.dram_base + self.dram_size),
-            If(timed_out, pte_fault.eq(FAULT_BUS_ERROR)
+            If(w.timed_out, pte_fault.eq(FAULT_BUS_ERROR)
             ).Elif(~pte_valid, pte_fault.eq(FAULT_INVALID)
-            ).Elif((pte_len == 0) | (pte_len > max_length)
-                   | ((pte_paddr >> paddr_width) != 0)
+            ).Elif((pte_len == 0) | (pte_len > w.max_length)
+                   | ((pte_paddr >> w.paddr_width) != 0)
                    | (pte_paddr < self.dram_base)
                    | (pte_end > win_end),
                 pte_fault.eq(FAULT_BAD_PTE)),
-            respond.eq(can_load),
+            respond.eq(w.can_load),
             # A flush or config change in this cycle clears ``valid`` with priority over the
             # fill; an invalidation of this very vpn must suppress it here.
-            fill.eq(can_load & (pte_fault == FAULT_NONE) & ~no_fill & ~inval_walk),
-            If(any_invalid, *_encoder(~valid, victim)).Else(victim.eq(pol_idx)),
+            fill.eq(w.can_load & (pte_fault == FAULT_NONE) & ~w.no_fill & ~inval_walk),
+            If(any_invalid, *_encoder(~w.valid, victim)).Else(victim.eq(pol_idx)),
         )
 
         # Replacement policies --------------------------------------------------------------------
         advance = Signal(name="advance")                    # a fill evicts by policy: step state
         self.comb += advance.eq(fill & ~any_invalid)
-        if policy == "lru":
+        if w.policy == "lru":
             # Ages are a permutation of 0..N-1; 0 = most recently used, N-1 = the victim.
-            ages = Array(Signal(iw, reset=i, name="tlb_age{}".format(i)) for i in range(N))
-            self.comb += If(checking & ~any_invalid,
-                *_encoder(Cat(*[ages[i] == N - 1 for i in range(N)]), pol_idx))
+            ages = Array(Signal(w.iw, reset=i, name="tlb_age{}".format(i)) for i in range(w.N))
+            self.comb += If(w.checking & ~any_invalid,
+                *_encoder(Cat(*[ages[i] == w.N - 1 for i in range(w.N)]), pol_idx))
 
             def lru_touch(idx):
                 return [If(idx == i, ages[i].eq(0)
-                        ).Elif(ages[i] < ages[idx], ages[i].eq(ages[i] + 1)) for i in range(N)]
-            self.sync += If(accept & hit, *lru_touch(hit_idx)).Elif(fill, *lru_touch(victim))
-        elif policy == "fifo":
-            ptr = Signal(iw, name="ptr")
+                        ).Elif(ages[i] < ages[idx], ages[i].eq(ages[i] + 1)) for i in range(w.N)]
+            self.sync += If(w.accept & w.hit, *lru_touch(w.hit_idx)).Elif(fill, *lru_touch(victim))
+        elif w.policy == "fifo":
+            ptr = Signal(w.iw, name="ptr")
             self.comb += pol_idx.eq(ptr)
-            self.sync += If(advance, If(ptr == N - 1, ptr.eq(0)).Else(ptr.eq(ptr + 1)))
+            self.sync += If(advance, If(ptr == w.N - 1, ptr.eq(0)).Else(ptr.eq(ptr + 1)))
         else:  # random: 16-bit Galois LFSR, its low bits pick the victim
             lfsr = Signal(16, reset=LFSR_SEED, name="lfsr")
-            sel_bits = log2_int(N, need_pow2=True)
+            sel_bits = log2_int(w.N, need_pow2=True)
             self.comb += pol_idx.eq(lfsr[:sel_bits] if sel_bits else 0)
             self.sync += If(advance,
                 lfsr.eq((lfsr >> 1) ^ Mux(lfsr[0], Constant(LFSR_TAPS, 16), Constant(0, 16))))
@@ -249,78 +270,82 @@ class ATU(LiteXModule):
         self.comb += flush.eq(self.flush | (cfg != cfg_q))
 
         # TLB updates: flush > fill of the victim > single invalidation ------------------------
-        self.sync += If(flush, valid.eq(0)).Elif(fill | self.inval, *[
-            If(fill & (victim == i), valid[i].eq(1)
-            ).Elif(self.inval & (e_vpn[i] == self.inval_vpn), valid[i].eq(0))
-            for i in range(N)])
+        self.sync += If(flush, w.valid.eq(0)).Elif(fill | self.inval, *[
+            If(fill & (victim == i), w.valid[i].eq(1)
+            ).Elif(self.inval & (w.e_vpn[i] == self.inval_vpn), w.valid[i].eq(0))
+            for i in range(w.N)])
         self.sync += If(fill,
-            e_vpn[victim].eq(walk_vpn), e_slot[victim].eq(pte_slot[:slot_width]),
-            e_len[victim].eq(pte_len), e_flags[victim].eq(pte_flags))
+            w.e_vpn[victim].eq(w.walk_vpn), w.e_slot[victim].eq(pte_slot[:w.slot_width]),
+            w.e_len[victim].eq(pte_len), w.e_flags[victim].eq(pte_flags))
+        w.respond, w.flush, w.inval_walk, w.pte_fault = respond, flush, inval_walk, pte_fault
+        w.pte_len, w.pte_flags, w.pte_paddr = pte_len, pte_flags, pte_paddr
 
+    def _sequence(self, w):
+        """The lookup, walk and check stages and the counters."""
         # Lookup stage (idle) --------------------------------------------------------------------
         def answer(fault, paddr=0, length=0, flags=0, hit_=0):
-            return [source.valid.eq(1), source.fault.eq(fault), source.paddr.eq(paddr),
-                    source.length.eq(length), source.flags.eq(flags), source.hit.eq(hit_)]
+            return [w.source.valid.eq(1), w.source.fault.eq(fault), w.source.paddr.eq(paddr),
+                    w.source.length.eq(length), w.source.flags.eq(flags), w.source.hit.eq(hit_)]
 
         def count_fault(vpn, code):
             return [self.faults.eq(self.faults + 1),
                     self.last_fault_code.eq(code), self.last_fault_vpn.eq(vpn)]
 
-        self.sync += If(source.ready, source.valid.eq(0))
-        self.sync += If(accept,
-            source.tag.eq(sink.tag),
-            If(hit,
+        self.sync += If(w.source.ready, w.source.valid.eq(0))
+        self.sync += If(w.accept,
+            w.source.tag.eq(w.sink.tag),
+            If(w.hit,
                 self.hits.eq(self.hits + 1),
-                *answer(FAULT_NONE, Cat(Constant(0, SLOT_ALIGN_BITS), e_slot[hit_idx]),
-                        e_len[hit_idx], e_flags[hit_idx], 1),
+                *answer(FAULT_NONE, Cat(Constant(0, SLOT_ALIGN_BITS), w.e_slot[w.hit_idx]),
+                        w.e_len[w.hit_idx], w.e_flags[w.hit_idx], 1),
             ).Else(
                 self.misses.eq(self.misses + 1),
-                If(unmapped,
-                    *answer(FAULT_UNMAPPED), *count_fault(sink.vpn, FAULT_UNMAPPED),
-                ).Elif(out_of_port | drops[-1],
-                    *answer(FAULT_BUS_ERROR), *count_fault(sink.vpn, FAULT_BUS_ERROR),
+                If(w.unmapped,
+                    *answer(FAULT_UNMAPPED), *count_fault(w.sink.vpn, FAULT_UNMAPPED),
+                ).Elif(w.out_of_port | w.drops[-1],
+                    *answer(FAULT_BUS_ERROR), *count_fault(w.sink.vpn, FAULT_BUS_ERROR),
                 ).Else(
                     self.walks.eq(self.walks + 1),
-                    idle.eq(0), walking.eq(1),
-                    walk_vpn.eq(sink.vpn), walk_tag.eq(sink.tag),
-                    w_addr.eq(pte_addr[wsh:]),
-                    lane.eq(pte_addr[3:3 + len(lane)] if wsh > 3 else 0),
-                    issued.eq(0), received.eq(0), timer.eq(0),
-                    no_fill.eq(0), timed_out.eq(0),
+                    w.idle.eq(0), w.walking.eq(1),
+                    w.walk_vpn.eq(w.sink.vpn), w.walk_tag.eq(w.sink.tag),
+                    w.w_addr.eq(w.pte_addr[w.wsh:]),
+                    w.lane.eq(w.pte_addr[3:3 + len(w.lane)] if w.wsh > 3 else 0),
+                    w.issued.eq(0), w.received.eq(0), w.timer.eq(0),
+                    w.no_fill.eq(0), w.timed_out.eq(0),
                 ),
             ),
         )
 
         # Walk stage -----------------------------------------------------------------------------
-        if dw >= 64:
-            take_word = pte.eq(_index_mux(lane, [rdata.data[64 * k:64 * (k + 1)]
-                                                 for k in range(dw // 64)]))
+        if w.dw >= 64:
+            take_word = w.pte.eq(_index_mux(w.lane, [w.rdata.data[64 * k:64 * (k + 1)]
+                                                 for k in range(w.dw // 64)]))
         else:
-            take_word = pte.eq(Cat(pte[dw:], rdata.data))
-        rd_drop = rdata.valid & (drops != 0)
-        self.sync += If(walking,
-            timer.eq(timer + 1),
-            If(cmd.valid & cmd.ready, issued.eq(issued + 1)),
-            If(rd_take, received.eq(received + 1), take_word),
-            If(timeout,
+            take_word = w.pte.eq(Cat(w.pte[w.dw:], w.rdata.data))
+        rd_drop = w.rdata.valid & (w.drops != 0)
+        self.sync += If(w.walking,
+            w.timer.eq(w.timer + 1),
+            If(w.cmd.valid & w.cmd.ready, w.issued.eq(w.issued + 1)),
+            If(w.rd_take, w.received.eq(w.received + 1), take_word),
+            If(w.timeout,
                 # Give up: beats still owed by the port will be dropped when they come.
-                drops.eq(drops + issued - received - rd_take - rd_drop),
-                timed_out.eq(1), walking.eq(0), checking.eq(1),
+                w.drops.eq(w.drops + w.issued - w.received - w.rd_take - rd_drop),
+                w.timed_out.eq(1), w.walking.eq(0), w.checking.eq(1),
             ).Else(
-                If(rd_drop, drops.eq(drops - 1)),
-                If(rd_take & (received == beats - 1), walking.eq(0), checking.eq(1)),
+                If(rd_drop, w.drops.eq(w.drops - 1)),
+                If(w.rd_take & (w.received == w.beats - 1), w.walking.eq(0), w.checking.eq(1)),
             ),
-        ).Elif(rd_drop, drops.eq(drops - 1))
-        self.sync += If(~idle & (flush | inval_walk), no_fill.eq(1))
+        ).Elif(rd_drop, w.drops.eq(w.drops - 1))
+        self.sync += If(~w.idle & (w.flush | w.inval_walk), w.no_fill.eq(1))
 
         # Check stage ----------------------------------------------------------------------------
-        self.sync += If(respond,
-            checking.eq(0), idle.eq(1),
-            source.tag.eq(walk_tag),
-            If(pte_fault == FAULT_NONE,
-                *answer(FAULT_NONE, pte_paddr[:paddr_width], pte_len, pte_flags),
+        self.sync += If(w.respond,
+            w.checking.eq(0), w.idle.eq(1),
+            w.source.tag.eq(w.walk_tag),
+            If(w.pte_fault == FAULT_NONE,
+                *answer(FAULT_NONE, w.pte_paddr[:w.paddr_width], w.pte_len, w.pte_flags),
             ).Else(
-                *answer(pte_fault), *count_fault(walk_vpn, pte_fault),
+                *answer(w.pte_fault), *count_fault(w.walk_vpn, w.pte_fault),
             ),
         )
 

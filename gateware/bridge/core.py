@@ -38,16 +38,16 @@ class BridgeEndpoint(Module, AutoCSR):
         without one, PageRd is answered UNSUPPORTED (so it can never wait forever)."""
         self.config = config
         self.sink   = sink   = stream.Endpoint(message_layout)  # host -> device requests
-        self.source = source = stream.Endpoint(message_layout)  # device -> host messages
-        self.host_write = hw = stream.Endpoint(host_write_layout)  # DMA deposits into host
+        self.source = stream.Endpoint(message_layout)  # device -> host messages
+        self.host_write = stream.Endpoint(host_write_layout)  # DMA deposits into host
         self.page_req = preq = stream.Endpoint(page_request_layout)  # PageRd -> engine
-        self.page_rsp = prsp = stream.Endpoint(page_response_layout)  # engine -> Cmp
+        self.page_rsp = stream.Endpoint(page_response_layout)  # engine -> Cmp
         rsp = stream.Endpoint(message_layout)  # responses, before the output arbiter
         # Config accesses go to the SoC bus; memory lines to device memory directly (in the
         # SoC: a LiteDRAM native port, bypassing the CPU's L2 cache, so the ATU and DMA
         # engines, which read DRAM directly, see what the host wrote).
-        self.bus     = bus  = wishbone.Interface(data_width=32, adr_width=30)
-        self.mem_bus = mbus = wishbone.Interface(data_width=32, adr_width=30)
+        self.bus     = wishbone.Interface(data_width=32, adr_width=30)
+        self.mem_bus = wishbone.Interface(data_width=32, adr_width=30)
 
         # Input queue: one entry per host credit.
         self.submodules.queue = queue = stream.SyncFIFO(message_layout, config.credits,
@@ -131,6 +131,23 @@ class BridgeEndpoint(Module, AutoCSR):
             If(preq.ready, NextState("IDLE")),
         )
 
+        self._bus_states(fsm, addr, count, line, value, status)
+        fsm.act("RESPOND",
+            rsp.valid.eq(1),
+            rsp.opcode.eq(rsp_op),
+            rsp.tag.eq(tag),
+            rsp.status.eq(status),
+            rsp.addr.eq(addr),
+            rsp.value.eq(value),
+            rsp.data.eq(Mux(rsp_op == Op.MEM_DATA, line, 0)),
+            If(rsp.ready, NextState("IDLE"))
+        )
+
+        self._output_arbiter(rsp, with_pages)
+
+    def _bus_states(self, fsm, addr, count, line, value, status):
+        """The FSM states that move a line over ``mem_bus`` or a word over ``bus``."""
+        bus, mbus = self.bus, self.mem_bus
         word_adr = addr[2:32] + count
         fsm.act("MEM_RD",
             mbus.cyc.eq(1), mbus.stb.eq(1), mbus.we.eq(0), mbus.sel.eq(0xF),
@@ -170,17 +187,10 @@ class BridgeEndpoint(Module, AutoCSR):
                 NextState("RESPOND"),
             )
         )
-        fsm.act("RESPOND",
-            rsp.valid.eq(1),
-            rsp.opcode.eq(rsp_op),
-            rsp.tag.eq(tag),
-            rsp.status.eq(status),
-            rsp.addr.eq(addr),
-            rsp.value.eq(value),
-            rsp.data.eq(Mux(rsp_op == Op.MEM_DATA, line, 0)),
-            If(rsp.ready, NextState("IDLE"))
-        )
 
+    def _output_arbiter(self, rsp, with_pages):
+        """Responses, page completions and host writes onto ``source``."""
+        preq, prsp, hw, source = self.page_req, self.page_rsp, self.host_write, self.source
         # Output arbiter: bridge responses, page completions and host writes, round-robin per
         # message. A page's HostWr lines are all accepted before the engine answers, so the
         # host always sees the data before the page's Cmp.

@@ -1,14 +1,16 @@
-"""Migen building blocks of the codec arithmetic, one function per reference.py function.
+"""Migen building blocks of the codec arithmetic, one function per reference function.
 
 Each function adds combinational logic to module ``m`` and returns the result Signal.
-They mirror ``reference.py`` exactly (same widths, same rounding); ``tests/test_codec_gateware``
-checks each against the reference on random and exhaustive inputs.
+They mirror ``ref_arith.py`` (and the level packing of ``ref_packing``, the group parameters
+of ``ref_quant``) exactly (same widths, same rounding); ``tests/test_codec_gateware`` checks
+each against the reference on random and exhaustive inputs.
 """
 from __future__ import annotations
 
 from migen import Array, C, Cat, If, Mux, Signal
 
-from . import reference as R
+from . import ref_arith as RA
+from .ref_format import ZP_ZERO_MAX
 
 XW = 42          # signed integer value of an FP16 in units of 2**-24 (|x| < 2**41)
 VW = 50          # signed width of a dequantized value before FP16 conversion
@@ -23,7 +25,7 @@ def sanitize(m, b):
     m.comb += [
         nf.eq(e == 31),
         If(nf & (b[0:10] != 0), clean.eq(0))
-        .Elif(nf, clean.eq(Cat(C(R.FP16_MAX_BITS, 15), b[15])))
+        .Elif(nf, clean.eq(Cat(C(RA.FP16_MAX_BITS, 15), b[15])))
         .Elif(b == 0x8000, clean.eq(0))
         .Else(clean.eq(b)),
     ]
@@ -88,7 +90,7 @@ def int_to_fp16(m, v, width=VW):
         shift2.eq(shift + ovf),
         normal.eq(mant3[10]),
         If(normal, e.eq(shift2 + 1)).Else(e.eq(0)),
-        If(e >= 31, bits.eq(R.FP16_MAX_BITS))
+        If(e >= 31, bits.eq(RA.FP16_MAX_BITS))
         .Else(bits.eq(Cat(mant3[0:10], e[0:5]))),
         If(bits == 0, out.eq(0)).Else(out.eq(Cat(bits[0:15], v < 0))),
     ]
@@ -99,7 +101,7 @@ def scale_value(m, code):
     """E5M3 code -> scale (8 + m) << (e + 5), units of 2**-24 (41 bits)."""
     s = Signal(41)
     sh = Signal(6)
-    m.comb += [sh.eq(code[3:8] + R.SCALE_SHIFT),
+    m.comb += [sh.eq(code[3:8] + RA.SCALE_SHIFT),
                s.eq(Cat(code[0:3], C(1, 1)) << sh)]
     return s
 
@@ -108,7 +110,7 @@ def choose_scale(m, r, qmax):
     """Smallest E5M3 code with S(code) * qmax >= r (r unsigned); 255 if none.
     32 constant comparators pick the exponent, 8 pick the mantissa."""
     ok = Signal(32)
-    m.comb += [ok[e].eq((15 * qmax << (e + R.SCALE_SHIFT)) >= r) for e in range(32)]
+    m.comb += [ok[e].eq((15 * qmax << (e + RA.SCALE_SHIFT)) >= r) for e in range(32)]
     emin = Signal(5)
     m.comb += [emin.eq(31)] + [If(ok[e], emin.eq(e)) for e in reversed(range(32))]
     E = Signal(6)
@@ -117,7 +119,7 @@ def choose_scale(m, r, qmax):
     msel = Signal(3)
     code = Signal(8)
     m.comb += [
-        E.eq(emin + R.SCALE_SHIFT),
+        E.eq(emin + RA.SCALE_SHIFT),
         frac.eq((r & ((C(1, len(r) + 1) << E) - 1)) != 0),
         rr.eq((r >> E) + frac),
         msel.eq(7),
@@ -128,30 +130,30 @@ def choose_scale(m, r, qmax):
 
 
 def quantize(m, d, code, qmax):
-    """reference.quantize for d >= 0 (unsigned signal)."""
+    """ref_arith.quantize for d >= 0 (unsigned signal)."""
     E = Signal(6)
     g = Signal(4)
     sh1 = Signal(6)
     dshf = Signal(len(d))
-    dsh = Signal(R.DSH_BITS)
-    recip = Signal(R.RECIP_BITS - 2)
-    prod = Signal(R.DSH_BITS + R.RECIP_BITS - 2)
+    dsh = Signal(RA.DSH_BITS)
+    recip = Signal(RA.RECIP_BITS - 2)
+    prod = Signal(RA.DSH_BITS + RA.RECIP_BITS - 2)
     qq = Signal(len(prod))
     q = Signal(max=qmax + 1)
     sh_half = Signal(6)
     sh2 = Signal(6)
     m.comb += [
-        E.eq(code[3:8] + R.SCALE_SHIFT),
-        If(E < R.GUARD, g.eq(E)).Else(g.eq(R.GUARD)),
+        E.eq(code[3:8] + RA.SCALE_SHIFT),
+        If(E < RA.GUARD, g.eq(E)).Else(g.eq(RA.GUARD)),
         sh1.eq(E - g),
         dshf.eq(d >> sh1),
-        If(dshf >= (1 << R.DSH_BITS), dsh.eq((1 << R.DSH_BITS) - 1)).Else(dsh.eq(dshf)),
-        recip.eq(Array([C(int(x), R.RECIP_BITS - 2) for x in R.RECIP])[code[0:3]]),
+        If(dshf >= (1 << RA.DSH_BITS), dsh.eq((1 << RA.DSH_BITS) - 1)).Else(dsh.eq(dshf)),
+        recip.eq(Array([C(int(x), RA.RECIP_BITS - 2) for x in RA.RECIP])[code[0:3]]),
         prod.eq(dsh * recip),
         # shift amounts in their own 6-bit signals: in Verilog an inline `15 + g` would be
         # evaluated at the 4-bit width of its operands and wrap
-        sh_half.eq(R.RECIP_BITS - 1 + g),
-        sh2.eq(R.RECIP_BITS + g),
+        sh_half.eq(RA.RECIP_BITS - 1 + g),
+        sh2.eq(RA.RECIP_BITS + g),
         qq.eq((prod + (C(1, len(prod)) << sh_half)) >> sh2),
         If(qq > qmax, q.eq(qmax)).Else(q.eq(qq)),
     ]
@@ -173,7 +175,7 @@ def divmod_const(m, c, width, d):
 
 
 def level_digits(m, code, levels, g, w):
-    """Digits q_0..q_{g-1} of a w-bit base-`levels` field (reference.unpack_levels): the
+    """Digits q_0..q_{g-1} of a w-bit base-`levels` field (ref_packing.unpack_levels): the
     first g-1 by successive division, the last saturating at levels - 1. (A tree of
     divisions by levels**(n/2), log2(g) deep, measured slower on ECP5: 16.2 against 18.5 MHz
     for the kivi_n10v9 decompressor; the wider constant multiplies cost more than the
@@ -218,11 +220,11 @@ def level_code(qs, levels):
     return items[0]
 
 
-def zp_stats(m, lo_bits, hi_bits, qmax, zrange=(-R.ZP_ZERO_MAX, R.ZP_ZERO_MAX)):
+def zp_stats(m, lo_bits, hi_bits, qmax, zrange=(-ZP_ZERO_MAX, ZP_ZERO_MAX)):
     """Zero-point statistics of a group from its min / max (canonical FP16 bits), zero
     points in zrange = (zn, zp), a = zp if lo >= 0 else -zn:
     code = max(choose_scale(hi - lo, qmax), choose_scale(|lo|, a)),
-    zero = sign(lo) * quantize(|lo|, code, a) (8-bit two's complement). reference._group_params."""
+    zero = sign(lo) * quantize(|lo|, code, a) (8-bit two's complement). ref_quant.group_params."""
     zn, zp = zrange
     lo = fp16_to_int(m, lo_bits)
     hi = fp16_to_int(m, hi_bits)
@@ -252,7 +254,7 @@ def zp_offset(m, zero, code):
     sh = Signal(6)
     prod = Signal((13, True))
     out = Signal((50, True))
-    m.comb += [z.eq(zero), mant.eq(Cat(code[0:3], C(1, 1))), sh.eq(code[3:8] + R.SCALE_SHIFT),
+    m.comb += [z.eq(zero), mant.eq(Cat(code[0:3], C(1, 1))), sh.eq(code[3:8] + RA.SCALE_SHIFT),
                prod.eq(z * mant), out.eq(prod << sh)]
     return out
 
@@ -266,5 +268,5 @@ def zp_value(m, zero, q, code):
     prod = Signal((15, True))
     out = Signal((VW, True))
     m.comb += [z.eq(zero), t.eq(z + q), mant.eq(Cat(code[0:3], C(1, 1))),
-               sh.eq(code[3:8] + R.SCALE_SHIFT), prod.eq(t * mant), out.eq(prod << sh)]
+               sh.eq(code[3:8] + RA.SCALE_SHIFT), prod.eq(t * mant), out.eq(prod << sh)]
     return out

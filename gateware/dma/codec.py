@@ -4,7 +4,7 @@ from migen import ClockDomainsRenamer, If, Module, ResetInserter, Signal
 from migen.genlib.cdc import MultiReg
 from litex.soc.interconnect import stream
 
-from .core import packed_layout
+from .layouts import packed_layout
 
 
 class PackedCodec(Module):

@@ -5,264 +5,18 @@ The behaviour is specified by ``model.DMAModel``; this core matches it byte for 
 descriptor format, registers and timing: README.md beside this file.
 """
 
-from migen import (Module, Signal, If, Cat, Mux, Constant, FSM, NextState,
+from migen import (Signal, If, Cat, Mux, FSM, NextState,
                    NextValue, ResetInserter, log2_int)
 from litex.gen import LiteXModule
 from litex.soc.interconnect import stream
 from litex.soc.interconnect.csr import CSRStorage, CSRStatus, CSRField
 
 from litedram.common import LiteDRAMNativePort
-from litedram.frontend.dma import LiteDRAMDMAReader
 
 from gateware.common import (OP_COPY, OP_COMPRESS, OP_DECOMPRESS, OP_WIDTH, ST_OK, ST_FAULT,
                              ST_CORRUPT, ST_TIMEOUT, ST_OVERFLOW, ST_INVALID, STATUS_WIDTH)
-from .model import HOST_LINE
-
-# Stream layouts --------------------------------------------------------------------------------
-
-
-def descriptor_layout(paddr_width, haddr_width, len_width, tag_width):
-    """Descriptor stream (``sink``); the endpoint's ``last`` ends a job (chain)."""
-    return [
-        ("op",     OP_WIDTH),     # model.OP_*: 0 copy, 1 compress, 2 decompress
-        ("host",   1),            # 1: destination is the host (``host_source`` lines)
-        ("tag",    tag_width),    # job tag (the first descriptor's tag is the job's)
-        ("src",    paddr_width),  # DRAM byte address of the source
-        ("dst",    haddr_width),  # DRAM byte address, or host byte address if ``host``
-        ("length", len_width),    # source bytes, >= 1
-        ("cap",    len_width),    # codec ops: destination capacity in bytes (copy: unused)
-    ]
-
-
-def completion_layout(tag_width):
-    return [
-        ("tag",    tag_width),     # tag of the job
-        ("status", STATUS_WIDTH),  # model.ST_*
-        ("bytes",  32),            # destination bytes written by completed descriptors
-    ]
-
-
-def packed_layout(dw):
-    """Byte stream packed from bit 0: every beat full (dw/8 bytes) except the last."""
-    return [
-        ("data",   dw),                          # bytes, little endian
-        ("nbytes", (dw // 8).bit_length()),      # valid bytes in this beat, from byte 0
-    ]
-
-
-def host_line_layout(haddr_width, tag_width):
-    return [
-        ("addr",   haddr_width),    # host byte address of the line (64-byte aligned)
-        ("data",   8 * HOST_LINE),  # line bytes, little endian; bytes >= nbytes are zero
-        ("nbytes", 7),              # valid bytes from the line start, 1..64
-        ("tag",    tag_width),      # job tag
-    ]
-
-
-def _lowmask(x, n):
-    """n-bit mask with the low min(x, n) bits set (x a signal or expression)."""
-    return (Constant(1, 2 * n + 1) << x) - 1
-
-
-# Per-descriptor datapath (reset by the engine when a job is abandoned) ----------------------
-
-
-class _JobPath(Module):
-    """Source reader + aligner -> ``a_source`` (packed); ``b_sink`` (packed) -> destination
-    aligner (DRAM words with byte enables on ``w``) or line packer (host lines on ``h``).
-
-    ``start`` (one cycle) loads a descriptor from ``d_*``; ``final`` rises when the last
-    destination word has been handed to ``w`` / ``h``.
-    """
-
-    def __init__(self, vport, paddr_width, haddr_width, len_width, read_fifo_depth):
-        dw = vport.data_width
-        B = dw // 8
-        sh = log2_int(B)
-        nbw = B.bit_length()
-        W = HOST_LINE // B
-
-        self.start    = Signal()
-        self.d_op     = Signal(OP_WIDTH)
-        self.d_host   = Signal()
-        self.d_src    = Signal(paddr_width)
-        self.d_dst    = Signal(haddr_width)
-        self.d_length = Signal(len_width)
-        self.d_cap    = Signal(len_width)
-
-        self.op       = Signal(OP_WIDTH)
-        self.a_source = a = stream.Endpoint(packed_layout(dw))
-        self.b_sink   = b = stream.Endpoint(packed_layout(dw))
-        self.w = w = stream.Endpoint([("addr", vport.address_width), ("data", dw), ("we", B)])
-        self.h = h = stream.Endpoint([("addr", haddr_width), ("data", 8 * HOST_LINE),
-                                      ("nbytes", 7)])
-        self.final     = Signal()
-        self.overflow  = Signal()
-        self.out_bytes = Signal(len_width + 1)
-
-        # # #
-
-        self.submodules.reader = reader = LiteDRAMDMAReader(vport, fifo_depth=read_fifo_depth)
-
-        # Descriptor registers -------------------------------------------------------------------
-        host     = Signal()
-        cap      = Signal(len_width)
-        s        = Signal(max(1, sh))               # source byte offset in its word
-        d        = Signal(max(1, sh))               # destination byte offset in its word
-        rd_addr  = Signal(vport.address_width)
-        rd_left  = Signal(len_width + 1)            # read commands still to issue
-        in_left  = Signal(len_width + 1)            # read words still to consume
-        len_left = Signal(len_width + 1)            # packed bytes still to emit
-        words = (self.d_src[:sh] + self.d_length + B - 1) >> sh
-        self.sync += If(self.start,
-            self.op.eq(self.d_op),
-            host.eq(self.d_host),
-            cap.eq(Mux(self.d_op == OP_COPY, self.d_length, self.d_cap)),
-            s.eq(self.d_src[:sh]),
-            d.eq(Mux(self.d_host, 0, self.d_dst[:sh])),
-            rd_addr.eq(self.d_src[sh:]),
-            rd_left.eq(words),
-            in_left.eq(words),
-            len_left.eq(self.d_length),
-        )
-
-        # Read commands --------------------------------------------------------------------------
-        self.comb += [
-            reader.sink.valid.eq(rd_left != 0),
-            reader.sink.address.eq(rd_addr),
-        ]
-        self.sync += If(reader.sink.valid & reader.sink.ready,
-            rd_addr.eq(rd_addr + 1),
-            rd_left.eq(rd_left - 1),
-        )
-
-        # Source aligner: packed beat k = source bytes [kB, kB + B) -----------------------------
-        # = (word k >> 8s) | (word k+1 << 8(B-s)); the first word only fills ``prev``; after the
-        # last word, one flush beat from ``prev`` alone if bytes remain.
-        r = reader.source
-        prev = Signal(dw)
-        have_prev = Signal()
-        flush = Signal()
-        self.comb += [
-            flush.eq(in_left == 0),
-            a.valid.eq(have_prev & (r.valid | flush) & (len_left != 0)),
-            a.data.eq((Cat(prev, Mux(flush, 0, r.data)) >> Cat(Constant(0, 3), s))[:dw]),
-            a.nbytes.eq(Mux(len_left >= B, B, len_left)),
-            a.last.eq(len_left <= B),
-            r.ready.eq((in_left != 0) & (~have_prev | (a.valid & a.ready))),
-        ]
-        self.sync += [
-            If(self.start,
-                have_prev.eq(0),
-            ).Elif(r.valid & r.ready,
-                prev.eq(r.data),
-                have_prev.eq(1),
-                in_left.eq(in_left - 1),
-            ),
-            If(a.valid & a.ready,
-                len_left.eq(len_left - a.nbytes),
-            ),
-        ]
-
-        # Destination side -----------------------------------------------------------------------
-        first   = Signal()
-        pend    = Signal()                          # DRAM flush word pending
-        bprev   = Signal(dw)
-        waddr   = Signal(vport.address_width)
-        haddr   = Signal(haddr_width)
-        line    = Signal(8 * HOST_LINE)
-        lbytes  = Signal(7)
-        wcnt    = Signal(max(1, (W - 1).bit_length()))
-        ovf     = Signal()
-        dropping = Signal()
-        self.comb += [
-            ovf.eq(b.valid & (self.out_bytes + b.nbytes > cap) | dropping),
-            self.overflow.eq(ovf),
-        ]
-        # After an overflow the rest of the transform's output is dropped (nothing more is
-        # written) so that a decompressor can still reach its verdict: corrupt wins.
-        self.sync += If(self.start, dropping.eq(0)).Elif(ovf, dropping.eq(1))
-        self.sync += If(self.start,
-            first.eq(1),
-            pend.eq(0),
-            waddr.eq(self.d_dst[sh:]),
-            haddr.eq(self.d_dst),
-            line.eq(0),
-            lbytes.eq(0),
-            wcnt.eq(0),
-            self.final.eq(0),
-            self.out_bytes.eq(0),
-        )
-
-        # DRAM: word j = (packed k-1 >> 8(B-d)) | (packed k << 8d), byte enables for the range.
-        bsh = Signal(sh + 1)
-        self.comb += bsh.eq(B - d)
-        shift = Cat(Constant(0, 3), bsh)            # 8 * (B - d), 8B when d = 0
-        end = Signal(nbw + 1)
-        self.comb += end.eq(d + b.nbytes)
-        # (masks in signals: the Migen simulator evaluates expression trees without sharing)
-        m_end = Signal(B)
-        m_lo  = Signal(B)       # bytes below the destination offset (first word)
-        m_fl  = Signal(B)       # flush word enables
-        self.comb += m_end.eq(_lowmask(end, B))
-        self.sync += [
-            If(self.start, m_lo.eq(_lowmask(self.d_dst[:sh], B) & Mux(self.d_host, 0, 2**B - 1))),
-            If(b.valid & b.ready & b.last & (end > B), m_fl.eq(_lowmask(end - B, B))),
-        ]
-        self.comb += If(pend,
-            w.valid.eq(1),
-            w.data.eq((Cat(bprev, Constant(0, dw)) >> shift)[:dw]),
-            w.we.eq(m_fl),
-        ).Else(
-            w.valid.eq(b.valid & ~host & ~ovf),
-            w.data.eq((Cat(bprev, b.data) >> shift)[:dw]),
-            w.we.eq(Mux(b.last, m_end, 2**B - 1) & ~Mux(first, m_lo, 0)),
-        )
-        self.comb += w.addr.eq(waddr)
-
-        # Host: 64-byte lines from the line start (destination 64-byte aligned: d = 0).
-        bmask = Signal(dw)
-        emit  = Signal()
-        self.comb += [
-            If(host, bmask.eq(_lowmask(Cat(Constant(0, 3), b.nbytes), dw))),
-            emit.eq(b.last | (wcnt == W - 1)),
-            h.valid.eq(b.valid & host & ~ovf & emit),
-            h.data.eq(line | ((b.data & bmask) << Cat(Constant(0, log2_int(dw)), wcnt))),
-            h.nbytes.eq(lbytes + b.nbytes),
-            h.addr.eq(haddr),
-            b.ready.eq(Mux(ovf, dropping, ~pend & Mux(host, ~emit | h.ready, w.ready))),
-        ]
-
-        self.sync += [
-            If(w.valid & w.ready,
-                waddr.eq(waddr + 1),
-                If(pend,
-                    pend.eq(0),
-                    self.final.eq(1),
-                )
-            ),
-            If(b.valid & b.ready & ~ovf,
-                first.eq(0),
-                bprev.eq(b.data),
-                self.out_bytes.eq(self.out_bytes + b.nbytes),
-                If(host,
-                    If(emit,
-                        line.eq(0), lbytes.eq(0), wcnt.eq(0),
-                        haddr.eq(haddr + HOST_LINE),
-                    ).Else(
-                        line.eq(h.data), lbytes.eq(h.nbytes), wcnt.eq(wcnt + 1),
-                    ),
-                    If(b.last, self.final.eq(1)),
-                ).Elif(b.last,
-                    If(end > B,
-                        pend.eq(1),
-                    ).Else(
-                        self.final.eq(1),
-                    )
-                )
-            ),
-        ]
-
+from .jobpath import JobPath
+from .layouts import descriptor_layout, completion_layout, host_line_layout
 
 # Core ------------------------------------------------------------------------------------------
 
@@ -292,45 +46,17 @@ class DMA(LiteXModule):
     def __init__(self, rport, wport, compressor=None, decompressor=None, depth=16,
                  cq_depth=16, tag_width=8, len_width=24, haddr_width=64, timeout=4096,
                  read_fifo_depth=16):
-        for name, port, modes in (("rport", rport, ("read", "both")),
-                                  ("wport", wport, ("write", "both"))):
-            if not isinstance(port, LiteDRAMNativePort):
-                raise ValueError("{} must be a LiteDRAMNativePort, got {!r}".format(name, port))
-            if port.mode not in modes:
-                raise ValueError("{} mode must be one of {}, got {!r}".format(name, modes, port.mode))
-        dw = rport.data_width
-        if dw & (dw - 1) or not 32 <= dw <= 512:
-            raise ValueError("port data_width must be a power of two in 32..512, got {}".format(dw))
-        if wport.data_width != dw or wport.address_width != rport.address_width:
-            raise ValueError("rport and wport must have the same data and address widths")
-        for name, v, lo in (("depth", depth, 2), ("cq_depth", cq_depth, 2),
-                            ("tag_width", tag_width, 1), ("len_width", len_width, 7),
-                            ("read_fifo_depth", read_fifo_depth, 2), ("timeout", timeout, 0)):
-            if not isinstance(v, int) or isinstance(v, bool) or v < lo:
-                raise ValueError("{} must be an int >= {}, got {!r}".format(name, lo, v))
-        if len_width > 31:
-            raise ValueError("len_width must be <= 31 (completion bytes are 32 bits)")
-        if timeout >> 32:
-            raise ValueError("timeout must fit in 32 bits")
-        B = dw // 8
-        sh = log2_int(B)
-        paddr_width = rport.address_width + sh
-        if haddr_width < paddr_width or haddr_width > 64:
-            raise ValueError("haddr_width must be in {}..64, got {}".format(paddr_width, haddr_width))
-        for name, x in (("compressor", compressor), ("decompressor", decompressor)):
-            if x is not None and not (hasattr(x, "sink") and hasattr(x, "source")):
-                raise ValueError("{} must have sink and source endpoints".format(name))
-        if decompressor is not None and not (hasattr(decompressor, "error") and
-                                             hasattr(decompressor, "done")):
-            raise ValueError("decompressor must have error and done outputs")
+        dw, paddr_width = _check_args(rport, wport, compressor, decompressor, depth, cq_depth,
+                                      tag_width, len_width, haddr_width, timeout,
+                                      read_fifo_depth)
         self.dw, self.paddr_width, self.haddr_width = dw, paddr_width, haddr_width
         self.rport, self.wport = rport, wport
         self.tag_width, self.len_width, self.depth = tag_width, len_width, depth
 
         dlayout = descriptor_layout(paddr_width, haddr_width, len_width, tag_width)
-        self.sink        = sink = stream.Endpoint(dlayout)
+        self.sink        = stream.Endpoint(dlayout)
         self.completion  = stream.Endpoint(completion_layout(tag_width))
-        self.host_source = host_source = stream.Endpoint(host_line_layout(haddr_width, tag_width))
+        self.host_source = stream.Endpoint(host_line_layout(haddr_width, tag_width))
 
         self.dram_base = Signal(paddr_width)        # window for src and DRAM dst
         self.dram_size = Signal(paddr_width + 1)
@@ -351,7 +77,17 @@ class DMA(LiteXModule):
         # # #
 
         cw = (depth).bit_length()
+        dq, jq = self._intake(dlayout, cw, compressor, decompressor)
+        jp = self._read_path(read_fifo_depth)
+        outputs_idle, job_tag = self._outputs(jp, read_fifo_depth)
+        xf_rst, corrupt, verdict = self._transforms(jp, compressor, decompressor)
+        running, expired = self._watchdog(jp)
+        self._engine(dq, jq, jp, cw, cq_depth, job_tag, xf_rst, running, expired, corrupt,
+                     verdict, outputs_idle)
 
+    def _intake(self, dlayout, cw, compressor, decompressor):
+        """Descriptor input (``sink`` or a CSR push), checks, descriptor and job queues."""
+        depth, tag_width, sink = self.depth, self.tag_width, self.sink
         # Descriptor queue and job queue ---------------------------------------------------------
         # Each descriptor is checked as it is queued; when a chain's last descriptor is queued,
         # a job entry (tag, status, count) is pushed: the engine only starts complete jobs.
@@ -417,12 +153,17 @@ class DMA(LiteXModule):
                 cstatus.eq(jq.sink.status),
             )
         )
+        return dq, jq
 
+    def _read_path(self, read_fifo_depth):
+        """The job path and its DRAM read port; returns the job path."""
+        rport, dw = self.rport, self.dw
+        paddr_width, haddr_width, len_width = self.paddr_width, self.haddr_width, self.len_width
         # Read port: a virtual port for the LiteDRAM DMA reader, a registered command stage,
         # and a filter dropping read data still owed to an abandoned job --------------------
         vport = LiteDRAMNativePort("read", rport.address_width, dw)
         self.submodules.jp = jp = ResetInserter()(
-            _JobPath(vport, paddr_width, haddr_width, len_width, read_fifo_depth))
+            JobPath(vport, paddr_width, haddr_width, len_width, read_fifo_depth))
         dp_rst = jp.reset
 
         self.submodules.rcmd = rcmd = stream.PipeValid([("addr", rport.address_width)])
@@ -455,7 +196,13 @@ class DMA(LiteXModule):
                 stale.eq(stale - 1),
             ),
         ]
+        return jp
 
+    def _outputs(self, jp, read_fifo_depth):
+        """DRAM write port and host-line stage; returns (outputs idle, the job tag register)."""
+        rport, wport, dw = self.rport, self.wport, self.dw
+        B = dw // 8
+        haddr_width, tag_width, host_source = self.haddr_width, self.tag_width, self.host_source
         # Write port: registered word stage, command + data FIFO (LiteDRAMDMAWriter with byte
         # enables: LiteDRAM's writer writes whole words only) -----------------------------------
         self.submodules.wbuf = wbuf = stream.PipeValid(
@@ -493,7 +240,11 @@ class DMA(LiteXModule):
         ]
         outputs_idle = Signal()
         self.comb += outputs_idle.eq(~wbuf.source.valid & ~wfifo.source.valid & ~hbuf.source.valid)
+        return outputs_idle, job_tag
 
+    def _transforms(self, jp, compressor, decompressor):
+        """Routes the packed stream through the op's transform; the decompressor's verdict."""
+        dp_rst = jp.reset
         # Codec transforms -----------------------------------------------------------------------
         xf_rst = Signal()
         a, b = jp.a_source, jp.b_sink
@@ -531,7 +282,12 @@ class DMA(LiteXModule):
                 corrupt.eq((jp.op == OP_DECOMPRESS) & xerr),
                 verdict.eq((jp.op != OP_DECOMPRESS) | xdone),
             ]
+        return xf_rst, corrupt, verdict
 
+    def _watchdog(self, jp):
+        """Cycles without progress while a descriptor runs; returns (running, expired)."""
+        rport, wport, host_source = self.rport, self.wport, self.host_source
+        a, b = jp.a_source, jp.b_sink
         # Watchdog -------------------------------------------------------------------------------
         progress = Signal()
         wd = Signal(32)
@@ -543,7 +299,12 @@ class DMA(LiteXModule):
         self.sync += If(~running | progress, wd.eq(0)).Else(wd.eq(wd + 1))
         expired = Signal()
         self.comb += expired.eq((self.timeout != 0) & (wd >= self.timeout))
+        return running, expired
 
+    def _engine(self, dq, jq, jp, cw, cq_depth, job_tag, xf_rst, running, expired, corrupt,
+                verdict, outputs_idle):
+        """The job FSM: start descriptors, complete or abandon jobs, push completions."""
+        tag_width, dp_rst = self.tag_width, jp.reset
         # Engine ---------------------------------------------------------------------------------
         self.submodules.cq = cq = stream.SyncFIFO(completion_layout(tag_width), cq_depth)
         self.comb += [cq.source.connect(self.completion), self.cq_level.eq(cq.level)]
@@ -691,3 +452,40 @@ class DMA(LiteXModule):
             self.host_size.eq(self._host_size.storage),
             self.timeout.eq(self._timeout.storage),
         ]
+
+
+def _check_args(rport, wport, compressor, decompressor, depth, cq_depth, tag_width, len_width,
+                haddr_width, timeout, read_fifo_depth):
+    """Raise ValueError naming the first bad argument of ``DMA``; returns (dw, paddr_width)."""
+    for name, port, modes in (("rport", rport, ("read", "both")),
+                              ("wport", wport, ("write", "both"))):
+        if not isinstance(port, LiteDRAMNativePort):
+            raise ValueError("{} must be a LiteDRAMNativePort, got {!r}".format(name, port))
+        if port.mode not in modes:
+            raise ValueError("{} mode must be one of {}, got {!r}".format(name, modes, port.mode))
+    dw = rport.data_width
+    if dw & (dw - 1) or not 32 <= dw <= 512:
+        raise ValueError("port data_width must be a power of two in 32..512, got {}".format(dw))
+    if wport.data_width != dw or wport.address_width != rport.address_width:
+        raise ValueError("rport and wport must have the same data and address widths")
+    for name, v, lo in (("depth", depth, 2), ("cq_depth", cq_depth, 2),
+                        ("tag_width", tag_width, 1), ("len_width", len_width, 7),
+                        ("read_fifo_depth", read_fifo_depth, 2), ("timeout", timeout, 0)):
+        if not isinstance(v, int) or isinstance(v, bool) or v < lo:
+            raise ValueError("{} must be an int >= {}, got {!r}".format(name, lo, v))
+    if len_width > 31:
+        raise ValueError("len_width must be <= 31 (completion bytes are 32 bits)")
+    if timeout >> 32:
+        raise ValueError("timeout must fit in 32 bits")
+    B = dw // 8
+    sh = log2_int(B)
+    paddr_width = rport.address_width + sh
+    if haddr_width < paddr_width or haddr_width > 64:
+        raise ValueError("haddr_width must be in {}..64, got {}".format(paddr_width, haddr_width))
+    for name, x in (("compressor", compressor), ("decompressor", decompressor)):
+        if x is not None and not (hasattr(x, "sink") and hasattr(x, "source")):
+            raise ValueError("{} must have sink and source endpoints".format(name))
+    if decompressor is not None and not (hasattr(decompressor, "error") and
+                                         hasattr(decompressor, "done")):
+        raise ValueError("decompressor must have error and done outputs")
+    return dw, paddr_width

@@ -1,0 +1,497 @@
+"""Migen stream core ``KVCompressor``: FP16 KV pages in, compressed pages out.
+
+Bit exact with ``reference.py`` for the modes in ``core.GATEWARE_MODES``. The page runs
+through two phases: A (input) writes it into a double-buffered page memory while its
+statistics (K per channel, V per token) and scale codes are computed; at the swap the
+codes move to the B side, where the emission program reads the page back, quantizes it and
+packs header, parameters and payload into ``dw``-bit beats. See README.md for the interface.
+"""
+from __future__ import annotations
+
+from migen import Array, C, Cat, If, Memory, Module, Mux, Signal
+from migen.fhdl.bitcontainer import bits_for
+
+from litex.soc.interconnect import stream
+
+from . import arith as A
+from . import reference as R
+from .core import (check_geometry, header_bits, level_groups, page_beats, payload_pads,
+                   resolve_mode, rotate, zero_lanes)
+from .crc import INIT as CRC_INIT, XOROUT as CRC_XOROUT, crc32_expr
+
+
+def _tree(items, f):
+    """Reduce `items` with the binary `f` as a balanced tree."""
+    items = list(items)
+    while len(items) > 1:
+        nxt = [f(items[i], items[i + 1]) for i in range(0, len(items) - 1, 2)]
+        if len(items) % 2:
+            nxt.append(items[-1])
+        items = nxt
+    return items[0]
+
+
+def _scale_choice(m, lo, hi, qmax, zrange):
+    """(code, offset field) of a group with FP16 minimum `lo` and maximum `hi`: an integer
+    zero point in `zrange` (kivi_z, kivi_n) or, with zrange None, the FP16 minimum."""
+    if zrange is not None:
+        return A.zp_stats(m, lo, hi, qmax, zrange)
+    rng = Signal(43)
+    m.comb += rng.eq(A.fp16_to_int(m, hi) - A.fp16_to_int(m, lo))
+    return A.choose_scale(m, rng, qmax), lo
+
+
+class _BitPacker(Module):
+    """Bit accumulator: `push` (width `pw`, `pn` valid bits, LSB first) when `push_ok`;
+    emits dw-bit beats on `source`. CRC-32 of the page inserted into the last 32 bits of
+    beat `nbeats - 1`."""
+
+    def __init__(self, dw, maxpush, nbeats):
+        self.source = stream.Endpoint([("data", dw)])
+        self.last_beat = Signal(max=nbeats, reset=nbeats - 1)   # index of the page's CRC beat
+        self.push = Signal(maxpush)
+        self.pn = Signal(max=maxpush + 1)
+        self.push_ok = Signal()        # out: a push this cycle is accepted
+        self.do_push = Signal()        # in: push this cycle (only when push_ok)
+        self.page_done = Signal()      # out: last beat of the page left
+        cap = dw + maxpush
+        acc = Signal(cap)
+        n = Signal(max=cap + 1)
+        after = Signal(max=cap + 1)
+        pop = Signal()
+        ob = Signal(max=nbeats + 1)
+        crc = Signal(32, reset=CRC_INIT)
+        last = Signal()
+        data = acc[0:dw]
+        crc_full = crc32_expr(crc, data, dw)
+        crc_part = crc32_expr(crc, data, dw - 32) if dw > 32 else crc
+        src = self.source
+        self.comb += [
+            last.eq(ob == self.last_beat),
+            src.valid.eq(n >= dw),
+            # (at dw = 32 the last beat is the CRC alone: no zero-width slice in the Verilog)
+            If(last, src.data.eq(Cat(*([data[0:dw - 32]] if dw > 32 else []), crc_part ^ CRC_XOROUT)))
+            .Else(src.data.eq(data)),
+            src.last.eq(last),
+            pop.eq(src.valid & src.ready),
+            after.eq(n - Mux(pop, dw, 0)),
+            self.push_ok.eq(after < dw),
+            self.page_done.eq(pop & last),
+        ]
+        shifted = Signal(cap)
+        self.comb += If(pop, shifted.eq(acc >> dw)).Else(shifted.eq(acc))
+        self.sync += [
+            If(self.do_push,
+                acc.eq(shifted | (self.push << after)),
+                n.eq(after + self.pn),
+            ).Else(
+                acc.eq(shifted),
+                n.eq(after),
+            ),
+            If(pop,
+                If(last, ob.eq(0), crc.eq(CRC_INIT)).Else(ob.eq(ob + 1), crc.eq(crc_full))),
+        ]
+
+
+class _PageBuffer(Module):
+    """Page memory (even and odd beats in two memories, each holding two pages: a double
+    buffer) and the input counters of phase A. `sink` is taken one beat per cycle into the
+    write half until the page is `full`; `swap` hands that half to the read side (and takes
+    the next page's first beat in the same cycle). Reads are synchronous (block RAM):
+    `radr` is the address of the next cycle, `rdat` (even, odd) the data read."""
+
+    def __init__(self, sink, nin, bpt, T):
+        dw = len(sink.data)
+        ab = bits_for(nin // 2 - 1)      # address bits of one buffered page (even or odd beats)
+        self.swap = Signal()             # in: the full page moves to the read side
+        self.radr = Signal(ab)           # in: read address of the next cycle
+        self.accept = Signal()           # out: a beat is taken this cycle
+        self.beat = Signal(max=nin + 1)  # out: input beat within the page
+        self.full = Signal()             # out: the write half holds a whole page
+        self.in_k = Signal()             # out: the beat is in K (the page's first half)
+        self.tb = Signal(max=bpt)        # out: beat within its token
+        self.tok = Signal(max=2 * T)     # out: token over K then V
+        self.tok_end = Signal()          # out: the beat is its token's last
+        mem = [Memory(dw, 2 << ab, name=f"page_{s}") for s in ("even", "odd")]
+        self.specials += mem
+        wp = [m.get_port(write_capable=True) for m in mem]
+        # The read half (rsel) is never the half being written, so read/write order is moot.
+        rp = [m.get_port() for m in mem]
+        self.specials += wp + rp
+        self.rdat = [p.dat_r for p in rp]
+        accept, beat, swap, tb, tok = self.accept, self.beat, self.swap, self.tb, self.tok
+        wsel, rsel, rsel_n, last = Signal(), Signal(), Signal(), Signal()
+        # the first beat of the next page is taken in the very cycle the full page swaps out
+        self.comb += [sink.ready.eq(~self.full | swap), accept.eq(sink.valid & sink.ready)]
+        for s in range(2):
+            self.comb += [wp[s].adr.eq(Cat(beat[1:1 + ab], Mux(swap, ~wsel, wsel))),
+                          wp[s].dat_w.eq(sink.data),
+                          wp[s].we.eq(accept & (beat[0] == s))]
+        self.comb += [last.eq(beat == nin - 1), self.tok_end.eq(tb == bpt - 1),
+                      self.in_k.eq(beat < nin // 2)]
+        self.sync += If(accept,
+                        If(last, beat.eq(0), self.full.eq(1)).Else(beat.eq(beat + 1)),
+                        If(self.tok_end, tb.eq(0), tok.eq(Mux(tok == 2 * T - 1, 0, tok + 1)))
+                        .Else(tb.eq(tb + 1)))
+        self.sync += If(swap, self.full.eq(0), wsel.eq(~wsel), rsel.eq(wsel))
+        self.comb += rsel_n.eq(Mux(swap, wsel, rsel))
+        for s in range(2):
+            self.comb += rp[s].adr.eq(Cat(self.radr, rsel_n))
+
+
+class _InputFlags(Module):
+    """The input beat's lanes sanitized (NaN -> +0, inf -> +-65504: `clean`) and the page
+    flags: NONFINITE (a lane was replaced) and SINK (`attn_sink` with the page's first
+    beat), for the page in input (`snk_now`) and, from `swap` on, the emitted one (`*_b`)."""
+
+    def __init__(self, sink, accept, first):
+        L = len(sink.data) // 16
+        self.swap = Signal()             # in: the page in input moves to emission
+        self.snk_now = Signal()          # out: SINK of the page being received
+        self.nf_b, self.snk_b = Signal(), Signal()   # out: NONFINITE, SINK of the emitted page
+        self.clean, nfs = [], []
+        for j in range(L):
+            c, nf = A.sanitize(self, sink.data[16 * j: 16 * j + 16])
+            self.clean.append(c)
+            nfs.append(nf)
+        anynf, nf_a, snk_a = Signal(), Signal(), Signal()
+        self.comb += anynf.eq(Cat(*nfs) != 0)
+        self.sync += If(self.swap, self.nf_b.eq(nf_a), nf_a.eq(accept & anynf)) \
+            .Elif(accept & anynf, nf_a.eq(1))
+        self.sync += If(accept & first, snk_a.eq(sink.attn_sink))
+        self.comb += self.snk_now.eq(Mux(first, sink.attn_sink, snk_a))
+        self.sync += If(self.swap, self.snk_b.eq(snk_a))
+
+
+class _KStats(Module):
+    """K statistics, per channel over the page's tokens: minimum and maximum in rotating
+    register files (a beat's lanes update the head), then, once K is in, one channel per
+    cycle through the scale choice into the rotating files `code` and `lo` (its offset)."""
+
+    def __init__(self, lanes, D, qmax, zrange):
+        L = len(lanes)
+        self.update = Signal()           # in: a K beat (`lanes`) is taken
+        self.first = Signal()            # in: ... of the first token of the statistics
+        self.start = Signal()            # in: K's last beat is taken: choose the scales
+        self.ready = Signal()            # out: `code`, `lo` hold the page's K parameters
+        self.code = [Signal(8) for _ in range(D)]
+        self.lo = [Signal(16 if zrange is None else 8) for _ in range(D)]
+        kmin = [Signal(16) for _ in range(D)]
+        kmax = [Signal(16) for _ in range(D)]
+        key = A.order_key
+        newmin, newmax = [], []
+        for j in range(L):
+            nm, nx = Signal(16), Signal(16)
+            kc = lanes[j]
+            self.comb += [
+                If(self.first | (key(kc) < key(kmin[j])), nm.eq(kc)).Else(nm.eq(kmin[j])),
+                If(self.first | (key(kc) > key(kmax[j])), nx.eq(kc)).Else(nx.eq(kmax[j])),
+            ]
+            newmin.append(nm)
+            newmax.append(nx)
+        kcnt = Signal(max=D + 1, reset=D)
+        kcode, klo_new = _scale_choice(self, kmin[0], kmax[0], qmax, zrange)
+        self.sync += [
+            If(self.update, *(rotate(kmin, L, newmin) + rotate(kmax, L, newmax))),
+            If(self.start, kcnt.eq(0)),
+            If(kcnt < D,
+                kcnt.eq(kcnt + 1),
+                *(rotate(kmin, 1) + rotate(kmax, 1) + rotate(self.code, 1, [kcode])
+                  + rotate(self.lo, 1, [klo_new]))),
+        ]
+        self.comb += self.ready.eq(kcnt == D)
+
+
+class _VStats(Module):
+    """V statistics, per token over its channels: a lane tree and a running minimum and
+    maximum over the token's beats; the scale is chosen in the cycle after the token's last
+    beat, from the registered minimum / maximum (a pipeline stage: the lane tree and the
+    scale choice are not in one path), into the rotating files `code` and `lo`."""
+
+    def __init__(self, lanes, T, qmax, zrange):
+        self.update = Signal()           # in: a V beat (`lanes`) is taken
+        self.first = Signal()            # in: ... its token's first beat
+        self.last = Signal()             # in: ... its token's last beat
+        self.code = [Signal(8) for _ in range(T)]
+        self.lo = [Signal(16 if zrange is None else 8) for _ in range(T)]
+        key = A.order_key
+        bmin = _tree(lanes, lambda a, b: Mux(key(a) < key(b), a, b))
+        bmax = _tree(lanes, lambda a, b: Mux(key(a) > key(b), a, b))
+        amin, amax, mmin, mmax = Signal(16), Signal(16), Signal(16), Signal(16)
+        self.comb += [
+            If(self.first | (key(bmin) < key(amin)), mmin.eq(bmin)).Else(mmin.eq(amin)),
+            If(self.first | (key(bmax) > key(amax)), mmax.eq(bmax)).Else(mmax.eq(amax)),
+        ]
+        vpend = Signal()
+        vcode, vlo_new = _scale_choice(self, amin, amax, qmax, zrange)
+        self.sync += [If(self.update, amin.eq(mmin), amax.eq(mmax)),
+                      vpend.eq(self.update & self.last),
+                      If(vpend, *(rotate(self.code, 1, [vcode]) + rotate(self.lo, 1, [vlo_new])))]
+
+        # the page's last token may still be pending when the page swaps: the files as they
+        # are after that token's rotation
+        def after_vpend(regs, new):
+            return [Mux(vpend, r, a) for a, r in zip(regs, regs[1:] + [new])]
+        self.code_next = after_vpend(self.code, vcode)
+        self.lo_next = after_vpend(self.lo, vlo_new)
+
+
+class _Program(Module):
+    """The emission program's state: step `st` of `steps` ((name, cycles) run in order),
+    cycle `cnt` within it and `sub` within a token (`per_tok` cycles) of a payload step.
+    The next state (`st_n`, `cnt_n`, `sub_n`) is combinational: the page memory's read
+    address is registered from it."""
+
+    def __init__(self, steps, per_tok):
+        n = len(steps)
+        self.index = {nm: i for i, (nm, _) in enumerate(steps)}
+        self.start = Signal()            # in: a page swaps in: restart at the first step
+        self.go = Signal()               # in: this cycle of the program is done
+        self.skip = Signal()             # in: skip the rest of this step
+        self.stop = Signal()             # in: the page has left: stop past the last step
+        self.st = st = Signal(max=n + 1)
+        self.cnt = cnt = Signal(max=max(k for _, k in steps) + 1)
+        self.sub = sub = Signal(max=max(per_tok, 1) + 1)
+        self.st_n, self.cnt_n, self.sub_n = Signal.like(st), Signal.like(cnt), Signal.like(sub)
+        st_n, cnt_n, sub_n = self.st_n, self.cnt_n, self.sub_n
+        step_last = Signal()
+        self.comb += step_last.eq(Array([C(k - 1) for _, k in steps] + [C(0)])[st] == cnt)
+        self.comb += [
+            st_n.eq(st), cnt_n.eq(cnt), sub_n.eq(sub),
+            If(self.start, st_n.eq(0), cnt_n.eq(0), sub_n.eq(0)),
+            If(self.go,
+                If(step_last, st_n.eq(st + 1), cnt_n.eq(0), sub_n.eq(0)).Else(
+                    cnt_n.eq(cnt + 1),
+                    If(sub == per_tok - 1, sub_n.eq(0)).Else(sub_n.eq(sub + 1))),
+            ),
+            If(self.stop, st_n.eq(n)),
+        ]
+        self.comb += If(self.skip, st_n.eq(st + 1), cnt_n.eq(0), sub_n.eq(0))
+        self.sync += [st.eq(st_n), cnt.eq(cnt_n), sub.eq(sub_n)]
+
+
+class _Quantizer(Module):
+    """The payload pipeline between the emission program and the bit packer, one quantizer
+    per value of a cycle (`vals`), shared by the K and V payload steps (operands chosen by
+    `is_k`), in three register stages advancing together on `advance`: offset subtracted |
+    codes | the codes' fields (`out_push`, `out_pn`, `out_valid`: the packer's input). A
+    step's own push (`push`, `pn`: header, parameters, sink) rides along, `kind` selects:
+    0 that push, 1 the K payload (zeros for token 0 of a SINK page: `tok0`), 2 the V payload.
+    `kparams` are (lo, code) of each value's K channel, `vparams` those of the V token."""
+
+    def __init__(self, mode, vals, kparams, vparams, maxpush):
+        self.advance, self.is_k, self.valid, self.tok0 = Signal(), Signal(), Signal(), Signal()
+        self.kind = Signal(2)
+        self.push, self.pn = Signal(maxpush), Signal(max=maxpush + 1)
+        self.out_push, self.out_pn = Signal(maxpush), Signal(max=maxpush + 1)
+        self.out_valid = Signal()
+        kq, vq = mode.k_levels - 1, mode.v_levels - 1
+        d1, c1, side1 = self._offsets(mode, vals, kparams, vparams)
+        # stage 2 registers: codes, clamped to the section's qmax (quantize(d, c, a) =
+        # min(a, .), so min(qmax, quantize(d, c, max(kq, vq))) = quantize(d, c, qmax))
+        qs2 = []
+        kind2, tok2, v2 = Signal(2), Signal(), Signal()
+        push2, pn2 = Signal(maxpush), Signal(max=maxpush + 1)
+        kind1, tok1, v1, push1, pn1 = side1
+        qmax1 = Signal(max=max(kq, vq) + 1)
+        self.comb += qmax1.eq(Mux(kind1 == 1, kq, vq))
+        for d, code in zip(d1, c1):
+            qa = A.quantize(self, d, code, max(kq, vq))
+            q = Signal(len(qa))
+            self.sync += If(self.advance, If(qa > qmax1, q.eq(qmax1)).Else(q.eq(qa)))
+            qs2.append(q)
+        self.sync += If(self.advance, kind2.eq(kind1), tok2.eq(tok1), v2.eq(v1),
+                        push2.eq(push1), pn2.eq(pn1))
+        kfield, self.kpn, vfield, self.vpn = self._fields(mode, qs2)
+        # stage 3 (the packer's input register): the codes' fields
+        self.comb += [self.out_valid.eq(v2), self.out_pn.eq(pn2),
+                      If(kind2 == 1, self.out_push.eq(Mux(tok2, 0, kfield)))
+                      .Elif(kind2 == 2, self.out_push.eq(vfield)).Else(self.out_push.eq(push2))]
+
+    def _offsets(self, mode, vals, kparams, vparams):
+        """Stage 1 registers: d = x - offset per value, its code, and the step's push."""
+        maxpush = len(self.push)
+        d1, c1 = [], []
+        for v, (klo, kcode) in zip(vals, kparams):
+            cv, _ = A.sanitize(self, v)
+            x = A.fp16_to_int(self, cv)
+            lo, code = Signal(len(klo)), Signal(8)
+            self.comb += If(self.is_k, lo.eq(klo), code.eq(kcode)) \
+                .Else(lo.eq(vparams[0]), code.eq(vparams[1]))
+            # the group's offset in units: zero * S (kivi_z) or the FP16 minimum
+            if mode.zp:
+                off = A.zp_offset(self, lo, code)
+                # d = max(x - offset, 0)
+                diff = Signal((51, True))
+                d = Signal(48)
+                self.comb += [diff.eq(x - off), If(diff < 0, d.eq(0)).Else(d.eq(diff))]
+            else:
+                off = A.fp16_to_int(self, lo)
+                d = Signal(43)
+                self.comb += d.eq(x - off)
+            d1.append(Signal(len(d)))
+            c1.append(Signal(8))
+            self.sync += If(self.advance, d1[-1].eq(d), c1[-1].eq(code))
+        kind1, tok1, v1 = Signal(2), Signal(), Signal()
+        push1, pn1 = Signal(maxpush), Signal(max=maxpush + 1)
+        self.sync += If(self.advance, kind1.eq(self.kind), tok1.eq(self.tok0),
+                        v1.eq(self.valid), push1.eq(self.push), pn1.eq(self.pn))
+        return d1, c1, (kind1, tok1, v1, push1, pn1)
+
+    def _fields(self, mode, qs):
+        """(K fields, their bits, V fields, their bits) of the codes `qs`."""
+        n = len(qs)
+        if not mode.level_packed:
+            return (Cat(*[q[0:mode.kbits] for q in qs]), n * mode.kbits,
+                    Cat(*[q[0:mode.vbits] for q in qs]), n * mode.vbits)
+        (gk, wk), (gv, wv) = level_groups(mode, n)
+
+        def fields(lev, g, w):
+            out = []
+            for i in range(0, n, g):
+                f = Signal(w)
+                self.comb += f.eq(A.level_code(qs[i:i + g], lev))
+                out.append(f)
+            return Cat(*out), len(out) * w
+        return fields(mode.k_levels, gk, wk) + fields(mode.v_levels, gv, wv)
+
+
+def _steps(mode, T, D, L, nin):
+    """The emission program: (step, cycles); level-packed payloads need not fill whole
+    64-bit words: zero padding to the end (kpad, vpad)."""
+    klpc, vlpc = zero_lanes(mode, T)
+    steps = [("hdr", 1), ("kcode", D // 8), ("klo", D // klpc), ("vcode", T // 8),
+             ("vlo", T // vlpc), ("ksink", D // L), ("kq", nin // 4)]
+    kpad = vpad = 0
+    if mode.level_packed:
+        kpad, vpad = payload_pads(T, D, *level_groups(mode, 2 * L))
+    steps += [("kpad", 1)] if kpad else []
+    steps += [("vq", nin // 4)] + ([("vpad", 1)] if vpad else [])
+    steps += [("tail", 1)]
+    return steps, kpad, vpad
+
+
+class KVCompressor(Module):
+    """FP16 KV pages in (``sink``, ``dw``-bit beats, 4 values per 64 bits, page order of
+    README.md), compressed pages out (``source``, ``last`` on each page's final beat).
+
+    The page is buffered (double-buffered page memory) because the scales need the whole
+    page; input runs at one beat per cycle while the previous page is emitted.
+    """
+
+    def __init__(self, mode="kivi_k4v3", dw=64, T=16, D=64):
+        mode = resolve_mode(mode)
+        L = check_geometry(dw, T, D)
+        self.mode, self.dw, self.T, self.D = mode, dw, T, D
+        # sideband `attn_sink` (sampled with a page's first beat, kivi modes): the page holds
+        # the sequence's attention sink in token 0 -> SINK flag, token 0's K kept exact
+        self.sink = stream.Endpoint(stream.EndpointDescription([("data", dw)],
+                                                               [("attn_sink", 1)]))
+        self.source = stream.Endpoint([("data", dw)])
+        self.pages = Signal(32)        # pages completed (status)
+        nin = 2 * T * D // L           # input beats per page
+        nout, nout_s = page_beats(mode, T, D, dw), page_beats(mode, T, D, dw, sink=True)
+        maxpush = max(64, dw)
+        self.submodules.pk = pk = _BitPacker(dw, maxpush, max(nout, nout_s))
+        self.comb += pk.source.connect(self.source)
+
+        # ---- phase A: input into the page memory, statistics ------------------------------
+        swap, b_busy = Signal(), Signal()
+        self.submodules.buf = buf = _PageBuffer(self.sink, nin, D // L, T)
+        self.submodules.flags = flags = _InputFlags(self.sink, buf.accept, buf.beat == 0)
+        self.submodules.kstats = ks = _KStats(flags.clean, D, mode.k_levels - 1,
+                                              mode.zero_range("k"))
+        self.submodules.vstats = vs = _VStats(flags.clean, T, mode.v_levels - 1,
+                                              mode.zero_range("v"))
+        self.comb += [
+            buf.swap.eq(swap), flags.swap.eq(swap),
+            ks.update.eq(buf.accept & buf.in_k),
+            ks.first.eq((buf.tok == 0) | ((buf.tok == 1) & flags.snk_now)),
+            ks.start.eq(buf.accept & (buf.beat == nin // 2 - 1)),
+            vs.update.eq(buf.accept & ~buf.in_k), vs.first.eq(buf.tb == 0),
+            vs.last.eq(buf.tok_end),
+        ]
+
+        # ---- swap: the page's parameters move to the B side -------------------------------
+        kcode_b = [Signal.like(s) for s in ks.code]
+        klo_b = [Signal.like(s) for s in ks.lo]
+        vcode_b = [Signal.like(s) for s in vs.code]
+        vlo_b = [Signal.like(s) for s in vs.lo]
+        self.params_b = (kcode_b, klo_b, vcode_b, vlo_b)
+        b_regs = [(ks.code, kcode_b), (ks.lo, klo_b), (vs.code_next, vcode_b),
+                  (vs.lo_next, vlo_b)]
+        self.comb += swap.eq(buf.full & ks.ready & ~b_busy)
+        self.sync += If(swap, b_busy.eq(1),
+                        *[bb.eq(aa) for a_, b_ in b_regs for aa, bb in zip(a_, b_)])
+        self.sync += If(pk.page_done, b_busy.eq(0), self.pages.eq(self.pages + 1))
+
+        # ---- phase B: emission program, quantizer, packer --------------------------------
+        steps, kpad, vpad = _steps(mode, T, D, L, nin)
+        self.submodules.prog = prog = _Program(steps, D // (2 * L))
+        vals = [buf.rdat[s][16 * j: 16 * j + 16] for s in range(2) for j in range(L)]
+        self.submodules.quant = q = _Quantizer(mode, vals, list(zip(klo_b, kcode_b)),
+                                               (vlo_b[0], vcode_b[0]), maxpush)
+        skip = Signal()                # the ksink step of a page without SINK
+        r_valid = Signal()             # the packer's input register holds a push
+        go = Signal()
+        self.comb += [q.advance.eq(~r_valid | pk.push_ok),
+                      go.eq(b_busy & q.advance & (prog.st < len(steps))),
+                      q.valid.eq(go & ~skip),
+                      pk.do_push.eq(r_valid & pk.push_ok)]
+        self.sync += If(q.advance, r_valid.eq(q.out_valid), pk.push.eq(q.out_push),
+                        pk.pn.eq(q.out_pn))
+        iks, ik = prog.index["ksink"], prog.index["kq"]
+        self.comb += [prog.start.eq(swap), prog.go.eq(go), prog.stop.eq(pk.page_done),
+                      skip.eq((prog.st == iks) & ~flags.snk_b),
+                      pk.last_beat.eq(Mux(flags.snk_b, nout_s - 1, nout - 1)),
+                      prog.skip.eq(b_busy & skip)]
+        # memory read address of the next state: ksink reads one beat per cycle, payload
+        # steps two
+        self.comb += If(prog.st_n == ik, buf.radr.eq(prog.cnt_n)) \
+            .Elif(prog.st_n == iks, buf.radr.eq(prog.cnt_n[1:])) \
+            .Else(buf.radr.eq(prog.cnt_n + nin // 4))
+        self.comb += [q.tok0.eq(flags.snk_b & (prog.cnt < D // (2 * L))),
+                      q.is_k.eq(prog.st == ik)]
+        self._step_pushes(steps, prog, q, buf, flags, go, kpad, vpad)
+
+    def _step_pushes(self, steps, prog, q, buf, flags, go, kpad, vpad):
+        """Each step's push into the quantizer pipeline (q.push, q.pn, q.kind) and the
+        rotation of the B-side parameter files as the step consumes them."""
+        mode, T, D, L = self.mode, self.T, self.D, self.dw // 16
+        kcode_b, klo_b, vcode_b, vlo_b = self.params_b
+        klpc, vlpc = zero_lanes(mode, T)
+        st, cnt, sub = prog.st, prog.cnt, prog.sub
+        len_f = Signal(16)
+        self.comb += len_f.eq(Mux(flags.snk_b, R.page_length(mode, T, D, sink=True),
+                                  R.page_length(mode, T, D)))
+        hdr = header_bits(mode, Cat(flags.nf_b, flags.snk_b, C(0, 2)), T, D, len_f)
+        vzw = 64 // vlpc               # V zero point field (kivi_n: 4 bits of the 8)
+        sv = []
+        for j in range(L):
+            cv, _ = A.sanitize(self, Mux(cnt[0], buf.rdat[1], buf.rdat[0])[16 * j: 16 * j + 16])
+            sv.append(cv)
+        push = {
+            "hdr": [q.push.eq(hdr), q.pn.eq(64)],
+            "tail": [q.push.eq(0), q.pn.eq(64)],
+            "kcode": [q.push.eq(Cat(*kcode_b[:8])), q.pn.eq(64)],
+            "klo": [q.push.eq(Cat(*klo_b[:klpc])), q.pn.eq(64)],
+            "vcode": [q.push.eq(Cat(*vcode_b[:8])), q.pn.eq(64)],
+            "vlo": [q.push.eq(Cat(*[z[0:vzw] for z in vlo_b[:vlpc]])), q.pn.eq(64)],
+            "ksink": [q.push.eq(Cat(*sv)), q.pn.eq(self.dw)],
+            "kq": [q.kind.eq(1), q.pn.eq(q.kpn)],
+            "vq": [q.kind.eq(2), q.pn.eq(q.vpn)],
+            "kpad": [q.push.eq(0), q.pn.eq(kpad)],
+            "vpad": [q.push.eq(0), q.pn.eq(vpad)],
+        }
+        rot = {
+            "kcode": rotate(kcode_b, 8),
+            "klo": rotate(klo_b, klpc),
+            "vcode": rotate(vcode_b, 8),
+            "vlo": rotate(vlo_b, vlpc),
+            "kq": rotate(kcode_b, 2 * L) + rotate(klo_b, 2 * L),
+            "vq": [If(sub == D // (2 * L) - 1, *(rotate(vcode_b, 1) + rotate(vlo_b, 1)))],
+        }
+        for i, (name, _) in enumerate(steps):
+            self.comb += If(st == i, *push[name])
+            if name in rot:
+                self.sync += If(go & (st == i), *rot[name])

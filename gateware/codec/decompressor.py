@@ -1,0 +1,368 @@
+"""Migen stream core ``KVDecompressor``: compressed pages in, FP16 KV pages out.
+
+Bit exact with ``reference.py`` for the modes in ``core.GATEWARE_MODES``. A bit reader
+holds the head of the compressed stream (its input checked for length and CRC on the way
+in); the decoding program takes the header, the parameter sections (into rotating register
+files) and the payload from it; the payload's codes are unpacked into digits, dequantized
+and converted to FP16 in a two-stage output pipeline. See README.md for the interface.
+"""
+from __future__ import annotations
+
+from migen import Array, C, Cat, If, Module, Mux, Signal
+
+from litex.soc.interconnect import stream
+
+from . import arith as A
+from . import reference as R
+from .core import (check_geometry, level_groups, page_beats, payload_pads, resolve_mode,
+                   rotate, zero_lanes)
+from .crc import INIT as CRC_INIT, XOROUT as CRC_XOROUT, crc32_expr
+
+
+class _InputCheck(Module):
+    """Input side of a page: beats are accepted up to `last` (the reader `load`s those of
+    the page while it has `room`), counted against the page's length (`sink.data[9]` of the
+    first beat: SINK page) and CRC-checked: `e_trunc` (`last` early), `e_over` (`last`
+    late), `e_crc`. `finish` clears for the next page."""
+
+    def __init__(self, sink, nin0, nin_s):
+        dw = len(sink.data)
+        nin = max(nin0, nin_s)
+        self.finish = Signal()           # in: the page is done
+        self.room = Signal()             # in: the bit reader has room for a beat
+        self.at_end = Signal()           # in: the decoding program is done
+        self.accept, self.load = Signal(), Signal()                    # out
+        self.last_seen = Signal()                                      # out: `last` was taken
+        self.e_trunc, self.e_over, self.e_crc = Signal(), Signal(), Signal()   # out
+        ib = Signal(max=nin + 1)         # input beats of this page accepted
+        snk_in = Signal()                # SINK flag seen in beat 0
+        nin_m1 = Signal(max=nin + 1)     # index of the page's final (CRC) beat
+        sk, accept = sink, self.accept
+        self.comb += nin_m1.eq(Mux(Mux(ib == 0, sk.data[9], snk_in), nin_s - 1, nin0 - 1))
+        self.comb += [
+            # `room`: `after <= cap - dw`, not `after + dw <= cap`: Verilog evaluates the sum
+            # at the comparison's width (that of `cap`), and at dw = 32 a full buffer (after
+            # = cap = 96) wrapped to 0 and took a beat it had no room for (Migen's simulator
+            # does not wrap; the Verilator co-sim under output back-pressure caught it)
+            sk.ready.eq(~self.last_seen & (self.at_end | (ib > nin_m1) | self.room)),
+            accept.eq(sk.valid & sk.ready),
+            self.load.eq(accept & ~self.at_end & (ib <= nin_m1)),
+        ]
+        crc = Signal(32, reset=CRC_INIT)
+        crc_full = crc32_expr(crc, sk.data, dw)
+        crc_part = crc32_expr(crc, sk.data, dw - 32) if dw > 32 else crc
+        self.sync += [
+            If(self.finish,
+                crc.eq(CRC_INIT), ib.eq(0), self.last_seen.eq(0),
+                self.e_trunc.eq(0), self.e_over.eq(0), self.e_crc.eq(0),
+            ).Elif(accept,
+                If(ib <= nin_m1, ib.eq(ib + 1)),
+                If(ib == 0, snk_in.eq(sk.data[9])),
+                If(sk.last, self.last_seen.eq(1)),
+                If(ib < nin_m1,
+                    crc.eq(crc_full),
+                    If(sk.last, self.e_trunc.eq(1)),
+                ).Elif(ib == nin_m1,
+                    If((crc_part ^ CRC_XOROUT) != sk.data[dw - 32: dw], self.e_crc.eq(1)),
+                    If(~sk.last, self.e_over.eq(1)),
+                ),
+            ),
+        ]
+
+
+class _BitReader(Module):
+    """Bit buffer of the compressed stream: `take` removes `tw` bits from its head `buf`,
+    `load` appends beat `data` behind the `n` bits held, `clear` empties it. `room`: a
+    beat fits after this cycle's take; `avail`: the head holds `tw` bits."""
+
+    def __init__(self, data, maxtake):
+        dw = len(data)
+        cap = dw + maxtake
+        self.buf, self.n = Signal(cap), Signal(max=cap + 1)
+        self.tw = Signal(max=maxtake + 1)                       # in
+        self.take, self.load, self.clear = Signal(), Signal(), Signal()   # in
+        self.room, self.avail = Signal(), Signal()              # out
+        buf, n, tw = self.buf, self.n, self.tw
+        after = Signal(max=cap + 1)
+        self.comb += [after.eq(n - Mux(self.take, tw, 0)),
+                      self.room.eq(after <= cap - dw),
+                      self.avail.eq(n >= tw)]
+        shifted = Signal(cap)
+        self.comb += If(self.take, shifted.eq(buf >> tw)).Else(shifted.eq(buf))
+        self.sync += [
+            If(self.clear, n.eq(0), buf.eq(0))
+            .Elif(self.load, buf.eq(shifted | (data << after)), n.eq(after + dw))
+            .Else(buf.eq(shifted), n.eq(after)),
+        ]
+
+
+class _Program(Module):
+    """The decoding program: step `st` of `steps` ((name, cycles, bits taken a cycle)),
+    cycle `cnt` within it, `sub` output beat within a token, `ob` output beat of the page.
+    A cycle's bits are taken (`take`) once the reader has them (`avail`) and, in a payload
+    step, the output pipeline advances (`adv`). The header step checks `hdr_ok` (a bad
+    header ends the program: `e_hdr`) and keeps the NONFINITE and SINK flags of `head`;
+    without SINK the ksink step is skipped. `split`: payload steps whose field spans two
+    output beats (taken on the even one)."""
+
+    def __init__(self, steps, head, L, D, nout, maxtake, split):
+        names = [nm for nm, _, _ in steps]
+        self.index = {nm: i for i, nm in enumerate(names)}
+        self.END = END = len(steps)
+        self.avail, self.adv, self.hdr_ok, self.finish = Signal(), Signal(), Signal(), Signal()
+        self.st, self.cnt = Signal(max=END + 1), Signal(max=max(n for _, n, _ in steps) + 1)
+        self.sub, self.ob = Signal(max=D // L + 1), Signal(max=nout + 1)
+        self.tw = Signal(max=maxtake + 1)    # out: bits taken this cycle
+        self.take, self.go = Signal(), Signal()   # out: bits taken, ... by a good step
+        self.in_payload, self.sub_wrap = Signal(), Signal()
+        self.e_hdr, self.nonfinite, self.snk_d = Signal(), Signal(), Signal()
+        st, cnt, sub, ob, tw = self.st, self.cnt, self.sub, self.ob, self.tw
+        self.comb += tw.eq(Array([C(w) for _, _, w in steps] + [C(0)])[st])
+        for nm in split:
+            self.comb += If((st == self.index[nm]) & ob[0], tw.eq(0))
+        step_last, skip, hdr_bad, is_hdr = Signal(), Signal(), Signal(), Signal()
+        self.comb += step_last.eq(Array([C(n - 1) for _, n, _ in steps] + [C(0)])[st] == cnt)
+        self.comb += self.in_payload.eq(
+            Array([C(int(nm in ("kq", "vq"))) for nm in names] + [C(0)])[st])
+        self.comb += [
+            self.take.eq(self.avail & (st != END) & Mux(self.in_payload, self.adv, 1) &
+                         ~self.e_hdr & ~skip),
+            is_hdr.eq(st == 0), hdr_bad.eq(is_hdr & self.take & ~self.hdr_ok),
+            self.go.eq(self.take & ~hdr_bad),
+            self.sub_wrap.eq(sub == D // L - 1),
+        ]
+        self.sync += [
+            If(self.finish, st.eq(0), cnt.eq(0), sub.eq(0), ob.eq(0), self.e_hdr.eq(0))
+            .Elif(hdr_bad, st.eq(END), self.e_hdr.eq(1))
+            .Elif(self.go,
+                If(is_hdr, self.nonfinite.eq(head[8]), self.snk_d.eq(head[9])),
+                If(step_last, st.eq(st + 1), cnt.eq(0), sub.eq(0)).Else(
+                    cnt.eq(cnt + 1), If(self.sub_wrap, sub.eq(0)).Else(sub.eq(sub + 1))),
+                If(self.in_payload, ob.eq(ob + 1)),
+            ),
+        ]
+        self.comb += skip.eq((st == self.index["ksink"]) & ~self.snk_d)
+        self.sync += If(skip & ~self.finish, st.eq(st + 1), cnt.eq(0), sub.eq(0))
+
+
+class _Params(Module):
+    """The page's parameters, loaded from the reader's `head` by their steps (strobes
+    `step[name]`): scale codes and offsets of the K channels and V tokens and the SINK
+    page's exact token-0 K, in rotating register files whose heads are those of the output
+    beat being decoded (rotated by the payload steps kq, vq)."""
+
+    def __init__(self, head, L, T, D, klpc, vlpc):
+        lw = 64 // klpc
+        self.k_tok0 = Signal()           # in: a kq beat of token 0 of a SINK page
+        self.sub_wrap = Signal()         # in: a vq beat ends its token
+        self.step = {nm: Signal() for nm in ("kcode", "klo", "vcode", "vlo", "ksink", "kq", "vq")}
+        self.kcode = kcode = [Signal(8) for _ in range(D)]
+        self.klo = klo = [Signal(lw) for _ in range(D)]
+        self.vcode = vcode = [Signal(8) for _ in range(T)]
+        self.vlo = vlo = [Signal(lw) for _ in range(T)]
+        self.ksink = ksink = [Signal(16) for _ in range(D)]
+        vzw = 64 // vlpc                 # kivi_n: 4-bit V zero points, sign-extended to 8
+        vz = [head[vzw * i: vzw * i + vzw] for i in range(vlpc)]
+        rot = {
+            "kcode": rotate(kcode, 8, [head[8 * i: 8 * i + 8] for i in range(8)]),
+            "klo": rotate(klo, klpc, [head[lw * i: lw * i + lw] for i in range(klpc)]),
+            "vcode": rotate(vcode, 8, [head[8 * i: 8 * i + 8] for i in range(8)]),
+            "vlo": rotate(vlo, vlpc, [Cat(z, *([z[-1]] * (lw - vzw))) for z in vz]),
+            "ksink": rotate(ksink, 4, [head[16 * i: 16 * i + 16] for i in range(4)]),
+            "kq": rotate(kcode, L) + rotate(klo, L) + [If(self.k_tok0, *rotate(ksink, L))],
+            "vq": [If(self.sub_wrap, *(rotate(vcode, 1) + rotate(vlo, 1)))],
+        }
+        for nm, stmts in rot.items():
+            self.sync += If(self.step[nm], *stmts)
+
+
+class _Digits(Module):
+    """The L codes of an output beat from the reader's `head`: K (`kd`) and V (`vd`).
+    Level-packed fields are split into base-`levels` digits; a field of 2L codes spans two
+    output beats (`ob0`: the odd one): its high digits are held (`hold[side]`) for the next."""
+
+    def __init__(self, mode, head, L, ob0):
+        self.hold = {"kq": Signal(), "vq": Signal()}     # in: keep the field's high digits
+        if not mode.level_packed:
+            self.kd = [head[mode.kbits * j: mode.kbits * (j + 1)] for j in range(L)]
+            self.vd = [head[mode.vbits * j: mode.vbits * (j + 1)] for j in range(L)]
+            return
+        (gk, wk), (gv, wv) = level_groups(mode, 2 * L)
+        self.kd = self._digits(head, L, ob0, mode.k_levels, gk, wk, self.hold["kq"])
+        self.vd = self._digits(head, L, ob0, mode.v_levels, gv, wv, self.hold["vq"])
+
+    def _digits(self, head, L, ob0, lev, g, w, hold_now):
+        if g <= L:
+            return [d for i in range(L // g)
+                    for d in A.level_digits(self, head[i * w: (i + 1) * w], lev, g, w)]
+        # g == 2L: the field's low L digits now, its high L digits next beat. Split the
+        # field once (one constant division) instead of running all g - 1 divisions in one
+        # cycle: the low L digits come from the remainder (< lev**L, so its last digit
+        # never saturates), the high L from the quotient, held for the next beat (its last
+        # digit saturates, as in ref_packing.unpack_levels). Same digits, half the chain.
+        hi, lo = A.divmod_const(self, head[0:w], w, lev ** L)
+        hold = Signal(len(hi))
+        self.sync += If(hold_now, hold.eq(hi))
+        d_lo = A.level_digits(self, lo, lev, L, len(lo))
+        d_hi = A.level_digits(self, hold, lev, L, len(hold))
+        out = []
+        for j in range(L):
+            o = Signal(max(len(d_lo[j]), len(d_hi[j])))
+            self.comb += If(ob0, o.eq(d_hi[j])).Else(o.eq(d_lo[j]))
+            out.append(o)
+        return out
+
+
+class _Dequantizer(Module):
+    """One dequantizer per lane, its operands chosen by the step (`is_k`: K payload, else
+    V) and registered with the lane's code on `adv` (stage 1 of the output pipeline), then
+    offset + q * S converted to FP16 (`out`); token 0's exact K on a SINK page (`k_tok0`)
+    replaces it. `kparams`: (lo, code, exact K) per lane, `vparams`: (lo, code) of the token."""
+
+    def __init__(self, zp, kd, vd, kparams, vparams):
+        self.adv, self.is_k, self.k_tok0 = Signal(), Signal(), Signal()
+        outs = []
+        for kdj, vdj, (klo, kcode, ksink) in zip(kd, vd, kparams):
+            lo, code = Signal(len(klo)), Signal(8)
+            q = Signal(max(len(kdj), len(vdj)))
+            ovr, ks = Signal(), Signal(16)      # token 0's exact K on a SINK page
+            self.sync += If(self.adv,
+                            If(self.is_k, lo.eq(klo), code.eq(kcode), q.eq(kdj))
+                            .Else(lo.eq(vparams[0]), code.eq(vparams[1]), q.eq(vdj)),
+                            ovr.eq(self.is_k & self.k_tok0), ks.eq(ksink))
+            if zp:
+                v = A.zp_value(self, lo, q, code)
+            else:
+                v = Signal((A.VW, True))
+                self.comb += v.eq(A.fp16_to_int(self, lo) + q * A.scale_value(self, code))
+            f = A.int_to_fp16(self, v)
+            o = Signal(16)
+            self.comb += If(ovr, o.eq(ks)).Else(o.eq(f))
+            outs.append(o)
+        self.out = Cat(*outs)
+
+
+def _steps(mode, T, D, L, nout):
+    """The decoding program: (step, cycles, bits a cycle), and the payload steps whose
+    level-packed field spans two output beats."""
+    klpc, vlpc = zero_lanes(mode, T)
+    split = []
+    if mode.level_packed:
+        (gk, wk), (gv, wv) = level_groups(mode, 2 * L)
+        # take per output beat: L/g fields, or one field every other beat when g = 2L
+        kw = wk if gk == 2 * L else L // gk * wk
+        vw = wv if gv == 2 * L else L // gv * wv
+        split = [nm for nm, g in (("kq", gk), ("vq", gv)) if g == 2 * L]
+        kpad, vpad = payload_pads(T, D, (gk, wk), (gv, wv))
+    else:
+        kw, vw = L * mode.kbits, L * mode.vbits
+        kpad = vpad = 0                  # zero padding after a level-packed payload section
+    steps = [("hdr", 1, 64), ("kcode", D // 8, 64), ("klo", D // klpc, 64),
+             ("vcode", T // 8, 64), ("vlo", T // vlpc, 64), ("ksink", D // 4, 64),
+             ("kq", nout // 2, kw)]
+    steps += [("kpad", 1, kpad)] if kpad else []
+    steps += [("vq", nout // 2, vw)] + ([("vpad", 1, vpad)] if vpad else [])
+    steps += [("tail", 1, 64)]
+    return steps, split
+
+
+def _header_ok(h, mode, T, D):
+    """The 64-bit header `h` is that of a page of this core (either length: SINK or not)."""
+    length, length_s = R.page_length(mode, T, D), R.page_length(mode, T, D, sink=True)
+    return ((h[0:8] == R.MAGIC) & (h[12:16] == R.VERSION) & (h[10:12] == 0) &
+            (h[16:24] == mode.kind) & (h[24:32] == mode.bits_byte) & (h[32:40] == T) &
+            (h[40:48] == D) & (h[48:64] == Mux(h[9], length_s, length)))
+
+
+class KVDecompressor(Module):
+    """Compressed pages in (``sink``, ``last`` on each page's final beat), FP16 pages out
+    (``source``, one page of ``dw``-bit beats, ``last`` on its final beat).
+
+    Status, valid in the cycle ``done`` pulses (once per input page, after its ``last``):
+    ``error`` = 0 ok, 1 header, 2 truncated, 3 overlong, 4 crc (README.md). A page with a
+    header error emits nothing; a truncated page emits at most what its bytes decode to;
+    output never exceeds one page; input is always drained up to ``last``.
+    """
+
+    def __init__(self, mode="kivi_k4v3", dw=64, T=16, D=64):
+        mode = resolve_mode(mode)
+        L = check_geometry(dw, T, D)
+        self.mode, self.dw, self.T, self.D = mode, dw, T, D
+        self.sink = stream.Endpoint([("data", dw)])
+        self.source = stream.Endpoint([("data", dw)])
+        self.done = Signal()
+        self.error = Signal(3)
+        self.pages = Signal(32)
+        self.errors = Signal(32)
+        nin0 = page_beats(mode, T, D, dw)                # compressed beats per page
+        nin_s = page_beats(mode, T, D, dw, sink=True)    # ... of a SINK page
+        nout = 2 * T * D // L            # output beats per page
+        klpc, vlpc = zero_lanes(mode, T)
+        maxtake = max(64, dw)
+        steps, split = _steps(mode, T, D, L, nout)
+
+        self.submodules.inp = inp = _InputCheck(self.sink, nin0, nin_s)
+        self.submodules.rd = rd = _BitReader(self.sink.data, maxtake)
+        head = rd.buf[0:64]
+        self.submodules.prog = prog = _Program(steps, head, L, D, nout, maxtake, split)
+        self.nonfinite = prog.nonfinite
+        self.submodules.params = par = _Params(rd.buf, L, T, D, klpc, vlpc)
+        self.submodules.digits = dig = _Digits(mode, rd.buf, L, prog.ob[0])
+        self.submodules.deq = deq = _Dequantizer(
+            mode.zp, dig.kd, dig.vd, list(zip(par.klo, par.kcode, par.ksink)),
+            (par.vlo[0], par.vcode[0]))
+        finish = Signal()
+        self.comb += [
+            inp.finish.eq(finish), inp.room.eq(rd.room), inp.at_end.eq(prog.st == prog.END),
+            rd.tw.eq(prog.tw), rd.take.eq(prog.take), rd.load.eq(inp.load), rd.clear.eq(finish),
+            prog.avail.eq(rd.avail), prog.hdr_ok.eq(_header_ok(head, mode, T, D)),
+            prog.finish.eq(finish),
+            par.k_tok0.eq(prog.snk_d & (prog.ob < D // L)), par.sub_wrap.eq(prog.sub_wrap),
+        ]
+        for nm, strobe in par.step.items():
+            self.comb += strobe.eq(prog.go & (prog.st == prog.index[nm]))
+        for nm, strobe in dig.hold.items():
+            self.comb += strobe.eq(prog.go & (prog.st == prog.index[nm]) & ~prog.ob[0])
+        self.comb += [deq.is_k.eq(prog.st == prog.index["kq"]), deq.k_tok0.eq(par.k_tok0)]
+        pv = self._output(prog, deq)
+        # a page is finished once its input has ended, the program is done or starved and
+        # its last beat has left the output pipeline
+        self.comb += finish.eq(inp.last_seen & ((prog.st == prog.END) | ~rd.avail) &
+                               (Cat(*pv) == 0))
+        self._status(finish, inp, prog)
+
+    def _output(self, prog, deq):
+        """Output pipeline: a payload beat taken from the bit reader (stage 0) is registered
+        twice (the codes and their group parameters, then the FP16 beat) before `source`.
+        The stages advance together unless the output register holds a beat `source` does
+        not take. Returns the stages' valid bits."""
+        src = self.source
+        pv = [Signal() for _ in range(2)]                   # stage valid bits, pv[-1] = source
+        pl = [Signal() for _ in pv]                         # ... and `last`
+        adv = Signal()
+        self.comb += [
+            adv.eq(~pv[-1] | src.ready),
+            src.valid.eq(pv[-1]),
+            src.last.eq(pl[-1]),
+            prog.adv.eq(adv), deq.adv.eq(adv),
+        ]
+        self.sync += If(adv, pv[0].eq(prog.take & prog.in_payload),
+                        pl[0].eq(prog.ob == 2 * self.T * self.D // (self.dw // 16) - 1),
+                        *[pv[i].eq(pv[i - 1]) for i in range(1, len(pv))],
+                        *[pl[i].eq(pl[i - 1]) for i in range(1, len(pl))])
+        data_out = Signal(self.dw)       # the output beat, computed in the last stage
+        self.comb += data_out.eq(deq.out)
+        self.sync += If(adv, src.data.eq(data_out))
+        return pv
+
+    def _status(self, finish, inp, prog):
+        """`done`, `error` (the first of header, truncated, overlong, crc), page counters."""
+        err = Signal(3)
+        self.comb += If(prog.e_hdr, err.eq(1)) \
+            .Elif(inp.e_trunc | (prog.st != prog.END), err.eq(2)) \
+            .Elif(inp.e_over, err.eq(3)).Elif(inp.e_crc, err.eq(4)).Else(err.eq(0))
+        self.sync += [
+            self.done.eq(finish),
+            If(finish, self.error.eq(err), self.pages.eq(self.pages + 1),
+               If(err != 0, self.errors.eq(self.errors + 1))),
+        ]
