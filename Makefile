@@ -25,7 +25,7 @@ lint: setup
 	.venv/bin/ruff check .
 
 test: setup lint
-	$(PY) -m pytest tests --durations=15
+	$(PY) -m pytest tests -n auto --durations=15
 
 bench: setup
 	$(PY) bench/sim_speed.py

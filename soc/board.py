@@ -66,14 +66,15 @@ def add_tunnel(soc, pads):
                       SoCRegion(origin=TUNNEL_BASE, size=TUNNEL_SIZE, cached=False))
 
 
-def board_soc(board, sys_clk_freq, rom_init, baudrate, codec_clk_freq=None):
+def tunnel_soc(platform, sys_clk_freq, crg, rom_init, phy, module, baudrate, codec_cd,
+               **extra):
+    """A ``SpecKVSoC`` wired as on a board: console on LiteX's crossover UART, UARTBone at
+    ``baudrate``, the bridge fed by the message tunnel; ``extra``: more SoC arguments (the
+    simulated board link keeps its host bus and simulation control)."""
     from migen import Record
     from gateware.bridge.tunnel import BRIDGE_PADS_LAYOUT
     from soc.soc import SpecKVSoC
 
-    platform = board.make_platform()
-    crg = board.make_crg(platform, sys_clk_freq, codec_clk_freq)
-    phy, module, hook = board.make_sdram(platform, sys_clk_freq, crg)
     pads = Record(BRIDGE_PADS_LAYOUT)
     soc = SpecKVSoC(platform, sys_clk_freq, crg,
         rom_init      = rom_init,
@@ -82,12 +83,22 @@ def board_soc(board, sys_clk_freq, rom_init, baudrate, codec_clk_freq=None):
         sdram_module  = module,
         bridge_pads   = pads,
         dma_dw        = BOARD_DMA_DW,
-        codec_cd      = "codec" if codec_clk_freq else None,
+        codec_cd      = codec_cd,
         timer_uptime  = True,
+        **extra,
     )
-    soc.comb += hook
     soc.add_uartbone(baudrate=baudrate)
     add_tunnel(soc, pads)
+    return soc
+
+
+def board_soc(board, sys_clk_freq, rom_init, baudrate, codec_clk_freq=None):
+    platform = board.make_platform()
+    crg = board.make_crg(platform, sys_clk_freq, codec_clk_freq)
+    phy, module, hook = board.make_sdram(platform, sys_clk_freq, crg)
+    soc = tunnel_soc(platform, sys_clk_freq, crg, rom_init, phy, module, baudrate,
+                     "codec" if codec_clk_freq else None)
+    soc.comb += hook
     return soc
 
 

@@ -7,7 +7,7 @@ line (``soc/sim/serial_socket.py``). ``tests/test_board_link.py`` replays throug
 import time
 from pathlib import Path
 
-from soc.board import BOARD_DMA_DW, add_tunnel, keep_cores_as_modules
+from soc.board import keep_cores_as_modules, tunnel_soc
 from soc.builder import (VERILATOR_CACHE, SimBuild, absolute_readmem, firmware_pass,
                          make_builder, quiet_litex, say)
 from soc.hier import strip_hierarchy_comment_file
@@ -44,10 +44,8 @@ def sim_link_soc(sys_clk_freq, rom_init, cycles_per_bit=SIM_LINK_CYCLES_PER_BIT)
     access, clean exit)."""
     from litedram import modules as litedram_modules
     from litedram.phy.model import SDRAMPHYModel, sdram_module_nphases
-    from migen import ClockDomain, Record
+    from migen import ClockDomain
     from migen.genlib.io import CRG
-    from gateware.bridge.tunnel import BRIDGE_PADS_LAYOUT
-    from soc.soc import SpecKVSoC
 
     platform = _sim_link_platform()
     crg = CRG(platform.request("sys_clk"), rst=platform.request("sys_rst"))
@@ -57,22 +55,10 @@ def sim_link_soc(sys_clk_freq, rom_init, cycles_per_bit=SIM_LINK_CYCLES_PER_BIT)
     module_cls = litedram_modules.MT48LC16M16
     module = module_cls(100e6, "1:{}".format(sdram_module_nphases[module_cls.memtype]))
     phy = SDRAMPHYModel(module=module, data_width=16, clk_freq=100e6)
-    pads = Record(BRIDGE_PADS_LAYOUT)
-    soc = SpecKVSoC(platform, sys_clk_freq, crg,
-        rom_init      = rom_init,
-        uart_name     = "crossover",
-        sdram_phy     = phy,
-        sdram_module  = module,
-        host_bus_pads = platform.request("host_bus"),
-        bridge_pads   = pads,
-        sim_ctrl_pads = platform.request("sim_ctrl"),
-        dma_dw        = BOARD_DMA_DW,
-        codec_cd      = "codec",
-        timer_uptime  = True,
-    )
-    soc.add_uartbone(baudrate=sys_clk_freq / cycles_per_bit)
-    add_tunnel(soc, pads)
-    return soc
+    return tunnel_soc(platform, sys_clk_freq, crg, rom_init, phy, module,
+                      sys_clk_freq / cycles_per_bit, "codec",
+                      host_bus_pads=platform.request("host_bus"),
+                      sim_ctrl_pads=platform.request("sim_ctrl"))
 
 
 def build_sim_link(build_dir, sys_clk_freq=100e6, quiet=True):

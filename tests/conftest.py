@@ -8,6 +8,54 @@ import pytest
 ROOT = Path(__file__).resolve().parent.parent
 TEST_BUILD = ROOT / "build" / "test-sim"
 
+# `make test` runs the suite on every core (pytest-xdist). A session fixture runs once per
+# worker, and the slow ones build into fixed folders (build/test-sim) or capture with the
+# model, so every module that uses one runs in that fixture's group, on one worker; any
+# other module is a group of its own (its module-scoped builds also happen once). xdist's
+# own --dist loadgroup cannot be used: it tags node ids, which pytest 9 no longer lets a
+# plugin change. The scheduler below maps modules to groups instead.
+SHARED_FIXTURES = {"sim_build": "soc", "smol": "traces", "tiny": "traces",
+                   "tiny_again": "traces"}
+WORKER_GROUPS = {
+    "soc": ("test_engine", "test_flows", "test_link", "test_prefetch_firmware", "test_replay",
+            "test_soc", "test_soc_datapath", "test_soc_dma"),
+    "traces": ("test_rotation", "test_trace_capture", "test_trace_format"),
+}
+GROUP_OF = {mod: group for group, mods in WORKER_GROUPS.items() for mod in mods}
+
+
+def _module(nodeid):
+    return nodeid.split("::", 1)[0].rsplit("/", 1)[-1].removesuffix(".py")
+
+
+def pytest_collection_modifyitems(config, items):
+    """A module that uses a shared fixture must be in that fixture's group."""
+    for item in items:
+        for f in getattr(item, "fixturenames", ()):
+            want = SHARED_FIXTURES.get(f)
+            if want and GROUP_OF.get(_module(item.nodeid)) != want:
+                raise pytest.UsageError(
+                    f"{item.nodeid} uses the {f} fixture: add {_module(item.nodeid)} to "
+                    f"WORKER_GROUPS[{want!r}] in tests/conftest.py")
+
+
+class _WorkerGroups:
+    """xdist's scheduler: one work unit per group (registered only when xdist is active)."""
+
+    def pytest_xdist_make_scheduler(self, config, log):
+        from xdist.scheduler import LoadScopeScheduling
+
+        class GroupScheduling(LoadScopeScheduling):
+            def _split_scope(self, nodeid):
+                return GROUP_OF.get(_module(nodeid), _module(nodeid))
+
+        return GroupScheduling(config, log)
+
+
+def pytest_configure(config):
+    if config.pluginmanager.hasplugin("xdist"):
+        config.pluginmanager.register(_WorkerGroups(), "speckv-worker-groups")
+
 
 @pytest.fixture(scope="session")
 def sim_build():

@@ -9,6 +9,7 @@ same design costs only the hash.
 """
 
 import contextlib
+import fcntl
 import hashlib
 import os
 import sys
@@ -61,6 +62,20 @@ def _redirect_fds(f):
         os.close(saved[1])
 
 
+@contextlib.contextmanager
+def _locked(path):
+    """Hold an exclusive lock on ``path`` (created if missing): two processes that build the
+    same cached model (two test workers, a test run beside `make sim`) take turns, and the
+    second finds the first's result."""
+    path.parent.mkdir(parents=True, exist_ok=True)
+    with open(path, "a") as f:
+        fcntl.flock(f, fcntl.LOCK_EX)
+        try:
+            yield
+        finally:
+            fcntl.flock(f, fcntl.LOCK_UN)
+
+
 def build_model(top_verilog, cpu_sources, cache_root, fst=True, jobs=None, log=None,
                 extra_args=(), cflags=None, opt_fast=None):
     """Compile ``top_verilog`` (module ``sim``) and ``cpu_sources`` into a Verilator model.
@@ -84,34 +99,35 @@ def build_model(top_verilog, cpu_sources, cache_root, fst=True, jobs=None, log=N
     key = _key([top_verilog, *cpu_sources], variant)
     build_dir = Path(cache_root) / key
     so_file = build_dir / "Vsim"
-    if so_file.exists():
+    with _locked(Path(cache_root) / (key + ".lock")):
+        if so_file.exists():
+            return so_file
+        tmp_dir = Path(cache_root) / (key + ".tmp")
+        shutil.rmtree(tmp_dir, ignore_errors=True)
+        tmp_dir.mkdir(parents=True)
+        out = open(log, "a") if log else subprocess.DEVNULL
+        try:
+            # pyverilator prints the Verilator command and Verilator its lint warnings; both go
+            # to the log (fd level: Verilator is a child process).
+            with _redirect_fds(out if log else None):
+                pyverilator.PyVerilator.build(
+                    str(top_verilog),
+                    # CPU sources precede the top file (pyverilator's `preceding_files` is a
+                    # single argument, so they go through `args`).
+                    preceding_files="",
+                    build_dir=str(tmp_dir), gen_only=True, quiet=True,
+                    args=vargs + [str(p) for p in cpu_sources], cargs=cflags, dump_en=True, dump_fst=fst)
+            wrapper = tmp_dir / "pyverilator_wrapper.cpp"
+            wrapper.write_text(wrapper.read_text() + "\n" + NATIVE_CPP.read_text())
+            jobs = jobs or os.cpu_count() or 1
+            subprocess.run(["make", f"-j{jobs}", "-C", str(tmp_dir), "-f", "Vsim.mk",
+                            "LDFLAGS=-fPIC -shared", f"OPT_FAST={opt_fast}", "OPT_SLOW=-O1"],
+                           check=True, stdout=out, stderr=subprocess.STDOUT if log else None)
+        finally:
+            if log:
+                out.close()
+        os.replace(tmp_dir, build_dir) if not build_dir.exists() else shutil.rmtree(tmp_dir)
         return so_file
-    tmp_dir = Path(cache_root) / (key + ".tmp")
-    shutil.rmtree(tmp_dir, ignore_errors=True)
-    tmp_dir.mkdir(parents=True)
-    out = open(log, "a") if log else subprocess.DEVNULL
-    try:
-        # pyverilator prints the Verilator command and Verilator its lint warnings; both go
-        # to the log (fd level: Verilator is a child process).
-        with _redirect_fds(out if log else None):
-            pyverilator.PyVerilator.build(
-                str(top_verilog),
-                # CPU sources precede the top file (pyverilator's `preceding_files` is a
-                # single argument, so they go through `args`).
-                preceding_files="",
-                build_dir=str(tmp_dir), gen_only=True, quiet=True,
-                args=vargs + [str(p) for p in cpu_sources], cargs=cflags, dump_en=True, dump_fst=fst)
-        wrapper = tmp_dir / "pyverilator_wrapper.cpp"
-        wrapper.write_text(wrapper.read_text() + "\n" + NATIVE_CPP.read_text())
-        jobs = jobs or os.cpu_count() or 1
-        subprocess.run(["make", f"-j{jobs}", "-C", str(tmp_dir), "-f", "Vsim.mk",
-                        "LDFLAGS=-fPIC -shared", f"OPT_FAST={opt_fast}", "OPT_SLOW=-O1"],
-                       check=True, stdout=out, stderr=subprocess.STDOUT if log else None)
-    finally:
-        if log:
-            out.close()
-    os.replace(tmp_dir, build_dir) if not build_dir.exists() else shutil.rmtree(tmp_dir)
-    return so_file
 
 
 def cosim_model(verilog, name, cache_root, args=("-Wno-fatal", "-O1")):
@@ -121,6 +137,11 @@ def cosim_model(verilog, name, cache_root, args=("-Wno-fatal", "-O1")):
 
     d = Path(cache_root) / hashlib.sha256(verilog.encode()).hexdigest()[:16]
     d.mkdir(parents=True, exist_ok=True)
+    with _locked(d / "lock"):
+        return _cosim_model(pyverilator, d, name, verilog, args)
+
+
+def _cosim_model(pyverilator, d, name, verilog, args):
     vf = d / f"{name}.v"
     if not vf.exists() or vf.read_text() != verilog:
         vf.write_text(verilog)
