@@ -10,5 +10,7 @@ Subpackages, one job each; imports point down the list (``tests/test_layers.py``
                       engine, and the LSTM's training and export;
 - ``host.codec_eval`` the codec's effect on a real model (perplexity, ratio);
 - ``host.replayer``   trace replay against a backend (model, rtl, board), its data check
-                      and reports; ``host/replay.py`` is its command line.
+                      and reports; ``host/replay.py`` is its command line;
+- ``host.serving``    the GPU's side of a step: a LLaMA decode step in plain torch (timed
+                      by ``bench/gpu_step_time.py``).
 """
