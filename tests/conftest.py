@@ -22,14 +22,25 @@ WORKER_GROUPS = {
     "traces": ("test_rotation", "test_trace_capture", "test_trace_format"),
 }
 GROUP_OF = {mod: group for group, mods in WORKER_GROUPS.items() for mod in mods}
+# The longest work units first (a fresh clone's durations), so that no worker is left
+# running a long one alone at the end.
+LONGEST_FIRST = ("soc", "test_board_link", "test_dma_codec", "test_codec_verilator",
+                 "test_codec_gateware", "test_dma_core", "traces")
 
 
 def _module(nodeid):
     return nodeid.split("::", 1)[0].rsplit("/", 1)[-1].removesuffix(".py")
 
 
+def _group(nodeid):
+    return GROUP_OF.get(_module(nodeid), _module(nodeid))
+
+
 def pytest_collection_modifyitems(config, items):
-    """A module that uses a shared fixture must be in that fixture's group."""
+    """A module that uses a shared fixture must be in that fixture's group; the longest
+    groups run first."""
+    rank = {g: i for i, g in enumerate(LONGEST_FIRST)}
+    items.sort(key=lambda it: rank.get(_group(it.nodeid), len(rank)))
     for item in items:
         for f in getattr(item, "fixturenames", ()):
             want = SHARED_FIXTURES.get(f)
@@ -47,7 +58,7 @@ class _WorkerGroups:
 
         class GroupScheduling(LoadScopeScheduling):
             def _split_scope(self, nodeid):
-                return GROUP_OF.get(_module(nodeid), _module(nodeid))
+                return _group(nodeid)
 
         return GroupScheduling(config, log)
 

@@ -1,7 +1,8 @@
 """The layers only point down: gateware <- soc <- host <- bench, and inside host/ the device
 layer (driver) <- the references and trace tools <- the replay. No library module of
 gateware/ or soc/ pulls in a host/ module when imported, gateware/ imports neither soc/ nor
-host/, and nothing imports soc/build.py (the command-line entry point over soc/cli.py)."""
+host/, and nothing imports soc/build.py (the command-line entry point over soc/cli.py). Outside
+tests/, no file is over 600 lines and no function over 150."""
 
 import ast
 import subprocess
@@ -86,3 +87,23 @@ def test_importing_gateware_and_soc_pulls_in_no_host_module():
     r = subprocess.run([sys.executable, "-c", code], cwd=ROOT, capture_output=True, text=True)
     assert r.returncode == 0, r.stderr[-2000:]
     assert r.stdout.strip() == "[]", r.stdout
+
+
+MAX_FILE_LINES, MAX_FUNCTION_LINES = 600, 150
+
+
+def test_no_long_files_or_functions():
+    """Outside tests/, no Python file over 600 lines and no function over 150 lines."""
+    bad = []
+    for layer in ("gateware", "soc", "host", "bench", "scripts"):
+        for path in _modules(layer):
+            src = path.read_text()
+            if src.count("\n") > MAX_FILE_LINES:
+                bad.append(f"{path.relative_to(ROOT)}: {src.count(chr(10))} lines")
+            for node in ast.walk(ast.parse(src)):
+                if isinstance(node, (ast.FunctionDef, ast.AsyncFunctionDef)):
+                    n = node.end_lineno - node.lineno + 1
+                    if n > MAX_FUNCTION_LINES:
+                        bad.append(f"{path.relative_to(ROOT)}:{node.lineno} {node.name}: "
+                                   f"{n} lines")
+    assert not bad, "\n".join(bad)
