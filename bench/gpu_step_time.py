@@ -24,7 +24,8 @@ from pathlib import Path
 
 import torch
 
-from host.serving.llama import SHAPES, DecodeStep, shape_of
+from host.serving.llama import DecodeStep
+from host.serving.shapes import SHAPES, shape_of
 
 DTYPES = {"bf16": torch.bfloat16, "fp16": torch.float16}
 

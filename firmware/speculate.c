@@ -61,6 +61,7 @@ static uint8_t slot_used[SPEC_MAX_SLOTS];    /* valid */
 static uint32_t next_slot, issued_prev;
 static uint16_t issue_slot[SPEC_MAX_SLOTS];
 static uint32_t issue_vpn[SPEC_MAX_SLOTS];
+static uint16_t reused_slot[SPEC_MAX_SLOTS];  /* this step's slots that held a page */
 /* pages issued in the step being built: open addressing, entries live for one generation */
 #define ISSUED_SIZE 2048u
 #define iss_key ((uint32_t *)(MAIN_RAM_BASE + DRAM_SPEC + 2 * SPEC_MAX_PAGES))
@@ -211,6 +212,8 @@ uint32_t spec_config(const struct spec_config *c)
 void spec_init(void)
 {
 	memset(iss_gen, 0, 4 * ISSUED_SIZE);
+	memset((void *)(MAIN_RAM_BASE + DRAM_ZERO_LINE), 0, LINE_BYTES);
+	l2_writeback((volatile void *)(MAIN_RAM_BASE + DRAM_ZERO_LINE), LINE_BYTES);
 	gen = 0;
 	configured = 0;
 	hint_rejected = 0;
@@ -293,7 +296,7 @@ static void step_begin(void)
 /* Last chunk: reward of the previous arm, throttle, filter and issue (rank-major). */
 static void step_finish(uint32_t step)
 {
-	uint32_t j, s, n_issue = 0, t0, step_budget;
+	uint32_t j, s, n_issue = 0, n_reused = 0, t0, step_budget;
 	uint32_t skip_l1 = 0, skip_unmapped = 0, skip_resident = 0, throttled = 0;
 	t0 = timer_now();
 	if (have_arm) {
@@ -354,12 +357,21 @@ static void step_finish(uint32_t step)
 	for (j = 0; j < n_issue; j++) {
 		uint32_t slot = next_slot;
 		next_slot = (slot + 1) % cfg_slots;
-		if (slot_used[slot])
+		if (slot_used[slot]) {
 			dir_remove(slot);
+			reused_slot[n_reused++] = slot;
+		}
 		dir_insert(slot, issue_vpn[j]);
 		slot_prev[slot] = 1;
 		issue_slot[j] = slot;
 	}
+	/* a reused slot's directory line goes before its new data lands: a host that reads the
+	 * directory while this step's prefetches are in flight never sees a tag over a page being
+	 * overwritten (the link keeps order) */
+	for (j = 0; j < n_reused; j++)
+		dma_queue(OP_COPY, DRAM_ZERO_LINE,
+		          cfg_l2 + (uint64_t)PAGE_BYTES * cfg_slots + LINE_BYTES * reused_slot[j],
+		          LINE_BYTES, LINE_BYTES);
 	/* data: decompress each page into its slot */
 	dma_errors = 0;
 	for (j = 0; j < n_issue; j++) {
@@ -434,7 +446,9 @@ static uint32_t chunk(uint32_t *last_out, uint32_t *step_out)
 		return HERR_STREAM;
 	if (n_units > MBOX_HINT_UNITS || (flags & ~(uint32_t)HINT_FLAG_LAST) || *mbox(MBOX_HINT_RSVD) != 0)
 		return HERR_LENGTH;
-	if (step != expect_step || first != expect_stream)
+	/* a step may follow a later one than expected (the host skipped the hints of steps the
+	 * device was too busy for), never an earlier one; the chunks of a step come in order */
+	if (first != expect_stream || (first ? step != expect_step : step < expect_step))
 		return HERR_STEP;
 	for (s = 0; s < count; s++) {
 		uint32_t n_pages, n_acc, a, prev = 0;
@@ -495,6 +509,7 @@ static uint32_t chunk(uint32_t *last_out, uint32_t *step_out)
 		                               accbuf, n_acc, step_k, preds[s]);
 	}
 	t_predict += t0 - timer_now();
+	expect_step = step;
 	expect_stream = first + count;
 	*last_out = last;
 	*step_out = step;

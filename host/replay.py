@@ -15,7 +15,7 @@ import sys
 from pathlib import Path
 
 from host.replayer.engine import (DEFAULT_TRACE, PREFETCHERS, ROOT, ReplayError, ReplayOptions,
-                                  compare, replay)
+                                  compare, replay, timings)
 
 
 def main(argv=None, build=None):
@@ -50,7 +50,23 @@ def main(argv=None, build=None):
     ap.add_argument("--steps", type=int, default=None, help="replay only the first N decode steps")
     ap.add_argument("--layers", type=int, default=None, help="replay only the first N layers")
     ap.add_argument("--step-ns", type=float, default=20_000.0,
-                    help="compute time of one decode step that prefetches hide behind (ns)")
+                    help="the GPU's compute time of one decode step, shared equally by its "
+                         "layers (ns; default %(default)s)")
+    ap.add_argument("--gpu-model", default=None,
+                    help="take the step time from the GPU step-time table for this model "
+                         "(smollm2-135m, llama2-7b, llama2-13b; a roofline estimate where the "
+                         "table has no row, labelled so): overrides --step-ns. The replay still "
+                         "replays the trace's one sequence: with --batch B the device gets a "
+                         "B-sequence step's time for one sequence's prefetches (an upper bound)")
+    ap.add_argument("--batch", type=int, default=1, help="with --gpu-model: the GPU's batch")
+    ap.add_argument("--context", type=int, default=None,
+                    help="with --gpu-model: context length in tokens (default: the trace's)")
+    ap.add_argument("--timing", choices=("on", "off", "both"), default=None,
+                    help="on: timing-true (prefetches count only if they landed before the "
+                         "layer read them; a step's hint is skipped while the device is still "
+                         "busy); off: synchronous epochs, every prefetch lands before the next "
+                         "step (an upper bound); both: each configuration both ways, side by "
+                         "side (default: on; off for a board, whose link is a UART)")
     ap.add_argument("--compare", action="store_true",
                     help="run GPU-only, CXL without prediction, every baseline and the LSTM")
     ap.add_argument("--build-dir", default=str(ROOT / "build" / "sim"),
@@ -83,10 +99,14 @@ def main(argv=None, build=None):
     from gateware.codec.reference import MODES
     if a.codec not in MODES:
         ap.error(f"unknown codec mode {a.codec!r}; known: {', '.join(MODES)}")
+    a.timing = a.timing or ("off" if a.backend == "board" else "on")
+    if a.backend == "board" and a.timing != "off":
+        ap.error("--backend board replays with --timing off: its UART link has no CXL timing")
     opts = ReplayOptions(trace=a.trace, backend=a.backend, link=a.link, codec=a.codec,
                          prefetcher=a.prefetcher, k=a.k, ucb=a.ucb, throttle=a.throttle,
                          mode=a.mode, l1_pages=a.l1_pages, l2_slots=a.l2_slots, steps=a.steps,
-                         layers=a.layers, step_ns=a.step_ns)
+                         layers=a.layers, step_ns=a.step_ns, timing=a.timing,
+                         gpu_model=a.gpu_model, batch=a.batch, context=a.context)
     wave = None
     if a.waveform:
         try:
@@ -113,7 +133,8 @@ def main(argv=None, build=None):
         from soc.targets.sim import build_sim
         build = build_sim(a.build_dir, quiet=a.quiet)
     try:
-        results = compare(opts, build, not a.quiet) if a.compare else [replay(opts, build=build, progress=not a.quiet)]
+        results = (compare(opts, build, not a.quiet) if a.compare else
+                   [replay(o, build=build, progress=not a.quiet) for o in timings(opts)])
     except (ReplayError, ValueError) as e:
         print(f"replay: error: {e}", file=sys.stderr)
         return 2
@@ -123,7 +144,7 @@ def main(argv=None, build=None):
         keep = [r if a.json_sequences else
                 {k: v for k, v in r.items() if k not in ("sequence", "latencies_ns")}
                 for r in results]
-        Path(a.json).write_text(json.dumps(keep if a.compare else keep[0], indent=1))
+        Path(a.json).write_text(json.dumps(keep if len(keep) > 1 else keep[0], indent=1))
         print(f"results: {a.json}")
     if a.plots:
         for f in save_plots(results, a.plots):

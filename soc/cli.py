@@ -83,8 +83,10 @@ def main(argv=None):
                    help="Replay mode: the KV trace to replay.")
     p.add_argument("--replay-steps", type=int, default=None,
                    help="Replay mode: replay only the first N decode steps (default: all).")
-    p.add_argument("--replay-args", default="",
-                   help="Replay mode: more host/replay.py options, e.g. '--prefetcher last -k 2'.")
+    p.add_argument("--replay-args", default="--timing both",
+                   help="Replay mode: more host/replay.py options (default: '%(default)s', the "
+                        "timing-true replay beside the synchronous one), e.g. "
+                        "'--prefetcher last -k 2 --timing on'.")
     p.add_argument("--interactive", action="store_true",
                    help="After the script, forward stdin lines to the UART.")
     p.add_argument("--trace", action="store_true",

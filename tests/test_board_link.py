@@ -142,7 +142,7 @@ def test_replay_over_uartbone_matches_the_model(remote):
     target, _, serial = remote
     opts = ReplayOptions(trace=str(ROOT / "traces" / "mini-codegen.safetensors"),
                          backend="board", codec=MODE, prefetcher="last", k=1, steps=3,
-                         layers=1, l2_slots=16)
+                         layers=1, l2_slots=16, timing="off")
     got = replay(opts, backend=BoardBackend(target, MODE), progress=False)
     want = replay(ReplayOptions(**{**opts.__dict__, "backend": "model"}), progress=False)
     assert got["check"]["mismatches"] == 0 and got["check"]["pages_checked"] > 0

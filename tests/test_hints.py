@@ -95,9 +95,23 @@ def test_every_rejection(case, code):
         w = Chunk(0, 1, c.streams - 1, [10, 0] * (c.streams - 1), True, c.request).words()
     elif case == "last_flag":
         w = corrupt(w, 5, 0)
+    expect_step = 2 if case == "step" else 0      # step 1 after step 1: an earlier step
     with pytest.raises(HintError) as e:
-        parse_chunk(w, c, 0, 0)
+        parse_chunk(w, c, 0, expect_step)
     assert e.value.code == code
+
+
+def test_skipped_steps():
+    """A step may follow a later one than expected (hints the host skipped while the device
+    was busy); within a step, every chunk carries the same step."""
+    c = cfg(layers=30)
+    chunks = encode_step(c.request, 5, [(400, list(range(0, 400, 2)))] * c.streams)
+    assert len(chunks) > 1
+    assert parse_chunk(chunks[0].words(), c, 0, 2)[0] == 5
+    w = corrupt(chunks[1].words(), 2, 6)
+    with pytest.raises(HintError) as e:
+        parse_chunk(w, c, chunks[1].first, 5)
+    assert e.value.code == 6
 
 
 def test_not_configured():

@@ -20,7 +20,7 @@ LAZY_UPWARD = {("soc/cli.py", "host.replay")}
 # Inside host/: which subpackages each may import (host/replay.py, the command line, any).
 HOST_ALLOWED = {"driver": {"driver"}, "traces": {"traces"},
                 "prefetch": {"driver", "traces", "prefetch"}, "codec_eval": {"traces", "codec_eval"},
-                "replayer": {"driver", "traces", "prefetch", "replayer"},
+                "replayer": {"driver", "traces", "prefetch", "serving", "replayer"},
                 "serving": {"serving"}}
 
 

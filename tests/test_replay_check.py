@@ -99,26 +99,24 @@ def test_a_corrupted_decoder_fails_the_check(monkeypatch, broken):
 
 
 class SwappedSlots(ModelBackend):
-    """After each hint, the first two slots it filled hold each other's page."""
+    """Each hint's first two slots hold each other's page when its prefetches land."""
 
-    def hint(self, chunks):
-        rec, issued = super().hint(chunks)
-        if len(issued) >= 2:
-            (_, a), (_, b) = issued[:2]
+    def _land(self, res):
+        super()._land(res)
+        if len(res.issues) >= 2:
+            a, b = res.issues[0].slot, res.issues[1].slot
             self.l2[a], self.l2[b] = self.l2[b], self.l2[a]
-        return rec, issued
 
 
 class StaleSlots(ModelBackend):
     """A refilled slot keeps its previous page's bytes (the directory line is rewritten)."""
 
-    def hint(self, chunks):
+    def _land(self, res):
         old = dict(self.l2)
-        rec, issued = super().hint(chunks)
-        for _, slot in issued:
-            if slot in old:
-                self.l2[slot] = old[slot]
-        return rec, issued
+        super()._land(res)
+        for i in res.issues:
+            if i.slot in old:
+                self.l2[i.slot] = old[i.slot]
 
 
 class WrongLength(ModelBackend):
@@ -132,8 +130,9 @@ class WrongLength(ModelBackend):
 @pytest.mark.parametrize("backend,counter", [(SwappedSlots, "reference_mismatches"),
                                              (StaleSlots, "reference_mismatches"),
                                              (WrongLength, "length_mismatches")])
-def test_a_faulty_device_fails_the_check(backend, counter):
-    o = ReplayOptions(**{**SHORT, "l2_slots": 24})
+@pytest.mark.parametrize("timing", ["on", "off"])
+def test_a_faulty_device_fails_the_check(backend, counter, timing):
+    o = ReplayOptions(**{**SHORT, "l2_slots": 24, "timing": timing, "step_ns": 1e8})
     b = backend(o.codec, o.link)
     c = _check(replay(o, backend=b, progress=False))
     assert c[counter] > 0 and c["mismatches"] > 0

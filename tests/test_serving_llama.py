@@ -6,7 +6,8 @@ import pytest
 import torch
 from transformers import DynamicCache, LlamaConfig, LlamaForCausalLM
 
-from host.serving.llama import SHAPES, DecodeStep, Shape, shape_of
+from host.serving.llama import DecodeStep
+from host.serving.shapes import SHAPES, Shape, shape_of
 
 
 def _hf_and_step(shape: Shape, batch: int, context: int, seed: int, swap_kv=False):

@@ -131,7 +131,7 @@ def parse_chunk(words, cfg: SpecConfig | None, expect_stream, expect_step):
     :class:`HintError` with the firmware's status code.
 
     ``expect_stream``: the next stream of the step in progress (0 between steps);
-    ``expect_step``: the step in progress, or the next step when between steps.
+    ``expect_step``: the step in progress, or the earliest next step when between steps.
     """
     if cfg is None:
         raise HintError(HERR_CONFIG)
@@ -145,7 +145,9 @@ def parse_chunk(words, cfg: SpecConfig | None, expect_stream, expect_step):
         raise HintError(HERR_STREAM)
     if n_units > MBOX_HINT_UNITS or flags & ~HINT_FLAG_LAST or words[6] != 0:
         raise HintError(HERR_LENGTH)
-    if step != expect_step or first != expect_stream:
+    # a step may follow a later one than expected (the host skipped the hints of steps the
+    # device was too busy for), never an earlier one; the chunks of a step come in order
+    if first != expect_stream or (step != expect_step if first else step < expect_step):
         raise HintError(HERR_STEP)
     body = words[7:7 + (n_units + 1) // 2]
     if len(body) < (n_units + 1) // 2:

@@ -78,6 +78,8 @@ class Issue:
 class StepResult:
     record: dict
     issues: list = field(default_factory=list)  # Issue, in DMA order
+    reused: list = field(default_factory=list)  # slots that held a page: their directory
+                                                # lines are cleared before the data lands
 
 
 class SpeculationEngine:
@@ -133,7 +135,7 @@ class SpeculationEngine:
             if len(out) > self.k:
                 raise AssertionError(f"predictor returned {len(out)} > k = {self.k} pages")
             self.preds.append((s, n_pages, [int(p) for p in out]))
-        self.expect_stream = first + len(streams)
+        self.expect_stream, self.expect_step = first + len(streams), step
         if not last:
             return 0, None
         res = self._finish(step)
@@ -201,13 +203,14 @@ class SpeculationEngine:
                 else:
                     this.add(vpn)
                     issues.append(vpn)
-        placed = []
+        placed, reused = [], []
         for vpn in issues:
             slot = self.next_slot
             self.next_slot = (slot + 1) % cfg.l2_slots
             old = self.slot_vpn[slot]
             if old is not None:
                 del self.where[old]
+                reused.append(slot)
             self.slot_vpn[slot] = vpn
             self.where[vpn] = slot
             placed.append(Issue(vpn, slot))
@@ -216,4 +219,4 @@ class SpeculationEngine:
         self.prev = {i.slot for i in placed}
         self.issued_prev = len(placed)
         self.arm_prev = self.arm if cfg.ucb else None
-        return StepResult(rec, placed)
+        return StepResult(rec, placed, reused)

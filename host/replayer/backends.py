@@ -12,6 +12,14 @@ results.
   timing estimate calibrated on the ``rtl`` backend (constants below).
 
 ``rtl`` and ``board`` differ only in their link: both are a :class:`DeviceBackend`.
+
+Two ways to serve a step's hint: :meth:`Backend.hint` waits until the device has made all of
+its prefetches (synchronous epochs, ``--timing off``); :meth:`Backend.hint_begin` posts it and
+returns, and :meth:`Backend.hint_pump`, called while the host computes, moves it on (the
+timing-true replay, ``--timing on``). Time is the device's clock (:meth:`Backend.clock`): on
+``rtl`` the simulated one, which the host advances by its compute time
+(:meth:`Backend.compute`); on ``model`` a counter the calibrated costs
+(``host/replayer/costs.py``) advance.
 """
 
 from __future__ import annotations
@@ -28,6 +36,7 @@ from host.driver.hints import SpecConfig
 from host.driver.link import PROFILES, SimLink
 from host.driver.tunnel import TunnelLink
 from host.prefetch.speculation import SpeculationEngine, tag_line
+from host.replayer.costs import Costs
 from soc.mailbox import (HINT_ERRORS, MBOX_CMD_SPEC_CONFIG, MBOX_HINT_DONE_SEQ, MBOX_HINT_MAGIC,
                          MBOX_HINT_REJECTED, MBOX_HINT_SEQ, MBOX_HINT_STATUS, MBOX_STEP_RECORD,
                          STEP_RECORD, TAG_MAGIC)
@@ -76,8 +85,33 @@ class Backend(abc.ABC):
 
     @abc.abstractmethod
     def hint(self, chunks):
-        """One decode step's hint: (the firmware's step record, [(vpn, slot)] prefetched in
-        DMA order)."""
+        """One decode step's hint, served whole: (the firmware's step record, [(vpn, slot)]
+        prefetched in DMA order)."""
+
+    # timing-true replay -------------------------------------------------------------------
+    def clock(self) -> int:
+        """The device's clock, in cycles."""
+        raise NotImplementedError(f"the {self.name} backend has no timing-true replay")
+
+    def compute(self, cycles):
+        """The host computes for ``cycles`` device cycles: the device works meanwhile."""
+        raise NotImplementedError(f"the {self.name} backend has no timing-true replay")
+
+    def hint_begin(self, chunks) -> bool:
+        """Post a step's hint and return at once; False (nothing posted) while the device
+        still serves an earlier one."""
+        raise NotImplementedError(f"the {self.name} backend has no timing-true replay")
+
+    def hint_pump(self):
+        """Move the posted hint on (post its next chunk once the device took the last one).
+        Returns None while it is in progress, else (step record, [(vpn, slot)] in DMA order,
+        cycle it was posted, cycle the host saw it done)."""
+        raise NotImplementedError(f"the {self.name} backend has no timing-true replay")
+
+    def l2_valid(self, slot, vpn) -> bool:
+        """Whether the directory still maps ``slot`` to ``vpn`` (checked after a page is
+        copied out of L2: a slot the device is refilling has its line cleared first)."""
+        return self.l2_index().get(vpn) == slot
 
     def close(self):
         """Release the device."""
@@ -99,25 +133,13 @@ def check_codec(constants, codec, where):
 
 # --------------------------------------------------------------------------------------------
 class ModelBackend(Backend):
-    """Reference models; timing from the constants below (cycles at ``sys_clk``)."""
+    """Reference models; time from the costs calibrated on ``rtl`` (:class:`Costs`: device
+    cycles at ``sys_clk``) plus the link profile's round trips and serialisation."""
 
     name = "model"
-    # Device-side cycles of one demand read (ATU walk + DRAM read + decompression + 64 line
-    # writes: the rtl backend's 861-cycle mean at 100 MHz on the cxl2-x16 profile minus the
-    # link's mean round trip and serialisation), and of a step's prefetch work (firmware
-    # filtering, DMA decompress into L2, tag lines: ~5000 + ~4400 per page on rtl, same run:
-    # `python host/replay.py --backend rtl --steps 4 --layers 30 --prefetcher last -k 2`).
-    DEMAND_DEVICE_CYCLES = 790
-    PREFETCH_STEP_CYCLES = 5000
-    PREFETCH_PAGE_CYCLES = 4400
-    CALIBRATION = ("estimate: every latency, stall and prefetch time of the model backend comes "
-                   "from DEMAND_DEVICE_CYCLES = 790, PREFETCH_STEP_CYCLES = 5000 and "
-                   "PREFETCH_PAGE_CYCLES = 4400 (host/replayer/backends.py), calibrated once on the rtl "
-                   "backend by `python host/replay.py --backend rtl --steps 4 --layers 30 "
-                   "--prefetcher last -k 2` on 2026-11-24 (commit de6307c), plus the link "
-                   "profile's round trip and serialisation; not measured in this run")
+    CALIBRATION = Costs.load().note()
 
-    def __init__(self, codec="kivi_k4v3", link="cxl2-x16", sys_clk_freq=100e6):
+    def __init__(self, codec="kivi_k4v3", link="cxl2-x16", sys_clk_freq=100e6, costs=None):
         if codec not in R.MODES:
             raise ValueError(f"unknown codec mode {codec!r}; known: {', '.join(R.MODES)}")
         if link not in PROFILES:
@@ -126,53 +148,143 @@ class ModelBackend(Backend):
         self.profile = PROFILES[link]
         self.sys_clk_freq = sys_clk_freq
         self.cycles_per_ns = sys_clk_freq / 1e9
+        self.costs = costs or Costs.load()
         self.pool = {}
         self.l2 = {}
         self.dir = bytearray()
         self.engine = None
         ns = 1e9 / sys_clk_freq
         self.one_way = (self.profile.latency_ns_min + self.profile.latency_ns_max) / 2 / ns
+        self.line_serial = LINE_BYTES / (self.profile.bandwidth_gbps * ns)
         self.page_serial = PAGE / (self.profile.bandwidth_gbps * ns)
+        self.t = 0.0              # the clock (timing-true replay)
+        self._hint = None         # the hint being served: chunks, next chunk, times
+        self._busy_until = 0.0    # the firmware serves one chunk or command at a time
+        self._events = []         # (cycle, order, fn): L2 changes still in flight
 
     def start(self, cfg: SpecConfig, predictor):
         self.cfg = cfg
         self.l2 = {}
         self.dir = bytearray(LINE_BYTES * cfg.l2_slots)
         self.engine = SpeculationEngine(cfg, lambda v: v in self.pool, predictor)
+        self._hint, self._events = None, []
+
+    def _round_trip(self):
+        return 2 * self.one_way + self.costs.cfg_device
 
     def offload(self, vpn, page):
         blob = R.compress(np.asarray(page), self.codec)
         self.pool[vpn] = blob
+        # the page crosses the link into staging (pipelined lines), then a firmware command,
+        # which waits while the firmware serves a hint chunk
+        self.t += 2 * self.one_way + self.page_serial
+        self.t = max(self.t, self._busy_until) + self.costs.offload_command
         return len(blob)
 
+    def _settle(self):
+        while self._events and self._events[0][0] <= self.t:
+            self._events.pop(0)[2]()
+
     def l2_index(self):
+        self._settle()
         return _parse_directory(self.dir, self.cfg.l2_slots)[0]
 
     def l2_page(self, slot):
+        self._settle()
         return self.l2[slot]
 
     def demand_read(self, vpn):
         if vpn not in self.pool:
             raise BackendError(f"demand read of vpn {vpn}: not in the pool")
         data = R.decompress(self.pool[vpn]).tobytes()
-        cycles = round(2 * self.one_way + self.DEMAND_DEVICE_CYCLES + self.page_serial)
+        cycles = round(2 * self.one_way + self.costs.demand_device + self.page_serial)
+        self.t += cycles
         return data, cycles
 
-    def hint(self, chunks):
-        res = None
-        for c in chunks:
-            status, r = self.engine.chunk(c.words())
-            if status:
-                raise BackendError(f"hint chunk rejected: {HINT_ERRORS[status]}")
-            res = r or res
+    # the device's L2 writes -------------------------------------------------------------------
+    def _clear_lines(self, slots):
+        for slot in slots:
+            self.dir[LINE_BYTES * slot:LINE_BYTES * (slot + 1)] = bytes(LINE_BYTES)
+
+    def _land(self, res):
         for i in res.issues:
             self.l2[i.slot] = R.decompress(self.pool[i.vpn]).tobytes()
         for i in res.issues:
             line = tag_line(i.vpn, res.record["step"], i.slot)
             self.dir[LINE_BYTES * i.slot:LINE_BYTES * (i.slot + 1)] = line
-        rec = dict(res.record)
-        rec["issue_cycles"] = self.PREFETCH_STEP_CYCLES + len(res.issues) * self.PREFETCH_PAGE_CYCLES
-        return rec, [(i.vpn, i.slot) for i in res.issues]
+
+    def _serve(self, chunk):
+        """The engine decides (now); returns (cycles the firmware takes, StepResult or None)."""
+        status, res = self.engine.chunk(chunk.words())
+        if status:
+            raise BackendError(f"hint chunk of step {chunk.step} rejected: {HINT_ERRORS[status]}")
+        c = self.costs
+        self._chunk_cycles = c.chunk_cycles(len(chunk.payload), chunk.count, self.cfg.kind)
+        cycles = self._chunk_cycles
+        if res is not None:
+            r = res.record
+            n = sum(r[k] for k in ("issued", "skip_l1", "skip_unmapped", "skip_resident",
+                                   "throttled"))
+            issue = c.issue_cycles(n, len(res.issues), len(res.reused))
+            self._filter_cycles = c.issue_cycles(n, 0, 0)   # then the lines are cleared
+            cycles += issue
+            r["predict_cycles"] = round(c.predict_cycles(self.cfg.kind) * self.cfg.streams)
+            r["issue_cycles"] = round(issue)
+        return cycles, res
+
+    def hint(self, chunks):
+        res = None
+        for c in chunks:
+            res = self._serve(c)[1] or res
+        self._clear_lines(res.reused)
+        self._land(res)
+        return dict(res.record), [(i.vpn, i.slot) for i in res.issues]
+
+    # timing-true replay ---------------------------------------------------------------------
+    def clock(self):
+        return round(self.t)
+
+    def compute(self, cycles):
+        self.t += cycles
+
+    def _post(self):
+        h = self._hint
+        chunk = h["chunks"][h["next"]]
+        # the chunk's words (pipelined writes), then its sequence number
+        self.t += 2 * self._round_trip() + len(chunk.words()) * self.costs.post_word
+        begin = max(self.t, self._busy_until)
+        cycles, res = self._serve(chunk)
+        h["done"] = self._busy_until = begin + cycles
+        if res is not None:
+            cleared = begin + self._chunk_cycles + self._filter_cycles
+            order = len(self._events)
+            self._events += [(cleared, order, lambda r=res: self._clear_lines(r.reused)),
+                             (h["done"], order + 1, lambda r=res: self._land(r))]
+            self._events.sort(key=lambda e: (e[0], e[1]))
+            h["result"] = res
+
+    def hint_begin(self, chunks):
+        if self._hint is not None:
+            return False
+        self._hint = {"chunks": list(chunks), "next": 0, "posted": self.t}
+        self._post()
+        return True
+
+    def hint_pump(self):
+        h = self._hint
+        if h is None:
+            return None
+        self.t += self._round_trip()              # read the done sequence number
+        if self.t < h["done"]:
+            return None
+        self.t += self._round_trip()              # and the chunk's status
+        h["next"] += 1
+        if h["next"] < len(h["chunks"]):
+            self._post()
+            return None
+        self._hint = None
+        res = h["result"]
+        return dict(res.record), [(i.vpn, i.slot) for i in res.issues], h["posted"], self.t
 
 
 # --------------------------------------------------------------------------------------------
@@ -191,6 +303,7 @@ class DeviceBackend(Backend):
         self.staging_slots = staging_slots
         self._staging = 0
         self.codec = codec
+        self._hint = None
 
     def _mbox(self, word):
         return self.dev.mbox + 4 * word
@@ -209,6 +322,7 @@ class DeviceBackend(Backend):
             raise DeviceError(f"speculation configuration rejected (status {done.status})",
                               done.status)
         self.hint_seq = self.link.cfg_read(self._mbox(MBOX_HINT_SEQ))
+        self._hint = None
 
     def offload(self, vpn, page):
         slot = self._staging
@@ -231,13 +345,21 @@ class DeviceBackend(Backend):
                                         value=vpn)], max_cycles=self.demand_max_cycles)[0]
         return bytes(self.link.host_memory[self.demand_off:self.demand_off + PAGE]), a.latency
 
-    def post_hint(self, words, max_cycles=None, poll=1_000):
-        """Post one hint chunk (its mailbox words, as ``Chunk.words()`` gives them) and wait
-        until the firmware has served it; returns the firmware's status (0: accepted)."""
-        max_cycles = max_cycles or self.hint_max_cycles
+    def _send(self, words):
+        """Write one chunk's mailbox words, then its sequence number."""
         self.link.cfg_write_block(self._mbox(MBOX_HINT_MAGIC), words)
         self.hint_seq = (self.hint_seq + 1) & 0xFFFFFFFF
         self.link.cfg_write(self._mbox(MBOX_HINT_SEQ), self.hint_seq)
+
+    def _post(self):
+        h = self._hint
+        self._send(h["chunks"][h["next"]].words())
+
+    def post_hint(self, words, max_cycles=None, poll=1_000):
+        """Post raw chunk words (valid or not) and wait until the firmware has answered;
+        returns its status (0: accepted)."""
+        max_cycles = max_cycles or self.hint_max_cycles
+        self._send(words)
         start = self.link.cycle
         while self.link.cfg_read(self._mbox(MBOX_HINT_DONE_SEQ)) != self.hint_seq:
             if self.link.cycle - start > max_cycles:
@@ -250,16 +372,47 @@ class DeviceBackend(Backend):
         """Hint chunks the firmware has rejected so far."""
         return self.link.cfg_read(self._mbox(MBOX_HINT_REJECTED))
 
+    def hint_begin(self, chunks):
+        if self._hint is not None:
+            return False
+        self._hint = {"chunks": list(chunks), "next": 0, "posted": self.link.cycle}
+        self._post()
+        return True
+
+    def hint_pump(self):
+        h = self._hint
+        if h is None or self.link.cfg_read(self._mbox(MBOX_HINT_DONE_SEQ)) != self.hint_seq:
+            return None
+        status = self.link.cfg_read(self._mbox(MBOX_HINT_STATUS))
+        chunk = h["chunks"][h["next"]]
+        if status:
+            self._hint = None
+            raise BackendError(f"hint chunk of step {chunk.step} rejected: "
+                               f"{HINT_ERRORS.get(status, status)} "
+                               f"({self.rejected_hints()} rejected)")
+        h["next"] += 1
+        if h["next"] < len(h["chunks"]):
+            self._post()
+            return None
+        self._hint = None
+        rec, issued = self._step_result(chunk.step)
+        return rec, issued, h["posted"], self.link.cycle
+
     def hint(self, chunks, max_cycles=None, poll=1_000):
-        for c in chunks:
-            status = self.post_hint(c.words(), max_cycles, poll)
-            if status:
-                raise BackendError(f"hint chunk of step {c.step} rejected: "
-                                   f"{HINT_ERRORS.get(status, status)} "
-                                   f"({self.rejected_hints()} rejected)")
+        max_cycles = max_cycles or self.hint_max_cycles
+        if not self.hint_begin(chunks):
+            raise BackendError("a hint is still in progress")
+        start = self.link.cycle
+        while (done := self.hint_pump()) is None:
+            if self.link.cycle - start > max_cycles:
+                raise BackendError(f"hint of step {chunks[-1].step} not served in "
+                                   f"{max_cycles} cycles")
+            self.link.run(poll)
+        return done[0], done[1]
+
+    def _step_result(self, step):
         words = self.link.cfg_read_block(self._mbox(MBOX_STEP_RECORD), len(STEP_RECORD))
         rec = dict(zip(STEP_RECORD, words))
-        step = chunks[-1].step
         if rec["step"] != step:
             raise BackendError(f"step record is for step {rec['step']}, expected {step}")
         _, d = self._directory()
@@ -271,6 +424,19 @@ class DeviceBackend(Backend):
             first = next(s for _, s in issued if (s - 1) % self.cfg.l2_slots not in slots)
         issued.sort(key=lambda x: (x[1] - first) % self.cfg.l2_slots)
         return rec, issued
+
+    # timing-true replay -------------------------------------------------------------------
+    def clock(self):
+        return self.link.cycle
+
+    def compute(self, cycles):
+        if cycles > 0:
+            self.link.run(int(cycles))
+
+    def l2_valid(self, slot, vpn):
+        off = PAGE * self.cfg.l2_slots + LINE_BYTES * slot
+        line = np.frombuffer(bytes(self.link.host_memory[off:off + 8]), dtype="<u4")
+        return int(line[0]) == TAG_MAGIC and int(line[1]) == vpn
 
 
 class RtlBackend(DeviceBackend):

@@ -4,17 +4,30 @@ simulated SoC (``--backend rtl``) or the reference models (``--backend model``).
 Per decode step the host (stand-in for GPU + serving engine):
 
 1. offloads the pages that became full (compressed into the device pool: flow 1);
-2. reads every page the step attends (dense: all; sparse: the trace's Quest selection):
-   from L1 (the last ``--l1-pages`` full pages of each (layer, KV head), plus the tail),
-   else from L2 (the prefetch buffer the device writes; looked up in its directory in host
-   memory), else by a synchronous demand read over the link (flow 2); every page read from
-   L2 or the device is checked against the trace's original KV (``host/replayer/page_check.py``:
-   values within the mode's error bound, the page asked for, bit-exact with the reference
-   decode);
+2. runs the step layer by layer: at the start of layer l it reads every page layer l
+   attends (dense: all; sparse: the trace's Quest selection) from L1 (the last
+   ``--l1-pages`` full pages of each (layer, KV head), plus the tail), else from L2 (the
+   prefetch buffer the device writes; looked up in its directory in host memory), else by a
+   synchronous demand read over the link (flow 2), then computes for the layer's share of
+   the step time; every page read from L2 or the device is checked against the trace's
+   original KV (``host/replayer/page_check.py``: values within the mode's error bound, the
+   page asked for, bit-exact with the reference decode);
 3. posts the step's hint; the device's firmware predicts the next step's pages and
-   prefetches them into L2 (flow 3). Epochs are synchronous: the step's prefetches complete
-   before the next step reads, so both backends see the same hits; the time they take is
-   reported next to the step's compute budget.
+   prefetches them into L2 (flow 3).
+
+Two timings (``--timing``):
+
+- ``on`` (timing-true): the hint is posted and the host goes on; the device serves it while
+  the host computes (on ``rtl`` the simulated clock runs for the compute time; on ``model``
+  the calibrated costs of ``host/replayer/costs.py``). A page counts as an L2 hit only if its
+  directory line was visible when the host read it. The host does not wait for prefetches in
+  flight: it demand-reads every page not in L2, and a demand read of a page that a hint
+  posted earlier was still bringing is a *late* prefetch; the others are misses. A step's
+  hint that finds the device still serving the previous one is skipped (the step
+  *overran*): the firmware accepts a later step than the one it expects.
+- ``off`` (synchronous epochs, an upper bound): the host waits until the step's prefetches
+  are all in L2 before the next step reads; no time is charged for it, the prefetch time
+  is reported next to the step's compute budget.
 
 The command line is ``host/replay.py``; ``compare`` runs the paper's baselines side by side.
 """
@@ -52,6 +65,10 @@ class ReplayOptions:
     steps: int | None = None
     layers: int | None = None
     step_ns: float = 20_000.0      # compute time per decode step the prefetches may hide behind
+    gpu_model: str | None = None   # else: step_ns from the GPU step-time table (host/serving)
+    batch: int = 1
+    context: int | None = None     # tokens; None: the trace's (its full pages x 16)
+    timing: str = "on"             # on: timing-true replay; off: synchronous epochs
     label: str = ""
     waveform: tuple | None = None  # rtl: (fst file, first cycle, last cycle)
     server: str = "localhost:1234"             # board: litex_server's host:port
@@ -63,11 +80,19 @@ class StepLog:
     step: int
     l1: int = 0
     l2: int = 0
-    l3: int = 0
+    l3: int = 0                  # demand reads (late prefetches and misses)
+    late: int = 0                # of which a posted hint was still bringing the page
     miss_cycles: list = field(default_factory=list)
-    issued: list = field(default_factory=list)   # (vpn, slot)
+    late_cycles: list = field(default_factory=list)
+    issued: list = field(default_factory=list)   # (vpn, slot) of this step's hint
     record: dict = field(default_factory=dict)
-    prefetch_cycles: int = 0
+    prefetch_cycles: int = 0     # the firmware's prediction + issue cycles for this hint
+    overran: bool = False        # timing on: the device was still busy; the hint was skipped
+    served_cycles: int = 0       # timing on: hint posted .. the host saw it served
+    step_cycles: int = 0         # timing on: the step's duration (compute, stalls, offloads)
+
+
+PUMP_CYCLES = 2_000   # timing on: the host polls a posted hint every 20 us (at 100 MHz)
 
 
 class ReplayError(RuntimeError):
@@ -112,17 +137,185 @@ def make_backend(opts, build=None):
     raise ReplayError(f"unknown backend {opts.backend!r}: model or rtl")
 
 
+class _Run:
+    """One replay's host: its reads, hints and bookkeeping. ``seq`` orders host events (reads,
+    hint posts, hints seen served) on both backends alike."""
+
+    def __init__(self, opts, t, layers, backend, cfg, l1, gpu_only):
+        from host.replayer.page_check import PageCheck
+        self.opts, self.t, self.layers, self.backend, self.cfg = opts, t, layers, backend, cfg
+        self.l1, self.gpu_only = l1, gpu_only
+        self.timed = opts.timing == "on" and not gpu_only
+        self.H = t.n_kv_heads
+        self.mask = t.access_mask(opts.mode)                 # [S, L, H, P]
+        self.check = PageCheck(t, opts.codec)
+        self.digest = hashlib.sha256()
+        self.mismatches = self.offloaded = self.seq = 0
+        self.lengths, self.logs, self.accesses = {}, [], []   # accesses: (step, vpn, tier)
+        self.hits = []       # (seq, slot, vpn)
+        self.issues = []     # (seq posted, step, vpn, slot)
+        self.demand = []     # (seq, vpn, cycles, StepLog)
+        self.served = []     # (seq posted, seq seen served, {vpn})
+        self.pending = None  # (seq posted, StepLog) of the hint in flight
+
+    def step(self, s):
+        log = StepLog(s)
+        t0 = self.backend.clock() if self.timed else 0
+        n_full = int(self.t.n_full[s])
+        if not self.gpu_only:          # the pages that became full go to the device
+            for p in range(self.offloaded, n_full):
+                for st in range(self.layers * self.H):
+                    vpn = (st << self.t.page_bits) | p
+                    n = self.backend.offload(vpn, self.t.page(vpn))
+                    self.lengths[vpn] = n
+                    self.mismatches += not self.check.offload(vpn, n)
+            self.offloaded = max(self.offloaded, n_full)
+        streams = []
+        index = {} if self.gpu_only else self.backend.l2_index()
+        layer_cycles = self.opts.step_ns * self.backend.cycles_per_ns / self.layers
+        for layer in range(self.layers):
+            if self.timed and layer:
+                index = self.backend.l2_index()
+            for h in range(self.H):
+                st = layer * self.H + h
+                acc = np.nonzero(self.mask[s, layer, h, :n_full])[0]
+                streams.append((n_full, acc))
+                for p in acc:
+                    self.read(s, (st << self.t.page_bits) | int(p), p >= n_full - self.l1,
+                              index, log)
+            if self.timed:
+                self.compute(layer_cycles)
+        if not self.gpu_only:
+            self.hint(s, streams, log)
+        if self.timed:
+            log.step_cycles = self.backend.clock() - t0
+        self.logs.append(log)
+
+    def read(self, s, vpn, in_l1, index, log):
+        self.seq += 1
+        if in_l1:
+            log.l1 += 1
+            self.accesses.append((s, vpn, 1))
+            return
+        slot = index.get(vpn)
+        data = None
+        if slot is not None:
+            data = self.backend.l2_page(slot)
+            if self.timed and not self.backend.l2_valid(slot, vpn):
+                data = None                  # the device is refilling the slot
+        if data is not None:
+            self.hits.append((self.seq, slot, vpn))
+            log.l2 += 1
+            self.accesses.append((s, vpn, 2))
+        else:
+            data, cyc = self.backend.demand_read(vpn)
+            log.l3 += 1
+            self.demand.append((self.seq, vpn, int(cyc), log))
+            self.accesses.append((s, vpn, 3))
+        self.digest.update(data)
+        self.mismatches += not self.check.read(vpn, data)
+
+    def hint(self, s, streams, log):
+        from host.driver.hints import encode_step
+        chunks = encode_step(self.cfg.request, s, streams, dense=self.opts.mode == "dense")
+        self.seq += 1
+        if not self.timed:
+            rec, issued = self.backend.hint(chunks)
+            self._served(self.seq, self.seq, log, rec, issued)
+        elif self.pending is not None or not self.backend.hint_begin(chunks):
+            log.overran = True
+        else:
+            self.pending = (self.seq, log)
+
+    def _served(self, posted, seen, log, rec, issued):
+        log.record, log.issued = rec, issued
+        log.prefetch_cycles = int(rec.get("predict_cycles", 0)) + int(rec.get("issue_cycles", 0))
+        self.issues += [(posted, log.step, vpn, slot) for vpn, slot in issued]
+        self.served.append((posted, seen, {vpn for vpn, _ in issued}))
+
+    def pump(self):
+        done = self.backend.hint_pump()
+        if done is not None:
+            rec, issued, t_post, t_seen = done
+            self.seq += 1
+            posted, log = self.pending
+            self.pending = None
+            log.served_cycles = t_seen - t_post
+            self._served(posted, self.seq, log, rec, issued)
+
+    def compute(self, cycles):
+        """The host computes for ``cycles``, polling the hint in flight."""
+        end = self.backend.clock() + cycles
+        while True:
+            if self.pending is not None:
+                self.pump()
+            now = self.backend.clock()
+            if now >= end:
+                return
+            self.backend.compute(min(PUMP_CYCLES, end - now))
+
+    def drain(self, max_cycles=400_000_000):
+        """After the last step: let the hint in flight finish (its issues classify reads)."""
+        start = self.backend.clock()
+        while self.pending is not None:
+            if self.backend.clock() - start > max_cycles:
+                raise ReplayError(f"the last hint was not served in {max_cycles} cycles")
+            self.backend.compute(PUMP_CYCLES)
+            self.pump()
+
+    def late_per_layer(self):
+        out = [0] * self.layers
+        for seq, vpn, cyc, log in self.demand:
+            if self._late(seq, vpn):
+                out[(vpn >> self.t.page_bits) // self.H] += 1
+        return out
+
+    def _late(self, seq, vpn):
+        return any(p < seq < seen and vpn in v for p, seen, v in self.served)
+
+    def classify(self):
+        """Demand reads of a page that a hint posted before the read was still bringing are
+        late prefetches; prefetches read from L2 before their slot was refilled are used."""
+        for seq, vpn, cyc, log in self.demand:
+            if self._late(seq, vpn):
+                log.late += 1
+                log.late_cycles.append(cyc)
+            else:
+                log.miss_cycles.append(cyc)
+        latest = {}    # (slot, vpn) -> seq posted list, ascending
+        for posted, step, vpn, slot in self.issues:
+            latest.setdefault((slot, vpn), []).append((posted, step))
+        used = set()
+        for seq, slot, vpn in self.hits:
+            cands = [x for x in latest.get((slot, vpn), ()) if x[0] < seq]
+            if cands:
+                used.add((cands[-1][1], vpn))
+        return used
+
+
 def replay(opts: ReplayOptions, backend=None, build=None, progress=True):
     """Replay one configuration; returns the result dict (see :func:`summarize`)."""
-    from host.driver.hints import SpecConfig, encode_step
-    from host.replayer.page_check import PageCheck
+    from host.driver.hints import SpecConfig
     from host.prefetch import make_predictor
 
     if opts.prefetcher not in PREFETCHERS:
         raise ReplayError(f"unknown prefetcher {opts.prefetcher!r}; known: {', '.join(PREFETCHERS)}")
+    if opts.timing not in ("on", "off"):
+        raise ReplayError(f"--timing must be on or off, not {opts.timing!r}")
+    if opts.timing == "on" and opts.backend == "board":
+        raise ReplayError("--timing on needs --backend rtl or model (a board's link is a UART)")
     t, layers, steps = _setup_trace(opts)
-    H = t.n_kv_heads
-    n_streams = layers * H
+    step_source = "--step-ns"
+    if opts.gpu_model:
+        from host.serving.step_time import StepTimeError, step_time
+        try:
+            st = step_time(opts.gpu_model, opts.batch, opts.context or 16 * int(t.n_full[-1]))
+        except StepTimeError as e:
+            raise ReplayError(str(e)) from None
+        opts = ReplayOptions(**{**asdict(opts), "step_ns": st.step_ns, "context": st.context})
+        step_source = f"{st.model}, batch {st.batch}, context {st.context}: {st.source}"
+    if opts.step_ns <= 0:
+        raise ReplayError(f"--step-ns {opts.step_ns}: must be > 0")
     l1 = opts.l1_pages
     if l1 is None:
         l1 = max(1, t.meta["sparse"]["window"] // 16)
@@ -132,23 +325,11 @@ def replay(opts: ReplayOptions, backend=None, build=None, progress=True):
     own = backend is None
     backend = backend or make_backend(opts, build)
     wall0 = time.time()
-    mask = t.access_mask(opts.mode)                     # [S, L, H, P]
     cfg = SpecConfig(request=0x5EC0 + 1, kind=PREFETCHERS.index(opts.prefetcher), k=opts.k,
-                     ucb=opts.ucb, throttle=opts.throttle, heads=H, layers=layers,
+                     ucb=opts.ucb, throttle=opts.throttle, heads=t.n_kv_heads, layers=layers,
                      l2_base=0, l2_slots=opts.l2_slots, l1_pages=l1)
-    pred = make_predictor(opts.prefetcher, l1=l1)
-    backend.start(cfg, pred)
-
-    digest = hashlib.sha256()
-    check = PageCheck(t, opts.codec)
-    mismatches = 0
-    lengths = {}
-    offloaded = 0
-    logs = []
-    accesses = []   # (step, vpn, tier)
-    owner = {}      # L2 slot -> (step issued, vpn): a prefetch is used if read before overwritten
-    used_keys = set()
-
+    backend.start(cfg, make_predictor(opts.prefetcher, l1=l1))
+    run = _Run(opts, t, layers, backend, cfg, l1, gpu_only)
     bar = None
     if progress:
         from tqdm import tqdm
@@ -156,54 +337,11 @@ def replay(opts: ReplayOptions, backend=None, build=None, progress=True):
                    unit="step", file=sys.stderr, leave=False)
     try:
         for s in range(steps):
-            log = StepLog(s)
-            n_full = int(t.n_full[s])
-            # 1. offload the pages that became full (not for the GPU-only case: no device)
-            if not gpu_only:
-                for p in range(offloaded, n_full):
-                    for st in range(n_streams):
-                        vpn = (st << t.page_bits) | p
-                        n = backend.offload(vpn, t.page(vpn))
-                        lengths[vpn] = n
-                        mismatches += not check.offload(vpn, n)
-                offloaded = max(offloaded, n_full)
-            # 2. reads
-            index = {} if gpu_only else backend.l2_index()
-            streams = []
-            for st in range(n_streams):
-                acc = np.nonzero(mask[s, st // H, st % H, :n_full])[0]
-                streams.append((n_full, acc))
-                for p in acc:
-                    vpn = (st << t.page_bits) | int(p)
-                    if p >= n_full - l1:
-                        log.l1 += 1
-                        accesses.append((s, vpn, 1))
-                        continue
-                    if vpn in index:
-                        data = backend.l2_page(index[vpn])
-                        if owner.get(index[vpn], (0, -1))[1] == vpn:
-                            used_keys.add(owner[index[vpn]])
-                        log.l2 += 1
-                        accesses.append((s, vpn, 2))
-                    else:
-                        data, cyc = backend.demand_read(vpn)
-                        log.l3 += 1
-                        log.miss_cycles.append(int(cyc))
-                        accesses.append((s, vpn, 3))
-                    digest.update(data)
-                    mismatches += not check.read(vpn, data)
-            # 3. hint -> prefetches for the next step
-            if not gpu_only:
-                chunks = encode_step(cfg.request, s, streams, dense=opts.mode == "dense")
-                rec, issued = backend.hint(chunks)
-                log.record = rec
-                log.issued = issued
-                for vpn, slot in issued:
-                    owner[slot] = (s, vpn)
-                log.prefetch_cycles = int(rec.get("predict_cycles", 0)) + int(rec.get("issue_cycles", 0))
-            logs.append(log)
+            run.step(s)
             if bar:
                 bar.update(1)
+        if run.timed:
+            run.drain()
     finally:
         if bar:
             bar.close()
@@ -211,15 +349,20 @@ def replay(opts: ReplayOptions, backend=None, build=None, progress=True):
         sim_cycles = drv.cycle if drv is not None else None
         if own:
             backend.close()
+    used = run.classify()
     wall = time.time() - wall0
-    return summarize(opts, t, layers, steps, l1, gpu_only, logs, accesses, lengths,
-                     check.summary(), mismatches, digest.hexdigest(), wall, sim_cycles,
-                     backend, used_keys)
+    res = summarize(opts, t, layers, steps, l1, gpu_only, run, wall, sim_cycles, backend, used)
+    res["timing"]["step_ns_source"] = step_source
+    return res
 
 
-def summarize(opts, t, layers, steps, l1, gpu_only, logs, accesses, lengths, check,
-              mismatches, digest, wall, sim_cycles, backend, used_keys):
+def _pct(x, q):
+    return float(np.percentile(x, q)) if len(x) else None
+
+
+def summarize(opts, t, layers, steps, l1, gpu_only, run, wall, sim_cycles, backend, used_keys):
     from host.driver.link import PROFILES
+    logs, lengths = run.logs, run.lengths
     ns_per_cycle = 1.0 / backend.cycles_per_ns
     note = PROFILES[opts.link].note
     if opts.backend == "board":
@@ -228,26 +371,46 @@ def summarize(opts, t, layers, steps, l1, gpu_only, logs, accesses, lengths, che
     l1n = sum(g.l1 for g in logs)
     l2n = sum(g.l2 for g in logs)
     l3n = sum(g.l3 for g in logs)
+    late_n = sum(g.late for g in logs)
     miss = np.array([c for g in logs for c in g.miss_cycles], dtype=np.float64) * ns_per_cycle
+    late = np.array([c for g in logs for c in g.late_cycles], dtype=np.float64) * ns_per_cycle
+    demand = np.concatenate([miss, late])
     issued = sum(len(g.issued) for g in logs)
     used = len(used_keys)
     wasted = issued - used
     pf_ns = np.array([g.prefetch_cycles for g in logs if not gpu_only], dtype=np.float64) * ns_per_cycle
-    stall_ns = np.array([sum(g.miss_cycles) for g in logs], dtype=np.float64) * ns_per_cycle
-    lat_all = np.concatenate([np.zeros(l1n + l2n), miss]) if (l1n + l2n + l3n) else np.zeros(1)
+    stall_ns = np.array([sum(g.miss_cycles) + sum(g.late_cycles) for g in logs],
+                        dtype=np.float64) * ns_per_cycle
+    lat_all = np.concatenate([np.zeros(l1n + l2n), demand]) if (l1n + l2n + l3n) else np.zeros(1)
     per_layer = {}
     for vpn, n in lengths.items():
         layer = (vpn >> t.page_bits) // t.n_kv_heads
         per_layer.setdefault(layer, []).append(n)
     ratio_layer = {int(k): PAGE * len(v) / sum(v) for k, v in sorted(per_layer.items())}
     non_l1 = l2n + l3n
+    timing = {"mode": opts.timing if not gpu_only else "off (GPU only: no device)",
+              "step_ns": opts.step_ns}
+    if run.timed:
+        served = np.array([g.served_cycles for g in logs if g.record], dtype=np.float64) * ns_per_cycle
+        step_t = np.array([g.step_cycles for g in logs], dtype=np.float64) * ns_per_cycle
+        timing.update({
+            "hints_served": int(len(served)),
+            "steps_overran": int(sum(g.overran for g in logs)),
+            "hint_served_ns_mean": float(served.mean()) if len(served) else None,
+            "step_ns_mean": float(step_t.mean()),
+            "step_ns_p99": _pct(step_t, 99),
+            "late_stall_per_step_mean": float(late.sum() / steps),
+            "late_per_layer": run.late_per_layer()})
     res = {
         "config": {**asdict(opts), "l1_pages": l1 if not gpu_only else "all", "layers": layers,
                    "steps": steps, "trace_sha256": t.meta.get("sha256") or None,
                    "workload": t.meta.get("workload", {}).get("name"),
                    "link_note": note},
         "accesses": {"total": l1n + l2n + l3n, "l1": l1n, "l2": l2n, "l3": l3n,
-                     "l2_hit_rate": (l2n / non_l1) if non_l1 else None},
+                     "late": late_n, "miss": l3n - late_n,
+                     "l2_hit_rate": (l2n / non_l1) if non_l1 else None,
+                     "late_rate": (late_n / non_l1) if non_l1 else None},
+        "timing": timing,
         "prefetch": {"issued": issued, "used": used, "wasted": wasted,
                      "precision": used / issued if issued else None,
                      "coverage": (l2n / non_l1) if non_l1 else None,
@@ -257,28 +420,32 @@ def summarize(opts, t, layers, steps, l1, gpu_only, logs, accesses, lengths, che
                      "steps_over_budget": int((pf_ns > opts.step_ns).sum()),
                      "mean_ns_per_page": float(pf_ns.sum() / issued) if issued else None},
         "latency_ns": {"source": backend.CALIBRATION,
-                       "sync_fetch_mean": float(miss.mean()) if len(miss) else None,
-                       "sync_fetch_p50": float(np.percentile(miss, 50)) if len(miss) else None,
-                       "sync_fetch_p99": float(np.percentile(miss, 99)) if len(miss) else None,
+                       "sync_fetch_mean": float(demand.mean()) if len(demand) else None,
+                       "sync_fetch_p50": _pct(demand, 50),
+                       "sync_fetch_p99": _pct(demand, 99),
                        "effective_mean": float(lat_all.mean()),
-                       "effective_mean_outside_l1": float(miss.sum() / non_l1) if non_l1 else None,
+                       "effective_mean_outside_l1": float(demand.sum() / non_l1) if non_l1 else None,
                        "stall_per_step_mean": float(stall_ns.mean()) if len(stall_ns) else 0.0},
         "link_bytes": {"demand": l3n * PAGE, "prefetch": issued * (PAGE + 64),
                        "offload": len(lengths) * PAGE},
         "compression": {"pages": len(lengths),
                         "ratio": PAGE * len(lengths) / sum(lengths.values()) if lengths else None,
                         "per_layer": ratio_layer},
-        "check": {**check, "mismatches": mismatches, "digest": digest},
+        "check": {**run.check.summary(), "mismatches": run.mismatches,
+                  "digest": run.digest.hexdigest()},
         "speed": {"wall_s": wall, "steps_per_s": steps / wall if wall else None,
                   "sim_cycles": sim_cycles,
                   "sim_cycles_per_s": (sim_cycles / wall) if sim_cycles and wall else None},
-        "sequence": {"accesses": [list(map(int, a)) for a in accesses],
+        "sequence": {"accesses": [list(map(int, a)) for a in run.accesses],
                      "issued": [[g.step, int(v), int(sl)] for g in logs for v, sl in g.issued],
                      "records": [g.record for g in logs]},
-        "per_step": [{"step": g.step, "l1": g.l1, "l2": g.l2, "l3": g.l3,
-                      "issued": len(g.issued), "prefetch_ns": g.prefetch_cycles * ns_per_cycle,
-                      "stall_ns": sum(g.miss_cycles) * ns_per_cycle} for g in logs],
-        "latencies_ns": miss.tolist(),
+        "per_step": [{"step": g.step, "l1": g.l1, "l2": g.l2, "l3": g.l3, "late": g.late,
+                      "issued": len(g.issued), "overran": g.overran,
+                      "prefetch_ns": g.prefetch_cycles * ns_per_cycle,
+                      "stall_ns": (sum(g.miss_cycles) + sum(g.late_cycles)) * ns_per_cycle,
+                      "step_ns": g.step_cycles * ns_per_cycle if run.timed else None}
+                     for g in logs],
+        "latencies_ns": demand.tolist(),
     }
     return res
 
@@ -292,9 +459,16 @@ COMPARE = [("gpu-only", dict(l1_pages=-1, prefetcher="none")),
            ("lstm", dict(prefetcher="lstm"))]
 
 
+def timings(opts):
+    """``opts`` once per timing mode it asks for (``--timing both``: off, then on)."""
+    modes = ("off", "on") if opts.timing == "both" else (opts.timing,)
+    return [ReplayOptions(**{**asdict(opts), "timing": m}) for m in modes]
+
+
 def compare(opts, build=None, progress=True):
+    """The paper's baselines and every predictor, in each timing mode ``opts`` asks for."""
     out = []
     for label, over in COMPARE:
-        o = ReplayOptions(**{**asdict(opts), **over, "label": label})
-        out.append(replay(o, build=build, progress=progress))
+        for o in timings(ReplayOptions(**{**asdict(opts), **over, "label": label})):
+            out.append(replay(o, build=build, progress=progress))
     return out

@@ -2,10 +2,10 @@
 
 The model backend stands in for the Verilator SoC in every long replay (the four-workload
 tables, sweeps), so it must decide exactly what the SoC decides. This replays one
-configuration on both and compares, step by step: the tier of every page access (step,
+configuration on both with synchronous epochs (``--timing off``) and compares, step by step: the tier of every page access (step,
 page, L1/L2/L3), every prefetch decision (page and L2 slot, in DMA order), the firmware's
 step records (minus its cycle counts) and the bytes read (SHA-256 over every page read).
-Timing is not compared: the model's latencies are estimates (``host/replayer/backends.py``).
+Timing is not compared: the model's latencies are estimates (``host/replayer/costs.py``).
 
     python -m host.replayer.equivalence                       # the whole bundled mini trace
     python -m host.replayer.equivalence --steps 6 --layers 4 --prefetcher last -k 2
@@ -85,7 +85,10 @@ def per_step(r: dict) -> list[dict]:
 
 
 def compare(opts: ReplayOptions, build=None, progress=True) -> dict:
-    """Replay `opts` on the model and rtl backends; the comparison as a JSON-able dict."""
+    """Replay `opts` on the model and rtl backends with synchronous epochs (``timing off``:
+    their decisions are then identical, cycle counts aside); the comparison as a JSON-able
+    dict. Timing-true replays agree within a tolerance instead (tests/test_replay.py)."""
+    opts = replace(opts, timing="off")
     m = replay(replace(opts, backend="model", label="model"), progress=progress)
     r = replay(replace(opts, backend="rtl", label="rtl"), build=build, progress=progress)
     diff = differences(m, r)

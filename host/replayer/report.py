@@ -15,20 +15,24 @@ def table_rows(results):
     rows = []
     for r in results:
         c, a, p, lat = r["config"], r["accesses"], r["prefetch"], r["latency_ns"]
+        tm = r.get("timing", {})
+        overran = tm.get("steps_overran")
         rows.append([c["label"] or c["prefetcher"], c["backend"], str(c["k"]) + ("u" if c["ucb"] else "")
-                     + ("t" if c["throttle"] else ""),
-                     str(a["l1"]), str(a["l2"]), str(a["l3"]), _f(a["l2_hit_rate"]),
+                     + ("t" if c["throttle"] else ""), tm.get("mode", "off")[:3],
+                     str(a["l1"]), str(a["l2"]), str(a.get("late", 0)), str(a.get("miss", a["l3"])),
+                     _f(a["l2_hit_rate"]),
                      _f(p["precision"]), f"{p['wasted_bytes'] / 2**20:.2f}",
                      _f(lat["sync_fetch_mean"], "{:.0f}"), _f(lat["effective_mean"], "{:.1f}"),
                      _f(lat["stall_per_step_mean"], "{:.0f}"), _f(p["mean_step_ns"], "{:.0f}"),
                      f"{r['check']['pages_checked']}/{r['check']['mismatches']}",
-                     _f(r["check"].get("max_error_over_bound"), "{:.2f}")])
+                     _f(r["check"].get("max_error_over_bound"), "{:.2f}"),
+                     "-" if overran is None else f"{overran}/{c['steps']}"])
     return rows
 
 
-HEAD = ["config", "backend", "k", "L1", "L2 hits", "L3 reads", "L2 hit rate", "precision",
-        "wasted MiB", "sync fetch ns", "eff. ns/access", "stall ns/step", "prefetch ns/step",
-        "checked/bad", "err/bound"]
+HEAD = ["config", "backend", "k", "timing", "L1", "L2 hits", "late", "misses", "L2 hit rate",
+        "precision", "wasted MiB", "sync fetch ns", "eff. ns/access", "stall ns/step",
+        "prefetch ns/step", "checked/bad", "err/bound", "overran"]
 
 
 def markdown_table(results):
