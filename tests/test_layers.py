@@ -21,7 +21,7 @@ LAZY_UPWARD = {("soc/cli.py", "host.replay")}
 HOST_ALLOWED = {"driver": {"driver"}, "traces": {"traces"},
                 "prefetch": {"driver", "traces", "prefetch"}, "codec_eval": {"traces", "codec_eval"},
                 "replayer": {"driver", "traces", "prefetch", "serving", "replayer"},
-                "serving": {"serving"}}
+                "serving": {"driver", "serving"}}
 
 
 def _modules(layer):

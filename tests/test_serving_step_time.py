@@ -41,3 +41,17 @@ def test_bad_requests_name_the_problem():
         step_time("llama2-13b", 512, 8192)
     with pytest.raises(StepTimeError, match="at least 1"):
         step_time("llama2-7b", 0, 512)
+
+
+def test_measured_rows_interpolate_in_batch_and_extrapolate_on_request(tmp_path):
+    table = tmp_path / "t.json"
+    rows = [{"model": "llama2-7b", "dtype": "bf16", "batch": b, "context": c, "step_ms": ms}
+            for b, c, ms in ((1, 512, 10.0), (1, 1024, 12.0), (4, 512, 13.0), (4, 1024, 18.0))]
+    table.write_text(json.dumps({"gpu": "TestGPU", "date": "2026-12-05", "command": "x",
+                                 "rows": rows}))
+    t = step_time("llama2-7b", 2, 768, table=table)          # (11 + 15.5) / 2 at batch 2 of 1..4
+    assert t.step_ns == pytest.approx((11.0 + (15.5 - 11.0) / 3) * 1e6)
+    assert "interpolated in batch" in t.source
+    assert step_time("llama2-7b", 8, 512, table=table).source.startswith("roofline")
+    x = step_time("llama2-7b", 8, 512, table=table, extrapolate=True)
+    assert x.step_ns == pytest.approx((13.0 + 1.0 * 4) * 1e6) and "extrapolated" in x.source

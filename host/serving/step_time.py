@@ -59,24 +59,48 @@ def roofline(model, batch, context, dtype="bf16", gpu=ROOFLINE_GPU) -> StepTime:
                     f"weights + KV read once at {gpu['bandwidth_gbs']:.0f} GB/s ({gpu['name']})")
 
 
-def measured(model, batch, context, dtype="bf16", table=TABLE):
-    """The measured time, interpolated in context; None if the table lacks the model or
-    batch or does not bracket ``context``."""
-    if not Path(table).is_file():
-        return None
-    data = json.loads(Path(table).read_text())
-    rows = sorted((r["context"], r["step_ms"]) for r in data["rows"]
-                  if r["model"] == model and r["dtype"] == dtype and r["batch"] == batch)
+def _in_context(rows, context):
+    """Linear interpolation of sorted (context, ms) rows at ``context``; None outside them."""
     for (c0, t0), (c1, t1) in zip(rows, rows[1:] + rows[-1:]):
         if c0 <= context <= c1:
-            ms = t0 if c1 == c0 else t0 + (t1 - t0) * (context - c0) / (c1 - c0)
-            return StepTime(model, dtype, batch, context, ms * 1e6, shape_of(model).layers,
-                            f"measured: {data['gpu']}, {data['date']}, CUDA graph "
-                            f"({Path(table).name}: `{data['command']}`)")
+            return t0 if c1 == c0 else t0 + (t1 - t0) * (context - c0) / (c1 - c0)
     return None
 
 
-def step_time(model, batch, context, dtype="bf16", table=TABLE) -> StepTime:
+def measured(model, batch, context, dtype="bf16", table=TABLE, extrapolate=False):
+    """The measured time, interpolated in context and between measured batches; None if the
+    table lacks the model or does not bracket ``context`` and ``batch``. With ``extrapolate``,
+    a batch above the largest measured one is extrapolated linearly from the two largest
+    (the source says so)."""
+    if not Path(table).is_file():
+        return None
+    data = json.loads(Path(table).read_text())
+    by_batch = {}
+    for r in data["rows"]:
+        if r["model"] == model and r["dtype"] == dtype:
+            by_batch.setdefault(r["batch"], []).append((r["context"], r["step_ms"]))
+    curve = sorted((b, ms) for b, rows in by_batch.items()
+                   if (ms := _in_context(sorted(rows), context)) is not None)
+    note = ""
+    if not curve:
+        return None
+    if batch > curve[-1][0] and extrapolate and len(curve) > 1:
+        (b0, t0), (b1, t1) = curve[-2:]
+        ms = t1 + (t1 - t0) * (batch - b1) / (b1 - b0)
+        note = f", extrapolated in batch beyond the largest measured ({b1})"
+    else:
+        ms = _in_context([(b, t) for b, t in curve], batch)
+        if ms is None:
+            return None
+        if batch not in by_batch:
+            note = ", interpolated in batch"
+    return StepTime(model, dtype, batch, context, ms * 1e6, shape_of(model).layers,
+                    f"measured: {data['gpu']}, {data['date']}, CUDA graph{note} "
+                    f"({Path(table).name}: `{data['command']}`)")
+
+
+def step_time(model, batch, context, dtype="bf16", table=TABLE,
+              extrapolate=False) -> StepTime:
     """The measured step time if the table has it, else the roofline estimate."""
     if model not in SHAPES:
         raise StepTimeError(f"unknown model {model!r}: known are {', '.join(SHAPES)}")
@@ -84,4 +108,5 @@ def step_time(model, batch, context, dtype="bf16", table=TABLE) -> StepTime:
         raise StepTimeError(f"unknown dtype {dtype!r}: bf16 or fp16")
     if batch < 1 or context < 1:
         raise StepTimeError(f"batch {batch} and context {context} must be at least 1")
-    return measured(model, batch, context, dtype, table) or roofline(model, batch, context, dtype)
+    return (measured(model, batch, context, dtype, table, extrapolate)
+            or roofline(model, batch, context, dtype))
