@@ -14,6 +14,7 @@ from __future__ import annotations
 import argparse
 import json
 import sys
+from dataclasses import replace
 from pathlib import Path
 
 from host.driver.link import PROFILES
@@ -119,6 +120,10 @@ def make_inputs(model, context, device, prefetcher, gpu, link, traffic, device_g
 def run(args):
     """Every (model, device) sweep; returns the result dict."""
     traffic = load_traffic(args.prefetcher, args.replays)
+    if args.hit_rate is not None:
+        traffic = replace(traffic, hit_sync=args.hit_rate,
+                          source=traffic.source + f"; hit rate set to {args.hit_rate} by "
+                                                  "--hit-rate (a what-if, not measured)")
     p = PROFILES[args.link]
     link = Link(p.name, p.bandwidth_gbps, p.latency_ns_min + p.latency_ns_max)
     gpu = Gpu(args.gpu_name, args.gpu_memory_gib, args.headroom)
@@ -235,6 +240,9 @@ def main(argv=None) -> int:
     ap.add_argument("--prefetcher", default="lstm",
                     choices=("last", "stride", "markov", "layer_ahead", "lstm"),
                     help="whose measured hit rate and prediction cost (default %(default)s)")
+    ap.add_argument("--hit-rate", type=float, default=None,
+                    help="what-if: this synchronous L2 hit rate instead of the measured one "
+                         "(e.g. 0.947, the paper's Table 3); labelled in the output")
     ap.add_argument("--link", default="cxl2-x16", choices=list(PROFILES),
                     help="link profile (default %(default)s)")
     ap.add_argument("--gpu-name", default="NVIDIA H200",
@@ -253,6 +261,8 @@ def main(argv=None) -> int:
     ap.add_argument("--plots", type=Path, help="write throughput and latency vs batch PNGs here")
     args = ap.parse_args(argv)
     args.argv = argv
+    if args.hit_rate is not None and not 0 <= args.hit_rate <= 1:
+        ap.error(f"--hit-rate {args.hit_rate}: must be between 0 and 1")
     if args.context < 1:
         ap.error(f"--context {args.context}: must be at least 1 token")
     try:

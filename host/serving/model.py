@@ -232,7 +232,7 @@ def evaluate(inp: ServingInputs, config: str, batch: int) -> Point:
             break
         step = new
     p.gpu_ns, p.step_ns, p.stall_ns = gpu_ns, step, step - gpu_ns
-    p.hit, p.phi = hit, (phi if spec else 1.0)
+    p.hit, p.phi = (hit if off else 1.0), (phi if spec else 1.0)
     p.tokens_per_s = batch / step * 1e9
     p.parts_ns = {**{f"demand_{k}": v for k, v in parts.items()},
                   "round_trips": s.layers * inp.link.round_trip_ns if n * (1 - hit) > 0 else 0.0,
