@@ -26,7 +26,7 @@ There are two kinds of entry:
       cell as literal text with one {v} and * for any text), the number at {v} in it.
 
 Sources are JSON files, as paths from the repository root. JSON paths are dot-separated keys
-and list indexes ("clocks.0.achieved_mhz" or "clocks[0].achieved_mhz"); "cores[module=dma]"
+and list indexes (a key ending in "?" is optional: absent, the value is None) ("clocks.0.achieved_mhz" or "clocks[0].achieved_mhz"); "cores[module=dma]"
 picks the one list element whose fields have those values (several conditions are
 separated by commas; a dotted field such as "[config.label=lstm]" looks into nested
 records). A path can also be a function of the loaded JSON: `share`, `change`,

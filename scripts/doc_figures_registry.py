@@ -70,6 +70,10 @@ def get(data, path):
                 data = data[int(key)]
             elif key in data:
                 data = data[key]
+            elif key.endswith("?"):          # optional: an absent key reads as None
+                data = data.get(key[:-1]) if isinstance(data, dict) else None
+                if data is None:
+                    return None
             else:
                 raise KeyError(f"no key {key!r}")
             continue
@@ -398,8 +402,8 @@ REGISTRY = [
 ]
 
 
-# docs/RESULTS.md: the four-workload replay table (host/replay.py --compare, one file per
-# workload; python -m host.replayer.report prints the table) and the demo's rtl row
+# docs/RESULTS.md: the four-workload replay table (host/replay.py --compare --timing both, one
+# file per workload; python -m host.replayer.report prints the table) and the demo's rtl row
 # (python -m host.replayer.equivalence).
 RESULTS = "docs/RESULTS.md"
 
@@ -410,24 +414,33 @@ def opt(fmt, scale=1.0, none_if=(None,)):
 
 
 def _replay(path):
-    return f"[config.label={{config}}].{path}"
+    return f"[config.label={{config}},config.timing={{timing}}].{path}"
+
+
+def _rate(key):
+    """A count of the reads outside L1 (late prefetches, misses) as their share."""
+    def fmt(a):
+        n = a["l2"] + a["l3"]
+        return "-" if n == 0 else f"{a.get(key, a['l3'] if key == 'miss' else 0) / n:.3f}"
+    return fmt
 
 
 REGISTRY += [
-    Table(RESULTS, "End-to-end trace replay", "docs/results/replay/{workload}.json",
-          keys=("workload", "config"),
+    Table(RESULTS, "End-to-end trace replay", "docs/results/replay/timing/{workload}.json",
+          keys=("workload", "config", "timing"),
           columns=[Col("L2 hit rate (outside L1)", _replay("accesses.l2_hit_rate"), opt("{:.3f}")),
+                   Col("late rate", _replay("accesses"), _rate("late")),
+                   Col("miss rate", _replay("accesses"), _rate("miss")),
                    Col("prefetch precision", _replay("prefetch.precision"), opt("{:.3f}")),
                    Col("wasted prefetch MiB", _replay("prefetch.wasted_bytes"),
                        opt("{:.1f}", 2.0 ** -20)),
-                   Col("sync fetch ns (est.)", _replay("latency_ns.sync_fetch_mean"),
+                   Col("effective ns / access", _replay("latency_ns.effective_mean"),
                        opt("{:.0f}")),
-                   Col("effective ns / access (est.)", _replay("latency_ns.effective_mean"),
-                       opt("{:.0f}")),
-                   Col("stall µs / step (est.)", _replay("latency_ns.stall_per_step_mean"),
+                   Col("stall µs / step", _replay("latency_ns.stall_per_step_mean"),
                        opt("{:.0f}", 1e-3)),
-                   Col("prefetch µs / step (est.)", _replay("prefetch.mean_step_ns"),
-                       opt("{:.0f}", 1e-3)),
+                   Col("step µs (timed)", _replay("timing.step_ns_mean?"), opt("{:.0f}", 1e-3)),
+                   Col("device µs / step", _replay("prefetch.mean_step_ns"), opt("{:.0f}", 1e-3)),
+                   Col("overran steps", _replay("timing.steps_overran?"), opt("{:.0f}")),
                    Col("pages checked / bad", _replay("check.pages_checked"), "{}", "{v} / *"),
                    Col("pages checked / bad", _replay("check.mismatches"), "{}", "* / {v}"),
                    Col("max error / bound", _replay("check.max_error_over_bound"),

@@ -55,3 +55,14 @@ def test_measured_rows_interpolate_in_batch_and_extrapolate_on_request(tmp_path)
     assert step_time("llama2-7b", 8, 512, table=table).source.startswith("roofline")
     x = step_time("llama2-7b", 8, 512, table=table, extrapolate=True)
     assert x.step_ns == pytest.approx((13.0 + 1.0 * 4) * 1e6) and "extrapolated" in x.source
+
+
+def test_a_context_below_the_table_takes_its_shortest(tmp_path):
+    table = tmp_path / "t.json"
+    rows = [{"model": "smollm2-135m", "dtype": "bf16", "batch": 1, "context": c, "step_ms": ms}
+            for c, ms in ((512, 2.0), (1024, 3.0))]
+    table.write_text(json.dumps({"gpu": "TestGPU", "date": "2026-12-05", "command": "x",
+                                 "rows": rows}))
+    t = step_time("smollm2-135m", 1, 432, table=table)
+    assert t.step_ns == pytest.approx(2e6) and t.context == 432
+    assert "shortest measured context" in t.source

@@ -7,8 +7,8 @@ from pathlib import Path
 from gateware.common import PAGE_BYTES as PAGE
 
 
-def _f(x, fmt="{:.3f}"):
-    return "-" if x is None else fmt.format(x)
+def _f(x, fmt="{:.3f}", scale=1.0):
+    return "-" if x is None else fmt.format(x * scale)
 
 
 def table_rows(results):
@@ -130,25 +130,81 @@ def save_plots(results, outdir):
     return files
 
 
-WORKLOAD_HEAD = ["workload", "config", "L2 hit rate (outside L1)", "prefetch precision",
-                 "wasted prefetch MiB", "sync fetch ns (est.)", "effective ns / access (est.)",
-                 "stall µs / step (est.)", "prefetch µs / step (est.)", "pages checked / bad",
-                 "max error / bound"]
+WORKLOAD_HEAD = ["workload", "config", "timing", "L2 hit rate (outside L1)", "late rate",
+                 "miss rate", "prefetch precision", "wasted prefetch MiB",
+                 "effective ns / access", "stall µs / step", "step µs (timed)",
+                 "device µs / step", "overran steps", "pages checked / bad", "max error / bound"]
+
+
+def _share(n, a):
+    return None if a["l2"] + a["l3"] == 0 else n / (a["l2"] + a["l3"])
 
 
 def workload_rows(results):
-    """Rows of the four-workload table of docs/RESULTS.md (one per replay result)."""
+    """Rows of the four-workload table of docs/RESULTS.md (one per replay result): the L2
+    hits, late prefetches and misses as shares of the reads outside L1."""
     rows = []
     for r in results:
         c, a, p, lat, chk = r["config"], r["accesses"], r["prefetch"], r["latency_ns"], r["check"]
+        tm = r.get("timing", {})
+        timed = tm.get("mode") == "on" and tm.get("steps_overran") is not None
         rows.append([c.get("workload") or Path(c["trace"]).stem, c["label"] or c["prefetcher"],
-                     _f(a["l2_hit_rate"]), _f(p["precision"]),
-                     f"{p['wasted_bytes'] / 2**20:.1f}", _f(lat["sync_fetch_mean"], "{:.0f}"),
+                     c.get("timing", "off"), _f(a["l2_hit_rate"]),
+                     _f(_share(a.get("late", 0), a)), _f(_share(a.get("miss", a["l3"]), a)),
+                     _f(p["precision"]), f"{p['wasted_bytes'] / 2**20:.1f}",
                      _f(lat["effective_mean"], "{:.0f}"),
-                     f"{lat['stall_per_step_mean'] / 1e3:.0f}", f"{p['mean_step_ns'] / 1e3:.0f}",
+                     f"{lat['stall_per_step_mean'] / 1e3:.0f}",
+                     _f(tm.get("step_ns_mean") if timed else None, "{:.0f}", 1e-3),
+                     f"{p['mean_step_ns'] / 1e3:.0f}",
+                     str(tm["steps_overran"]) if timed else "-",
                      f"{chk['pages_checked']} / {chk['mismatches']}",
                      _f(chk.get("max_error_over_bound") if chk["pages_checked"] else None)])
     return rows
+
+
+POOLED_HEAD = ["config", "timing", "reads outside L1", "L2 hit rate", "late rate", "miss rate",
+               "precision", "effective ns / access", "stall µs / step", "step µs (timed)",
+               "overran", "link GB/s (timed)"]
+
+
+def pooled_rows(results):
+    """One row per (config, timing) over every workload given: counts summed, means weighted
+    by accesses (latency) or steps (stall, step time), link bytes over the timed replay's
+    whole duration."""
+    groups = {}
+    for r in results:
+        c = r["config"]
+        groups.setdefault((c["label"] or c["prefetcher"], c.get("timing", "off")), []).append(r)
+    rows = []
+    for (label, timing), rs in groups.items():
+        a = {k: sum(r["accesses"].get(k, 0) for r in rs) for k in ("total", "l2", "l3", "late")}
+        outside = a["l2"] + a["l3"]
+        miss = sum(r["accesses"].get("miss", r["accesses"]["l3"]) for r in rs)
+        issued = sum(r["prefetch"]["issued"] for r in rs)
+        used = sum(r["prefetch"]["used"] for r in rs)
+        steps = sum(r["config"]["steps"] for r in rs)
+        timed = all(r.get("timing", {}).get("steps_overran") is not None for r in rs)
+        dur = sum(r["timing"]["step_ns_mean"] * r["config"]["steps"] for r in rs) if timed else 0
+        link = sum(sum(r["link_bytes"].values()) for r in rs)
+        share = (lambda n: None if outside == 0 else n / outside)
+        rows.append([label, timing, str(outside), _f(share(a["l2"])), _f(share(a["late"])),
+                     _f(share(miss)), _f(used / issued if issued else None),
+                     _f(sum(r["latency_ns"]["effective_mean"] * r["accesses"]["total"]
+                            for r in rs) / a["total"], "{:.0f}"),
+                     _f(sum(r["latency_ns"]["stall_per_step_mean"] * r["config"]["steps"]
+                            for r in rs) / steps, "{:.0f}", 1e-3),
+                     _f(dur / steps if timed else None, "{:.0f}", 1e-3),
+                     f"{sum(r['timing']['steps_overran'] for r in rs)} / {steps}" if timed
+                     else "-",
+                     _f(link / dur if timed and dur else None, "{:.2f}")])
+    return rows
+
+
+def _print_md(head, rows):
+    print("| " + " | ".join(head) + " |")
+    print("|" + " --- |" * len(head))
+    for row in rows:
+        print("| " + " | ".join(row) + " |")
 
 
 def main(argv=None):
@@ -156,8 +212,11 @@ def main(argv=None):
     import json
     ap = argparse.ArgumentParser(prog="python -m host.replayer.report",
                                  description="Tables from replay result files (host/replay.py "
-                                             "--json): the workload table of docs/RESULTS.md.")
+                                             "--json): the workload table of docs/RESULTS.md, "
+                                             "or (--pooled) its totals over the workloads.")
     ap.add_argument("json", nargs="+", help="result files (one result or a --compare list each)")
+    ap.add_argument("--pooled", action="store_true",
+                    help="one row per configuration and timing, pooled over all the files")
     a = ap.parse_args(argv)
     results = []
     for f in a.json:
@@ -166,10 +225,10 @@ def main(argv=None):
         except (OSError, ValueError) as e:
             ap.error(f"{f}: {e}")
         results += r if isinstance(r, list) else [r]
-    print("| " + " | ".join(WORKLOAD_HEAD) + " |")
-    print("|" + " --- |" * len(WORKLOAD_HEAD))
-    for row in workload_rows(results):
-        print("| " + " | ".join(row) + " |")
+    if a.pooled:
+        _print_md(POOLED_HEAD, pooled_rows(results))
+    else:
+        _print_md(WORKLOAD_HEAD, workload_rows(results))
     print(f"\nlatencies: {latency_source(results)}")
     return 0
 

@@ -69,7 +69,8 @@ def _in_context(rows, context):
 
 def measured(model, batch, context, dtype="bf16", table=TABLE, extrapolate=False):
     """The measured time, interpolated in context and between measured batches; None if the
-    table lacks the model or does not bracket ``context`` and ``batch``. With ``extrapolate``,
+    table lacks the model or does not bracket ``batch`` or ``context`` from above (a context
+    below the table's shortest takes the shortest's time, labelled as an upper bound). With ``extrapolate``,
     a batch above the largest measured one is extrapolated linearly from the two largest
     (the source says so)."""
     if not Path(table).is_file():
@@ -79,22 +80,27 @@ def measured(model, batch, context, dtype="bf16", table=TABLE, extrapolate=False
     for r in data["rows"]:
         if r["model"] == model and r["dtype"] == dtype:
             by_batch.setdefault(r["batch"], []).append((r["context"], r["step_ms"]))
+    note, asked = "", context
+    lowest = min((c for rows in by_batch.values() for c, _ in rows), default=None)
+    if lowest is not None and context < lowest:
+        # below the table: its shortest context stands in (a step only grows with context)
+        note = f", at {lowest} tokens (the shortest measured context; an upper bound)"
+        context = lowest
     curve = sorted((b, ms) for b, rows in by_batch.items()
                    if (ms := _in_context(sorted(rows), context)) is not None)
-    note = ""
     if not curve:
         return None
     if batch > curve[-1][0] and extrapolate and len(curve) > 1:
         (b0, t0), (b1, t1) = curve[-2:]
         ms = t1 + (t1 - t0) * (batch - b1) / (b1 - b0)
-        note = f", extrapolated in batch beyond the largest measured ({b1})"
+        note += f", extrapolated in batch beyond the largest measured ({b1})"
     else:
         ms = _in_context([(b, t) for b, t in curve], batch)
         if ms is None:
             return None
         if batch not in by_batch:
-            note = ", interpolated in batch"
-    return StepTime(model, dtype, batch, context, ms * 1e6, shape_of(model).layers,
+            note += ", interpolated in batch"
+    return StepTime(model, dtype, batch, asked, ms * 1e6, shape_of(model).layers,
                     f"measured: {data['gpu']}, {data['date']}, CUDA graph{note} "
                     f"({Path(table).name}: `{data['command']}`)")
 
