@@ -9,6 +9,15 @@ from host.serving.shapes import shape_of
 from host.serving.step_time import ROOFLINE_GPU, StepTimeError, roofline, step_time
 
 
+def _table(tmp_path, model, rows):
+    """A step-time table of (batch, context, ms) rows for ``model``, as the benchmark writes."""
+    table = tmp_path / "t.json"
+    table.write_text(json.dumps({"gpu": "TestGPU", "date": "2026-12-05", "command": "x", "rows": [
+        {"model": model, "dtype": "bf16", "batch": b, "context": c, "step_ms": ms}
+        for b, c, ms in rows]}))
+    return table
+
+
 def test_roofline_is_weights_plus_kv_over_bandwidth():
     s = shape_of("llama2-7b")
     t = roofline("llama2-7b", 4, 2048)
@@ -21,11 +30,7 @@ def test_roofline_is_weights_plus_kv_over_bandwidth():
 
 
 def test_measured_rows_win_and_interpolate(tmp_path):
-    table = tmp_path / "t.json"
-    rows = [{"model": "smollm2-135m", "dtype": "bf16", "batch": 2, "context": c, "step_ms": ms}
-            for c, ms in ((512, 1.0), (1024, 2.0))]
-    table.write_text(json.dumps({"gpu": "TestGPU", "date": "2026-12-05", "command": "x",
-                                 "rows": rows}))
+    table = _table(tmp_path, "smollm2-135m", [(2, 512, 1.0), (2, 1024, 2.0)])
     t = step_time("smollm2-135m", 2, 768, table=table)
     assert t.step_ns == pytest.approx(1.5e6) and t.source.startswith("measured: TestGPU")
     assert step_time("smollm2-135m", 2, 512, table=table).step_ns == pytest.approx(1e6)
@@ -44,12 +49,9 @@ def test_bad_requests_name_the_problem():
 
 
 def test_measured_rows_interpolate_in_batch_and_extrapolate_on_request(tmp_path):
-    table = tmp_path / "t.json"
-    rows = [{"model": "llama2-7b", "dtype": "bf16", "batch": b, "context": c, "step_ms": ms}
-            for b, c, ms in ((1, 512, 10.0), (1, 1024, 12.0), (4, 512, 13.0), (4, 1024, 18.0))]
-    table.write_text(json.dumps({"gpu": "TestGPU", "date": "2026-12-05", "command": "x",
-                                 "rows": rows}))
-    t = step_time("llama2-7b", 2, 768, table=table)          # (11 + 15.5) / 2 at batch 2 of 1..4
+    table = _table(tmp_path, "llama2-7b",
+                   [(1, 512, 10.0), (1, 1024, 12.0), (4, 512, 13.0), (4, 1024, 18.0)])
+    t = step_time("llama2-7b", 2, 768, table=table)   # 11 at batch 1, 15.5 at 4: a third of the way
     assert t.step_ns == pytest.approx((11.0 + (15.5 - 11.0) / 3) * 1e6)
     assert "interpolated in batch" in t.source
     assert step_time("llama2-7b", 8, 512, table=table).source.startswith("roofline")
@@ -58,11 +60,7 @@ def test_measured_rows_interpolate_in_batch_and_extrapolate_on_request(tmp_path)
 
 
 def test_a_context_below_the_table_takes_its_shortest(tmp_path):
-    table = tmp_path / "t.json"
-    rows = [{"model": "smollm2-135m", "dtype": "bf16", "batch": 1, "context": c, "step_ms": ms}
-            for c, ms in ((512, 2.0), (1024, 3.0))]
-    table.write_text(json.dumps({"gpu": "TestGPU", "date": "2026-12-05", "command": "x",
-                                 "rows": rows}))
+    table = _table(tmp_path, "smollm2-135m", [(1, 512, 2.0), (1, 1024, 3.0)])
     t = step_time("smollm2-135m", 1, 432, table=table)
     assert t.step_ns == pytest.approx(2e6) and t.context == 432
     assert "shortest measured context" in t.source
