@@ -16,6 +16,8 @@
 
 #include "commands.h"
 #include "dispatch.h"
+#include "predict.h"
+#include "predict.h"
 #include "mailbox.h"
 
 #define LINE_MAX 96
@@ -65,6 +67,8 @@ int main(void)
 		       errors ? "FAILED" : "ok", errors);
 	}
 #endif
+	/* The LSTM runs on its custom function unit when the SoC has one. */
+	printf("lstm: %s\n", pred_lstm_engine(1) ? "custom function unit" : "C");
 	/* Configure the cache engine, then tell the host the device is up (mailbox word 0). */
 	dispatch_init();
 	mailbox_set_ready();

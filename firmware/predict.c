@@ -11,6 +11,8 @@
 #include "predict.h"
 #include "lstm_weights.h"
 
+#include <generated/soc.h>   /* LSTM_CFU and its instruction codes (gateware/lstm_cfu/model.py) */
+
 #define L1_DEFAULT 4                  /* host/prefetch/core.py L1_PAGES */
 #define TRACK 32
 
@@ -32,6 +34,7 @@ static union {
 	struct { int8_t h[PRED_MAX_STREAMS][LSTM_H]; int16_t c[PRED_MAX_STREAMS][LSTM_H]; } lstm;
 } st;
 static int active = -1;
+static int lstm_on_cfu;              /* pred_reset's engine choice: the CFU or plain C */
 
 static void observe(unsigned s, const uint16_t *acc, unsigned n_acc, int lim)
 {
@@ -334,11 +337,103 @@ static unsigned pred_lstm(unsigned s, unsigned layer, unsigned n_pages, int lim,
 	return top_k(sc, pgs, n, k, out);
 }
 
+/* ---- the LSTM on the custom function unit (gateware/lstm_cfu): the unit holds the
+ * weights, every stream's h and c and a sorted top-k list; the tracker stays here. ---- */
+#ifdef LSTM_CFU
+#define CFU_STR_(x) #x
+#define CFU_STR(x) CFU_STR_(x)
+#define CFU(op, a, b) ({                                                               \
+	uint32_t r_;                                                                        \
+	__asm__ volatile(".insn r 0x0B, " CFU_STR(op) ", 0, %0, %1, %2"                     \
+	                 : "=r"(r_) : "r"((uint32_t)(a)), "r"((uint32_t)(b)));               \
+	r_; })
+
+static int cfu_ready;
+static uint8_t cfu_seq;
+
+static uint32_t word4(const int8_t *v)
+{
+	return (uint8_t)v[0] | (uint8_t)v[1] << 8 | (uint8_t)v[2] << 16 | (uint32_t)(uint8_t)v[3] << 24;
+}
+
+/* Write the weights, biases, tables and shifts into the unit (once after boot). */
+static int cfu_program(void)
+{
+	unsigned r, j;
+	/* VexRiscv decodes CFU instructions only while bit 31 of CSR 0xBC0 is set (CfuPlugin);
+	 * the same CSR holds LiteX's interrupt mask in its low bits, so set the bit alone. */
+	__asm__ volatile("csrs 0xBC0, %0" : : "r"(1u << 31));
+	if (CFU(LSTM_CFU_OP_INFO, 0, 0) != LSTM_CFU_INFO)
+		return 0;
+	for (r = 0; r < LSTM_NX; r++)
+		for (j = 0; j < 4 * LSTM_H; j += 4)
+			CFU(LSTM_CFU_OP_LOAD, LSTM_CFU_R_WX << 16 | (r * 16 + j / 4), word4(&lstm_wx_t[r][j]));
+	for (r = 0; r < 4 * LSTM_H; r++)
+		for (j = 0; j < LSTM_H; j += 4)
+			CFU(LSTM_CFU_OP_LOAD, LSTM_CFU_R_WR << 16 | (r * 4 + j / 4), word4(&lstm_wh[r][j]));
+	for (r = 0; r < LSTM_NF; r++)
+		for (j = 0; j < LSTM_H; j += 4)
+			CFU(LSTM_CFU_OP_LOAD, LSTM_CFU_R_WR << 16 | ((4 * LSTM_H + r) * 4 + j / 4),
+			    word4(&lstm_wo[r][j]));
+	for (j = 0; j < 4 * LSTM_H; j++)
+		CFU(LSTM_CFU_OP_LOAD, LSTM_CFU_R_BIAS << 16 | j, lstm_b[j]);
+	for (j = 0; j < LSTM_NF; j++)
+		CFU(LSTM_CFU_OP_LOAD, LSTM_CFU_R_BIAS << 16 | (4 * LSTM_H + j), lstm_bo[j]);
+	for (j = 0; j < LSTM_LUT_N; j++) {
+		CFU(LSTM_CFU_OP_LOAD, LSTM_CFU_R_LUT << 16 | j, (uint16_t)lstm_sig[j]);
+		CFU(LSTM_CFU_OP_LOAD, LSTM_CFU_R_LUT << 16 | (LSTM_LUT_N + j), (uint16_t)lstm_tanh[j]);
+	}
+	CFU(LSTM_CFU_OP_LOAD, LSTM_CFU_R_CFG << 16,
+	    ((LSTM_EX - 12) & 0xff) | ((LSTM_EH + 7 - 12) & 0xff) << 8 | ((LSTM_EO + 7 - 12) & 0xff) << 16);
+	return 1;
+}
+
+static unsigned pred_lstm_cfu(unsigned s, unsigned layer, unsigned n_pages, int lim, unsigned k,
+                              uint16_t *out)
+{
+	const uint16_t *pg = tr_page[s];
+	const uint8_t *hs = tr_hist[s];
+	unsigned n = tr_n[s], i, head;
+	uint32_t x0, x1;
+	head = s - 3 * layer;
+	x0 = (layer > 29 ? 29 : layer) | (X_HEAD + ((int)head < 0 ? 0 : head > 2 ? 2 : head)) << 6 |
+	     (X_READ + bucket(obs_read, count_edges, 5)) << 12 |
+	     (X_NEW + bucket(obs_new, count_edges, 5)) << 18 |
+	     (X_DROP + bucket(obs_drop, count_edges, 5)) << 24;
+	x1 = (X_LEN + bucket(n_pages, len_edges, 5)) | s << 8 | (uint32_t)++cfu_seq << 16;
+	CFU(LSTM_CFU_OP_RUN, x0, x1);          /* h, c, w of stream s; clears the top-k list */
+	for (i = 0; i < n; i++)
+		CFU(LSTM_CFU_OP_SCORE, pg[i] | (uint32_t)hs[i] << 16, lim);
+	if (k > n)
+		k = n;
+	for (i = 0; i < k; i++)
+		out[i] = CFU(LSTM_CFU_OP_GET, i, 0);
+	return k;
+}
+#endif
+
+int pred_lstm_engine(int cfu)
+{
+#ifdef LSTM_CFU
+	if (cfu && !cfu_ready)
+		cfu_ready = cfu_program();
+	lstm_on_cfu = cfu && cfu_ready;
+#else
+	(void)cfu;
+	lstm_on_cfu = 0;
+#endif
+	return lstm_on_cfu;
+}
+
 void pred_reset(enum pred_kind kind, unsigned l1)
 {
 	l1_pages = l1 & 0xff;
 	memset(tr_n, 0, sizeof(tr_n));
 	memset(&st, 0, sizeof(st));
+#ifdef LSTM_CFU
+	if (lstm_on_cfu)
+		CFU(LSTM_CFU_OP_RESET, 0, 0);
+#endif
 	if (kind == PRED_STRIDE) {
 		unsigned s;
 		for (s = 0; s < PRED_MAX_STREAMS; s++)
@@ -375,6 +470,10 @@ unsigned pred_step(enum pred_kind kind, unsigned s, unsigned layer, unsigned n_p
 	}
 	case PRED_LSTM:
 		observe(s, acc, n_acc, lim);
+#ifdef LSTM_CFU
+		if (lstm_on_cfu)
+			return pred_lstm_cfu(s, layer, n_pages, lim, k, out);
+#endif
 		return pred_lstm(s, layer, n_pages, lim, k, out);
 	default:
 		return 0;
@@ -404,8 +503,10 @@ uint32_t pred_run(uint32_t kind, uint32_t flags, uint32_t in, uint32_t count, ui
 	/* The host wrote the inputs into DRAM around the CPU caches. */
 	flush_cpu_dcache();
 	flush_l2_cache();
-	if (flags & 1)
+	if (flags & 1) {
+		pred_lstm_engine(!(flags & 2));
 		pred_reset((enum pred_kind)kind, (flags >> 8) & 0xff);
+	}
 	ip = (const uint16_t *)(MAIN_RAM_BASE + in);
 #ifdef CSR_TIMER0_BASE
 	timer0_en_write(0);

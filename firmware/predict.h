@@ -25,13 +25,19 @@ void pred_reset(enum pred_kind kind, unsigned l1);
 unsigned pred_step(enum pred_kind kind, unsigned s, unsigned layer, unsigned n_pages,
                    const uint16_t *acc, unsigned n_acc, unsigned k, uint16_t *out);
 
+/* The LSTM's engine from the next pred_reset on: 1 = the custom function unit when the SoC
+ * has one (LSTM_CFU; its weights are written into it on first use), 0 = plain C. Both give
+ * the same predictions; returns the engine in use. The default is the CFU (main.c). */
+int pred_lstm_engine(int cfu);
+
 /* Mailbox test channel (MBOX_CMD_PRED_RUN): run `count` records from device DRAM. Input
  * records at `in` (DRAM offset): uint16 s, layer, n_pages, k, n_acc, acc[n_acc]. Output
  * records at `out`, PRED_OUT_STRIDE bytes each: uint16 n, pred[32] (only the first n written),
- * then (at byte 66) the uint32 timer
- * cycles pred_step took. `flags` bit 0: pred_reset(kind, l1) first, with l1 = flags bits
- * 15:8. Inputs and outputs lie in [PRED_DRAM_BASE, PRED_DRAM_END) (PRED_OUT_STRIDE and the
- * region: mailbox.h, from soc/mailbox.py). Returns 0 or MBOX_ERR_SRC. */
+ * then (at byte 66) the uint32 timer cycles pred_step took. `flags` bit 0: pred_reset(kind,
+ * l1) first, with l1 = flags bits 15:8, and the LSTM on the CFU unless bit 1 is set
+ * (pred_lstm_engine). Inputs and outputs lie in [PRED_DRAM_BASE, PRED_DRAM_END)
+ * (PRED_OUT_STRIDE and the region: mailbox.h, from soc/mailbox.py). Returns 0 or
+ * MBOX_ERR_SRC. */
 uint32_t pred_run(uint32_t kind, uint32_t flags, uint32_t in, uint32_t count, uint32_t out,
                   uint32_t *cycles);
 

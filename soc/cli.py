@@ -68,9 +68,10 @@ def main(argv=None):
                    help="With --board: baud rate of the USB UART (UARTBone host link); "
                         "default: the board's ("
                         + ", ".join(f"{b.name} {b.baudrate}" for b in BOARDS.values()) + ").")
-    p.add_argument("--cpu-variant", default="standard",
-                   choices=["minimal", "lite", "standard", "full"],
-                   help="VexRiscv variant.")
+    p.add_argument("--cpu-variant", default="full+cfu",
+                   choices=["minimal", "lite", "standard", "full", "full+cfu"],
+                   help="VexRiscv variant of the simulation SoC; 'full+cfu' adds the LSTM custom "
+                        "function unit (gateware/lstm_cfu), which the firmware's LSTM uses.")
     p.add_argument("--no-sdram", action="store_true",
                    help="Leave out LiteDRAM and its SDRAM model (faster model, no main RAM).")
     p.add_argument("--sim-cycles", type=int, default=20_000_000,

@@ -38,6 +38,13 @@ ATU_POLICY = "lru"   # TLB replacement
 PADDR_WIDTH = 32     # ATU physical (DRAM byte) address bits
 
 
+def cfu_verilog():
+    """Path of the LSTM CFU's Verilog (``Cfu``), generated from its Migen core."""
+    from pathlib import Path
+    from gateware.lstm_cfu.core import write_verilog
+    return str(write_verilog(Path(__file__).resolve().parents[1] / "build" / "cfu"))
+
+
 def _pad_rom(words):
     words = list(words) if words is not None else []
     return words + [0] * (ROM_SIZE // 4 - len(words))
@@ -95,6 +102,8 @@ class SpecKVSoC(SoCCore):
             integrated_rom_init  = _pad_rom(rom_init),
             integrated_sram_size = SRAM_SIZE,
             uart_name            = uart_name,
+            # full+cfu: the LSTM custom function unit, converted from Migen (gateware/lstm_cfu)
+            cpu_cfu              = cfu_verilog() if "cfu" in cpu_variant else None,
             **kwargs)
         self.identifier_regs = Identifier(sys_clk_freq)
 
@@ -122,6 +131,19 @@ class SpecKVSoC(SoCCore):
                 self.add_cache_engine(codec_mode, dma_dw, codec_cd)
         if sim_ctrl_pads is not None:
             self.sim_ctrl = SimControl(sim_ctrl_pads)
+        if "cfu" in cpu_variant:
+            self.add_lstm_cfu_constants()
+
+    def add_lstm_cfu_constants(self):
+        """The LSTM custom function unit's instruction codes, as soc.h constants for the
+        firmware (the unit itself is the CPU's ``Cfu``: ``cfu_verilog``)."""
+        from gateware.lstm_cfu import model as cfu
+        self.add_constant("LSTM_CFU")
+        for name, code in cfu.OPS.items():
+            self.add_constant(f"LSTM_CFU_OP_{name.upper()}", code)
+        for name in ("R_WX", "R_WR", "R_BIAS", "R_LUT", "R_CFG"):
+            self.add_constant(f"LSTM_CFU_{name}", getattr(cfu, name))
+        self.add_constant("LSTM_CFU_INFO", cfu.INFO)
 
     def add_cache_engine(self, codec_mode, dma_dw=ENGINE_DW, codec_cd=None):
         """ATU + page DMA (with the KV decompressor) + PageEngine behind the bridge: the

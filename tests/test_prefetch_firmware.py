@@ -26,8 +26,8 @@ def dev(sim_build):
     drv.close()
 
 
-def _check(dev, kind, recs, l1=4):
-    preds, cycles = dev.pred_run(KIND_CODE[kind], recs, l1=l1)
+def _check(dev, kind, recs, l1=4, cfu=True):
+    preds, cycles = dev.pred_run(KIND_CODE[kind], recs, l1=l1, cfu=cfu)
     ref = reference(kind, recs, l1)
     bad = [(i, recs[i][:4], a, b) for i, (a, b) in enumerate(zip(preds, ref)) if a != b]
     assert not bad, f"{len(bad)} of {len(recs)} differ; first: {bad[:3]}"
@@ -35,11 +35,16 @@ def _check(dev, kind, recs, l1=4):
     return cycles
 
 
-def test_lstm_firmware_equals_integer_reference_on_1080_heldout_inputs(dev):
+@pytest.mark.parametrize("cfu", [True, False], ids=["cfu", "c"])
+def test_lstm_firmware_equals_integer_reference_on_1080_heldout_inputs(dev, cfu):
+    """Both engines of the firmware's LSTM: the custom function unit (gateware/lstm_cfu)
+    and plain C; the unit must also be the faster one, or it is not in use."""
     recs = records_for(load_fixture("chatbot", steps=12), 12)
     assert len(recs) >= 1000
-    cycles = _check(dev, "lstm", recs)
+    cycles = _check(dev, "lstm", recs, cfu=cfu)
     assert all(c > 0 for c in cycles)
+    mean = sum(cycles) / len(cycles)
+    assert mean < 4000 if cfu else mean > 8000, mean
 
 
 @pytest.mark.parametrize("kind", ["none", "last", "stride", "markov", "layer_ahead"])
@@ -68,9 +73,10 @@ def _random_records(seed, n_steps, streams=(0, 1, 2, 45, 89, 95)):
     return recs
 
 
-@pytest.mark.parametrize("kind", ["lstm", "markov", "stride"])
-def test_firmware_equals_reference_on_random_stress_inputs(dev, kind):
-    _check(dev, kind, _random_records(7, 12))
+@pytest.mark.parametrize("kind,cfu", [("lstm", True), ("lstm", False), ("markov", True),
+                                      ("stride", True)])
+def test_firmware_equals_reference_on_random_stress_inputs(dev, kind, cfu):
+    _check(dev, kind, _random_records(7, 12), cfu=cfu)
 
 
 @pytest.mark.parametrize("kind,l1", [("lstm", 0), ("markov", 9), ("layer_ahead", 9)])

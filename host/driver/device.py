@@ -90,10 +90,11 @@ class Device:
         done = self.command(MBOX_CMD_PREFETCH, vpn, host=host_addr)
         return self.check(done, f"prefetch of vpn {vpn}") if check else done
 
-    def pred_run(self, kind, records, reset=True, l1=4, max_cycles=400_000_000):
+    def pred_run(self, kind, records, reset=True, l1=4, cfu=True, max_cycles=400_000_000):
         """Run predictor ``kind`` (enum pred_kind code) in firmware over ``records``, a list of
         (s, layer, n_pages, k, acc): returns (predictions per record, timer cycles per record).
-        ``reset``: reset the predictor first, for an L1 window of ``l1`` pages (0..255)."""
+        ``reset``: reset the predictor first, for an L1 window of ``l1`` pages (0..255), with
+        the LSTM on the custom function unit (``cfu``, where the SoC has one) or in plain C."""
         if not 0 <= l1 <= 255:
             raise ValueError(f"L1 window of {l1} pages: must be 0..255")
         import numpy as np
@@ -107,7 +108,8 @@ class Device:
             raise ValueError("too many records for the predictor test region")
         self.link.mem_write(self.ram + PRED_DRAM_BASE, blob)
         done = self.command_words(MBOX_CMD_PRED_RUN,  # words MBOX_PRED_ARG .. MBOX_PRED_OUT
-                                  [kind | (int(reset) << 8) | (l1 << 16), PRED_DRAM_BASE,
+                                  [kind | (int(reset) << 8) | (int(not cfu) << 9) | (l1 << 16),
+                                   PRED_DRAM_BASE,
                                    len(records), out], max_cycles=max_cycles, poll=20_000)
         self.check(done, f"predictor run (kind {kind})")
         n_bytes = len(records) * PRED_OUT_STRIDE

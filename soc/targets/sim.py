@@ -48,7 +48,7 @@ def sim_soc(sys_clk_freq, cpu_variant, with_sdram, rom_init):
 
 
 def build_sim(build_dir=DEFAULT_BUILD_DIR, sys_clk_freq=DEFAULT_SYS_CLK,
-              cpu_variant="standard", with_sdram=True, with_model=True, quiet=False):
+              cpu_variant="full+cfu", with_sdram=True, with_model=True, quiet=False):
     """Build the simulation SoC: headers + libraries, firmware, Verilog, Verilator model."""
     build_dir = Path(build_dir).resolve()
     build_dir.mkdir(parents=True, exist_ok=True)
