@@ -36,6 +36,10 @@ static union {
 static int active = -1;
 static int lstm_on_cfu;              /* pred_reset's engine choice: the CFU or plain C */
 
+/* 1 + the tracker index of each page of the stream being observed (0: not tracked); all
+ * zero between calls. Turns the tracker lookup of every page read into one load. */
+static uint8_t where[PRED_MAX_PAGES];
+
 static void observe(unsigned s, const uint16_t *acc, unsigned n_acc, int lim)
 {
 	uint16_t *pg = tr_page[s];
@@ -46,7 +50,7 @@ static void observe(unsigned s, const uint16_t *acc, unsigned n_acc, int lim)
 		if (h && (int)pg[i] < lim) {
 			pg[n] = pg[i];
 			hs[n] = h;
-			n++;
+			where[pg[i]] = ++n;
 		}
 	}
 	obs_read = obs_new = 0;
@@ -55,20 +59,18 @@ static void observe(unsigned s, const uint16_t *acc, unsigned n_acc, int lim)
 		int v;
 		unsigned best;
 		if (p >= lim)
-			break;
+			break;  /* lim <= PRED_MAX_PAGES: p indexes where[] */
 		obs_read++;
-		for (j = 0; j < n; j++)
-			if (pg[j] == p)
-				break;
-		if (j < n) {
-			hs[j] |= 1;
+		j = where[p];
+		if (j) {
+			hs[j - 1] |= 1;
 			continue;
 		}
 		obs_new++;
 		if (n < TRACK) {
 			pg[n] = p;
 			hs[n] = 1;
-			n++;
+			where[p] = ++n;
 			continue;
 		}
 		v = -1;
@@ -79,15 +81,19 @@ static void observe(unsigned s, const uint16_t *acc, unsigned n_acc, int lim)
 				best = hs[j];
 			}
 		if (v >= 0) {
+			where[pg[v]] = 0;
 			pg[v] = p;
 			hs[v] = 1;
+			where[p] = v + 1;
 		}
 	}
 	tr_n[s] = n;
 	obs_drop = 0;
-	for (j = 0; j < n; j++)
+	for (j = 0; j < n; j++) {
 		if ((hs[j] & 3) == 2)
 			obs_drop++;
+		where[pg[j]] = 0;
+	}
 }
 
 /* Top k of n (score, page) pairs: highest score first, lower page first on ties. */
