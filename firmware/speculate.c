@@ -296,7 +296,7 @@ static void step_begin(void)
 /* Last chunk: reward of the previous arm, throttle, filter and issue (rank-major). */
 static void step_finish(uint32_t step)
 {
-	uint32_t j, s, n_issue = 0, n_reused = 0, t0, step_budget;
+	uint32_t j, e, s, n_issue = 0, n_reused = 0, t0, step_budget;
 	uint32_t skip_l1 = 0, skip_unmapped = 0, skip_resident = 0, throttled = 0;
 	t0 = timer_now();
 	if (have_arm) {
@@ -380,7 +380,8 @@ static void step_finish(uint32_t step)
 		dma_queue(OP_DECOMPRESS, src, cfg_l2 + (uint64_t)PAGE_BYTES * issue_slot[j], len, PAGE_BYTES);
 	}
 	/* directory lines: written to DRAM scratch, made visible, copied after all the data (the
-	 * link keeps order: a host that sees a tag has the page) */
+	 * link keeps order: a host that sees a tag has the page). The step's slots follow each
+	 * other (round robin), so one write-back and one copy job serve each run of them. */
 	for (j = 0; j < n_issue; j++) {
 		volatile uint32_t *line =
 			(volatile uint32_t *)(MAIN_RAM_BASE + DRAM_TAGS + LINE_BYTES * issue_slot[j]);
@@ -392,13 +393,16 @@ static void step_finish(uint32_t step)
 		for (w = 4; w < LINE_BYTES / 4; w++)
 			line[w] = 0;
 	}
-	for (j = 0; j < n_issue; j++)
-		l2_writeback((volatile void *)(MAIN_RAM_BASE + DRAM_TAGS + LINE_BYTES * issue_slot[j]),
-		             LINE_BYTES);
-	for (j = 0; j < n_issue; j++)
-		dma_queue(OP_COPY, DRAM_TAGS + LINE_BYTES * issue_slot[j],
-		          cfg_l2 + (uint64_t)PAGE_BYTES * cfg_slots + LINE_BYTES * issue_slot[j],
-		          LINE_BYTES, LINE_BYTES);
+	for (j = 0; j < n_issue; j = e) {
+		uint32_t first = issue_slot[j], bytes;
+		e = j + 1;
+		while (e < n_issue && issue_slot[e] == issue_slot[e - 1] + 1)
+			e++;
+		bytes = LINE_BYTES * (e - j);
+		l2_writeback((volatile void *)(MAIN_RAM_BASE + DRAM_TAGS + LINE_BYTES * first), bytes);
+		dma_queue(OP_COPY, DRAM_TAGS + LINE_BYTES * first,
+		          cfg_l2 + (uint64_t)PAGE_BYTES * cfg_slots + LINE_BYTES * first, bytes, bytes);
+	}
 	while (dma_outstanding)
 		dma_reap();
 	record(REC_STEP, step);
