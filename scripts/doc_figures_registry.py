@@ -393,8 +393,9 @@ REGISTRY = [
                    Col("paper %", "paper_top4", percent(0))]),
     Table(PREFETCH_PAGE, "Cycles per prediction", PREFETCH_BENCH,
           keys=("predictor",),
-          rows={("none (timer overhead)" if k == "none" else k,): f"rows.{k}"
-                for k in ("none", "last", "stride", "markov", "layer_ahead", "lstm")},
+          rows={({"none": "none (timer overhead)", "lstm_c": "lstm (C)",
+                   "lstm_cfu": "lstm (CFU)"}.get(k, k),): f"rows.{k}"
+                for k in ("none", "last", "stride", "markov", "layer_ahead", "lstm_c", "lstm_cfu")},
           columns=[Col("mean cycles", "cycles_mean", "{:,.0f}"),
                    Col("median", "cycles_p50", "{:,.0f}"), Col("max", "cycles_max"),
                    Col("us @ 50 MHz", "us_at_50MHz", "{:.1f}"),
