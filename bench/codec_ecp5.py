@@ -52,8 +52,6 @@ def harness(core: str, mode: str, dw: int):
     register-to-register paths, so without these the paths from the core's inputs and to
     its outputs (the decompressor's output beat, the compressor's input statistics) would
     not count. Returns (module, its ports, the harness's flip-flop bits)."""
-    from migen import Module, Signal
-
     from gateware.codec.compressor import KVCompressor
     from gateware.codec.decompressor import KVDecompressor
     dut = (KVCompressor if core == "compressor" else KVDecompressor)(mode, dw=dw)
@@ -63,6 +61,13 @@ def harness(core: str, mode: str, dw: int):
         ins.append(dut.sink.attn_sink)
     else:
         outs += [dut.done, dut.error, dut.errors, dut.nonfinite]
+    return register_ports(dut, ins, outs)
+
+
+def register_ports(dut, ins, outs):
+    """``dut`` inside a top module with a register on each of its ``ins`` and ``outs``;
+    returns (top, its ports, the harness's flip-flop bits)."""
+    from migen import Module, Signal
     top = Module()
     top.submodules.dut = dut
     ios = set()

@@ -15,31 +15,17 @@ import sys
 from pathlib import Path
 
 sys.path.insert(0, str(Path(__file__).resolve().parent))
-from codec_ecp5 import _version, implement  # noqa: E402  (a sibling bench script)
+from codec_ecp5 import _version, implement, register_ports  # noqa: E402  (a sibling bench script)
 
 
 def harness():
     """The unit with its CFU bus registered on both sides; (module, ports, harness FFs)."""
-    from migen import Module, Signal
-
     from gateware.lstm_cfu.core import LstmCfu
     dut = LstmCfu()
     c, r = dut.bus.cmd, dut.bus.rsp
     ins = [c.valid, c.payload.function_id, c.payload.inputs_0, c.payload.inputs_1, r.ready]
     outs = [c.ready, r.valid, r.payload.outputs_0]
-    top = Module()
-    top.submodules.dut = dut
-    ios = set()
-    for k, s in enumerate(ins):
-        pin, reg = Signal(len(s), name=f"in{k}"), Signal(len(s), name=f"in{k}_r")
-        top.sync += reg.eq(pin)
-        top.comb += s.eq(reg)
-        ios.add(pin)
-    for k, s in enumerate(outs):
-        pin = Signal(len(s), name=f"out{k}")
-        top.sync += pin.eq(s)
-        ios.add(pin)
-    return top, ios, sum(len(s) for s in ins + outs)
+    return register_ports(dut, ins, outs)
 
 
 def main(argv=None) -> int:
