@@ -39,13 +39,22 @@ class LstmCfu(Module):
     """The unit; ``bus`` is a ``CFU_LAYOUT`` record (LiteX's VexRiscv ``cfu_bus``)."""
 
     def __init__(self):
+        self._storage()
+        self._commands()
+        self._run_front()
+        self._row_pipeline()
+        self._cell_and_writeback()
+        self._score_and_list()
+
+    def _storage(self):
+        """Block RAMs, their ports and the unit's registers."""
         self.bus = bus = Record(CFU_LAYOUT)
-        cmd, rsp = bus.cmd, bus.rsp
-        funct3 = cmd.payload.function_id[:3]
-        rs1, rs2 = cmd.payload.inputs_0, cmd.payload.inputs_1
+        self.cmd, self.rsp = bus.cmd, bus.rsp
+        self.funct3 = self.cmd.payload.function_id[:3]
+        self.rs1, self.rs2 = self.cmd.payload.inputs_0, self.cmd.payload.inputs_1
 
         # ---- storage ----
-        wx = Memory(64, NX_ROWS * NG // 8, name="lstm_wx")      # row * 8 + group: 8 int8
+        wx = Memory(64, NX_ROWS * NG // 8, name="lstm_wx")           # row * 8 + group: 8 int8
         wr = Memory(128, 128, name="lstm_wr")                   # W_h rows 0..63, W_o 64..95
         bias = Memory(32, NG + NF, name="lstm_bias")            # b then b_o
         lut = Memory(16, 2 * LUT_N, name="lstm_lut")            # sigmoid then tanh
@@ -53,89 +62,96 @@ class LstmCfu(Module):
         actm = Memory(4 * 16, H, name="lstm_act")               # per unit: i, f, g, o
         state = Memory(H * 8 + H * 16, STREAMS, name="lstm_state")  # per stream: h, c
         self.specials += wx, wr, bias, lut, axm, actm, state
-        wx_w = wx.get_port(write_capable=True, we_granularity=32)
-        wr_w = wr.get_port(write_capable=True, we_granularity=32)
-        bias_w, lut_w = bias.get_port(write_capable=True), lut.get_port(write_capable=True)
-        wx_r, wr_r, bias_r, lut_r = wx.get_port(), wr.get_port(), bias.get_port(), lut.get_port()
-        ax_w, ax_r = axm.get_port(write_capable=True), axm.get_port()
-        act_w, act_r = actm.get_port(write_capable=True, we_granularity=16), actm.get_port()
-        st_w, st_r = state.get_port(write_capable=True), state.get_port()
-        self.specials += wx_w, wr_w, bias_w, lut_w, wx_r, wr_r, bias_r, lut_r
-        self.specials += ax_w, ax_r, act_w, act_r, st_w, st_r
+        self.wx_w = wx.get_port(write_capable=True, we_granularity=32)
+        self.wr_w = wr.get_port(write_capable=True, we_granularity=32)
+        self.bias_w = bias.get_port(write_capable=True)
+        self.lut_w = lut.get_port(write_capable=True)
+        self.wx_r, self.wr_r = wx.get_port(), wr.get_port()
+        self.bias_r, self.lut_r = bias.get_port(), lut.get_port()
+        self.ax_w, self.ax_r = axm.get_port(write_capable=True), axm.get_port()
+        self.act_w, self.act_r = actm.get_port(write_capable=True, we_granularity=16), actm.get_port()
+        self.st_w, self.st_r = state.get_port(write_capable=True), state.get_port()
+        self.specials += (self.wx_w, self.wr_w, self.bias_w, self.lut_w, self.wx_r, self.wr_r,
+                          self.bias_r, self.lut_r, self.ax_w, self.ax_r, self.act_w, self.act_r,
+                          self.st_w, self.st_r)
 
-        valid = Signal(STREAMS)                   # stream state written since the last RESET
-        sx, sh, so = (Signal((6, True), name=n) for n in ("sx", "sh", "so"))
-        hreg = Array(Signal((8, True), name=f"h{i}") for i in range(H))
-        creg = Array(Signal((16, True), name=f"c{i}") for i in range(H))
-        wreg = Array(Signal((32, True), name=f"w{i}") for i in range(NF))
-        tv = [Signal((32, True), name=f"tv{i}") for i in range(K_MAX)]   # list: scores
-        tp = [Signal(16, name=f"tp{i}") for i in range(K_MAX)]           # list: pages
-        tn = Signal(max=K_MAX + 1)                                       # list: entries
-        last_seq = Signal(9, reset=0x100)         # 0x100: no RUN since reset
-        stream = Signal(max=STREAMS)
-        xin = Array(Signal(6, name=f"x{i}") for i in range(N_X))
+        self.valid = Signal(STREAMS)                   # stream state written since the last RESET
+        self.sx, self.sh, self.so = (Signal((6, True), name=n) for n in ("sx", "sh", "so"))
+        self.hreg = Array(Signal((8, True), name=f"h{i}") for i in range(H))
+        self.creg = Array(Signal((16, True), name=f"c{i}") for i in range(H))
+        self.wreg = Array(Signal((32, True), name=f"w{i}") for i in range(NF))
+        self.tv = [Signal((32, True), name=f"tv{i}") for i in range(K_MAX)]   # list: scores
+        self.tp = [Signal(16, name=f"tp{i}") for i in range(K_MAX)]           # list: pages
+        self.tn = Signal(max=K_MAX + 1)                                       # list: entries
+        self.last_seq = Signal(9, reset=0x100)         # 0x100: no RUN since reset
+        self.stream = Signal(max=STREAMS)
+        self.xin = Array(Signal(6, name=f"x{i}") for i in range(N_X))
 
-        fsm = FSM(reset_state="IDLE")
-        self.submodules.fsm = fsm
-        in_ = fsm.ongoing
+        self.fsm = FSM(reset_state="IDLE")
+        self.submodules.fsm = self.fsm
+        self.in_ = self.fsm.ongoing
 
+    def _commands(self):
+        """Command intake, the response register, OP_LOAD and the decode."""
         # ---- command / response ----
-        rsp_data = Signal(32)
-        take, done = Signal(), Signal()
+        self.rsp_data = Signal(32)
+        take, self.done = Signal(), Signal()
         self.comb += [
-            cmd.ready.eq(in_("IDLE") & ~rsp.valid),
-            take.eq(cmd.valid & cmd.ready),
-            rsp.payload.outputs_0.eq(rsp_data),
+            self.cmd.ready.eq(self.in_("IDLE") & ~self.rsp.valid),
+            take.eq(self.cmd.valid & self.cmd.ready),
+            self.rsp.payload.outputs_0.eq(self.rsp_data),
         ]
-        self.sync += If(done, rsp.valid.eq(1)).Elif(rsp.ready, rsp.valid.eq(0))
+        self.sync += If(self.done, self.rsp.valid.eq(1)).Elif(self.rsp.ready, self.rsp.valid.eq(0))
 
         # ---- OP_LOAD: written in the cycle the command is taken ----
-        region, index = rs1[16:19], rs1[:16]
+        region, index = self.rs1[16:19], self.rs1[:16]
         load = Signal()
         self.comb += [
-            load.eq(take & (funct3 == OP_LOAD)),
-            wx_w.adr.eq(index[1:]), wx_w.dat_w.eq(Replicate(rs2, 2)),
-            wx_w.we.eq(Mux(load & (region == R_WX) & (index < NX_ROWS * NG // 4),
+            load.eq(take & (self.funct3 == OP_LOAD)),
+            self.wx_w.adr.eq(index[1:]), self.wx_w.dat_w.eq(Replicate(self.rs2, 2)),
+            self.wx_w.we.eq(Mux(load & (region == R_WX) & (index < NX_ROWS * NG // 4),
                            Mux(index[0], 0b10, 0b01), 0)),
-            wr_w.adr.eq(index[2:]), wr_w.dat_w.eq(Replicate(rs2, 4)),
-            wr_w.we.eq(Mux(load & (region == R_WR) & (index < (NG + NF) * H // 4),
+            self.wr_w.adr.eq(index[2:]), self.wr_w.dat_w.eq(Replicate(self.rs2, 4)),
+            self.wr_w.we.eq(Mux(load & (region == R_WR) & (index < (NG + NF) * H // 4),
                            1 << index[:2], 0)),
-            bias_w.adr.eq(index), bias_w.dat_w.eq(rs2),
-            bias_w.we.eq(load & (region == R_BIAS) & (index < NG + NF)),
-            lut_w.adr.eq(index), lut_w.dat_w.eq(rs2[:16]),
-            lut_w.we.eq(load & (region == R_LUT) & (index < 2 * LUT_N)),
+            self.bias_w.adr.eq(index), self.bias_w.dat_w.eq(self.rs2),
+            self.bias_w.we.eq(load & (region == R_BIAS) & (index < NG + NF)),
+            self.lut_w.adr.eq(index), self.lut_w.dat_w.eq(self.rs2[:16]),
+            self.lut_w.we.eq(load & (region == R_LUT) & (index < 2 * LUT_N)),
         ]
         self.sync += If(load & (region == R_CFG) & (index == 0),
-                        sx.eq(rs2[0:6]), sh.eq(rs2[8:14]), so.eq(rs2[16:22]))
+                        self.sx.eq(self.rs2[0:6]), self.sh.eq(self.rs2[8:14]), self.so.eq(self.rs2[16:22]))
 
         # ---- decode ----
-        s_page, s_hb, s_lim, s_v = Signal(16), Signal(8), Signal((32, True)), Signal((32, True))
-        sel = Signal(16)
-        fsm.act("IDLE", If(take, Case(funct3, {
-            OP_RUN: If(Cat(rs2[16:24], 0) != last_seq, NextState("STATE")).Else(done.eq(1)),
+        self.s_page, self.s_hb, self.s_lim, self.s_v = Signal(16), Signal(8), Signal((32, True)), Signal((32, True))
+        self.sel = Signal(16)
+        self.fsm.act("IDLE", If(take, Case(self.funct3, {
+            OP_RUN: If(Cat(self.rs2[16:24], 0) != self.last_seq, NextState("STATE")).Else(self.done.eq(1)),
             OP_SCORE: NextState("SCORE"),
             OP_GET: NextState("GET"),
             OP_READ: NextState("READ"),
-            "default": done.eq(1),
+            "default": self.done.eq(1),
         })))
         self.sync += If(take,
-            rsp_data.eq(Mux(funct3 == OP_INFO, INFO, 0)),
-            s_page.eq(rs1[:16]), s_hb.eq(rs1[16:24]), s_lim.eq(rs2), sel.eq(rs1[:16]),
-            If(funct3 == OP_RESET, valid.eq(0), tn.eq(0), last_seq.eq(0x100)),
-            If(funct3 == OP_RUN,
-                stream.eq(rs2[8:15]), last_seq.eq(rs2[16:24]),
-                *[xin[i].eq(rs1[6 * i:6 * i + 6]) for i in range(5)], xin[5].eq(rs2[:6])))
+            self.rsp_data.eq(Mux(self.funct3 == OP_INFO, INFO, 0)),
+            self.s_page.eq(self.rs1[:16]), self.s_hb.eq(self.rs1[16:24]), self.s_lim.eq(self.rs2), self.sel.eq(self.rs1[:16]),
+            If(self.funct3 == OP_RESET, self.valid.eq(0), self.tn.eq(0), self.last_seq.eq(0x100)),
+            If(self.funct3 == OP_RUN,
+                self.stream.eq(self.rs2[8:15]), self.last_seq.eq(self.rs2[16:24]),
+                *[self.xin[i].eq(self.rs1[6 * i:6 * i + 6]) for i in range(5)], self.xin[5].eq(self.rs2[:6])))
 
+    def _run_front(self):
+        """RUN's first steps: the stream's state, then the input sums."""
         # ---- RUN 1: the stream's state (zero unless written since RESET) ----
-        cnt = Signal(8)
+        self.cnt = Signal(8)
         live = Signal()
-        self.comb += [st_r.adr.eq(stream), live.eq((valid >> stream)[0])]
-        fsm.act("STATE", NextState("STATE2"))
-        fsm.act("STATE2", NextState("AX"))
-        self.sync += If(in_("STATE2"),
-            tn.eq(0),
-            *[hreg[i].eq(Mux(live, st_r.dat_r[8 * i:8 * i + 8], 0)) for i in range(H)],
-            *[creg[i].eq(Mux(live, st_r.dat_r[8 * H + 16 * i:8 * H + 16 * i + 16], 0))
+        self.comb += [self.st_r.adr.eq(self.stream), live.eq((self.valid >> self.stream)[0])]
+        self.fsm.act("STATE", NextState("STATE2"))
+        self.fsm.act("STATE2", NextState("AX"))
+        self.sync += If(self.in_("STATE2"),
+            self.tn.eq(0),
+            *[self.hreg[i].eq(Mux(live, self.st_r.dat_r[8 * i:8 * i + 8], 0)) for i in range(H)],
+            *[self.creg[i].eq(Mux(live, self.st_r.dat_r[8 * H + 16 * i:8 * H + 16 * i + 16], 0))
               for i in range(H)])
 
         # ---- RUN 2: input sums, 8 lanes; wx word = xin[i] * 8 + group ----
@@ -143,127 +159,133 @@ class LstmCfu(Module):
         acc = [Signal((12, True), name=f"acc{i}") for i in range(8)]
         lane = [Signal((8, True), name=f"wxl{i}") for i in range(8)]
         a_v, a_first, a_last, a_grp = Signal(), Signal(), Signal(), Signal(3)
-        self.comb += [wx_r.adr.eq(Cat(grp, xin[inp]))]
-        self.comb += [lane[i].eq(wx_r.dat_r[8 * i:8 * i + 8]) for i in range(8)]
+        self.comb += [self.wx_r.adr.eq(Cat(grp, self.xin[inp]))]
+        self.comb += [lane[i].eq(self.wx_r.dat_r[8 * i:8 * i + 8]) for i in range(8)]
         self.sync += [
-            a_v.eq(in_("AX")), a_first.eq(inp == 0), a_last.eq(inp == N_X - 1), a_grp.eq(grp),
+            a_v.eq(self.in_("AX")), a_first.eq(inp == 0), a_last.eq(inp == N_X - 1), a_grp.eq(grp),
             If(a_v, *[acc[i].eq(Mux(a_first, 0, acc[i]) + lane[i]) for i in range(8)]),
         ]
-        self.comb += [ax_w.adr.eq(a_grp), ax_w.we.eq(a_v & a_last),
-                      ax_w.dat_w.eq(Cat(*[(acc[i] + lane[i])[:12] for i in range(8)]))]
-        fsm.act("AX",
+        self.comb += [self.ax_w.adr.eq(a_grp), self.ax_w.we.eq(a_v & a_last),
+                      self.ax_w.dat_w.eq(Cat(*[(acc[i] + lane[i])[:12] for i in range(8)]))]
+        self.fsm.act("AX",
             If(inp == N_X - 1,
                 NextValue(inp, 0), NextValue(grp, grp + 1),
                 If(grp == NG // 8 - 1, NextState("AXDRAIN"))
             ).Else(NextValue(inp, inp + 1)))
-        fsm.act("AXDRAIN", NextValue(cnt, 0), NextState("GATES"))
+        self.fsm.act("AXDRAIN", NextValue(self.cnt, 0), NextState("GATES"))
 
+    def _row_pipeline(self):
+        """The row pipeline shared by the gates and the outputs."""
         # ---- shared row pipeline (gates and outputs): stage 0 issues row j (W row, bias,
         # input sum); 1: 16 products; 2: dot, round-shifts, bias -> z or w; 3: activation
         # address; 4: activation -> RAM ----
-        gates, outs, cell = in_("GATES"), in_("OUTS"), in_("CELL")
+        gates, outs, self.cell = self.in_("GATES"), self.in_("OUTS"), self.in_("CELL")
         issue = Signal()
         p1_v, p2_v, p3_v, p4_v = Signal(), Signal(), Signal(), Signal()
         p1_j, p2_j, p3_j, p4_j = Signal(8), Signal(8), Signal(8), Signal(8)
         self.comb += [
-            issue.eq((gates & (cnt < NG)) | (outs & (cnt < NF))),
-            wr_r.adr.eq(Mux(outs, NG + cnt, cnt)),
-            bias_r.adr.eq(Mux(outs, NG + cnt, cnt)),
-            ax_r.adr.eq(cnt[3:6]),
+            issue.eq((gates & (self.cnt < NG)) | (outs & (self.cnt < NF))),
+            self.wr_r.adr.eq(Mux(outs, NG + self.cnt, self.cnt)),
+            self.bias_r.adr.eq(Mux(outs, NG + self.cnt, self.cnt)),
+            self.ax_r.adr.eq(self.cnt[3:6]),
         ]
-        self.sync += [p1_v.eq(issue), p1_j.eq(cnt), p2_v.eq(p1_v), p2_j.eq(p1_j),
+        self.sync += [p1_v.eq(issue), p1_j.eq(self.cnt), p2_v.eq(p1_v), p2_j.eq(p1_j),
                       p3_v.eq(p2_v), p3_j.eq(p2_j), p4_v.eq(p3_v), p4_j.eq(p3_j)]
         wrow = [Signal((8, True), name=f"wrow{i}") for i in range(H)]
         prods = [Signal((16, True), name=f"prod{i}") for i in range(H)]
-        self.comb += [wrow[i].eq(wr_r.dat_r[8 * i:8 * i + 8]) for i in range(H)]
+        self.comb += [wrow[i].eq(self.wr_r.dat_r[8 * i:8 * i + 8]) for i in range(H)]
         ax_lane, ax1, b1 = Signal((12, True)), Signal((12, True)), Signal((32, True))
-        self.comb += ax_lane.eq(Array(ax_r.dat_r[12 * i:12 * i + 12] for i in range(8))[p1_j[:3]])
-        self.sync += If(p1_v, *[prods[i].eq(wrow[i] * hreg[i]) for i in range(H)],
-                        ax1.eq(ax_lane), b1.eq(bias_r.dat_r))
+        self.comb += ax_lane.eq(Array(self.ax_r.dat_r[12 * i:12 * i + 12] for i in range(8))[p1_j[:3]])
+        self.sync += If(p1_v, *[prods[i].eq(wrow[i] * self.hreg[i]) for i in range(H)],
+                        ax1.eq(ax_lane), b1.eq(self.bias_r.dat_r))
         dot = Signal((22, True))
         self.comb += dot.eq(sum(prods))
-        z_ax, z_ah, w_o = (_rsr_var(self, v, n) for v, n in ((ax1, sx), (dot, sh), (dot, so)))
+        z_ax, z_ah, w_o = (_rsr_var(self, v, n) for v, n in ((ax1, self.sx), (dot, self.sh), (dot, self.so)))
         z2 = Signal((32, True))
         zsum, wsum = Signal((40, True)), Signal((40, True))
         self.comb += [zsum.eq(z_ax + z_ah + b1), wsum.eq(w_o + b1)]
         self.sync += [If(p2_v & gates, z2.eq(zsum[:32])),
-                      If(p2_v & outs, wreg[p2_j[:5]].eq(wsum[:32]))]
-        c_new = Signal((16, True))
+                      If(p2_v & outs, self.wreg[p2_j[:5]].eq(wsum[:32]))]
+        self.c_new = Signal((16, True))
         tanh_gate = Signal()
         self.comb += [
             tanh_gate.eq(p3_j[4:6] == 2),
-            If(cell, lut_r.adr.eq(LUT_N + _lut_index(self, c_new))).Else(
-                lut_r.adr.eq(Cat(_lut_index(self, z2), tanh_gate))),
-            act_w.adr.eq(p4_j[:4]), act_w.dat_w.eq(Replicate(lut_r.dat_r, 4)),
-            act_w.we.eq(Mux(p4_v & gates, 1 << p4_j[4:6], 0)),
+            If(self.cell, self.lut_r.adr.eq(LUT_N + _lut_index(self, self.c_new))).Else(
+                self.lut_r.adr.eq(Cat(_lut_index(self, z2), tanh_gate))),
+            self.act_w.adr.eq(p4_j[:4]), self.act_w.dat_w.eq(Replicate(self.lut_r.dat_r, 4)),
+            self.act_w.we.eq(Mux(p4_v & gates, 1 << p4_j[4:6], 0)),
         ]
-        fsm.act("GATES", NextValue(cnt, cnt + 1),
-                If(cnt == NG + 4, NextValue(cnt, 0), NextState("CELL")))
+        self.fsm.act("GATES", NextValue(self.cnt, self.cnt + 1),
+                If(self.cnt == NG + 4, NextValue(self.cnt, 0), NextState("CELL")))
 
+    def _cell_and_writeback(self):
+        """The cell, the outputs' sequencing and the state write-back."""
         # ---- RUN 4: the cell, one unit a cycle: 0 activations read; 1 c'; 2 tanh(c')
         # address; 3 h' ----
         c1_v, c2_v, c3_v = Signal(), Signal(), Signal()
         c1_j, c2_j, c3_j = Signal(4), Signal(4), Signal(4)
         ig, fg, gg, og = (Signal((16, True), name=n) for n in ("ig", "fg", "gg", "og"))
         og1, og2, tanh_c = Signal((16, True)), Signal((16, True)), Signal((16, True))
-        self.comb += [act_r.adr.eq(cnt[:4]),
-                      ig.eq(act_r.dat_r[0:16]), fg.eq(act_r.dat_r[16:32]),
-                      gg.eq(act_r.dat_r[32:48]), og.eq(act_r.dat_r[48:64]),
-                      tanh_c.eq(lut_r.dat_r)]
+        self.comb += [self.act_r.adr.eq(self.cnt[:4]),
+                      ig.eq(self.act_r.dat_r[0:16]), fg.eq(self.act_r.dat_r[16:32]),
+                      gg.eq(self.act_r.dat_r[32:48]), og.eq(self.act_r.dat_r[48:64]),
+                      tanh_c.eq(self.lut_r.dat_r)]
         csum = Signal((34, True))
-        self.comb += csum.eq(_rsr_const(self, fg * creg[c1_j], 12) + _rsr_const(self, ig * gg, 12))
+        self.comb += csum.eq(_rsr_const(self, fg * self.creg[c1_j], 12) + _rsr_const(self, ig * gg, 12))
         hsh = _rsr_const(self, og2 * tanh_c, 17)
         self.sync += [
-            c1_v.eq(cell & (cnt < H)), c1_j.eq(cnt[:4]),
+            c1_v.eq(self.cell & (self.cnt < H)), c1_j.eq(self.cnt[:4]),
             c2_v.eq(c1_v), c2_j.eq(c1_j), c3_v.eq(c2_v), c3_j.eq(c2_j),
             og1.eq(og), og2.eq(og1),
-            If(c1_v, c_new.eq(_clamp(csum, 32767)), creg[c1_j].eq(_clamp(csum, 32767))),
-            If(c3_v, hreg[c3_j].eq(_clamp(hsh, 127))),
+            If(c1_v, self.c_new.eq(_clamp(csum, 32767)), self.creg[c1_j].eq(_clamp(csum, 32767))),
+            If(c3_v, self.hreg[c3_j].eq(_clamp(hsh, 127))),
         ]
-        fsm.act("CELL", NextValue(cnt, cnt + 1),
-                If(cnt == H + 3, NextValue(cnt, 0), NextState("OUTS")))
+        self.fsm.act("CELL", NextValue(self.cnt, self.cnt + 1),
+                If(self.cnt == H + 3, NextValue(self.cnt, 0), NextState("OUTS")))
 
         # ---- RUN 5: outputs (the row pipeline again), then write-back ----
-        fsm.act("OUTS", NextValue(cnt, cnt + 1), If(cnt == NF + 3, NextState("WB")))
-        self.comb += [st_w.adr.eq(stream), st_w.dat_w.eq(Cat(*hreg, *creg)),
-                      st_w.we.eq(in_("WB"))]
-        fsm.act("WB", done.eq(1), NextState("IDLE"))
-        self.sync += If(in_("WB"), valid.eq(valid | (1 << stream)))
+        self.fsm.act("OUTS", NextValue(self.cnt, self.cnt + 1), If(self.cnt == NF + 3, NextState("WB")))
+        self.comb += [self.st_w.adr.eq(self.stream), self.st_w.dat_w.eq(Cat(*self.hreg, *self.creg)),
+                      self.st_w.we.eq(self.in_("WB"))]
+        self.fsm.act("WB", self.done.eq(1), NextState("IDLE"))
+        self.sync += If(self.in_("WB"), self.valid.eq(self.valid | (1 << self.stream)))
 
+    def _score_and_list(self):
+        """SCORE and the sorted list; GET and READ."""
         # ---- SCORE: v from the w registers (cycle 1), insertion (cycle 2) ----
         pop, dbk = Signal(4), Signal(3)
         dist, vsum = Signal((34, True)), Signal((36, True))
         self.comb += [
-            pop.eq(sum(s_hb[i] for i in range(8))),
-            dist.eq(s_lim - 1 - s_page),
+            pop.eq(sum(self.s_hb[i] for i in range(8))),
+            dist.eq(self.s_lim - 1 - self.s_page),
             dbk.eq(sum(dist >= e for e in DIST_EDGES)),
-            vsum.eq(wreg[s_hb[:4]] + wreg[(F_POP - 1 + pop)[:5]] + wreg[F_DIST + dbk]
-                    + Mux(s_page == 0, wreg[F_SINK], 0)),
+            vsum.eq(self.wreg[self.s_hb[:4]] + self.wreg[(F_POP - 1 + pop)[:5]] + self.wreg[F_DIST + dbk]
+                    + Mux(self.s_page == 0, self.wreg[F_SINK], 0)),
         ]
-        fsm.act("SCORE", NextValue(s_v, vsum[:32]), NextState("INSERT"))
+        self.fsm.act("SCORE", NextValue(self.s_v, vsum[:32]), NextState("INSERT"))
         beats = [Signal(name=f"beat{i}") for i in range(K_MAX)]   # entry i ranks above
         dup = Signal()
-        self.comb += [beats[i].eq((i < tn) & ((tv[i] > s_v) | ((tv[i] == s_v) & (tp[i] < s_page))))
+        self.comb += [beats[i].eq((i < self.tn) & ((self.tv[i] > self.s_v) | ((self.tv[i] == self.s_v) & (self.tp[i] < self.s_page))))
                       for i in range(K_MAX)]
-        self.comb += dup.eq(Cat(*[(i < tn) & (tp[i] == s_page) for i in range(K_MAX)]) != 0)
+        self.comb += dup.eq(Cat(*[(i < self.tn) & (self.tp[i] == self.s_page) for i in range(K_MAX)]) != 0)
         shift = []
         for i in range(K_MAX):
             first = ~beats[i] & (beats[i - 1] if i else 1)   # the new entry's place
-            shift.append(If(first, tv[i].eq(s_v), tp[i].eq(s_page)).Elif(
-                ~beats[i], tv[i].eq(tv[i - 1] if i else s_v), tp[i].eq(tp[i - 1] if i else s_page)))
-        fsm.act("INSERT", done.eq(1), NextState("IDLE"))
-        self.sync += If(in_("INSERT"), rsp_data.eq(s_v),
-                        If(~dup, *shift, If(tn < K_MAX, tn.eq(tn + 1))))
+            shift.append(If(first, self.tv[i].eq(self.s_v), self.tp[i].eq(self.s_page)).Elif(
+                ~beats[i], self.tv[i].eq(self.tv[i - 1] if i else self.s_v), self.tp[i].eq(self.tp[i - 1] if i else self.s_page)))
+        self.fsm.act("INSERT", self.done.eq(1), NextState("IDLE"))
+        self.sync += If(self.in_("INSERT"), self.rsp_data.eq(self.s_v),
+                        If(~dup, *shift, If(self.tn < K_MAX, self.tn.eq(self.tn + 1))))
 
         # ---- GET / READ ----
-        fsm.act("GET", done.eq(1), NextState("IDLE"))
-        self.sync += If(in_("GET"),
-                        rsp_data.eq(Mux(sel < tn, Array(tp)[sel[:5]], 0xFFFFFFFF)))
-        fsm.act("READ", done.eq(1), NextState("IDLE"))
-        self.sync += If(in_("READ"),
-                        If(sel[:6] < READ_H, rsp_data.eq(wreg[sel[:5]])).Elif(
-                           sel[:6] < READ_C, rsp_data.eq(hreg[sel[:4]])).Else(
-                           rsp_data.eq(creg[sel[:4]])))
+        self.fsm.act("GET", self.done.eq(1), NextState("IDLE"))
+        self.sync += If(self.in_("GET"),
+                        self.rsp_data.eq(Mux(self.sel < self.tn, Array(self.tp)[self.sel[:5]], 0xFFFFFFFF)))
+        self.fsm.act("READ", self.done.eq(1), NextState("IDLE"))
+        self.sync += If(self.in_("READ"),
+                        If(self.sel[:6] < READ_H, self.rsp_data.eq(self.wreg[self.sel[:5]])).Elif(
+                           self.sel[:6] < READ_C, self.rsp_data.eq(self.hreg[self.sel[:4]])).Else(
+                           self.rsp_data.eq(self.creg[self.sel[:4]])))
 
     def ios(self):
         """The CFU bus signals, named as VexRiscv's ``Cfu`` module names its ports."""
