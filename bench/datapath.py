@@ -3,8 +3,9 @@
 and in ns at the SoC's sys_clk:
 
   dma      DMA engine throughput (bytes per cycle) for DRAM -> DRAM copies, DRAM -> host
-           copies and page decompression into the host, against the peaks of the LiteDRAM
-           port (one 64-bit word per cycle) and of the SDRAM behind it (16-bit SDR: 2 B/cycle).
+           copies and page decompression into the host, against the peaks of the DMA's
+           LiteDRAM port (one word a cycle: 128 bits on ddr3, 64 on sdr) and of the DRAM
+           behind it (--dram: DDR3-800 x16 16 B/cycle, SDR x16 2 B/cycle).
            Timed from the push of the job (CSR write) to the completion showing in the
            status register, polled every --poll cycles (the error is at most that).
   tlb      ATU translation latency, TLB hit and miss (page walk), from the page engine's
@@ -24,6 +25,7 @@ and in ns at the SoC's sys_clk:
 Results: a table on stdout and JSON (--json).
 
     python bench/datapath.py                     # builds the SoC model if needed
+    python bench/datapath.py --dram sdr          # the same on the 16-bit SDR model
 """
 
 import argparse
@@ -32,6 +34,9 @@ import statistics
 import sys
 from datetime import datetime, timezone
 from pathlib import Path
+
+from soc.targets.sim import (DEFAULT_DRAM, DRAMS, default_build_dir, dma_port_bytes,
+                             dram_peak_bytes_per_cycle)
 
 ROOT = Path(__file__).resolve().parent.parent
 
@@ -168,8 +173,11 @@ def bench_demand(sim, blob, want, profile, repeat):
 def main(argv=None):
     p = argparse.ArgumentParser(description=__doc__,
                                 formatter_class=argparse.RawDescriptionHelpFormatter)
-    p.add_argument("--build-dir", default=str(ROOT / "build" / "sim"),
-                   help="SoC build directory (built if missing or stale).")
+    p.add_argument("--dram", default=DEFAULT_DRAM, choices=list(DRAMS),
+                   help="DRAM model of the simulation SoC (soc/targets/sim.py).")
+    p.add_argument("--build-dir", default=None,
+                   help="SoC build directory (built if missing or stale; default build/sim, "
+                        "build/sim-sdr for --dram sdr).")
     p.add_argument("--repeat", type=int, default=5, help="Demand reads per profile and kind.")
     p.add_argument("--poll", type=int, default=64,
                    help="Cycles between completion polls in the DMA measurements.")
@@ -182,7 +190,7 @@ def main(argv=None):
     from soc.targets.sim import build_sim
     from soc.sim import SimDriver
 
-    b = build_sim(args.build_dir, quiet=True)
+    b = build_sim(args.build_dir or default_build_dir(args.dram), quiet=True, dram=args.dram)
     t = load_trace(ROOT / "traces" / "mini-chatbot.safetensors")
     mode = next(k[len("codec_mode_"):].lower() for k in json.loads(
         Path(b.csr_json).read_text())["constants"] if k.startswith("codec_mode_"))
@@ -209,22 +217,22 @@ def main(argv=None):
         demand[prof] = bench_demand(drv, blob, want, prof, args.repeat)
         drv.close()
 
-    port_peak = 64 // 8   # bytes per cycle: one 64-bit native-port word per cycle
-    sdram_peak = 16 // 8  # SDR x16, one transfer per cycle
+    port_peak = dma_port_bytes(args.dram)             # bytes per cycle: a port word a cycle
+    sdram_peak = dram_peak_bytes_per_cycle(args.dram)
     res = {
         "command": "python bench/datapath.py " + " ".join(argv or sys.argv[1:]),
         "date": datetime.now(timezone.utc).isoformat(timespec="seconds"),
-        "sys_clk_hz": clk, "codec_mode": mode, "compressed_page_bytes": len(blob),
+        "sys_clk_hz": clk, "dram": args.dram, "codec_mode": mode, "compressed_page_bytes": len(blob),
         "port_peak_bytes_per_cycle": port_peak, "sdram_peak_bytes_per_cycle": sdram_peak,
         "dma": dma, "tlb": tlb, "demand_read": demand,
     }
     Path(args.json).parent.mkdir(parents=True, exist_ok=True)
     Path(args.json).write_text(json.dumps(res, indent=2) + "\n")
 
-    print(f"sys_clk {clk / 1e6:.0f} MHz; LiteDRAM port peak {port_peak} B/cycle (64-bit word per "
-          f"cycle), SDRAM peak {sdram_peak} B/cycle (16-bit SDR)")
+    print(f"sys_clk {clk / 1e6:.0f} MHz; DMA port peak {port_peak} B/cycle (a {8 * port_peak}-bit "
+          f"word a cycle), DRAM ({args.dram}) peak {sdram_peak} B/cycle")
     print(f"\n{'DMA job':<38} {'cycles':>8} {'dest B/cyc':>10} {'DRAM B/cyc':>10} "
-          f"{'of SDRAM peak':>13}")
+          f"{'of DRAM peak':>13}")
     for r in dma:
         print(f"{r['job']:<38} {r['cycles']:>8} {r['dest_bytes_per_cycle']:>10.3f} "
               f"{r['dram_bytes_per_cycle']:>10.3f} {r['dram_bytes_per_cycle'] / sdram_peak:>12.1%}")

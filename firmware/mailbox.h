@@ -29,7 +29,7 @@
  *  12       firmware  commands rejected (count)
  *  13-15    firmware  hint chunk done sequence, its status (HERR_*), hint chunks rejected
  *  16-1007  host      hint chunk (below)
- *  1008-    firmware  step record, written after each step's last chunk (REC_*)
+ *  1007-    firmware  step record, written after each step's last chunk (REC_*)
  *
  * Commands: 1-7 control plane and speculation, 8-11 predictor tests, 12-15 datapath tests.
  *  OFFLOAD      args: vpn, staging DRAM offset of the raw page. Results: compressed length,
@@ -98,8 +98,8 @@
 #define MBOX_HINT_FLAGS      22u         /* HINT_FLAG_* */
 #define MBOX_HINT_RSVD       23u         /* 0 */
 #define MBOX_HINT_PAYLOAD    24u         /* first payload word */
-#define MBOX_STEP_RECORD     1008u       /* first word of the step record */
-#define MBOX_HINT_UNITS      1968u       /* payload capacity (units) */
+#define MBOX_STEP_RECORD     1007u       /* first word of the step record */
+#define MBOX_HINT_UNITS      1966u       /* payload capacity (units) */
 #define MAILBOX_SIZE         4096u       /* bytes of the mbox RAM in the SoC */
 
 /* Command codes (word 2) */
@@ -171,8 +171,9 @@
 #define REC_ISSUE_CYCLES     12u         /* firmware timer cycles filtering and issuing */
 #define REC_DMA_ERRORS       13u         /* prefetch DMA jobs that failed */
 #define REC_ARM              14u         /* UCB arm of the step */
-#define REC_EPOCH            15u         /* = step */
-#define STEP_RECORD_WORDS    16u
+#define REC_DMA_WAIT_CYCLES  15u         /* firmware timer cycles of the issue waiting for DMA completions */
+#define REC_EPOCH            16u         /* = step */
+#define STEP_RECORD_WORDS    17u
 
 /* Speculation engine parameters (firmware/speculate.c; reference host/prefetch/speculation.py) */
 #define SPEC_UCB_ARMS        {1, 2, 4, 8, 16} /* prediction depths of the UCB arms */
@@ -186,7 +187,7 @@
 
 /* Device DRAM (byte offsets on the LiteDRAM native ports; the CPU adds MAIN_RAM_BASE) */
 #define DRAM_TAGS            0x00080000u /* L2 directory lines staged for DMA copy, LINE_BYTES a slot */
-#define DRAM_SPEC            0x00090000u /* speculation engine tables (CPU only, 24 KiB) */
+#define DRAM_SPEC            0x00090000u /* speculation engine tables (CPU only; 24 KiB reserved) */
 #define DRAM_ZERO_LINE       0x00096000u /* LINE_BYTES of zeros: copied over a reused slot's directory line */
 #define DRAM_STAGING         0x00100000u /* raw pages from the host, PAGE_BYTES slots */
 #define DRAM_STAGING_SIZE    0x00100000u

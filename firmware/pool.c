@@ -53,9 +53,9 @@ void l2_writeback(volatile void *p, unsigned n)
 	 * same set with another tag, so it evicts (writes back) the line holding p. Much cheaper
 	 * than flush_l2_cache(), which reads 2 x L2 size. The CPU's L1 is write-through:
 	 * invalidate it first so the reads reach the L2. */
-	uintptr_t a = (uintptr_t)p & ~3u, end = (uintptr_t)p + n;
+	uintptr_t a = (uintptr_t)p & ~(uintptr_t)(L2_LINE_BYTES - 1), end = (uintptr_t)p + n;
 	flush_cpu_dcache();
-	for (; a < end; a += 4)
+	for (; a < end; a += L2_LINE_BYTES)
 		(void)*(volatile uint32_t *)(MAIN_RAM_BASE + ((a - MAIN_RAM_BASE) ^ CONFIG_L2_SIZE));
 	flush_cpu_dcache();
 #else

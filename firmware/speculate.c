@@ -62,23 +62,17 @@ static uint32_t next_slot, issued_prev;
 static uint16_t issue_slot[SPEC_MAX_SLOTS];
 static uint32_t issue_vpn[SPEC_MAX_SLOTS];
 static uint16_t reused_slot[SPEC_MAX_SLOTS];  /* this step's slots that held a page */
-/* pages issued in the step being built: open addressing, entries live for one generation */
-#define ISSUED_SIZE 2048u
-#define iss_key ((uint32_t *)(MAIN_RAM_BASE + DRAM_SPEC + 2 * SPEC_MAX_PAGES))
-#define iss_gen ((uint32_t *)(MAIN_RAM_BASE + DRAM_SPEC + 2 * SPEC_MAX_PAGES + 4 * ISSUED_SIZE))
-static uint32_t gen;
+/* filtering: which of a stream's predictions this step were issued (a vpn is one stream's
+ * page, so a duplicate can only be an earlier rank of the same stream) */
+static uint8_t pred_issued[SPEC_MAX_STREAMS][SPEC_MAX_K];
 
-/* Returns 1 if vpn was already in the set, else inserts it and returns 0. */
-static int issued_test_and_set(uint32_t vpn)
+/* 1 if page p of stream s was issued at a rank below j of this step */
+static int issued_earlier(uint32_t s, uint32_t j, uint16_t p)
 {
-	unsigned h = (vpn * 2654435761u) >> 21;  /* 11 bits */
-	while (iss_gen[h] == gen) {
-		if (iss_key[h] == vpn)
+	uint32_t i;
+	for (i = 0; i < j; i++)
+		if (preds[s][i] == p && pred_issued[s][i])
 			return 1;
-		h = (h + 1) & (ISSUED_SIZE - 1);
-	}
-	iss_gen[h] = gen;
-	iss_key[h] = vpn;
 	return 0;
 }
 
@@ -211,10 +205,11 @@ uint32_t spec_config(const struct spec_config *c)
 
 void spec_init(void)
 {
-	memset(iss_gen, 0, 4 * ISSUED_SIZE);
 	memset((void *)(MAIN_RAM_BASE + DRAM_ZERO_LINE), 0, LINE_BYTES);
 	l2_writeback((volatile void *)(MAIN_RAM_BASE + DRAM_ZERO_LINE), LINE_BYTES);
-	gen = 0;
+	/* tag lines: step_finish writes their first four words only */
+	memset((void *)(MAIN_RAM_BASE + DRAM_TAGS), 0, (size_t)LINE_BYTES * SPEC_MAX_SLOTS);
+	l2_writeback((volatile void *)(MAIN_RAM_BASE + DRAM_TAGS), LINE_BYTES * SPEC_MAX_SLOTS);
 	configured = 0;
 	hint_rejected = 0;
 	*mbox(MBOX_HINT_REJECTED) = 0;
@@ -248,14 +243,19 @@ static uint32_t choose_arm(void)
 }
 
 /* Queue a single-descriptor job; keep at most DMA_IN_FLIGHT outstanding. */
-static uint32_t dma_outstanding, dma_errors;
+static uint32_t dma_outstanding, dma_errors, dma_wait;
 
+/* Pop the oldest completion, waiting for it; the wait is timed (dma_wait). */
 static void dma_reap(void)
 {
-	uint32_t c;
-	do {
-		c = dma_completion_read();
-	} while (!(c & (1 << CSR_DMA_COMPLETION_VALID_OFFSET)));
+	uint32_t c = dma_completion_read();
+	if (!(c & (1 << CSR_DMA_COMPLETION_VALID_OFFSET))) {
+		uint32_t t0 = timer_now();
+		do {
+			c = dma_completion_read();
+		} while (!(c & (1 << CSR_DMA_COMPLETION_VALID_OFFSET)));
+		dma_wait += t0 - timer_now();
+	}
 	if ((c >> CSR_DMA_COMPLETION_STATUS_OFFSET) & ((1 << CSR_DMA_COMPLETION_STATUS_SIZE) - 1))
 		dma_errors++;
 	dma_pop_write(1);
@@ -299,6 +299,7 @@ static void step_finish(uint32_t step)
 	uint32_t j, e, s, n_issue = 0, n_reused = 0, t0, step_budget;
 	uint32_t skip_l1 = 0, skip_unmapped = 0, skip_resident = 0, throttled = 0;
 	t0 = timer_now();
+	dma_errors = dma_wait = 0;
 	if (have_arm) {
 		uint64_t gain = 65536ull * st_used, loss = (uint64_t)SPEC_LAMBDA_Q16 * (issued_prev - st_used);
 		arm_n[last_arm]++;
@@ -313,7 +314,6 @@ static void step_finish(uint32_t step)
 			budget = budget + budget / 4 + 1 < cfg_slots ? budget + budget / 4 + 1 : cfg_slots;
 	}
 	step_budget = budget < cfg_slots ? budget : cfg_slots;
-	gen++;
 	for (j = 0; j < step_k; j++) {
 		for (s = 0; s < cfg_streams; s++) {
 			uint32_t p, vpn;
@@ -321,6 +321,7 @@ static void step_finish(uint32_t step)
 				continue;
 			p = preds[s][j];
 			vpn = (s << VPN_PAGE_BITS) | p;
+			pred_issued[s][j] = 0;
 			if ((int)p >= (int)stream_pages[s] - (int)cfg_l1) {
 				skip_l1++;
 				continue;
@@ -333,27 +334,20 @@ static void step_finish(uint32_t step)
 				skip_resident++;
 				continue;
 			}
-			if (n_issue >= step_budget) {
-				/* counted as resident if it was issued already, as the model does */
-				unsigned h = (vpn * 2654435761u) >> 21, dup = 0;
-				while (iss_gen[h] == gen && !dup) {
-					dup = iss_key[h] == vpn;
-					h = (h + 1) & (ISSUED_SIZE - 1);
-				}
-				if (dup)
-					skip_resident++;
-				else
-					throttled++;
-				continue;
-			}
-			if (issued_test_and_set(vpn)) {
+			if (issued_earlier(s, j, p)) {   /* as the model does: resident */
 				skip_resident++;
 				continue;
 			}
+			if (n_issue >= step_budget) {
+				throttled++;
+				continue;
+			}
+			pred_issued[s][j] = 1;
 			issue_vpn[n_issue++] = vpn;
 		}
 	}
-	memset(slot_prev, 0, sizeof(slot_prev));
+	for (j = 0; j < issued_prev; j++)   /* issue_slot still holds the previous step's slots */
+		slot_prev[issue_slot[j]] = 0;
 	for (j = 0; j < n_issue; j++) {
 		uint32_t slot = next_slot;
 		next_slot = (slot + 1) % cfg_slots;
@@ -373,7 +367,6 @@ static void step_finish(uint32_t step)
 		          cfg_l2 + (uint64_t)PAGE_BYTES * cfg_slots + LINE_BYTES * reused_slot[j],
 		          LINE_BYTES, LINE_BYTES);
 	/* data: decompress each page into its slot */
-	dma_errors = 0;
 	for (j = 0; j < n_issue; j++) {
 		uint32_t src, len;
 		pool_pte_extent(issue_vpn[j], &src, &len);
@@ -385,13 +378,10 @@ static void step_finish(uint32_t step)
 	for (j = 0; j < n_issue; j++) {
 		volatile uint32_t *line =
 			(volatile uint32_t *)(MAIN_RAM_BASE + DRAM_TAGS + LINE_BYTES * issue_slot[j]);
-		unsigned w;
 		line[0] = TAG_MAGIC;
 		line[1] = issue_vpn[j];
 		line[2] = step;
-		line[3] = issue_slot[j];
-		for (w = 4; w < LINE_BYTES / 4; w++)
-			line[w] = 0;
+		line[3] = issue_slot[j];    /* words 4.. stay zero (spec_init) */
 	}
 	for (j = 0; j < n_issue; j = e) {
 		uint32_t first = issue_slot[j], bytes;
@@ -420,6 +410,7 @@ static void step_finish(uint32_t step)
 	record(REC_ISSUE_CYCLES, t0 - timer_now());
 	record(REC_DMA_ERRORS, dma_errors);
 	record(REC_ARM, step_arm);
+	record(REC_DMA_WAIT_CYCLES, dma_wait);
 	record(REC_EPOCH, step);
 	issued_prev = n_issue;
 	have_arm = (cfg_flags & SPEC_FLAG_UCB) != 0;

@@ -24,7 +24,8 @@ from soc import board
 from soc.builder import ROOT
 from soc.sim.console import run_console
 from soc.targets import BOARDS
-from soc.targets.sim import DEFAULT_BUILD_DIR, DEFAULT_SYS_CLK, build_sim
+from soc.targets.sim import (DEFAULT_BUILD_DIR, DEFAULT_DRAM, DEFAULT_SYS_CLK, DRAMS, build_sim,
+                             default_build_dir)
 
 
 def main(argv=None):
@@ -72,6 +73,11 @@ def main(argv=None):
                    choices=["minimal", "lite", "standard", "full", "full+cfu"],
                    help="VexRiscv variant of the simulation SoC; 'full+cfu' adds the LSTM custom "
                         "function unit (gateware/lstm_cfu), which the firmware's LSTM uses.")
+    p.add_argument("--dram", default=DEFAULT_DRAM, choices=list(DRAMS),
+                   help="DRAM model of the simulation SoC: 'ddr3' a DDR3-800 x16 part, 128-bit "
+                        "native port (16 B a cycle at peak); 'sdr' the 16-bit SDR part of "
+                        "LiteX's simulation target (2 B a cycle). Default build directory: "
+                        "build/sim, build/sim-sdr for sdr.")
     p.add_argument("--no-sdram", action="store_true",
                    help="Leave out LiteDRAM and its SDRAM model (faster model, no main RAM).")
     p.add_argument("--sim-cycles", type=int, default=20_000_000,
@@ -108,7 +114,7 @@ def main(argv=None):
     if args.load:
         p.error("--load needs --board NAME")
     if args.build_dir is None:
-        args.build_dir = str(DEFAULT_BUILD_DIR)
+        args.build_dir = str(default_build_dir(args.dram))
     if args.sys_clk_freq is None:
         args.sys_clk_freq = DEFAULT_SYS_CLK
 
@@ -122,7 +128,7 @@ def main(argv=None):
         p.error(f"--sys-clk-freq must be positive, got {args.sys_clk_freq}")
 
     b = build_sim(args.build_dir, args.sys_clk_freq, args.cpu_variant,
-                  with_sdram=not args.no_sdram)
+                  with_sdram=not args.no_sdram, dram=args.dram)
     if args.sim:
         trace = None
         if args.trace:

@@ -25,7 +25,7 @@ CfgRd/CfgWr. Its words:
  12       firmware  commands rejected (count)
  13-15    firmware  hint chunk done sequence, its status (HERR_*), hint chunks rejected
  16-1007  host      hint chunk (below)
- 1008-    firmware  step record, written after each step's last chunk (REC_*)
+ 1007-    firmware  step record, written after each step's last chunk (REC_*)
 
 Commands: 1-7 control plane and speculation, 8-11 predictor tests, 12-15 datapath tests.
  OFFLOAD      args: vpn, staging DRAM offset of the raw page. Results: compressed length,
@@ -101,7 +101,7 @@ MBOX_HINT_LEN      = 21    # payload length in 16-bit units
 MBOX_HINT_FLAGS    = 22    # HINT_FLAG_*
 MBOX_HINT_RSVD     = 23    # 0
 MBOX_HINT_PAYLOAD  = 24    # first payload word
-MBOX_STEP_RECORD   = 1008  # first word of the step record
+MBOX_STEP_RECORD   = 1007  # first word of the step record
 MBOX_HINT_UNITS    = 2 * (MBOX_STEP_RECORD - MBOX_HINT_PAYLOAD)  # payload capacity (units)
 MAILBOX_SIZE       = 4 * MBOX_WORDS  # bytes of the mbox RAM in the SoC
 
@@ -180,8 +180,9 @@ REC_PREDICT_CYCLES = 11  # firmware timer cycles in the predictors
 REC_ISSUE_CYCLES   = 12  # firmware timer cycles filtering and issuing
 REC_DMA_ERRORS     = 13  # prefetch DMA jobs that failed
 REC_ARM            = 14  # UCB arm of the step
-REC_EPOCH          = 15  # = step
-STEP_RECORD_WORDS  = 16
+REC_DMA_WAIT_CYCLES = 15  # firmware timer cycles of the issue waiting for DMA completions
+REC_EPOCH          = 16  # = step
+STEP_RECORD_WORDS  = 17
 
 # Speculation engine parameters (firmware/speculate.c; reference host/prefetch/speculation.py) ---------
 
@@ -197,7 +198,7 @@ TAG_MAGIC        = 0x31474154  # directory line word 0: "TAG1"
 # Device DRAM (byte offsets on the LiteDRAM native ports; the CPU adds MAIN_RAM_BASE) ---------
 
 DRAM_TAGS         = 0x00080000  # L2 directory lines staged for DMA copy, LINE_BYTES a slot
-DRAM_SPEC         = 0x00090000  # speculation engine tables (CPU only, 24 KiB)
+DRAM_SPEC         = 0x00090000  # speculation engine tables (CPU only; 24 KiB reserved)
 DRAM_ZERO_LINE    = 0x00096000  # LINE_BYTES of zeros: copied over a reused slot's directory line
 DRAM_STAGING      = 0x00100000  # raw pages from the host, PAGE_BYTES slots
 DRAM_STAGING_SIZE = 0x00100000

@@ -119,6 +119,8 @@ class SpecKVSoC(SoCCore):
             )
             # The firmware runs its own short DRAM check; skip the library's long memtest.
             self.add_constant("SDRAM_TEST_DISABLE")
+            # the L2 cache's line (one word of its DRAM side): the firmware's write-back stride
+            self.add_constant("L2_LINE_BYTES", self.l2_cache.slave.data_width // 8)
 
         # Mailbox: a small RAM both the host (over the bridge) and the firmware reach.
         self.add_ram("mbox", origin=MAILBOX_BASE, size=MAILBOX_SIZE)  # "mailbox" is a SystemVerilog keyword

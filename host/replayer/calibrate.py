@@ -160,9 +160,12 @@ def main(argv=None):
                     help="L2 slots (default 64: small, so that slots are reused and the cost "
                          "of clearing their directory lines shows)")
     ap.add_argument("--json", default=str(CALIBRATION_FILE), help="where to write the costs")
+    from soc.targets.sim import (DEFAULT_DRAM, DRAMS, build_sim, default_build_dir,
+                                 dram_peak_bytes_per_cycle)
+    ap.add_argument("--dram", default=DEFAULT_DRAM, choices=list(DRAMS),
+                    help="DRAM model of the simulation SoC measured (soc/targets/sim.py)")
     args = ap.parse_args(argv)
-    from soc.targets.sim import build_sim
-    build = build_sim(ROOT / "build" / "sim", quiet=True)
+    build = build_sim(default_build_dir(args.dram), quiet=True, dram=args.dram)
     logs, cfg_reads = [], []
     for kind in KINDS:
         print(f"calibrating on rtl: predictor {kind}", file=sys.stderr)
@@ -184,7 +187,9 @@ def main(argv=None):
     out = {"provenance": {"command": f"{COMMAND} {argv_text}".strip(),
                           "date": datetime.date.today().isoformat(), "commit": commit,
                           "trace": args.trace.replace(str(ROOT) + "/", ""), "link": "cxl2-x16",
-                          "sys_clk_hz": b.sys_clk_freq, "inputs": inputs},
+                          "sys_clk_hz": b.sys_clk_freq, "dram": args.dram,
+                          "dram_peak_bytes_per_cycle": dram_peak_bytes_per_cycle(args.dram),
+                          "inputs": inputs},
            "cycles": cycles, "samples": samples}
     with open(args.json, "w") as f:
         json.dump(out, f, indent=1)

@@ -24,7 +24,7 @@ from pathlib import Path
 
 from host.replayer.engine import DEFAULT_TRACE, PREFETCHERS, ROOT, ReplayOptions, replay
 
-RECORD_TIMING = ("predict_cycles", "issue_cycles")   # firmware timer fields: not functional
+RECORD_TIMING = ("predict_cycles", "issue_cycles", "dma_wait_cycles")   # firmware timer fields: not functional
 
 
 def _sha(obj) -> str:

@@ -28,14 +28,13 @@ REPLAYS = ROOT / "docs" / "results" / "replay" / "timing"
 CALIBRATION = ROOT / "host" / "replayer" / "calibration.json"
 WORKLOADS = ("chatbot", "summarization", "codegen", "qa")
 BATCHES = (1, 2, 4, 8, 12, 16, 24, 32, 48, 64, 96, 128, 192, 256, 384, 512, 768, 1024)
-SIM_DRAM_BYTES_PER_CYCLE = 2      # the simulated SoC's 16-bit SDR SDRAM (docs/datapath.md)
 TRACE_MODEL = shape_of("smollm2-135m")   # the model the traces were captured from
 TRACE_PAGE_BYTES = 4096           # the pages the device costs were measured on (head_dim 64)
 # The target devices: stated clocks and DRAM, the firmware's measured cycles.
 DEVICES = {
-    "sim-100mhz": dict(clock_mhz=100.0, dram_gbs=SIM_DRAM_BYTES_PER_CYCLE * 0.1,
-                       note="the simulated SoC as measured: 100 MHz, 16-bit SDR SDRAM "
-                            "(2 bytes a cycle, 0.2 GB/s)"),
+    # dram_gbs None: the DRAM the calibration was measured on (its peak bytes a cycle)
+    "sim-100mhz": dict(clock_mhz=100.0, dram_gbs=None,
+                       note="the simulated SoC as measured: 100 MHz and its DRAM model"),
     "paper-800mhz": dict(clock_mhz=800.0, dram_gbs=1600.0,
                          note="the paper's device (4.1): 800 MHz, HBM at 1.6 TB/s; our "
                               "firmware's measured cycles at that clock"),
@@ -86,9 +85,15 @@ def make_device(name, prefetcher, page_bytes, codec_ratio, memory_gib, calibrati
     if prefetcher not in cyc["predict"]:
         raise ServingError(f"no calibrated prediction cost for {prefetcher!r}")
     scale = page_bytes / TRACE_PAGE_BYTES
-    dram_cycles = page_bytes / codec_ratio / SIM_DRAM_BYTES_PER_CYCLE
+    prov = cal["provenance"]
+    if "dram_peak_bytes_per_cycle" not in prov:
+        raise ServingError(f"{calibration}: no DRAM in its provenance (recalibrate: "
+                           "python -m host.replayer.calibrate)")
+    peak = prov["dram_peak_bytes_per_cycle"]
+    dram_cycles = page_bytes / codec_ratio / peak
     d = DEVICES[name]
-    return Device(name=name, clock_mhz=d["clock_mhz"], dram_gbs=d["dram_gbs"],
+    dram_gbs = d["dram_gbs"] or peak * prov["sys_clk_hz"] / 1e9
+    return Device(name=name, clock_mhz=d["clock_mhz"], dram_gbs=dram_gbs,
                   memory_gib=memory_gib, predict_cycles=cyc["predict"][prefetcher],
                   issue_fixed_cycles=cyc["issue_fixed"],
                   issue_page_cycles=cyc["issue_page"] * scale,
@@ -96,11 +101,10 @@ def make_device(name, prefetcher, page_bytes, codec_ratio, memory_gib, calibrati
                   offload_cycles=cyc["offload_command"] * scale,
                   dram_cycles_measured=dram_cycles,
                   note=f"{d['note']}; cycles from {Path(calibration).name} "
-                       f"({cal['provenance']['date']}, commit {cal['provenance']['commit']}), "
+                       f"({prov['date']}, commit {prov['commit']}, {prov['dram']} DRAM), "
                        f"per-page costs x{scale:g} for {page_bytes}-byte pages, of which "
-                       f"{dram_cycles:.0f} cycles (compressed page at "
-                       f"{SIM_DRAM_BYTES_PER_CYCLE} B/cycle) replaced by its time at "
-                       f"{d['dram_gbs']:g} GB/s")
+                       f"{dram_cycles:.0f} cycles (compressed page at {peak} B/cycle) "
+                       f"replaced by its time at {dram_gbs:g} GB/s")
 
 
 def make_inputs(model, context, device, prefetcher, gpu, link, traffic, device_gib,
