@@ -63,7 +63,7 @@ def test_codes_and_records_have_descriptions():
     assert set(mailbox.MBOX_ERRORS) == set(range(1, 7))
     assert set(mailbox.HINT_ERRORS) == set(range(1, 8))
     assert all(mailbox.MBOX_ERRORS.values()) and all(mailbox.HINT_ERRORS.values())
-    assert mailbox.STEP_RECORD[0] == "step" and len(mailbox.STEP_RECORD) == 16
+    assert mailbox.STEP_RECORD[0] == "step" and len(mailbox.STEP_RECORD) == 17
     assert mailbox.MBOX_STEP_RECORD + len(mailbox.STEP_RECORD) == mailbox.MBOX_WORDS
 
 

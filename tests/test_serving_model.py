@@ -87,7 +87,9 @@ def test_device_memory_and_saturation():
 
 def test_device_scaling_replaces_the_simulated_dram_share(tmp_path):
     cal = tmp_path / "cal.json"
-    cal.write_text(json.dumps({"provenance": {"date": "d", "commit": "c"},
+    cal.write_text(json.dumps({"provenance": {"date": "d", "commit": "c", "dram": "sdr",
+                                              "dram_peak_bytes_per_cycle": 2,
+                                              "sys_clk_hz": 1e8},
                                "cycles": {"predict": {"lstm": 1000.0}, "issue_fixed": 0.0,
                                           "issue_page": 4000.0, "demand_device": 800.0,
                                           "offload_command": 10000.0}}))

@@ -48,7 +48,8 @@ def test_register_map_exported(sim_build):
 def test_firmware_boots_and_prints_banner(booted):
     drv, text = booted
     assert "SpecKV-FPGA firmware " in text
-    assert re.search(r"dram: 32768 KiB at 0x40000000, check ok \(0 errors\)", text), text
+    kib = drv.memories["main_ram"]["size"] // 1024
+    assert re.search(rf"dram: {kib} KiB at 0x40000000, check ok \(0 errors\)", text), text
     assert text.endswith("speckv> ")
     assert drv.cycle < BOOT_CYCLES
 

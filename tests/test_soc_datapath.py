@@ -52,13 +52,13 @@ TLB_OPS = 10_500
 
 
 def _tlb_configs(dram_size):
-    """(pt_base, pt_entries, dram_base, dram_size). The second puts the table at the top of
-    DRAM: PTEs of vpn >= 512 lie beyond the walker's port (bus_error, no read); its base has
-    low bits set, which the ATU ignores."""
+    """(pt_base, pt_entries, dram_base, dram_size). The third puts the table at the top of
+    DRAM (above the firmware's layout): PTEs of vpn >= 512 lie beyond the walker's port
+    (bus_error, no read); its base has low bits set, which the ATU ignores."""
     return [
         (SCRATCH, 700, 0, dram_size),
         (SCRATCH, 1024, 0x0010_0000, 0x0040_0000),
-        (SCRATCH_END - 4096 + 5, 1024, 0, dram_size),
+        (dram_size - 4096 + 5, 1024, 0, dram_size),
     ]
 
 
@@ -74,7 +74,7 @@ def test_tlb_random_ops_match_model(ready):
     b = Batch(link)
     # Zero the tables (DRAM above the firmware's table is not initialised by anyone).
     b.mem_write(ram + SCRATCH, bytes(8 * 1024))
-    b.mem_write(ram + SCRATCH_END - 4096, bytes(4096))
+    b.mem_write(ram + dram_size - 4096, bytes(4096))
     configs = _tlb_configs(dram_size)
 
     def configure(cfg):
@@ -109,7 +109,7 @@ def test_tlb_random_ops_match_model(ready):
 
     def writable(vpn):
         a = model.pte_addr(vpn)
-        return SCRATCH <= a and a + 8 <= SCRATCH_END
+        return (SCRATCH <= a and a + 8 <= SCRATCH_END) or dram_size - 4096 <= a < dram_size
 
     def pick_vpn():
         r = rng.random()
