@@ -8,7 +8,7 @@ help:
 	@echo "make sim     build the SoC + firmware and run it under Verilator (the demo)"
 	@echo "make lint    ruff over every Python file (make test runs it first)"
 	@echo "make test    lint, then the whole test suite"
-	@echo "make bench   benchmarks: simulation speed (bare Verilator / pyverilator / driver), datapath (DMA, TLB, demand-read latency), codec speed and ratio, firmware cycles per prediction (LSTM on the CFU and in C)"
+	@echo "make bench   benchmarks: simulation speed (bare Verilator / pyverilator / driver), datapath (DMA, TLB, demand-read latency), codec speed and ratio, firmware cycles per prediction (LSTM on the CFU and in C), a whole step's speculation per simulated DRAM"
 	@echo "make traces  capture the four full workload traces into build/traces (checked by hash)"
 	@echo "make codec-eval  perplexity of SmolLM2 with its KV cache round-tripped through each codec mode (~3 min a mode)"
 	@echo "make bitstream [BOARD=ulx3s|ecpix5]  FPGA bitstream (yosys, nextpnr-ecp5, ecppack); report -> docs/bitstreams/"
@@ -30,9 +30,11 @@ test: setup lint
 bench: setup
 	$(PY) bench/sim_speed.py
 	$(PY) bench/datapath.py
+	$(PY) bench/datapath.py --dram sdr --json build/bench/datapath-sdr.json
 	$(PY) bench/codec_speed.py
 	$(PY) bench/codec_ratio.py
 	$(PY) bench/prefetch_firmware.py
+	$(PY) bench/speculation_step.py
 
 traces: setup
 	HF_HUB_OFFLINE=1 $(PY) -m host.traces.workloads --out build/traces --check traces/SHA256SUMS.full

@@ -468,3 +468,22 @@ REGISTRY += [
                    Col("pages checked / bad", "check.pages_checked", "{}", "{v} / *"),
                    Col("pages checked / bad", "check.mismatches", "{}", "* / {v}")]),
 ]
+
+# docs/datapath.md: DMA throughput per simulated DRAM (docs/results/datapath/<dram>.json)
+_DMA_JOBS = ("copy DRAM->DRAM 64 KiB", "copy DRAM->DRAM 1 MiB",
+             "copy DRAM->DRAM 64 KiB, src+3 dst+5", "copy DRAM->host 64 KiB",
+             "decompress page -> host")
+REGISTRY += [
+    Table("docs/datapath.md", "DMA throughput against the port and DRAM peaks",
+          f"docs/results/datapath/{dram}.json", keys=("DMA job",), table=i,
+          rows={(job,): f"dma.{j}" for j, job in enumerate(_DMA_JOBS)},
+          columns=[Col("cycles", "cycles"),
+                   Col("dest B/cycle", "dest_bytes_per_cycle", "{:.2f}"),
+                   Col("DRAM B/cycle", "dram_bytes_per_cycle", "{:.2f}")])
+    for i, dram in enumerate(("ddr3", "sdr"))
+]
+REGISTRY += [
+    Table(RESULTS, "With the DDR3 model and the leaner issue path",
+          "docs/results/replay/timing_ddr3/{workload}.json",
+          keys=("workload", "config", "timing"), columns=REPLAY_COLUMNS),
+]

@@ -68,4 +68,7 @@ def test_model_shapes():
     assert shape_of("llama2-7b").kv_bytes_per_token() == 512 * 1024        # 0.5 MiB, FP16
     with pytest.raises(ValueError, match="unknown model 'gpt2'.*llama2-7b"):
         shape_of("gpt2")
-    assert set(SHAPES) == {"smollm2-135m", "llama2-7b", "llama2-13b"}
+    # Llama-3-8B: 8.03 B parameters, GQA (8 KV heads): a quarter of 7B's KV a token
+    assert shape_of("llama3-8b").params() == pytest.approx(8.03e9, rel=0.01)
+    assert shape_of("llama3-8b").kv_bytes_per_token() == 128 * 1024
+    assert set(SHAPES) == {"smollm2-135m", "llama2-7b", "llama2-13b", "llama3-8b"}

@@ -35,7 +35,8 @@ class Shape:
 
 
 # The models the serving model and the benchmark know. SmolLM2-135M is the traces' model
-# (its config.json); Llama-2 7B and 13B are the paper's shapes (their config.json files).
+# (its config.json); Llama-2 7B and 13B are the paper's shapes (their config.json files);
+# Llama-3-8B an 8B model with grouped-query attention (8 KV heads; its config.json).
 SHAPES = {
     "smollm2-135m": Shape(layers=30, hidden=576, heads=9, kv_heads=3, head_dim=64,
                           intermediate=1536, vocab=49152, rope_theta=100000.0),
@@ -43,6 +44,8 @@ SHAPES = {
                        intermediate=11008, vocab=32000),
     "llama2-13b": Shape(layers=40, hidden=5120, heads=40, kv_heads=40, head_dim=128,
                         intermediate=13824, vocab=32000),
+    "llama3-8b": Shape(layers=32, hidden=4096, heads=32, kv_heads=8, head_dim=128,
+                       intermediate=14336, vocab=128256, rope_theta=500000.0),
 }
 
 
