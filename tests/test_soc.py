@@ -190,7 +190,7 @@ def test_waveform_window(sim, tmp_path):
 def test_cli_help_documents_every_option():
     out = subprocess.run([sys.executable, str(ROOT / "soc" / "build.py"), "--help"],
                          capture_output=True, text=True, check=True).stdout
-    for opt in ("--sim", "--build", "--build-dir", "--sys-clk-freq", "--cpu-variant",
+    for opt in ("--sim", "--build", "--build-dir", "--sys-clk-freq", "--cpu-variant", "--dram",
                 "--no-sdram", "--sim-cycles", "--script", "--interactive", "--trace",
                 "--trace-start", "--trace-end", "--trace-file"):
         assert opt in out
@@ -214,3 +214,17 @@ def test_cli_rejects_bad_options():
                         "--trace-start", "10", "--trace-end", "5"],
                        capture_output=True, text=True)
     assert r.returncode == 2 and "--trace-end (5) must be after --trace-start (10)" in r.stderr
+
+
+def test_dram_models_and_their_peaks(sim):
+    from soc.targets.sim import (DEFAULT_DRAM, default_build_dir, dma_port_bytes,
+                                 dram_peak_bytes_per_cycle, sim_soc)
+    assert DEFAULT_DRAM == "ddr3"
+    # DDR3-800 x16 at 4:1: a 128-bit native port; SDR x16: 16 bits
+    assert dram_peak_bytes_per_cycle("ddr3") == 16 and dma_port_bytes("ddr3") == 16
+    assert dram_peak_bytes_per_cycle("sdr") == 2 and dma_port_bytes("sdr") == 8
+    assert default_build_dir("sdr").name == "sim-sdr" and default_build_dir().name == "sim"
+    # the default build is the DDR3 part's 128 MiB
+    assert sim.memories["main_ram"]["size"] == 128 << 20
+    with pytest.raises(ValueError, match="unknown simulated DRAM 'ddr9'; valid: ddr3, sdr"):
+        sim_soc(100e6, "full", True, None, dram="ddr9")
