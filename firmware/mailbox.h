@@ -188,7 +188,8 @@
 /* Device DRAM (byte offsets on the LiteDRAM native ports; the CPU adds MAIN_RAM_BASE) */
 #define DRAM_TAGS            0x00080000u /* L2 directory lines staged for DMA copy, LINE_BYTES a slot */
 #define DRAM_SPEC            0x00090000u /* speculation engine tables (CPU only; 24 KiB reserved) */
-#define DRAM_ZERO_LINE       0x00096000u /* LINE_BYTES of zeros: copied over a reused slot's directory line */
+#define DRAM_ZERO_LINES      0x00096000u /* ZERO_LINES x LINE_BYTES of zeros: copied over reused slots' directory lines */
+#define ZERO_LINES           16u         /* directory lines one zeroing DMA job clears at most */
 #define DRAM_STAGING         0x00100000u /* raw pages from the host, PAGE_BYTES slots */
 #define DRAM_STAGING_SIZE    0x00100000u
 #define DRAM_POOL            0x00200000u /* compressed pages, LINE_BYTES-aligned extents */

@@ -205,8 +205,8 @@ uint32_t spec_config(const struct spec_config *c)
 
 void spec_init(void)
 {
-	memset((void *)(MAIN_RAM_BASE + DRAM_ZERO_LINE), 0, LINE_BYTES);
-	l2_writeback((volatile void *)(MAIN_RAM_BASE + DRAM_ZERO_LINE), LINE_BYTES);
+	memset((void *)(MAIN_RAM_BASE + DRAM_ZERO_LINES), 0, ZERO_LINES * LINE_BYTES);
+	l2_writeback((volatile void *)(MAIN_RAM_BASE + DRAM_ZERO_LINES), ZERO_LINES * LINE_BYTES);
 	/* tag lines: step_finish writes their first four words only */
 	memset((void *)(MAIN_RAM_BASE + DRAM_TAGS), 0, (size_t)LINE_BYTES * SPEC_MAX_SLOTS);
 	l2_writeback((volatile void *)(MAIN_RAM_BASE + DRAM_TAGS), LINE_BYTES * SPEC_MAX_SLOTS);
@@ -350,7 +350,7 @@ static void step_finish(uint32_t step)
 		slot_prev[issue_slot[j]] = 0;
 	for (j = 0; j < n_issue; j++) {
 		uint32_t slot = next_slot;
-		next_slot = (slot + 1) % cfg_slots;
+		next_slot = slot + 1 == cfg_slots ? 0 : slot + 1;
 		if (slot_used[slot]) {
 			dir_remove(slot);
 			reused_slot[n_reused++] = slot;
@@ -361,11 +361,17 @@ static void step_finish(uint32_t step)
 	}
 	/* a reused slot's directory line goes before its new data lands: a host that reads the
 	 * directory while this step's prefetches are in flight never sees a tag over a page being
-	 * overwritten (the link keeps order) */
-	for (j = 0; j < n_reused; j++)
-		dma_queue(OP_COPY, DRAM_ZERO_LINE,
-		          cfg_l2 + (uint64_t)PAGE_BYTES * cfg_slots + LINE_BYTES * reused_slot[j],
-		          LINE_BYTES, LINE_BYTES);
+	 * overwritten (the link keeps order). Reused slots follow each other (round robin): one
+	 * zeroing job clears a run of up to ZERO_LINES of them. */
+	for (j = 0; j < n_reused; j = e) {
+		uint32_t first = reused_slot[j];
+		e = j + 1;
+		while (e < n_reused && e - j < ZERO_LINES && reused_slot[e] == reused_slot[e - 1] + 1)
+			e++;
+		dma_queue(OP_COPY, DRAM_ZERO_LINES,
+		          cfg_l2 + (uint64_t)PAGE_BYTES * cfg_slots + LINE_BYTES * first,
+		          LINE_BYTES * (e - j), LINE_BYTES * (e - j));
+	}
 	/* data: decompress each page into its slot */
 	for (j = 0; j < n_issue; j++) {
 		uint32_t src, len;

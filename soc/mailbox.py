@@ -199,7 +199,8 @@ TAG_MAGIC        = 0x31474154  # directory line word 0: "TAG1"
 
 DRAM_TAGS         = 0x00080000  # L2 directory lines staged for DMA copy, LINE_BYTES a slot
 DRAM_SPEC         = 0x00090000  # speculation engine tables (CPU only; 24 KiB reserved)
-DRAM_ZERO_LINE    = 0x00096000  # LINE_BYTES of zeros: copied over a reused slot's directory line
+DRAM_ZERO_LINES   = 0x00096000  # ZERO_LINES x LINE_BYTES of zeros: copied over reused slots' directory lines
+ZERO_LINES        = 16          # directory lines one zeroing DMA job clears at most
 DRAM_STAGING      = 0x00100000  # raw pages from the host, PAGE_BYTES slots
 DRAM_STAGING_SIZE = 0x00100000
 DRAM_POOL         = 0x00200000  # compressed pages, LINE_BYTES-aligned extents
@@ -225,7 +226,7 @@ assert ([v for n, v, _, _ in constants(_THIS) if n.startswith("REC_")]
         == list(range(STEP_RECORD_WORDS)))
 assert MBOX_STEP_RECORD + STEP_RECORD_WORDS == MBOX_WORDS
 assert MBOX_HINT_PAYLOAD == MBOX_HINT_RSVD + 1
-assert DRAM_SPEC + 24 * 1024 <= DRAM_ZERO_LINE < DRAM_ZERO_LINE + LINE_BYTES <= DRAM_STAGING
+assert DRAM_SPEC + 24 * 1024 <= DRAM_ZERO_LINES < DRAM_ZERO_LINES + ZERO_LINES * LINE_BYTES <= DRAM_STAGING
 assert DRAM_TAGS + LINE_BYTES * SPEC_MAX_SLOTS <= DRAM_SPEC
 assert DRAM_STAGING + DRAM_STAGING_SIZE <= DRAM_POOL and DRAM_POOL_END <= DRAM_PT
 assert DRAM_PT + PTE_BYTES * PT_ENTRIES <= PRED_DRAM_BASE <= PRED_DRAM_END <= DRAM_SCRATCH
