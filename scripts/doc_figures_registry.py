@@ -487,3 +487,14 @@ REGISTRY += [
           "docs/results/replay/timing_ddr3/{workload}.json",
           keys=("workload", "config", "timing"), columns=REPLAY_COLUMNS),
 ]
+_L3 = "docs/results/gpu/step_times_llama3_8b_h100.json"
+REGISTRY += [
+    Figures(RESULTS, "With the DDR3 model and the leaner issue path", _L3,
+            "SmolLM2 in the same run at {smol} ms against the H200's {h200}): {b1} ms a step at "
+            "batch 1 and 512 tokens, {b4k} ms at 4,096",
+            {"smol": Val("rows[model=smollm2-135m,batch=1,context=512].step_ms", "{:.3f}"),
+             "h200": Val("rows[model=smollm2-135m,dtype=bf16,batch=1,context=512].step_ms",
+                         "{:.3f}", "docs/results/gpu/step_times.json"),
+             "b1": Val("rows[model=llama3-8b,batch=1,context=512].step_ms", "{:.2f}"),
+             "b4k": Val("rows[model=llama3-8b,batch=1,context=4096].step_ms", "{:.2f}")}),
+]
