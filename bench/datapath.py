@@ -35,7 +35,7 @@ import sys
 from datetime import datetime, timezone
 from pathlib import Path
 
-from soc.targets.sim import (DEFAULT_DRAM, DRAMS, default_build_dir, dma_port_bytes,
+from soc.targets.sim import (DEFAULT_DRAM, DRAMS, build_sim, default_build_dir, dma_port_bytes,
                              dram_peak_bytes_per_cycle)
 
 ROOT = Path(__file__).resolve().parent.parent
@@ -187,7 +187,6 @@ def main(argv=None):
     from gateware.codec import reference as R
     from host.driver.link import SimLink
     from host.traces.format import load_trace
-    from soc.targets.sim import build_sim
     from soc.sim import SimDriver
 
     b = build_sim(args.build_dir or default_build_dir(args.dram), quiet=True, dram=args.dram)

@@ -23,21 +23,23 @@ import sys
 from datetime import datetime, timezone
 from pathlib import Path
 
-from soc.targets.sim import DEFAULT_DRAM, DRAMS, build_sim, default_build_dir
+from soc.targets.sim import DEFAULT_DRAM, DEFAULT_SYS_CLK, DRAMS, build_sim, default_build_dir
 
 ROOT = Path(__file__).resolve().parent.parent
 FIELDS = ("issued", "predict_cycles", "issue_cycles", "dma_wait_cycles")
 
 
 def run(dram, steps, prefetcher, k):
-    from host.replayer.engine import ReplayOptions, replay
+    from host.replayer.engine import DEFAULT_TRACE, ReplayOptions, replay
+    from host.traces.format import load_trace
     b = build_sim(default_build_dir(dram), quiet=True, dram=dram)
+    heads = load_trace(DEFAULT_TRACE).n_kv_heads
     r = replay(ReplayOptions(backend="rtl", prefetcher=prefetcher, k=k, steps=steps,
                              timing="off"), build=b, progress=True)
     recs = [{f: int(rec[f]) for f in ("step",) + FIELDS} for rec in r["sequence"]["records"]]
     if r["check"]["mismatches"]:
         raise SystemExit(f"{dram}: {r['check']['mismatches']} pages differ from the reference")
-    return {"dram": dram, "streams": r["config"]["layers"] * 3, "steps": recs,
+    return {"dram": dram, "streams": r["config"]["layers"] * heads, "steps": recs,
             "l2_hit_rate": r["accesses"]["l2_hit_rate"], "issued": r["prefetch"]["issued"]}
 
 
@@ -72,7 +74,7 @@ def main(argv=None):
         ap.error("--steps must be at least 2 (step 0 fills an empty L2; the mean is of the rest)")
     from host.serving.step_time import step_time
     st = step_time("smollm2-135m", 1, 512)
-    clk = 100e6
+    clk = DEFAULT_SYS_CLK      # the simulation SoC's sys_clk, which build_sim uses
     out = {"command": "python bench/speculation_step.py " + " ".join(argv or sys.argv[1:]),
            "date": datetime.now(timezone.utc).isoformat(timespec="seconds"),
            "sys_clk_hz": clk, "gpu_step_ns": st.step_ns, "gpu_step_source": st.source,

@@ -41,12 +41,13 @@ def dma_port_bytes(dram):
 
 
 def dram_peak_bytes_per_cycle(dram):
-    """Peak bytes a sys_clk cycle of the simulated DRAM's native port (one word a cycle)."""
+    """Peak bytes a sys_clk cycle of the simulated DRAM's native port (one word a cycle), from
+    the PHY model's own settings."""
     from litedram import modules as litedram_modules
-    from litedram.phy.model import sdram_module_nphases
+    from litedram.phy.model import get_sdram_phy_settings
     name, bits, _ = DRAMS[dram]
-    memtype = getattr(litedram_modules, name).memtype
-    return bits * (1 if memtype == "SDR" else 2) * sdram_module_nphases[memtype] // 8
+    st = get_sdram_phy_settings(getattr(litedram_modules, name).memtype, bits, DEFAULT_SYS_CLK)
+    return st.dfi_databits * st.nphases // 8
 
 
 def sim_soc(sys_clk_freq, cpu_variant, with_sdram, rom_init, dram=DEFAULT_DRAM):
