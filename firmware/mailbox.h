@@ -55,10 +55,12 @@
  * n_acc page indices ascending (n_acc = HINT_DENSE: every page 0..n_pages-1). A chunk
  * that breaks any rule is rejected whole (nothing of it applied), counted and answered with
  * its HERR_* code; streams of a step arrive in order without gaps, the last chunk (flag
- * HINT_FLAG_LAST) ending at the last stream.
+ * HINT_FLAG_LAST) ending at the last stream. The host posts a layer's chunks once it has read
+ * the layer; the firmware predicts and issues each chunk's prefetches before it answers.
  *
  * A stream's pages have vpn = stream << VPN_PAGE_BITS | page. The directory line of an L2
- * slot (LINE_BYTES) holds the words TAG_MAGIC, vpn, step, slot, then zeros.
+ * slot (LINE_BYTES) holds the words TAG_MAGIC, vpn, step, slot, the page's position in the
+ * step's DMA order, then zeros.
  */
 #ifndef SPECKV_MAILBOX_H
 #define SPECKV_MAILBOX_H

@@ -3,11 +3,14 @@
  * The specification is host/prefetch/speculation.py (reference model, integer for integer), the wire
  * format and the parameters soc/mailbox.py (generated into mailbox.h); the replay's `model`
  * backend runs the former in place of this code and the `rtl` backend must give the same
- * decisions. Per step: feedback from the hint (L2 hits, use of the last step's prefetches),
- * the UCB arm (adaptive k), the throttle budget, one prediction per stream, then rank-major
- * filtering and issue: DMA decompress of each page into its L2 slot, then the slots'
- * directory lines (DMA copies of tag lines). Page-table lookups and DRAM write-backs go to
- * the page store (pool.h); dispatch.c decodes SPEC_CONFIG and calls spec_config(). */
+ * decisions. A step's hint arrives a layer at a time (a chunk per layer, as the host reads
+ * them). Per chunk: feedback (L2 hits, use of the last step's prefetches), one prediction
+ * per stream, then rank-major filtering and issue of the chunk's predictions: DMA
+ * decompress of each page into its L2 slot, then the slots' directory lines (DMA copies of
+ * tag lines); the next step's first layers are thus prefetched first. At a step's first
+ * chunk the UCB arm (adaptive k); at its last the reward, the throttle budget of the next
+ * step and the step record. Page-table lookups and DRAM write-backs go to the page store
+ * (pool.h); dispatch.c decodes SPEC_CONFIG and calls spec_config(). */
 
 #include <stdint.h>
 #include <string.h>
@@ -50,32 +53,22 @@ static uint16_t preds[SPEC_MAX_STREAMS][SPEC_MAX_K];
 static uint8_t pred_n[SPEC_MAX_STREAMS];
 static uint16_t stream_pages[SPEC_MAX_STREAMS];
 /* large tables live in DRAM (through the CPU caches): SRAM holds the predictors' state */
-#define accbuf ((uint16_t *)(MAIN_RAM_BASE + DRAM_SPEC))                   /* SPEC_MAX_PAGES */
+/* 0, 1, ... SPEC_MAX_PAGES - 1: a dense stream's accesses (filled once by spec_init) */
+#define iota ((uint16_t *)(MAIN_RAM_BASE + DRAM_SPEC))
 
 /* L2 directory mirror: slot -> vpn, vpn -> slot by chained hashing */
 static uint32_t slot_vpn[SPEC_MAX_SLOTS];
 static uint16_t slot_next[SPEC_MAX_SLOTS];
 static uint16_t bucket[HASH_SIZE];
-static uint8_t slot_prev[SPEC_MAX_SLOTS];    /* issued at the previous step */
+static uint16_t slot_serial[SPEC_MAX_SLOTS];  /* serial of the last hint that issued or
+                                                * predicted again the slot's page */
 static uint8_t slot_used[SPEC_MAX_SLOTS];    /* valid */
 static uint32_t next_slot, issued_prev;
-static uint16_t issue_slot[SPEC_MAX_SLOTS];
+static uint16_t serial;                      /* hints begun */
+static uint16_t issue_slot[SPEC_MAX_SLOTS];   /* the chunk's issues */
 static uint32_t issue_vpn[SPEC_MAX_SLOTS];
-static uint16_t reused_slot[SPEC_MAX_SLOTS];  /* this step's slots that held a page */
-/* filtering: which of a stream's predictions this step were issued (a vpn is one stream's
- * page, so a duplicate can only be an earlier rank of the same stream) */
-static uint8_t pred_issued[SPEC_MAX_STREAMS][SPEC_MAX_K];
-
-/* 1 if page p of stream s was issued at a rank below j of this step */
-static int issued_earlier(uint32_t s, uint32_t j, uint16_t p)
-{
-	uint32_t i;
-	for (i = 0; i < j; i++)
-		if (preds[s][i] == p && pred_issued[s][i])
-			return 1;
-	return 0;
-}
-
+static uint16_t issue_order[SPEC_MAX_SLOTS];  /* their positions in the step's DMA order */
+static uint16_t reused_slot[SPEC_MAX_SLOTS];  /* the chunk's slots that held a page */
 /* UCB and throttle */
 static uint32_t arm_pulls[SPEC_N_ARMS], arm_n[SPEC_N_ARMS], n_arms, plays, last_arm;
 static uint64_t arm_sum[SPEC_N_ARMS];
@@ -158,7 +151,8 @@ static void reset_state(void)
 	for (i = 0; i < HASH_SIZE; i++)
 		bucket[i] = NO_SLOT;
 	memset(slot_used, 0, sizeof(slot_used));
-	memset(slot_prev, 0, sizeof(slot_prev));
+	memset(slot_serial, 0, sizeof(slot_serial));
+	serial = 0;
 	next_slot = 0;
 	issued_prev = 0;
 	memset(arm_n, 0, sizeof(arm_n));
@@ -205,9 +199,12 @@ uint32_t spec_config(const struct spec_config *c)
 
 void spec_init(void)
 {
+	unsigned i;
+	for (i = 0; i < SPEC_MAX_PAGES; i++)
+		iota[i] = (uint16_t)i;
 	memset((void *)(MAIN_RAM_BASE + DRAM_ZERO_LINES), 0, ZERO_LINES * LINE_BYTES);
 	l2_writeback((volatile void *)(MAIN_RAM_BASE + DRAM_ZERO_LINES), ZERO_LINES * LINE_BYTES);
-	/* tag lines: step_finish writes their first four words only */
+	/* tag lines: issue_chunk writes their first five words only */
 	memset((void *)(MAIN_RAM_BASE + DRAM_TAGS), 0, (size_t)LINE_BYTES * SPEC_MAX_SLOTS);
 	l2_writeback((volatile void *)(MAIN_RAM_BASE + DRAM_TAGS), LINE_BYTES * SPEC_MAX_SLOTS);
 	configured = 0;
@@ -281,7 +278,8 @@ static void record(uint32_t i, uint32_t v)
 }
 
 /* step in progress */
-static uint32_t step_k, step_arm, st_hits, st_used, st_needed, t_predict;
+static uint32_t step_k, step_arm, st_hits, st_used, st_needed, t_predict, t_issue;
+static uint32_t step_budget, n_issued, skip_l1, skip_unmapped, skip_resident, throttled;
 
 /* First chunk of a step: the arm (k) from the rewards known so far. */
 static void step_begin(void)
@@ -290,18 +288,133 @@ static void step_begin(void)
 	arm_pulls[step_arm]++;
 	step_k = (cfg_flags & SPEC_FLAG_UCB) ? arm_depth[step_arm] : cfg_k;
 	st_hits = st_used = st_needed = 0;
-	t_predict = 0;
+	t_predict = t_issue = 0;
+	serial++;
+	step_budget = budget < cfg_slots ? budget : cfg_slots;
+	n_issued = skip_l1 = skip_unmapped = skip_resident = throttled = 0;
+	dma_errors = dma_wait = 0;
 }
 
-/* Last chunk: reward of the previous arm, throttle, filter and issue (rank-major). */
+/* The next slot from the hand that holds no page the host still needs: none stamped by this
+ * hint, none stamped by the previous one for a stream the host has not read yet (`end` and
+ * later). NO_SLOT after a whole turn. */
+static unsigned victim(uint32_t end)
+{
+	uint16_t prev = (uint16_t)(serial - 1);
+	uint32_t i;
+	for (i = 0; i < cfg_slots; i++) {
+		uint32_t slot = next_slot;
+		next_slot = slot + 1 == cfg_slots ? 0 : slot + 1;
+		if (!slot_used[slot])
+			return slot;
+		if (slot_serial[slot] != serial &&
+		    (slot_serial[slot] != prev || (slot_vpn[slot] >> VPN_PAGE_BITS) < end))
+			return slot;
+	}
+	return NO_SLOT;
+}
+
+/* Filter the predictions of streams first..end-1 rank-major and issue them, each into the
+ * slot victim() gives: clear the reused slots' directory lines, decompress each page into
+ * its slot, write its line. The jobs stay queued: the next chunk's predictions run while
+ * the DMA works. */
+static void issue_chunk(uint32_t first, uint32_t end, uint32_t step)
+{
+	uint32_t j, e, s, n_issue = 0, n_reused = 0, t0 = timer_now();
+	int full = 0;    /* victim() found no slot: it finds none for the rest of the chunk */
+	for (j = 0; j < step_k; j++) {
+		for (s = first; s < end; s++) {
+			uint32_t p, vpn;
+			unsigned slot;
+			if (j >= pred_n[s])
+				continue;
+			p = preds[s][j];
+			vpn = (s << VPN_PAGE_BITS) | p;
+			if ((int)p >= (int)stream_pages[s] - (int)cfg_l1) {
+				skip_l1++;
+				continue;
+			}
+			slot = dir_find(vpn);          /* SRAM first, the page table (DRAM) after */
+			if (slot != NO_SLOT) {
+				skip_resident++;
+				slot_serial[slot] = serial;     /* predicted again: kept */
+				continue;
+			}
+			if (!pool_pte_valid(vpn)) {
+				skip_unmapped++;
+				continue;
+			}
+			if (n_issued >= step_budget || full || (slot = victim(end)) == NO_SLOT) {
+				full = n_issued < step_budget;
+				throttled++;
+				continue;
+			}
+			if (slot_used[slot]) {
+				dir_remove(slot);
+				reused_slot[n_reused++] = slot;
+			}
+			dir_insert(slot, vpn);
+			slot_serial[slot] = serial;
+			issue_slot[n_issue] = slot;
+			issue_order[n_issue] = n_issued++;
+			issue_vpn[n_issue++] = vpn;
+		}
+	}
+	/* a reused slot's directory line goes before its new data lands: a host that reads the
+	 * directory while the prefetches are in flight never sees a tag over a page being
+	 * overwritten (the link keeps order). Reused slots follow each other (round robin): one
+	 * zeroing job clears a run of up to ZERO_LINES of them. */
+	for (j = 0; j < n_reused; j = e) {
+		uint32_t first_slot = reused_slot[j];
+		e = j + 1;
+		while (e < n_reused && e - j < ZERO_LINES && reused_slot[e] == reused_slot[e - 1] + 1)
+			e++;
+		dma_queue(OP_COPY, DRAM_ZERO_LINES,
+		          cfg_l2 + (uint64_t)PAGE_BYTES * cfg_slots + LINE_BYTES * first_slot,
+		          LINE_BYTES * (e - j), LINE_BYTES * (e - j));
+	}
+	/* data: decompress each page into its slot */
+	for (j = 0; j < n_issue; j++) {
+		uint32_t src, len;
+		pool_pte_extent(issue_vpn[j], &src, &len);
+		dma_queue(OP_DECOMPRESS, src, cfg_l2 + (uint64_t)PAGE_BYTES * issue_slot[j], len, PAGE_BYTES);
+	}
+	/* directory lines: written to DRAM scratch, made visible, copied after the data (the
+	 * link keeps order: a host that sees a tag has the page). The slots follow each other
+	 * (round robin), so one write-back and one copy job serve each run of them. */
+	for (j = 0; j < n_issue; j++) {
+		volatile uint32_t *line =
+			(volatile uint32_t *)(MAIN_RAM_BASE + DRAM_TAGS + LINE_BYTES * issue_slot[j]);
+		line[0] = TAG_MAGIC;
+		line[1] = issue_vpn[j];
+		line[2] = step;
+		line[3] = issue_slot[j];
+		line[4] = issue_order[j];   /* words 5.. stay zero (spec_init) */
+	}
+	for (j = 0; j < n_issue; j = e) {
+		uint32_t first_slot = issue_slot[j], bytes;
+		e = j + 1;
+		while (e < n_issue && issue_slot[e] == issue_slot[e - 1] + 1)
+			e++;
+		bytes = LINE_BYTES * (e - j);
+		l2_writeback((volatile void *)(MAIN_RAM_BASE + DRAM_TAGS + LINE_BYTES * first_slot), bytes);
+		dma_queue(OP_COPY, DRAM_TAGS + LINE_BYTES * first_slot,
+		          cfg_l2 + (uint64_t)PAGE_BYTES * cfg_slots + LINE_BYTES * first_slot, bytes, bytes);
+	}
+	t_issue += t0 - timer_now();
+}
+
+/* Last chunk, after its issues: wait for the step's DMA, the previous arm's reward, the
+ * throttle (the next step's budget), the record. */
 static void step_finish(uint32_t step)
 {
-	uint32_t j, e, s, n_issue = 0, n_reused = 0, t0, step_budget;
-	uint32_t skip_l1 = 0, skip_unmapped = 0, skip_resident = 0, throttled = 0;
-	t0 = timer_now();
-	dma_errors = dma_wait = 0;
+	uint32_t t0 = timer_now();
+	while (dma_outstanding)
+		dma_reap();
 	if (have_arm) {
-		uint64_t gain = 65536ull * st_used, loss = (uint64_t)SPEC_LAMBDA_Q16 * (issued_prev - st_used);
+		/* st_used counts the pages kept (predicted again) too: it can exceed issued_prev */
+		uint32_t waste = issued_prev > st_used ? issued_prev - st_used : 0;
+		uint64_t gain = 65536ull * st_used, loss = (uint64_t)SPEC_LAMBDA_Q16 * waste;
 		arm_n[last_arm]++;
 		arm_sum[last_arm] += gain > loss ? (gain - loss) / (st_needed ? st_needed : 1) : 0;
 		plays++;
@@ -313,98 +426,11 @@ static void step_finish(uint32_t step)
 		else if (prec > SPEC_P_HIGH)
 			budget = budget + budget / 4 + 1 < cfg_slots ? budget + budget / 4 + 1 : cfg_slots;
 	}
-	step_budget = budget < cfg_slots ? budget : cfg_slots;
-	for (j = 0; j < step_k; j++) {
-		for (s = 0; s < cfg_streams; s++) {
-			uint32_t p, vpn;
-			if (j >= pred_n[s])
-				continue;
-			p = preds[s][j];
-			vpn = (s << VPN_PAGE_BITS) | p;
-			pred_issued[s][j] = 0;
-			if ((int)p >= (int)stream_pages[s] - (int)cfg_l1) {
-				skip_l1++;
-				continue;
-			}
-			if (!pool_pte_valid(vpn)) {
-				skip_unmapped++;
-				continue;
-			}
-			if (dir_find(vpn) != NO_SLOT) {
-				skip_resident++;
-				continue;
-			}
-			if (issued_earlier(s, j, p)) {   /* as the model does: resident */
-				skip_resident++;
-				continue;
-			}
-			if (n_issue >= step_budget) {
-				throttled++;
-				continue;
-			}
-			pred_issued[s][j] = 1;
-			issue_vpn[n_issue++] = vpn;
-		}
-	}
-	for (j = 0; j < issued_prev; j++)   /* issue_slot still holds the previous step's slots */
-		slot_prev[issue_slot[j]] = 0;
-	for (j = 0; j < n_issue; j++) {
-		uint32_t slot = next_slot;
-		next_slot = slot + 1 == cfg_slots ? 0 : slot + 1;
-		if (slot_used[slot]) {
-			dir_remove(slot);
-			reused_slot[n_reused++] = slot;
-		}
-		dir_insert(slot, issue_vpn[j]);
-		slot_prev[slot] = 1;
-		issue_slot[j] = slot;
-	}
-	/* a reused slot's directory line goes before its new data lands: a host that reads the
-	 * directory while this step's prefetches are in flight never sees a tag over a page being
-	 * overwritten (the link keeps order). Reused slots follow each other (round robin): one
-	 * zeroing job clears a run of up to ZERO_LINES of them. */
-	for (j = 0; j < n_reused; j = e) {
-		uint32_t first = reused_slot[j];
-		e = j + 1;
-		while (e < n_reused && e - j < ZERO_LINES && reused_slot[e] == reused_slot[e - 1] + 1)
-			e++;
-		dma_queue(OP_COPY, DRAM_ZERO_LINES,
-		          cfg_l2 + (uint64_t)PAGE_BYTES * cfg_slots + LINE_BYTES * first,
-		          LINE_BYTES * (e - j), LINE_BYTES * (e - j));
-	}
-	/* data: decompress each page into its slot */
-	for (j = 0; j < n_issue; j++) {
-		uint32_t src, len;
-		pool_pte_extent(issue_vpn[j], &src, &len);
-		dma_queue(OP_DECOMPRESS, src, cfg_l2 + (uint64_t)PAGE_BYTES * issue_slot[j], len, PAGE_BYTES);
-	}
-	/* directory lines: written to DRAM scratch, made visible, copied after all the data (the
-	 * link keeps order: a host that sees a tag has the page). The step's slots follow each
-	 * other (round robin), so one write-back and one copy job serve each run of them. */
-	for (j = 0; j < n_issue; j++) {
-		volatile uint32_t *line =
-			(volatile uint32_t *)(MAIN_RAM_BASE + DRAM_TAGS + LINE_BYTES * issue_slot[j]);
-		line[0] = TAG_MAGIC;
-		line[1] = issue_vpn[j];
-		line[2] = step;
-		line[3] = issue_slot[j];    /* words 4.. stay zero (spec_init) */
-	}
-	for (j = 0; j < n_issue; j = e) {
-		uint32_t first = issue_slot[j], bytes;
-		e = j + 1;
-		while (e < n_issue && issue_slot[e] == issue_slot[e - 1] + 1)
-			e++;
-		bytes = LINE_BYTES * (e - j);
-		l2_writeback((volatile void *)(MAIN_RAM_BASE + DRAM_TAGS + LINE_BYTES * first), bytes);
-		dma_queue(OP_COPY, DRAM_TAGS + LINE_BYTES * first,
-		          cfg_l2 + (uint64_t)PAGE_BYTES * cfg_slots + LINE_BYTES * first, bytes, bytes);
-	}
-	while (dma_outstanding)
-		dma_reap();
+	t_issue += t0 - timer_now();
 	record(REC_STEP, step);
 	record(REC_K, step_k);
 	record(REC_BUDGET, step_budget);
-	record(REC_ISSUED, n_issue);
+	record(REC_ISSUED, n_issued);
 	record(REC_SKIP_L1, skip_l1);
 	record(REC_SKIP_UNMAPPED, skip_unmapped);
 	record(REC_SKIP_RESIDENT, skip_resident);
@@ -413,12 +439,12 @@ static void step_finish(uint32_t step)
 	record(REC_USED_PREV, st_used);
 	record(REC_ISSUED_PREV, issued_prev);
 	record(REC_PREDICT_CYCLES, t_predict);
-	record(REC_ISSUE_CYCLES, t0 - timer_now());
+	record(REC_ISSUE_CYCLES, t_issue);
 	record(REC_DMA_ERRORS, dma_errors);
 	record(REC_ARM, step_arm);
 	record(REC_DMA_WAIT_CYCLES, dma_wait);
 	record(REC_EPOCH, step);
-	issued_prev = n_issue;
+	issued_prev = n_issued;
 	have_arm = (cfg_flags & SPEC_FLAG_UCB) != 0;
 	last_arm = step_arm;
 }
@@ -485,31 +511,32 @@ static uint32_t chunk(uint32_t *last_out, uint32_t *step_out)
 	for (s = first; s < first + count; s++) {
 		uint32_t n_pages = unit(i), n_acc = unit(i + 1), a;
 		int lim = (int)n_pages - (int)cfg_l1;
+		const uint16_t *acc;
 		i += 2;
 		if (n_acc == HINT_DENSE) {
 			n_acc = n_pages;
-			for (a = 0; a < n_acc; a++)
-				accbuf[a] = (uint16_t)a;
+			acc = iota;
 		} else {
-			for (a = 0; a < n_acc; a++)
-				accbuf[a] = unit(i + a);
+			/* the payload's 16-bit units, little-endian, are the page list as it is */
+			acc = (const uint16_t *)mbox(MBOX_HINT_PAYLOAD) + i;
 			i += n_acc;
 		}
 		for (a = 0; a < n_acc; a++) {
-			if ((int)accbuf[a] < lim) {
-				unsigned slot = dir_find((s << VPN_PAGE_BITS) | accbuf[a]);
+			if ((int)acc[a] < lim) {
+				unsigned slot = dir_find((s << VPN_PAGE_BITS) | acc[a]);
 				st_needed++;
 				if (slot != NO_SLOT) {
 					st_hits++;
-					st_used += slot_prev[slot];
+					st_used += slot_serial[slot] == (uint16_t)(serial - 1);
 				}
 			}
 		}
 		stream_pages[s] = (uint16_t)n_pages;
 		pred_n[s] = (uint8_t)pred_step((enum pred_kind)cfg_kind, s, s / cfg_heads, n_pages,
-		                               accbuf, n_acc, step_k, preds[s]);
+		                               acc, n_acc, step_k, preds[s]);
 	}
 	t_predict += t0 - timer_now();
+	issue_chunk(first, first + count, step);
 	expect_step = step;
 	expect_stream = first + count;
 	*last_out = last;

@@ -62,11 +62,13 @@ def main(argv=None, build=None):
     ap.add_argument("--context", type=int, default=None,
                     help="with --gpu-model: context length in tokens (default: the trace's)")
     ap.add_argument("--timing", choices=("on", "off", "both"), default=None,
-                    help="on: timing-true (prefetches count only if they landed before the "
-                         "layer read them; a step's hint is skipped while the device is still "
-                         "busy); off: synchronous epochs, every prefetch lands before the next "
-                         "step (an upper bound); both: each configuration both ways, side by "
-                         "side (default: on; off for a board, whose link is a UART)")
+                    help="on: timing-true (each layer's hint is posted once the host has read "
+                         "the layer; prefetches count only if they landed before the layer "
+                         "read them; a step is not hinted while the device still serves the "
+                         "previous step's hint); off: synchronous, each layer's prefetches land "
+                         "before the host reads the next layer (an upper bound); both: each "
+                         "configuration both ways, side by side (default: on; off for a "
+                         "board, whose link is a UART)")
     ap.add_argument("--compare", action="store_true",
                     help="run GPU-only, CXL without prediction, every baseline and the LSTM")
     ap.add_argument("--build-dir", default=str(ROOT / "build" / "sim"),

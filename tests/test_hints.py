@@ -9,7 +9,7 @@ import numpy as np
 import pytest
 
 from host.driver.hints import Chunk, HintError, SpecConfig, encode_step, parse_chunk
-from host.prefetch.speculation import SpeculationEngine, isqrt, log2q8, tag_line
+from host.prefetch.speculation import ChunkResult, SpeculationEngine, isqrt, log2q8, tag_line
 from soc.mailbox import HINT_DENSE, HINT_MAGIC, MBOX_HINT_UNITS, SPEC_BUDGET_MIN
 
 
@@ -151,30 +151,56 @@ class Oracle:
 
 
 def run_step(eng, step, streams):
-    res = None
-    for ch in encode_step(eng.cfg.request, step, streams):
+    """One step's hint, a chunk per layer as the host posts it; the step's record and every
+    chunk's issues and reused slots together."""
+    issues, reused, rec = [], [], None
+    for ch in encode_step(eng.cfg.request, step, streams, group=eng.cfg.heads):
         st, r = eng.chunk(ch.words())
         assert st == 0
-        res = r or res
-    return res
+        issues += r.issues
+        reused += r.reused
+        rec = r.record or rec
+    return ChunkResult(rec, issues, reused)
 
 
-def test_filtering_fifo_slots_and_feedback():
+def test_filtering_slots_and_feedback():
     c = cfg(layers=1, heads=2, l2_slots=4, l1_pages=2, k=4)
     mapped = {(0 << 12) | p for p in range(8)} | {(1 << 12) | p for p in range(5)}
     eng = SpeculationEngine(c, mapped.__contains__, Oracle(lambda s, n, acc: [0, 7, 6, 5, 1]))
     r = run_step(eng, 0, [(10, [0]), (10, [0])])
     # stream 0: 0 ok, 7 ok (mapped, < 10-2), 6 ok, 5 ok -> k = 4 candidates; stream 1: 0 ok,
     # 7/6/5 unmapped. Rank-major: s0:0, s1:0, s0:7, (s1:7 unmapped), s0:6, s0:5 -> budget 4.
-    assert [(i.vpn, i.slot) for i in r.issues] == [(0, 0), (1 << 12, 1), (7, 2), (6, 3)]
+    assert [(i.vpn, i.slot, i.order) for i in r.issues] == [(0, 0, 0), (1 << 12, 1, 1),
+                                                           (7, 2, 2), (6, 3, 3)]
     assert r.record["skip_unmapped"] == 3 and r.record["throttled"] == 1
     # next step: 0 and 7 of stream 0 are read (hits, both issued last step), page 9 is L1
     r = run_step(eng, 1, [(10, [0, 7, 9]), (10, [])])
     assert r.record["l2_hits"] == 2 and r.record["used_prev"] == 2 and r.record["issued_prev"] == 4
-    # everything predicted is resident now except 5, which evicts slot 0 (page 0) in FIFO order
-    assert [(i.vpn, i.slot) for i in r.issues] == [(5, 0)]
-    assert 0 not in eng.where and eng.where[5] == 0
-    assert r.record["skip_resident"] == 4
+    # every resident page is predicted again, so kept: page 5 finds no slot
+    assert r.issues == [] and r.record["skip_resident"] == 4 and r.record["throttled"] == 1
+    assert sorted(eng.where) == [0, 6, 7, 1 << 12]
+
+
+def test_slots_keep_pages_the_host_still_needs():
+    """Two layers of one head, four slots. A layer's chunk may take the slots of pages the
+    host has read (the previous step's pages of its own and earlier layers), never those of
+    a later layer's pages nor pages this step issued or predicted again."""
+    c = cfg(layers=2, heads=1, l2_slots=4, l1_pages=0, k=3)
+    table = {0: {0: [0, 1], 1: [0, 1]}, 1: {0: [2, 3, 4], 1: [0, 5, 6]}}
+    now = {"step": 0}
+    eng = SpeculationEngine(c, lambda v: True,
+                            Oracle(lambda s, n, acc: table[now["step"]][s]))
+    r = run_step(eng, 0, [(10, [9]), (10, [9])])
+    assert [(i.vpn, i.slot) for i in r.issues] == [(0, 0), (1, 1), (1 << 12, 2), (1 << 12 | 1, 3)]
+    now["step"] = 1
+    r = run_step(eng, 1, [(10, [9]), (10, [9])])
+    # layer 0: pages 2 and 3 take stream 0's slots; page 4 finds none (slots 2, 3 hold layer
+    # 1's pages, still to be read). Layer 1: page 0 is kept (predicted again), 5 takes slot
+    # 3 (stream 1's page 1, read), 6 finds none.
+    assert [(i.vpn, i.slot, i.order) for i in r.issues] == [(2, 0, 0), (3, 1, 1),
+                                                           (1 << 12 | 5, 3, 2)]
+    assert r.reused == [0, 1, 3] and r.record["throttled"] == 2
+    assert r.record["skip_resident"] == 1 and eng.where[1 << 12] == 2
 
 
 def test_l1_pages_are_never_prefetched():
@@ -192,7 +218,8 @@ def test_throttle_halves_and_grows():
     for step in range(6):
         r = run_step(eng, step, [(1000, [step * 3])])
         budgets.append(r.record["budget"])
-    assert budgets[0] == 64 and budgets[1] == 32 and budgets[2] == 16 and budgets[3] == SPEC_BUDGET_MIN
+    # each step's precision sets the next step's budget (its issues go out chunk by chunk)
+    assert budgets[:5] == [64, 64, 32, 16, SPEC_BUDGET_MIN]
     right = SpeculationEngine(c, lambda v: True, Oracle(lambda s, n, acc: list(range(16))))
     for step in range(4):
         r = run_step(right, step, [(1000, list(range(16)))])
@@ -217,7 +244,8 @@ def test_ucb_plays_every_arm_then_prefers_the_best():
 
 
 def test_tag_line_layout():
-    line = tag_line(0x12345, 9, 3)
+    line = tag_line(0x12345, 9, 3, 7)
     assert len(line) == 64
     w = np.frombuffer(line, "<u4")
-    assert w[0] == 0x31474154 and w[1] == 0x12345 and w[2] == 9 and w[3] == 3 and not w[4:].any()
+    assert w[0] == 0x31474154 and w[1] == 0x12345 and w[2] == 9 and w[3] == 3 and w[4] == 7
+    assert not w[5:].any()

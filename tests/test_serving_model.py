@@ -10,7 +10,8 @@ from host.serving.model import (Device, Gpu, Link, ServingInputs, Traffic, evalu
 from host.serving.shapes import shape_of
 
 SHAPE = shape_of("llama2-7b")
-TRAFFIC = Traffic(pages=8.0, l1_pages=4, issued=4.0, hit_sync=0.5, codec_ratio=4.0)
+TRAFFIC = Traffic(pages=8.0, l1_pages=4, issued=4.0, candidates=8.0, hit_sync=0.5,
+                  codec_ratio=4.0)
 LINK = Link("test", 64.0, 600.0)
 
 
@@ -91,6 +92,7 @@ def test_device_scaling_replaces_the_simulated_dram_share(tmp_path):
                                               "dram_peak_bytes_per_cycle": 2,
                                               "sys_clk_hz": 1e8},
                                "cycles": {"predict": {"lstm": 1000.0}, "issue_fixed": 0.0,
+                                          "issue_candidate": 200.0,
                                           "issue_page": 4000.0, "demand_device": 800.0,
                                           "offload_command": 10000.0}}))
     d = make_device("paper-800mhz", "lstm", 8192, 4.0, 64.0, calibration=cal)

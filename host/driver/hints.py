@@ -101,22 +101,38 @@ def stream_units(n_pages, acc, dense):
     return [n_pages, len(acc)] + [int(p) for p in acc]
 
 
-def encode_step(request, step, streams, dense=False, max_units=MBOX_HINT_UNITS):
-    """Split one decode step's hint into chunks.
-
-    ``streams``: list over s = 0..S-1 of (n_pages, accessed page indices ascending).
-    """
-    chunks, cur, first = [], [], 0
-    for s, (n_pages, acc) in enumerate(streams):
+def encode_streams(request, step, first, streams, last, dense=False, max_units=MBOX_HINT_UNITS):
+    """Chunks for the consecutive streams ``first``, ``first + 1``, ... of a step's hint:
+    ``streams`` is a list of (n_pages, accessed page indices ascending); ``last``: they end
+    the step (the last chunk carries HINT_FLAG_LAST)."""
+    chunks, cur, start = [], [], first
+    for i, (n_pages, acc) in enumerate(streams):
+        s = first + i
         u = stream_units(n_pages, acc, dense)
         if len(u) > max_units:
             raise ValueError(f"stream {s}: {len(acc)} pages do not fit one hint chunk")
-        if len(cur) + len(u) > max_units:
-            chunks.append(Chunk(step, first, s - first, cur, False, request))
-            cur, first = [], s
+        if cur and len(cur) + len(u) > max_units:
+            chunks.append(Chunk(step, start, s - start, cur, False, request))
+            cur, start = [], s
         cur = cur + u
-    chunks.append(Chunk(step, first, len(streams) - first, cur, True, request))
+    chunks.append(Chunk(step, start, first + len(streams) - start, cur, last, request))
     return chunks
+
+
+def encode_step(request, step, streams, dense=False, max_units=MBOX_HINT_UNITS, group=None):
+    """Split one decode step's hint into chunks.
+
+    ``streams``: list over s = 0..S-1 of (n_pages, accessed page indices ascending).
+    ``group``: streams per layer; a chunk then never spans two layers (the host posts a
+    layer's chunks as soon as it has read the layer, and the device issues them at once).
+    """
+    group = group or len(streams)
+    out = []
+    for g in range(0, len(streams), group):
+        part = streams[g:g + group]
+        out += encode_streams(request, step, g, part, g + len(part) == len(streams), dense,
+                              max_units)
+    return out
 
 
 class HintError(ValueError):

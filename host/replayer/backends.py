@@ -13,10 +13,11 @@ results.
 
 ``rtl`` and ``board`` differ only in their link: both are a :class:`DeviceBackend`.
 
-Two ways to serve a step's hint: :meth:`Backend.hint` waits until the device has made all of
-its prefetches (synchronous epochs, ``--timing off``); :meth:`Backend.hint_begin` posts it and
-returns, and :meth:`Backend.hint_pump`, called while the host computes, moves it on (the
-timing-true replay, ``--timing on``). Time is the device's clock (:meth:`Backend.clock`): on
+A step's hint is posted a layer at a time (its chunks). Two ways to serve it:
+:meth:`Backend.hint` waits until the device has served a layer's chunks, its prefetches in
+L2 (synchronous, ``--timing off``); :meth:`Backend.hint_begin` posts the first layer's and
+returns, :meth:`Backend.hint_more` adds each further layer's, and :meth:`Backend.hint_pump`,
+called while the host computes, moves them on (the timing-true replay, ``--timing on``). Time is the device's clock (:meth:`Backend.clock`): on
 ``rtl`` the simulated one, which the host advances by its compute time
 (:meth:`Backend.compute`); on ``model`` a counter the calibrated costs
 (``host/replayer/costs.py``) advance.
@@ -85,8 +86,9 @@ class Backend(abc.ABC):
 
     @abc.abstractmethod
     def hint(self, chunks):
-        """One decode step's hint, served whole: (the firmware's step record, [(vpn, slot)]
-        prefetched in DMA order)."""
+        """Serve hint chunks of a step, each whole before the next is posted. After the
+        step's last chunk: (the firmware's step record, [(vpn, slot)] the step prefetched, in
+        DMA order); before it: None."""
 
     # timing-true replay -------------------------------------------------------------------
     def clock(self) -> int:
@@ -98,8 +100,12 @@ class Backend(abc.ABC):
         raise NotImplementedError(f"the {self.name} backend has no timing-true replay")
 
     def hint_begin(self, chunks) -> bool:
-        """Post a step's hint and return at once; False (nothing posted) while the device
-        still serves an earlier one."""
+        """Start posting a step's hint with its first chunks (its first layers) and return at
+        once; False (nothing posted) while the device still serves an earlier step's."""
+        raise NotImplementedError(f"the {self.name} backend has no timing-true replay")
+
+    def hint_more(self, chunks):
+        """Add the next chunks (the next layer's) to the hint in progress."""
         raise NotImplementedError(f"the {self.name} backend has no timing-true replay")
 
     def hint_pump(self):
@@ -161,13 +167,16 @@ class ModelBackend(Backend):
         self._hint = None         # the hint being served: chunks, next chunk, times
         self._busy_until = 0.0    # the firmware serves one chunk or command at a time
         self._events = []         # (cycle, order, fn): L2 changes still in flight
+        self._step_predict = self._step_issue = 0.0   # the step's firmware timers so far
+        self._sync_issues = []    # hint(): the step's prefetches so far
 
     def start(self, cfg: SpecConfig, predictor):
         self.cfg = cfg
         self.l2 = {}
         self.dir = bytearray(LINE_BYTES * cfg.l2_slots)
         self.engine = SpeculationEngine(cfg, lambda v: v in self.pool, predictor)
-        self._hint, self._events = None, []
+        self._hint, self._events, self._sync_issues = None, [], []
+        self._step_predict = self._step_issue = 0.0
 
     def _round_trip(self):
         return 2 * self.one_way + self.costs.cfg_device
@@ -206,39 +215,41 @@ class ModelBackend(Backend):
         for slot in slots:
             self.dir[LINE_BYTES * slot:LINE_BYTES * (slot + 1)] = bytes(LINE_BYTES)
 
-    def _land(self, res):
+    def _land(self, res, step):
         for i in res.issues:
             self.l2[i.slot] = R.decompress(self.pool[i.vpn]).tobytes()
         for i in res.issues:
-            line = tag_line(i.vpn, res.record["step"], i.slot)
+            line = tag_line(i.vpn, step, i.slot, i.order)
             self.dir[LINE_BYTES * i.slot:LINE_BYTES * (i.slot + 1)] = line
 
     def _serve(self, chunk):
-        """The engine decides (now); returns (cycles the firmware takes, StepResult or None)."""
+        """The engine decides (now); returns (cycles the firmware takes, cycles until the
+        chunk's reused directory lines are cleared, ChunkResult)."""
         status, res = self.engine.chunk(chunk.words())
         if status:
             raise BackendError(f"hint chunk of step {chunk.step} rejected: {HINT_ERRORS[status]}")
         c = self.costs
-        self._chunk_cycles = c.chunk_cycles(len(chunk.payload), chunk.count, self.cfg.kind)
-        cycles = self._chunk_cycles
-        if res is not None:
-            r = res.record
-            n = sum(r[k] for k in ("issued", "skip_l1", "skip_unmapped", "skip_resident",
-                                   "throttled"))
-            issue = c.issue_cycles(n, len(res.issues), len(res.reused))
-            self._filter_cycles = c.issue_cycles(n, 0, 0)   # then the lines are cleared
-            cycles += issue
-            r["predict_cycles"] = round(c.predict_cycles(self.cfg.kind) * self.cfg.streams)
-            r["issue_cycles"] = round(issue)
-        return cycles, res
+        predict = c.chunk_cycles(len(chunk.payload), chunk.count, self.cfg.kind)
+        filtered = c.issue_cycles(res.candidates, 0, 0)
+        issue = c.issue_cycles(res.candidates, len(res.issues), len(res.reused))
+        self._step_predict += c.predict_cycles(self.cfg.kind) * chunk.count
+        self._step_issue += issue
+        if res.record is not None:
+            res.record["predict_cycles"] = round(self._step_predict)
+            res.record["issue_cycles"] = round(self._step_issue)
+            self._step_predict = self._step_issue = 0.0
+        return predict + issue, predict + filtered, res
 
     def hint(self, chunks):
-        res = None
-        for c in chunks:
-            res = self._serve(c)[1] or res
-        self._clear_lines(res.reused)
-        self._land(res)
-        return dict(res.record), [(i.vpn, i.slot) for i in res.issues]
+        for ch in chunks:
+            _, _, res = self._serve(ch)
+            self._clear_lines(res.reused)
+            self._land(res, ch.step)
+            self._sync_issues += res.issues
+            if res.record is not None:
+                issues, self._sync_issues = self._sync_issues, []
+                return dict(res.record), [(i.vpn, i.slot) for i in issues]
+        return None
 
     # timing-true replay ---------------------------------------------------------------------
     def clock(self):
@@ -253,38 +264,48 @@ class ModelBackend(Backend):
         # the chunk's words (pipelined writes), then its sequence number
         self.t += 2 * self._round_trip() + len(chunk.words()) * self.costs.post_word
         begin = max(self.t, self._busy_until)
-        cycles, res = self._serve(chunk)
+        cycles, cleared, res = self._serve(chunk)
         h["done"] = self._busy_until = begin + cycles
-        if res is not None:
-            cleared = begin + self._chunk_cycles + self._filter_cycles
-            order = len(self._events)
-            self._events += [(cleared, order, lambda r=res: self._clear_lines(r.reused)),
-                             (h["done"], order + 1, lambda r=res: self._land(r))]
-            self._events.sort(key=lambda e: (e[0], e[1]))
-            h["result"] = res
+        h["inflight"] = True
+        order = len(self._events)
+        self._events += [(begin + cleared, order, lambda r=res: self._clear_lines(r.reused)),
+                         (h["done"], order + 1, lambda r=res, st=chunk.step: self._land(r, st))]
+        self._events.sort(key=lambda e: (e[0], e[1]))
+        h["issues"] += res.issues
+        h["record"] = res.record or h["record"]
 
     def hint_begin(self, chunks):
         if self._hint is not None:
             return False
-        self._hint = {"chunks": list(chunks), "next": 0, "posted": self.t}
+        self._hint = {"chunks": list(chunks), "next": 0, "posted": self.t, "inflight": False,
+                      "issues": [], "record": None}
         self._post()
         return True
+
+    def hint_more(self, chunks):
+        h = self._hint
+        h["chunks"] += chunks
+        if not h["inflight"]:
+            self._post()
 
     def hint_pump(self):
         h = self._hint
         if h is None:
             return None
-        self.t += self._round_trip()              # read the done sequence number
-        if self.t < h["done"]:
-            return None
-        self.t += self._round_trip()              # and the chunk's status
-        h["next"] += 1
+        if h["inflight"]:
+            self.t += self._round_trip()              # read the done sequence number
+            if self.t < h["done"]:
+                return None
+            self.t += self._round_trip()              # and the chunk's status
+            h["next"] += 1
+            h["inflight"] = False
         if h["next"] < len(h["chunks"]):
             self._post()
             return None
+        if not h["chunks"][-1].last:
+            return None                               # the host has not read the next layer
         self._hint = None
-        res = h["result"]
-        return dict(res.record), [(i.vpn, i.slot) for i in res.issues], h["posted"], self.t
+        return dict(h["record"]), [(i.vpn, i.slot) for i in h["issues"]], h["posted"], self.t
 
 
 # --------------------------------------------------------------------------------------------
@@ -354,6 +375,7 @@ class DeviceBackend(Backend):
     def _post(self):
         h = self._hint
         self._send(h["chunks"][h["next"]].words())
+        h["inflight"] = True
 
     def post_hint(self, words, max_cycles=None, poll=1_000):
         """Post raw chunk words (valid or not) and wait until the firmware has answered;
@@ -375,40 +397,52 @@ class DeviceBackend(Backend):
     def hint_begin(self, chunks):
         if self._hint is not None:
             return False
-        self._hint = {"chunks": list(chunks), "next": 0, "posted": self.link.cycle}
+        self._hint = {"chunks": list(chunks), "next": 0, "posted": self.link.cycle,
+                      "inflight": False}
         self._post()
         return True
 
+    def hint_more(self, chunks):
+        h = self._hint
+        h["chunks"] += chunks
+        if not h["inflight"]:
+            self._post()
+
     def hint_pump(self):
         h = self._hint
-        if h is None or self.link.cfg_read(self._mbox(MBOX_HINT_DONE_SEQ)) != self.hint_seq:
+        if h is None:
             return None
-        status = self.link.cfg_read(self._mbox(MBOX_HINT_STATUS))
-        chunk = h["chunks"][h["next"]]
-        if status:
-            self._hint = None
-            raise BackendError(f"hint chunk of step {chunk.step} rejected: "
-                               f"{HINT_ERRORS.get(status, status)} "
-                               f"({self.rejected_hints()} rejected)")
-        h["next"] += 1
+        if h["inflight"]:
+            if self.link.cfg_read(self._mbox(MBOX_HINT_DONE_SEQ)) != self.hint_seq:
+                return None
+            status = self.link.cfg_read(self._mbox(MBOX_HINT_STATUS))
+            if status:
+                chunk = h["chunks"][h["next"]]
+                self._hint = None
+                raise BackendError(f"hint chunk of step {chunk.step} rejected: "
+                                   f"{HINT_ERRORS.get(status, status)} "
+                                   f"({self.rejected_hints()} rejected)")
+            h["next"] += 1
+            h["inflight"] = False
         if h["next"] < len(h["chunks"]):
             self._post()
             return None
+        if not h["chunks"][-1].last:
+            return None                               # the host has not read the next layer
         self._hint = None
-        rec, issued = self._step_result(chunk.step)
+        rec, issued = self._step_result(h["chunks"][-1].step)
         return rec, issued, h["posted"], self.link.cycle
 
     def hint(self, chunks, max_cycles=None, poll=1_000):
-        max_cycles = max_cycles or self.hint_max_cycles
-        if not self.hint_begin(chunks):
+        if self._hint is not None:
             raise BackendError("a hint is still in progress")
-        start = self.link.cycle
-        while (done := self.hint_pump()) is None:
-            if self.link.cycle - start > max_cycles:
-                raise BackendError(f"hint of step {chunks[-1].step} not served in "
-                                   f"{max_cycles} cycles")
-            self.link.run(poll)
-        return done[0], done[1]
+        for ch in chunks:
+            status = self.post_hint(ch.words(), max_cycles, poll)
+            if status:
+                raise BackendError(f"hint chunk of step {ch.step} rejected: "
+                                   f"{HINT_ERRORS.get(status, status)} "
+                                   f"({self.rejected_hints()} rejected)")
+        return self._step_result(chunks[-1].step) if chunks[-1].last else None
 
     def _step_result(self, step):
         words = self.link.cfg_read_block(self._mbox(MBOX_STEP_RECORD), len(STEP_RECORD))
@@ -416,14 +450,12 @@ class DeviceBackend(Backend):
         if rec["step"] != step:
             raise BackendError(f"step record is for step {rec['step']}, expected {step}")
         _, d = self._directory()
-        issued = [(int(d[s, 1]), int(s)) for s in np.nonzero((d[:, 0] == TAG_MAGIC) & (d[:, 2] == step))[0]]
-        # DMA order = slot order of this step (FIFO allocation, wrapping at the end)
-        first = (issued[0][1] if issued else 0)
-        if issued and len(issued) < self.cfg.l2_slots:
-            slots = {s for _, s in issued}
-            first = next(s for _, s in issued if (s - 1) % self.cfg.l2_slots not in slots)
-        issued.sort(key=lambda x: (x[1] - first) % self.cfg.l2_slots)
-        return rec, issued
+        mine = np.nonzero((d[:, 0] == TAG_MAGIC) & (d[:, 2] == step))[0]
+        if len(mine) != rec["issued"]:
+            raise BackendError(f"step {step}: {len(mine)} directory lines for the "
+                               f"{rec['issued']} pages the step record says were issued")
+        mine = mine[np.argsort(d[mine, 4], kind="stable")]     # word 4: the DMA order
+        return rec, [(int(d[s, 1]), int(s)) for s in mine]
 
     # timing-true replay -------------------------------------------------------------------
     def clock(self):

@@ -22,7 +22,8 @@ import numpy as np
 
 from host.replayer.backends import RtlBackend
 from host.replayer.costs import CALIBRATION_FILE, KINDS
-from host.replayer.engine import DEFAULT_TRACE, ROOT, ReplayOptions, replay
+from host.replayer.engine import DEFAULT_TRACE, ROOT, ReplayOptions, candidates, replay
+from soc.mailbox import MBOX_HINT_DONE_SEQ, MBOX_HINT_STATUS
 
 COMMAND = "python -m host.replayer.calibrate"
 
@@ -46,26 +47,30 @@ class TimedRtl(RtlBackend):
         self._sent_at = self.link.cycle
         self.log["sends"].append((len(words), self._sent_at - t))
 
-    def hint_pump(self):
-        h = self._hint
-        if h is None:
-            return None
-        t, i = self.link.cycle, h["next"]
-        chunk = h["chunks"][i]
-        out = super().hint_pump()
-        if self._hint is None or self._hint["next"] != i:
-            # the done word was read at about t + one way
-            self.log["chunks"].append((len(chunk.payload), chunk.count, chunk.last,
-                                       t + self.one_way - self._sent_at))
-        return out
+    def post_hint(self, words, max_cycles=None, poll=None):
+        self._send(words)
+        while True:
+            t = self.link.cycle
+            if self.link.cfg_read(self._mbox(MBOX_HINT_DONE_SEQ)) == self.hint_seq:
+                break
+            self.link.run(self.POLL)
+        # the done word was read at about t + one way
+        self.log["chunks"].append((int(words[4]), int(words[3]) >> 16, bool(words[5] & 1),
+                                   t + self.one_way - self._sent_at))
+        return self.link.cfg_read(self._mbox(MBOX_HINT_STATUS))
 
     def hint(self, chunks, max_cycles=None, poll=None):
-        live = set(self.l2_index().values())
-        rec, issued = super().hint(chunks, max_cycles, self.POLL)
-        reused = sum(s in live for _, s in issued)
-        self.log["steps"].append((self.cfg.kind, self.cfg.streams, candidates(rec), len(issued),
-                                  reused, rec["predict_cycles"], rec["issue_cycles"]))
-        return rec, issued
+        if chunks[0].first == 0:
+            self._live, self._chunks = set(self.l2_index().values()), 0
+        self._chunks += len(chunks)
+        done = super().hint(chunks, max_cycles, self.POLL)
+        if done is not None:
+            rec, issued = done
+            reused = sum(s in self._live for _, s in issued)
+            self.log["steps"].append((self.cfg.kind, self.cfg.streams, candidates(rec),
+                                      len(issued), reused, rec["predict_cycles"],
+                                      rec["issue_cycles"], self._chunks))
+        return done
 
     def demand_read(self, vpn):
         data, cycles = super().demand_read(vpn)
@@ -87,13 +92,6 @@ class TimedRtl(RtlBackend):
         return out
 
 
-def candidates(rec):
-    """Predictions the firmware filtered in a step (each costs a page-table and a directory
-    lookup, issued or not)."""
-    return sum(rec[k] for k in ("issued", "skip_l1", "skip_unmapped", "skip_resident",
-                                "throttled"))
-
-
 def _fit(columns, y):
     a = np.column_stack(columns).astype(float)
     coef, *_ = np.linalg.lstsq(a, np.asarray(y, float), rcond=None)
@@ -109,24 +107,29 @@ def fit(logs, cfg_reads, one_way, page_serial):
     sends = np.array(cat["sends"], float)
     post_word = float(np.mean((sends[:, 1] - 2 * rt) / sends[:, 0]))
     steps = np.array(cat["steps"], float)   # kind, streams, candidates, issued, reused,
-    predict = {}                              # predict cycles, issue cycles
+    predict = {}                              # predict cycles, issue cycles, chunks
     for i, kind in enumerate(KINDS):
         sel = steps[steps[:, 0] == i]
         predict[kind] = float(sel[:, 5].sum() / sel[:, 1].sum())
+    # each chunk filters and issues its own predictions; the step's last also waits for its
+    # DMA: a fixed cost per chunk (no intercept: every step of a replay has as many chunks)
     (issue_fixed, issue_candidate, issue_page, issue_reused), issue_rms = _fit(
-        [np.ones(len(steps)), steps[:, 2], steps[:, 3], steps[:, 4]], steps[:, 6])
-    # chunk service beyond the firmware's own prediction and issue timers: fixed + per unit
-    units, resid = [], []
+        [steps[:, 7], steps[:, 2], steps[:, 3], steps[:, 4]], steps[:, 6])
+    # chunk service beyond the firmware's own prediction and issue timers, per step: a fixed
+    # cost per chunk and one per payload unit
+    chunks, units, resid = [], [], []
     for lg, kind in zip(logs, KINDS):
+        n = u = service = 0
         finished = iter(lg["steps"])
-        for n_units, n_streams, last, service in lg["chunks"]:
+        for n_units, n_streams, last, sv in lg["chunks"]:
+            n, u, service = n + 1, u + n_units, service + sv
             if last:
                 st = next(finished)
+                chunks.append(n)
+                units.append(u)
                 resid.append(service - st[5] - st[6])
-            else:
-                resid.append(service - predict[kind] * n_streams)
-            units.append(n_units)
-    (chunk_fixed, chunk_unit), chunk_rms = _fit([np.ones(len(units)), units], resid)
+                n = u = service = 0
+    (chunk_fixed, chunk_unit), chunk_rms = _fit([chunks, units], resid)
     demand_device = float(np.mean(cat["demand"]) - 2 * one_way - page_serial)
     offload_command = float(np.mean(cat["offload"]) - 2 * one_way - page_serial)
     cycles = dict(demand_device=demand_device, cfg_device=cfg_device, post_word=post_word,
@@ -135,12 +138,12 @@ def fit(logs, cfg_reads, one_way, page_serial):
                   issue_page=float(issue_page),
                   issue_reused=float(issue_reused), offload_command=offload_command)
     inputs = {"cfg_reads": len(cfg_reads), "chunk_posts": len(sends),
-              "chunks": len(units), "steps": len(steps), "demand_reads": len(cat["demand"]),
+              "chunks": len(cat["chunks"]), "steps": len(steps), "demand_reads": len(cat["demand"]),
               "offloads": len(cat["offload"]), "chunk_rms_cycles": chunk_rms,
               "issue_rms_cycles": issue_rms,
               "demand_p99_cycles": float(np.percentile(cat["demand"], 99))}
     samples = {"steps": [dict(zip(("kind", "streams", "candidates", "issued", "reused",
-                                   "predict_cycles", "issue_cycles"), map(int, x)))
+                                   "predict_cycles", "issue_cycles", "chunks"), map(int, x)))
                          for x in cat["steps"]],
                "chunks": [dict(zip(("units", "streams", "last", "service_cycles"),
                                    (int(u), int(n), bool(la), float(sv))))

@@ -13,8 +13,9 @@ What each cost covers (cycles at the SoC's ``sys_clk``):
 - ``chunk_fixed`` + ``chunk_unit`` x payload units + ``predict[kind]`` x streams: the
   firmware serving one hint chunk (validation, feedback, one prediction per stream);
 - ``issue_fixed`` + ``issue_candidate`` x predictions filtered + ``issue_page`` x pages
-  issued + ``issue_reused`` x reused slots: the last chunk's filtering (a page-table and a
-  directory lookup per prediction) and DMA (data into L2, then directory lines);
+  issued + ``issue_reused`` x reused slots: each chunk's filtering (a page-table and a
+  directory lookup per prediction) and DMA (data into L2, then directory lines); the fixed
+  cost per chunk includes its share of the step's last wait for the DMA;
 - ``offload_command``: the firmware's offload command (compress into the pool, map), from
   the host's command write to the host seeing it done, the staging write excluded.
 """

@@ -12,22 +12,24 @@ Per decode step the host (stand-in for GPU + serving engine):
    the step time; every page read from L2 or the device is checked against the trace's
    original KV (``host/replayer/page_check.py``: values within the mode's error bound, the
    page asked for, bit-exact with the reference decode);
-3. posts the step's hint; the device's firmware predicts the next step's pages and
-   prefetches them into L2 (flow 3).
+3. posts the hint layer by layer: once it has read layer l, the pages layer l's streams
+   read (a chunk per layer); the device's firmware predicts those streams' next-step pages
+   and prefetches them into L2 at once (flow 3), so the next step's first layers are served
+   first.
 
 Two timings (``--timing``):
 
-- ``on`` (timing-true): the hint is posted and the host goes on; the device serves it while
-  the host computes (on ``rtl`` the simulated clock runs for the compute time; on ``model``
-  the calibrated costs of ``host/replayer/costs.py``). A page counts as an L2 hit only if its
-  directory line was visible when the host read it. The host does not wait for prefetches in
-  flight: it demand-reads every page not in L2, and a demand read of a page that a hint
-  posted earlier was still bringing is a *late* prefetch; the others are misses. A step's
-  hint that finds the device still serving the previous one is skipped (the step
-  *overran*): the firmware accepts a later step than the one it expects.
-- ``off`` (synchronous epochs, an upper bound): the host waits until the step's prefetches
-  are all in L2 before the next step reads; no time is charged for it, the prefetch time
-  is reported next to the step's compute budget.
+- ``on`` (timing-true): each layer's hint is posted and the host goes on; the device serves
+  it while the host computes (on ``rtl`` the simulated clock runs for the compute time; on
+  ``model`` the calibrated costs of ``host/replayer/costs.py``). A page counts as an L2 hit
+  only if its directory line was visible when the host read it. The host does not wait for
+  prefetches in flight: it demand-reads every page not in L2, and a demand read of a page
+  that a hint posted earlier was still bringing is a *late* prefetch; the others are misses.
+  A step whose first layer's hint finds the device still serving the previous step's is not
+  hinted (the step *overran*): the firmware accepts a later step than the one it expects.
+- ``off`` (synchronous, an upper bound): the host waits until each layer's hint is served
+  (its prefetches all in L2) before it reads the next layer; no time is charged for it, the
+  prefetch time is reported next to the step's compute budget.
 
 The command line is ``host/replay.py``; ``compare`` runs the paper's baselines side by side.
 """
@@ -153,10 +155,11 @@ class _Run:
         self.mismatches = self.offloaded = self.seq = 0
         self.lengths, self.logs, self.accesses = {}, [], []   # accesses: (step, vpn, tier)
         self.hits = []       # (seq, slot, vpn)
-        self.issues = []     # (seq posted, step, vpn, slot)
+        self.issues = []     # (seq its layer's hint was posted, step, vpn, slot)
         self.demand = []     # (seq, vpn, cycles, StepLog)
-        self.served = []     # (seq posted, seq seen served, {vpn})
-        self.pending = None  # (seq posted, StepLog) of the hint in flight
+        self.served = []     # ({layer: seq posted}, seq seen served, {vpn})
+        self.pending = None  # ({layer: seq posted}, StepLog) of the hint in flight
+        self.hinting = False  # the step in progress posts its hint
 
     def step(self, s):
         log = StepLog(s)
@@ -170,12 +173,13 @@ class _Run:
                     self.lengths[vpn] = n
                     self.mismatches += not self.check.offload(vpn, n)
             self.offloaded = max(self.offloaded, n_full)
-        streams = []
         index = {} if self.gpu_only else self.backend.l2_index()
         layer_cycles = self.opts.step_ns * self.backend.cycles_per_ns / self.layers
+        self.hinting = not self.gpu_only
         for layer in range(self.layers):
-            if self.timed and layer:
+            if layer and not self.gpu_only:   # the device wrote L2 since the last layer
                 index = self.backend.l2_index()
+            streams = []
             for h in range(self.H):
                 st = layer * self.H + h
                 acc = np.nonzero(self.mask[s, layer, h, :n_full])[0]
@@ -183,10 +187,10 @@ class _Run:
                 for p in acc:
                     self.read(s, (st << self.t.page_bits) | int(p), p >= n_full - self.l1,
                               index, log)
+            if self.hinting:
+                self.hint(s, layer, streams, log)
             if self.timed:
                 self.compute(layer_cycles)
-        if not self.gpu_only:
-            self.hint(s, streams, log)
         if self.timed:
             log.step_cycles = self.backend.clock() - t0
         self.logs.append(log)
@@ -215,22 +219,31 @@ class _Run:
         self.digest.update(data)
         self.mismatches += not self.check.read(vpn, data)
 
-    def hint(self, s, streams, log):
-        from host.driver.hints import encode_step
-        chunks = encode_step(self.cfg.request, s, streams, dense=self.opts.mode == "dense")
+    def hint(self, s, layer, streams, log):
+        """The layer's part of the step's hint, posted as soon as the host has read the layer
+        (synchronous: and served before the host goes on)."""
+        from host.driver.hints import encode_streams
+        chunks = encode_streams(self.cfg.request, s, layer * self.H, streams,
+                                layer == self.layers - 1, dense=self.opts.mode == "dense")
         self.seq += 1
         if not self.timed:
-            rec, issued = self.backend.hint(chunks)
-            self._served(self.seq, self.seq, log, rec, issued)
+            done = self.backend.hint(chunks)
+            if done is not None:
+                self._served({0: self.seq}, self.seq, log, *done)
+        elif layer:
+            self.pending[0][layer] = self.seq
+            self.backend.hint_more(chunks)
         elif self.pending is not None or not self.backend.hint_begin(chunks):
-            log.overran = True
+            log.overran = True             # the device still serves an earlier step's hint
+            self.hinting = False
         else:
-            self.pending = (self.seq, log)
+            self.pending = ({0: self.seq}, log)
 
     def _served(self, posted, seen, log, rec, issued):
         log.record, log.issued = rec, issued
         log.prefetch_cycles = int(rec.get("predict_cycles", 0)) + int(rec.get("issue_cycles", 0))
-        self.issues += [(posted, log.step, vpn, slot) for vpn, slot in issued]
+        self.issues += [(posted.get(self._layer(vpn), posted[0]), log.step, vpn, slot)
+                        for vpn, slot in issued]
         self.served.append((posted, seen, {vpn for vpn, _ in issued}))
 
     def pump(self):
@@ -267,11 +280,16 @@ class _Run:
         out = [0] * self.layers
         for seq, vpn, cyc, log in self.demand:
             if self._late(seq, vpn):
-                out[(vpn >> self.t.page_bits) // self.H] += 1
+                out[self._layer(vpn)] += 1
         return out
 
+    def _layer(self, vpn):
+        return (vpn >> self.t.page_bits) // self.H
+
     def _late(self, seq, vpn):
-        return any(p < seq < seen and vpn in v for p, seen, v in self.served)
+        """A posted layer's hint was still bringing the page when the host read it."""
+        layer = self._layer(vpn)
+        return any(p.get(layer, seen) < seq < seen and vpn in v for p, seen, v in self.served)
 
     def classify(self):
         """Demand reads of a page that a hint posted before the read was still bringing are
@@ -356,6 +374,13 @@ def replay(opts: ReplayOptions, backend=None, build=None, progress=True):
     return res
 
 
+def candidates(rec):
+    """Predictions the firmware filtered in a step (each costs a page-table and a directory
+    lookup, issued or not)."""
+    return sum(rec[k] for k in ("issued", "skip_l1", "skip_unmapped", "skip_resident",
+                                "throttled"))
+
+
 def _pct(x, q):
     return float(np.percentile(x, q)) if len(x) else None
 
@@ -412,6 +437,7 @@ def summarize(opts, t, layers, steps, l1, gpu_only, run, wall, sim_cycles, backe
                      "late_rate": (late_n / non_l1) if non_l1 else None},
         "timing": timing,
         "prefetch": {"issued": issued, "used": used, "wasted": wasted,
+                     "candidates": sum(candidates(g.record) for g in logs if g.record),
                      "precision": used / issued if issued else None,
                      "coverage": (l2n / non_l1) if non_l1 else None,
                      "wasted_bytes": wasted * PAGE,

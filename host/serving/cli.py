@@ -46,7 +46,7 @@ DEVICES = {
 
 def load_traffic(prefetcher, replays=REPLAYS, workloads=WORKLOADS):
     """Per-stream traffic pooled over the workloads' synchronous (``--timing off``) replays."""
-    pages = issued = l2 = streams_steps = 0
+    pages = issued = candidates = l2 = streams_steps = 0
     l1, ratio, used = None, [], []
     for w in workloads:
         path = Path(replays) / f"{w}.json"
@@ -62,6 +62,10 @@ def load_traffic(prefetcher, replays=REPLAYS, workloads=WORKLOADS):
         pages += a["l2"] + a["l3"]
         l2 += a["l2"]
         issued += r["prefetch"]["issued"]
+        if "candidates" not in r["prefetch"]:
+            raise ServingError(f"{path}: no prefetch candidates count (replayed before it was "
+                               "recorded: replay again, bench/replay_timing.py)")
+        candidates += r["prefetch"]["candidates"]
         streams_steps += n
         l1 = c["l1_pages"]
         ratio.append(r["compression"]["ratio"])
@@ -70,6 +74,7 @@ def load_traffic(prefetcher, replays=REPLAYS, workloads=WORKLOADS):
         raise ServingError(f"no replay results in {replays} (make them with bench/replay_timing.py "
                            "or host/replay.py --compare --timing both; docs/replay.md)")
     return Traffic(pages=pages / streams_steps, l1_pages=int(l1), issued=issued / streams_steps,
+                   candidates=candidates / streams_steps,
                    hit_sync=l2 / pages, codec_ratio=sum(ratio) / len(ratio),
                    source=f"replay --timing off of {', '.join(used)}, prefetcher {prefetcher}, "
                           f"k 8, sparse (Quest) attention; {Path(replays).relative_to(ROOT)}")
@@ -96,6 +101,7 @@ def make_device(name, prefetcher, page_bytes, codec_ratio, memory_gib, calibrati
     return Device(name=name, clock_mhz=d["clock_mhz"], dram_gbs=dram_gbs,
                   memory_gib=memory_gib, predict_cycles=cyc["predict"][prefetcher],
                   issue_fixed_cycles=cyc["issue_fixed"],
+                  issue_candidate_cycles=cyc["issue_candidate"],
                   issue_page_cycles=cyc["issue_page"] * scale,
                   demand_cycles=cyc["demand_device"] * scale,
                   offload_cycles=cyc["offload_command"] * scale,

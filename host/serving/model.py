@@ -78,11 +78,12 @@ class Device:
     dram_gbs: float               # peak DRAM bandwidth
     memory_gib: float             # KV capacity (all devices together)
     predict_cycles: float         # per stream, for the prefetcher in use
-    issue_fixed_cycles: float     # per hint
+    issue_fixed_cycles: float     # per hint chunk (one layer of one request)
     issue_page_cycles: float      # per prefetched page
     demand_cycles: float          # per demand read, device side
     offload_cycles: float         # per page written to the device
     dram_cycles_measured: float   # of issue_page / demand / offload: the simulated DRAM's part
+    issue_candidate_cycles: float = 0.0   # per prediction filtered (page table, directory)
     note: str = ""
 
     def ns(self, cycles):
@@ -100,6 +101,7 @@ class Traffic:
     pages: float                  # pages attended beyond the L1 window, per stream per step
     l1_pages: int                 # the GPU's window of recent full pages per stream
     issued: float                 # pages the prefetcher issues, per stream per step
+    candidates: float             # predictions the device filters, per stream per step
     hit_sync: float               # L2 hit rate of the pages beyond L1, synchronous replay
     codec_ratio: float
     source: str = ""
@@ -163,12 +165,15 @@ def _demand_ns(inp, n, layers):
 
 
 def _spec_ns(inp, streams, comp):
-    """The device's work for one step's speculation: the firmware's predictions and page
-    issues (serial on its CPU), the prefetched pages on the link and in DRAM (pipelined)."""
+    """The device's work for one step's speculation: the firmware's predictions, filtering
+    and page issues (serial on its CPU; a hint chunk per layer of each request), the
+    prefetched pages on the link and in DRAM (pipelined)."""
     dev, t = inp.device, inp.traffic
     pages = streams * t.issued
-    return {"predict": dev.ns(streams * dev.predict_cycles + dev.issue_fixed_cycles),
-            "issue": pages * dev.ns(max(dev.issue_page_cycles - dev.dram_cycles_measured, 0)),
+    chunks = streams / inp.shape.kv_heads
+    return {"predict": dev.ns(streams * dev.predict_cycles + chunks * dev.issue_fixed_cycles),
+            "issue": (pages * dev.ns(max(dev.issue_page_cycles - dev.dram_cycles_measured, 0))
+                      + streams * t.candidates * dev.ns(dev.issue_candidate_cycles)),
             "link": pages * inp.page_bytes / inp.link.bandwidth_gbps,
             "dram": pages * comp / dev.dram_gbs}
 
