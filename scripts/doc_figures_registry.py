@@ -487,6 +487,11 @@ REGISTRY += [
           "docs/results/replay/timing_ddr3/{workload}.json",
           keys=("workload", "config", "timing"), columns=REPLAY_COLUMNS),
 ]
+REGISTRY += [
+    Table(RESULTS, "Layer-ordered speculation and a slot hand that keeps what the host needs",
+          "docs/results/replay/layered/{workload}.json",
+          keys=("workload", "config", "timing"), columns=REPLAY_COLUMNS),
+]
 _L3 = "docs/results/gpu/step_times_llama3_8b_h100.json"
 REGISTRY += [
     Figures(RESULTS, "With the DDR3 model and the leaner issue path", _L3,

@@ -184,7 +184,7 @@ def main(argv=None):
         finally:
             b.close()
     cycles, inputs, samples = fit(logs, cfg_reads, one_way, page_serial)
-    commit = subprocess.run(["git", "rev-parse", "--short", "HEAD"], cwd=ROOT,
+    commit = subprocess.run(["git", "describe", "--always", "--dirty"], cwd=ROOT,
                             capture_output=True, text=True).stdout.strip() or None
     argv_text = " ".join(argv if argv is not None else sys.argv[1:])
     out = {"provenance": {"command": f"{COMMAND} {argv_text}".strip(),

@@ -24,7 +24,7 @@ from host.serving.shapes import SHAPES, shape_of
 from host.serving.step_time import ROOFLINE_GPU, TABLE, StepTimeError, step_time
 
 ROOT = Path(__file__).resolve().parents[2]
-REPLAYS = ROOT / "docs" / "results" / "replay" / "timing"
+REPLAYS = ROOT / "docs" / "results" / "replay" / "layered"
 CALIBRATION = ROOT / "host" / "replayer" / "calibration.json"
 WORKLOADS = ("chatbot", "summarization", "codegen", "qa")
 BATCHES = (1, 2, 4, 8, 12, 16, 24, 32, 48, 64, 96, 128, 192, 256, 384, 512, 768, 1024)
