@@ -101,8 +101,8 @@ def test_a_corrupted_decoder_fails_the_check(monkeypatch, broken):
 class SwappedSlots(ModelBackend):
     """Each hint's first two slots hold each other's page when its prefetches land."""
 
-    def _land(self, res):
-        super()._land(res)
+    def _land(self, res, step):
+        super()._land(res, step)
         if len(res.issues) >= 2:
             a, b = res.issues[0].slot, res.issues[1].slot
             self.l2[a], self.l2[b] = self.l2[b], self.l2[a]
@@ -111,9 +111,9 @@ class SwappedSlots(ModelBackend):
 class StaleSlots(ModelBackend):
     """A refilled slot keeps its previous page's bytes (the directory line is rewritten)."""
 
-    def _land(self, res):
+    def _land(self, res, step):
         old = dict(self.l2)
-        super()._land(res)
+        super()._land(res, step)
         for i in res.issues:
             if i.slot in old:
                 self.l2[i.slot] = old[i.slot]
