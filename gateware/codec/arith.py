@@ -51,25 +51,59 @@ def order_key(b):
     return Mux(b[15], ~b, b | 0x8000)
 
 
-def bitlen(m, x, width):
+def stage(m, ce, x):
+    """`x` (a Signal) registered while `ce` is high: one pipeline stage. Without `ce` (None),
+    `x` itself: the block stays combinational (as the arithmetic tests drive it)."""
+    if ce is None:
+        return x
+    r = Signal.like(x)
+    m.sync += If(ce, r.eq(x))
+    return r
+
+
+def bitlen(m, x, width, lo=0):
+    """Bit length of the unsigned x[lo:lo + width] (0 for 0), as a tree: the upper half's
+    length plus the lower half's width where the upper half is not zero, else the lower
+    half's; log2(width) multiplexers deep, not a chain of `width`."""
     n = Signal(max=width + 1)
-    stmts = [n.eq(0)]
-    for i in range(width):
-        stmts.append(If(x[i], n.eq(i + 1)))
-    m.comb += stmts
+    if width == 1:
+        m.comb += n.eq(x[lo])
+        return n
+    h = width // 2
+    n_lo, n_hi = bitlen(m, x, h, lo), bitlen(m, x, width - h, lo + h)
+    m.comb += If(x[lo + h: lo + width] != 0, n.eq(n_hi + h)).Else(n.eq(n_lo))
     return n
 
 
-def int_to_fp16(m, v, width=VW):
-    """Signed integer (units 2**-24) -> FP16 bits, round to nearest even, saturating."""
-    mag = Signal(width)
-    m.comb += If(v < 0, mag.eq(-v)).Else(mag.eq(v))
+INT_TO_FP16_STAGES = 3      # int_to_fp16's pipeline registers where it is given `ce`
+
+
+def int_to_fp16(m, v, width=VW, ce=None):
+    """Signed integer (units 2**-24) -> FP16 bits, round to nearest even, saturating.
+    With `ce`, INT_TO_FP16_STAGES registers split it (|v|; its length and the shift; the
+    rounding decision; then the mantissa increment and the exponent, combinational): the
+    result follows `v` by that many `ce` cycles."""
+    neg0 = Signal()
+    mag0 = Signal(width)
+    m.comb += [neg0.eq(v < 0), If(v < 0, mag0.eq(-v)).Else(mag0.eq(v))]
+    mag, neg = stage(m, ce, mag0), stage(m, ce, neg0)
     n = bitlen(m, mag, width)
-    shift = Signal(max=width + 1)
+    shift0 = Signal(max=width + 1)
+    m.comb += If(n > 11, shift0.eq(n - 11)).Else(shift0.eq(0))
+    mag1, shift, neg1 = stage(m, ce, mag), stage(m, ce, shift0), stage(m, ce, neg)
     mant = Signal(width)
     rem = Signal(width)
     half = Signal(width)
-    up = Signal()
+    up0 = Signal()
+    mant12 = Signal(12)
+    m.comb += [
+        mant.eq(mag1 >> shift),
+        rem.eq(mag1 & ((C(1, width + 1) << shift) - 1)),
+        If(shift > 0, half.eq(C(1, width) << (shift - 1))).Else(half.eq(0)),
+        up0.eq((shift > 0) & ((rem > half) | ((rem == half) & mant[0]))),
+        mant12.eq(mant[0:12]),
+    ]
+    mant_r, up, shift_r, sign = (stage(m, ce, x) for x in (mant12, up0, shift, neg1))
     mant2 = Signal(13)
     ovf = Signal()
     mant3 = Signal(12)
@@ -79,20 +113,15 @@ def int_to_fp16(m, v, width=VW):
     bits = Signal(16)
     out = Signal(16)
     m.comb += [
-        If(n > 11, shift.eq(n - 11)).Else(shift.eq(0)),
-        mant.eq(mag >> shift),
-        rem.eq(mag & ((C(1, width + 1) << shift) - 1)),
-        If(shift > 0, half.eq(C(1, width) << (shift - 1))).Else(half.eq(0)),
-        up.eq((shift > 0) & ((rem > half) | ((rem == half) & mant[0]))),
-        mant2.eq(mant[0:12] + up),
+        mant2.eq(mant_r + up),
         ovf.eq(mant2[11]),
         If(ovf, mant3.eq(mant2[1:13])).Else(mant3.eq(mant2[0:12])),
-        shift2.eq(shift + ovf),
+        shift2.eq(shift_r + ovf),
         normal.eq(mant3[10]),
         If(normal, e.eq(shift2 + 1)).Else(e.eq(0)),
         If(e >= 31, bits.eq(RA.FP16_MAX_BITS))
         .Else(bits.eq(Cat(mant3[0:10], e[0:5]))),
-        If(bits == 0, out.eq(0)).Else(out.eq(Cat(bits[0:15], v < 0))),
+        If(bits == 0, out.eq(0)).Else(out.eq(Cat(bits[0:15], sign))),
     ]
     return out
 

@@ -13,6 +13,7 @@ from migen import Array, C, Cat, If, Module, Mux, Signal
 from litex.soc.interconnect import stream
 
 from . import arith as A
+from . import ref_arith as RA
 from . import reference as R
 from .core import (check_geometry, level_groups, page_beats, payload_pads, resolve_mode,
                    rotate, zero_lanes)
@@ -36,17 +37,27 @@ class _InputCheck(Module):
         self.e_trunc, self.e_over, self.e_crc = Signal(), Signal(), Signal()   # out
         ib = Signal(max=nin + 1)         # input beats of this page accepted
         snk_in = Signal()                # SINK flag seen in beat 0
-        nin_m1 = Signal(max=nin + 1)     # index of the page's final (CRC) beat
+        nin_m1 = Signal(max=nin + 1)     # index of the page's final (CRC) beat, once known
+        in_page, before_crc, at_crc = Signal(), Signal(), Signal()
         sk, accept = sink, self.accept
-        self.comb += nin_m1.eq(Mux(Mux(ib == 0, sk.data[9], snk_in), nin_s - 1, nin0 - 1))
+        # Beat 0 (the header, ib == 0) is inside the page, before its CRC beat, whichever
+        # the length: the comparisons need the SINK flag only from beat 1 on, registered,
+        # and never the input data of the cycle (a page has at least two beats).
+        assert min(nin0, nin_s) >= 2
+        self.comb += [
+            nin_m1.eq(Mux(snk_in, nin_s - 1, nin0 - 1)),
+            in_page.eq((ib == 0) | (ib <= nin_m1)),
+            before_crc.eq((ib == 0) | (ib < nin_m1)),
+            at_crc.eq((ib != 0) & (ib == nin_m1)),
+        ]
         self.comb += [
             # `room`: `after <= cap - dw`, not `after + dw <= cap`: Verilog evaluates the sum
             # at the comparison's width (that of `cap`), and at dw = 32 a full buffer (after
             # = cap = 96) wrapped to 0 and took a beat it had no room for (Migen's simulator
             # does not wrap; the Verilator co-sim under output back-pressure caught it)
-            sk.ready.eq(~self.last_seen & (self.at_end | (ib > nin_m1) | self.room)),
+            sk.ready.eq(~self.last_seen & (self.at_end | ~in_page | self.room)),
             accept.eq(sk.valid & sk.ready),
-            self.load.eq(accept & ~self.at_end & (ib <= nin_m1)),
+            self.load.eq(accept & ~self.at_end & in_page),
         ]
         crc = Signal(32, reset=CRC_INIT)
         crc_full = crc32_expr(crc, sk.data, dw)
@@ -56,13 +67,13 @@ class _InputCheck(Module):
                 crc.eq(CRC_INIT), ib.eq(0), self.last_seen.eq(0),
                 self.e_trunc.eq(0), self.e_over.eq(0), self.e_crc.eq(0),
             ).Elif(accept,
-                If(ib <= nin_m1, ib.eq(ib + 1)),
+                If(in_page, ib.eq(ib + 1)),
                 If(ib == 0, snk_in.eq(sk.data[9])),
                 If(sk.last, self.last_seen.eq(1)),
-                If(ib < nin_m1,
+                If(before_crc,
                     crc.eq(crc_full),
                     If(sk.last, self.e_trunc.eq(1)),
-                ).Elif(ib == nin_m1,
+                ).Elif(at_crc,
                     If((crc_part ^ CRC_XOROUT) != sk.data[dw - 32: dw], self.e_crc.eq(1)),
                     If(~sk.last, self.e_over.eq(1)),
                 ),
@@ -82,17 +93,22 @@ class _BitReader(Module):
         self.tw = Signal(max=maxtake + 1)                       # in
         self.take, self.load, self.clear = Signal(), Signal(), Signal()   # in
         self.room, self.avail = Signal(), Signal()              # out
-        buf, n, tw = self.buf, self.n, self.tw
-        after = Signal(max=cap + 1)
-        self.comb += [after.eq(n - Mux(self.take, tw, 0)),
-                      self.room.eq(after <= cap - dw),
-                      self.avail.eq(n >= tw)]
-        shifted = Signal(cap)
-        self.comb += If(self.take, shifted.eq(buf >> tw)).Else(shifted.eq(buf))
+        buf, n, tw, take = self.buf, self.n, self.tw, self.take
+        # Both outcomes of a cycle (bits taken or not) are computed from the registers and
+        # `tw` alone; `take` and `load`, late in the cycle (they depend on the output's
+        # ready and the input's valid), only choose between them at the last multiplexer.
+        after_t, room_t, room_n = Signal(max=cap + 1), Signal(), Signal()
+        shifted_t = Signal(cap)
+        self.comb += [after_t.eq(n - tw), room_t.eq(after_t <= cap - dw),
+                      room_n.eq(n <= cap - dw), self.room.eq(Mux(take, room_t, room_n)),
+                      self.avail.eq(n >= tw), shifted_t.eq(buf >> tw)]
+        loaded_t, loaded_n = Signal(cap), Signal(cap)
+        self.comb += [loaded_t.eq(shifted_t | (data << after_t)), loaded_n.eq(buf | (data << n))]
         self.sync += [
             If(self.clear, n.eq(0), buf.eq(0))
-            .Elif(self.load, buf.eq(shifted | (data << after)), n.eq(after + dw))
-            .Else(buf.eq(shifted), n.eq(after)),
+            .Elif(self.load & take, buf.eq(loaded_t), n.eq(after_t + dw))
+            .Elif(self.load, buf.eq(loaded_n), n.eq(n + dw))
+            .Elif(take, buf.eq(shifted_t), n.eq(after_t)),
         ]
 
 
@@ -216,26 +232,48 @@ class _Digits(Module):
 class _Dequantizer(Module):
     """One dequantizer per lane, its operands chosen by the step (`is_k`: K payload, else
     V) and registered with the lane's code on `adv` (stage 1 of the output pipeline), then
-    offset + q * S converted to FP16 (`out`); token 0's exact K on a SINK page (`k_tok0`)
-    replaces it. `kparams`: (lo, code, exact K) per lane, `vparams`: (lo, code) of the token."""
+    offset + q * S converted to FP16 (`out`) in `stages` more stages; token 0's exact K on a
+    SINK page (`k_tok0`) replaces it. `kparams`: (lo, code, exact K) per lane, `vparams`:
+    (lo, code) of the token.
+
+    Stages after the operands: (kivi_k) the offset as an integer and q (8 + m) (q * S(code)
+    is that product shifted by e + 5: a 4-by-4-bit multiply, not 4 by 41), then their sum;
+    (zero-point modes) the value and a second register; then the FP16 conversion's
+    A.INT_TO_FP16_STAGES. No stage holds more than one adder or shifter of the value."""
+
+    stages = 2 + A.INT_TO_FP16_STAGES
 
     def __init__(self, zp, kd, vd, kparams, vparams):
         self.adv, self.is_k, self.k_tok0 = Signal(), Signal(), Signal()
+        adv = self.adv
         outs = []
         for kdj, vdj, (klo, kcode, ksink) in zip(kd, vd, kparams):
             lo, code = Signal(len(klo)), Signal(8)
             q = Signal(max(len(kdj), len(vdj)))
             ovr, ks = Signal(), Signal(16)      # token 0's exact K on a SINK page
-            self.sync += If(self.adv,
+            self.sync += If(adv,
                             If(self.is_k, lo.eq(klo), code.eq(kcode), q.eq(kdj))
                             .Else(lo.eq(vparams[0]), code.eq(vparams[1]), q.eq(vdj)),
                             ovr.eq(self.is_k & self.k_tok0), ks.eq(ksink))
+            v = Signal((A.VW, True))
             if zp:
-                v = A.zp_value(self, lo, q, code)
+                v1 = Signal((A.VW, True))
+                self.comb += v1.eq(A.zp_value(self, lo, q, code))
+                self.comb += v.eq(A.stage(self, adv, A.stage(self, adv, v1)))
             else:
-                v = Signal((A.VW, True))
-                self.comb += v.eq(A.fp16_to_int(self, lo) + q * A.scale_value(self, code))
-            f = A.int_to_fp16(self, v)
+                p, sh = Signal(len(q) + 4), Signal(6)
+                self.comb += [p.eq(q * Cat(code[0:3], C(1, 1))),
+                              sh.eq(code[3:8] + RA.SCALE_SHIFT)]
+                off = A.stage(self, adv, A.fp16_to_int(self, lo))
+                p2, sh2 = A.stage(self, adv, p), A.stage(self, adv, sh)
+                # the shift in a signal of its own: inside the sum, Verilog would size it by
+                # its unsigned operand (8 bits) once Migen casts it for the signed add
+                ps, v1 = Signal(len(p) + 31 + RA.SCALE_SHIFT), Signal((A.VW, True))
+                self.comb += [ps.eq(p2 << sh2), v1.eq(off + ps)]
+                self.comb += v.eq(A.stage(self, adv, v1))
+            f = A.int_to_fp16(self, v, ce=adv)
+            for _ in range(self.stages):
+                ovr, ks = A.stage(self, adv, ovr), A.stage(self, adv, ks)
             o = Signal(16)
             self.comb += If(ovr, o.eq(ks)).Else(o.eq(f))
             outs.append(o)
@@ -333,11 +371,12 @@ class KVDecompressor(Module):
 
     def _output(self, prog, deq):
         """Output pipeline: a payload beat taken from the bit reader (stage 0) is registered
-        twice (the codes and their group parameters, then the FP16 beat) before `source`.
+        with its group parameters, goes through the dequantizer's stages, and the FP16 beat
+        is registered into `source`.
         The stages advance together unless the output register holds a beat `source` does
         not take. Returns the stages' valid bits."""
         src = self.source
-        pv = [Signal() for _ in range(2)]                   # stage valid bits, pv[-1] = source
+        pv = [Signal() for _ in range(2 + deq.stages)]      # stage valid bits, pv[-1] = source
         pl = [Signal() for _ in pv]                         # ... and `last`
         adv = Signal()
         self.comb += [
