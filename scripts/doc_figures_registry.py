@@ -308,7 +308,7 @@ REGISTRY = [
     # docs/codec.md: the ECP5 table of the cores alone (codec_ecp5.json runs)
     Table(CODEC_PAGE, CODEC_SECTION, CODEC, keys=("core", "mode"),
           rows={("KVCompressor", "kivi_k4v3"): "runs[0].rows[core=compressor]",
-                ("KVDecompressor", "kivi_k4v3"): "runs[7].rows[core=decompressor]",
+                ("KVDecompressor", "kivi_k4v3"): "runs[9].rows[core=decompressor]",
                 ("KVCompressor", "kivi_n10v9"): "runs[4].rows[core=compressor]",  # 85e3be0
                 ("KVDecompressor", "kivi_n10v9"): "runs[8].rows[core=decompressor]",
                 ("KVCompressor", "kivi_z10v9 (at c050a85, before the level-field tree)"):
@@ -347,11 +347,14 @@ REGISTRY = [
             "decompressor goes from {before} to **{after} MHz** (+{gain} %; {dsp0} -> {dsp1} "
             "DSPs, +{lut} LUT4, +{ff} FF)",
             {"before": Val("runs[6].rows.0.fmax_mhz", "{:.1f}"),
-             "after": Val("runs[7].rows.0.fmax_mhz", "{:.1f}"),
-             "gain": Val(change("runs[6].rows.0.fmax_mhz", "runs[7].rows.0.fmax_mhz"), "{:.0f}"),
-             "dsp0": Val("runs[6].rows.0.dsp"), "dsp1": Val("runs[7].rows.0.dsp"),
-             "lut": Val(diff("runs[6].rows.0.lut4", "runs[7].rows.0.lut4"), "{:,}"),
-             "ff": Val(diff("runs[6].rows.0.ff", "runs[7].rows.0.ff"), "{:,}")}),
+             "after": Val("runs[9].rows.0.fmax_mhz", "{:.1f}"),
+             "gain": Val(change("runs[6].rows.0.fmax_mhz", "runs[9].rows.0.fmax_mhz"), "{:.0f}"),
+             "dsp0": Val("runs[6].rows.0.dsp"), "dsp1": Val("runs[9].rows.0.dsp"),
+             "lut": Val(diff("runs[6].rows.0.lut4", "runs[9].rows.0.lut4"), "{:,}"),
+             "ff": Val(diff("runs[6].rows.0.ff", "runs[9].rows.0.ff"), "{:,}")}),
+    Figures(CODEC_PAGE, CODEC_SECTION, CODEC,
+            "Without that stage it reached {mid} MHz",
+            {"mid": Val("runs[7].rows.0.fmax_mhz", "{:.1f}")}),
     Figures(CODEC_PAGE, CODEC_SECTION, CODEC,
             "the registers add {delta} FFs to that decompressor ({ff0} -> {ff1})",
             {"delta": Val(diff("runs[2].rows.0.ff", "runs[1].rows[core=decompressor].ff")),

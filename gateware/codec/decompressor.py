@@ -141,8 +141,10 @@ class _Program(Module):
         self.comb += self.in_payload.eq(
             Array([C(int(nm in ("kq", "vq"))) for nm in names] + [C(0)])[st])
         self.comb += [
-            self.take.eq(self.avail & (st != END) & Mux(self.in_payload, self.adv, 1) &
-                         ~self.e_hdr & ~skip),
+            # every step waits for `adv`: the stage after the program moves on `adv` (only
+            # a payload step can meet a stalled output: before the payload the pipeline is
+            # empty and `adv` high)
+            self.take.eq(self.avail & (st != END) & self.adv & ~self.e_hdr & ~skip),
             is_hdr.eq(st == 0), hdr_bad.eq(is_hdr & self.take & ~self.hdr_ok),
             self.go.eq(self.take & ~hdr_bad),
             self.sub_wrap.eq(sub == D // L - 1),
@@ -344,41 +346,56 @@ class KVDecompressor(Module):
         head = rd.buf[0:64]
         self.submodules.prog = prog = _Program(steps, head, L, D, nout, maxtake, split)
         self.nonfinite = prog.nonfinite
-        self.submodules.params = par = _Params(rd.buf, L, T, D, klpc, vlpc)
-        self.submodules.digits = dig = _Digits(mode, rd.buf, L, prog.ob[0])
+        # One stage between the program and what it drives: the bits a cycle takes, the step
+        # strobes and the beat's flags are registered on `adv`, and the parameter files, the
+        # digits and the dequantizer act on them a cycle later, in the same order (a beat's
+        # operands are read before its own rotation, after the loads and rotations of every
+        # earlier cycle). The strobes' fan-out into the register files starts at a register.
+        adv, finish = Signal(), Signal()
+        taken = Signal(maxtake)
+        self.sync += If(adv, taken.eq(rd.buf[0:maxtake]))
+
+        def staged(x):
+            r = Signal()
+            self.sync += If(finish, r.eq(0)).Elif(adv, r.eq(x))
+            return r
+
+        ob0 = staged(prog.ob[0])
+        self.submodules.params = par = _Params(taken, L, T, D, klpc, vlpc)
+        self.submodules.digits = dig = _Digits(mode, taken, L, ob0)
         self.submodules.deq = deq = _Dequantizer(
             mode.zp, dig.kd, dig.vd, list(zip(par.klo, par.kcode, par.ksink)),
             (par.vlo[0], par.vcode[0]))
-        finish = Signal()
         self.comb += [
             inp.finish.eq(finish), inp.room.eq(rd.room), inp.at_end.eq(prog.st == prog.END),
             rd.tw.eq(prog.tw), rd.take.eq(prog.take), rd.load.eq(inp.load), rd.clear.eq(finish),
             prog.avail.eq(rd.avail), prog.hdr_ok.eq(_header_ok(head, mode, T, D)),
             prog.finish.eq(finish),
-            par.k_tok0.eq(prog.snk_d & (prog.ob < D // L)), par.sub_wrap.eq(prog.sub_wrap),
+            par.k_tok0.eq(staged(prog.snk_d & (prog.ob < D // L))),
+            par.sub_wrap.eq(staged(prog.sub_wrap)),
         ]
         for nm, strobe in par.step.items():
-            self.comb += strobe.eq(prog.go & (prog.st == prog.index[nm]))
+            self.comb += strobe.eq(staged(prog.go & (prog.st == prog.index[nm])) & adv)
         for nm, strobe in dig.hold.items():
-            self.comb += strobe.eq(prog.go & (prog.st == prog.index[nm]) & ~prog.ob[0])
-        self.comb += [deq.is_k.eq(prog.st == prog.index["kq"]), deq.k_tok0.eq(par.k_tok0)]
-        pv = self._output(prog, deq)
+            self.comb += strobe.eq(staged(prog.go & (prog.st == prog.index[nm]) & ~prog.ob[0]) &
+                                   adv)
+        self.comb += [deq.is_k.eq(staged(prog.st == prog.index["kq"])), deq.k_tok0.eq(par.k_tok0)]
+        pv = self._output(prog, deq, adv)
         # a page is finished once its input has ended, the program is done or starved and
         # its last beat has left the output pipeline
         self.comb += finish.eq(inp.last_seen & ((prog.st == prog.END) | ~rd.avail) &
                                (Cat(*pv) == 0))
         self._status(finish, inp, prog)
 
-    def _output(self, prog, deq):
+    def _output(self, prog, deq, adv):
         """Output pipeline: a payload beat taken from the bit reader (stage 0) is registered
-        with its group parameters, goes through the dequantizer's stages, and the FP16 beat
-        is registered into `source`.
+        (the stage after the program), then with its group parameters, goes through the
+        dequantizer's stages, and the FP16 beat is registered into `source`.
         The stages advance together unless the output register holds a beat `source` does
         not take. Returns the stages' valid bits."""
         src = self.source
-        pv = [Signal() for _ in range(2 + deq.stages)]      # stage valid bits, pv[-1] = source
+        pv = [Signal() for _ in range(3 + deq.stages)]      # stage valid bits, pv[-1] = source
         pl = [Signal() for _ in pv]                         # ... and `last`
-        adv = Signal()
         self.comb += [
             adv.eq(~pv[-1] | src.ready),
             src.valid.eq(pv[-1]),
