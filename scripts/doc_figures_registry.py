@@ -310,7 +310,7 @@ REGISTRY = [
           rows={("KVCompressor", "kivi_k4v3"): "runs[0].rows[core=compressor]",
                 ("KVDecompressor", "kivi_k4v3"): "runs[9].rows[core=decompressor]",
                 ("KVCompressor", "kivi_n10v9"): "runs[4].rows[core=compressor]",  # 85e3be0
-                ("KVDecompressor", "kivi_n10v9"): "runs[8].rows[core=decompressor]",
+                ("KVDecompressor", "kivi_n10v9"): "runs[10].rows[core=decompressor]",
                 ("KVCompressor", "kivi_z10v9 (at c050a85, before the level-field tree)"):
                     "runs[1].rows[core=compressor]",
                 ("KVDecompressor", "kivi_z10v9 (at c050a85)"): "runs[1].rows[core=decompressor]"},
