@@ -126,15 +126,6 @@ def int_to_fp16(m, v, width=VW, ce=None):
     return out
 
 
-def scale_value(m, code):
-    """E5M3 code -> scale (8 + m) << (e + 5), units of 2**-24 (41 bits)."""
-    s = Signal(41)
-    sh = Signal(6)
-    m.comb += [sh.eq(code[3:8] + RA.SCALE_SHIFT),
-               s.eq(Cat(code[0:3], C(1, 1)) << sh)]
-    return s
-
-
 def choose_scale(m, r, qmax):
     """Smallest E5M3 code with S(code) * qmax >= r (r unsigned); 255 if none.
     32 constant comparators pick the exponent, 8 pick the mantissa."""
