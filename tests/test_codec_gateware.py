@@ -141,6 +141,47 @@ def test_arith_blocks_match_reference():
     assert got["q"] == RA.quantize(d_in, c_in, 255).tolist()
 
 
+def _rounding_edges(rng):
+    """Integers (units 2**-24) at int_to_fp16's rounding edges: a mantissa at each shift,
+    plus and minus one unit, half a unit (ties both ways), just either side; saturation."""
+    vals = []
+    for s in range(1, A.VW - 12):
+        half = 1 << (s - 1)
+        for mant in (1024, 1025, 2046, 2047, int(rng.integers(1024, 2048))):
+            for d in (0, 1, half - 1, half, half + 1, (1 << s) - 1):
+                vals += [(mant << s) + d, -((mant << s) + d)]
+    top = 65504 << 24                       # FP16_MAX; 65520 rounds to inf: saturates
+    vals += [top, top + (8 << 24), (65520 << 24) - 1, 65520 << 24, -(65520 << 24), 1, 0, -1]
+    lim = 1 << (A.VW - 1)
+    return np.array([v for v in vals if -lim <= v < lim], dtype=np.int64)
+
+
+@pytest.mark.parametrize("pipelined", [False, True])
+def test_int_to_fp16_rounding_edges(pipelined):
+    """Round to nearest even at every shift (ties to even both ways, carries into the next
+    binade, saturation), combinational and with its INT_TO_FP16_STAGES registers."""
+    v_in = _rounding_edges(np.random.default_rng(1))
+    m = Module()
+    v = Signal((A.VW, True))
+    ce = Signal(reset=1) if pipelined else None
+    f16 = A.int_to_fp16(m, v, ce=ce)
+    lat = A.INT_TO_FP16_STAGES if pipelined else 0
+    got = []
+
+    def gen():
+        for i in range(len(v_in) + lat):
+            if i < len(v_in):
+                yield v.eq(int(v_in[i]))
+            yield
+            if i >= lat:
+                got.append((yield f16))
+
+    run_simulation(m, gen())
+    want = RA.int_to_fp16(v_in).tolist()
+    bad = [(int(x), g, w) for x, g, w in zip(v_in, got, want) if g != w]
+    assert not bad, f"{len(bad)} of {len(v_in)} wrong, first (v, got, want): {bad[:3]}"
+
+
 @pytest.mark.parametrize("lev,g", [(10, 8), (9, 4), (6, 8), (11, 2), (16, 1)])
 def test_level_code_and_digits_match_reference(lev, g):
     """The compressor's field (a tree of constant multiply-adds) and the decompressor's
@@ -151,7 +192,7 @@ def test_level_code_and_digits_match_reference(lev, g):
     m = Module()
     qs = [Signal(4) for _ in range(g)]
     f = Signal(w)
-    m.comb += f.eq(A.level_code(qs, lev))
+    m.comb += f.eq(A.level_code(m, qs, lev))
     digits = A.level_digits(m, f, lev, g, w)
     raw = Signal(w)                       # any w-bit field, also above lev**g - 1
     raw_digits = A.level_digits(m, raw, lev, g, w)
@@ -181,6 +222,74 @@ def test_level_code_and_digits_match_reference(lev, g):
             b = np.frombuffer(int(v).to_bytes(8, "little"), np.uint8)[None]
             assert got == RP.unpack_levels(b, lev, g)[0].tolist(), v
     run_simulation(m, gen())
+
+
+def _digits_algorithm(c, lev, g, w, saturate=True):
+    """A.level_digits' arithmetic in numpy, step for step (its constants, the estimate and
+    correction of split_const modulo 2**rb, the quotients' low bits, the 4-bit subtracts)."""
+    if g >= A.SPLIT_G:
+        h, d = g // 2, lev ** (g // 2)
+        M, rb = A.recip_low(d, w), (2 * d - 1).bit_length()
+        qe = (c * M) >> w
+        r0 = ((c & ((1 << rb) - 1)) - (qe & ((1 << rb) - 1)) * d) & ((1 << rb) - 1)
+        hi, lo = np.where(r0 >= d, qe + 1, qe), np.where(r0 >= d, r0 - d, r0)
+        return (_digits_algorithm(lo, lev, h, (d - 1).bit_length(), saturate=False) +
+                _digits_algorithm(hi, lev, g - h, max(w - d.bit_length() + 1, 1), saturate))
+    qb = (lev - 1).bit_length()
+    quots = [c] + [(c * M) >> s for s, M in (A.recip_exact(lev ** k, w) for k in range(1, g))]
+    out = [(quots[k] - (quots[k + 1] & (2 ** qb - 1)) * lev) & (2 ** qb - 1)
+           for k in range(g - 1)]
+    return out + [np.minimum(quots[-1], lev - 1) if saturate else quots[-1] & (2 ** qb - 1)]
+
+
+@pytest.mark.parametrize("lev,g", [(10, 8), (9, 4)])
+def test_level_digits_algorithm_exhaustive(lev, g):
+    """The proof of the reciprocal constants for the shipped level-packed fields (kivi_n10v9:
+    K 8 digits base 10 in 27 bits, V 4 base 9 in 13): every w-bit field, in and above
+    lev**g - 1, against successive division (ref_packing.unpack_levels)."""
+    w = (lev ** g - 1).bit_length()
+    step = 1 << 22
+    for start in range(0, 1 << w, step):
+        c = np.arange(start, min(start + step, 1 << w), dtype=np.int64)
+        got = _digits_algorithm(c, lev, g, w)
+        for k in range(g):
+            want = c // lev ** k % lev if k < g - 1 else np.minimum(c // lev ** k, lev - 1)
+            bad = np.flatnonzero(got[k] != want)
+            assert bad.size == 0, f"digit {k} of field {int(c[bad[0]])}"
+
+
+@pytest.mark.parametrize("lev,g", [(10, 8), (9, 4)])
+def test_level_digits_pipelined(lev, g):
+    """The pipelined digits (one field a cycle, A.level_digits_stages(g) registers) against
+    unpack_levels on edge and random fields, in and above lev**g - 1."""
+    w = (lev ** g - 1).bit_length()
+    m = Module()
+    f = Signal(w)
+    ce = Signal(reset=1)
+    digits = A.level_digits(m, f, lev, g, w, ce=ce)
+    lat = A.level_digits_stages(g)
+    rng = np.random.default_rng(lev + g)
+    edges = [0, 1, lev - 1, lev, lev ** (g // 2) - 1, lev ** (g // 2), lev ** g - 1, lev ** g,
+             (1 << w) - 1]
+    vals = edges + [k * lev ** (g // 2) + d for k in (1, 2, 13) for d in (-1, 0, 1)] + \
+        rng.integers(0, 1 << w, 200).tolist()
+    got = []
+
+    def gen():
+        for i in range(len(vals) + lat):
+            if i < len(vals):
+                yield f.eq(int(vals[i]))
+            yield
+            if i >= lat:
+                row = []
+                for d in digits:
+                    row.append((yield d))
+                got.append(row)
+
+    run_simulation(m, gen())
+    b = np.array([int(v).to_bytes(8, "little") for v in vals], dtype="S8")
+    want = RP.unpack_levels(np.frombuffer(b.tobytes(), np.uint8).reshape(-1, 8), lev, g)
+    assert got == want.tolist()
 
 
 # ---- compressor -----------------------------------------------------------------------------

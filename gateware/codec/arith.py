@@ -7,6 +7,9 @@ each against the reference on random and exhaustive inputs.
 """
 from __future__ import annotations
 
+from functools import reduce
+from operator import or_
+
 from migen import Array, C, Cat, If, Mux, Signal
 
 from . import ref_arith as RA
@@ -52,13 +55,21 @@ def order_key(b):
 
 
 def stage(m, ce, x):
-    """`x` (a Signal) registered while `ce` is high: one pipeline stage. Without `ce` (None),
-    `x` itself: the block stays combinational (as the arithmetic tests drive it)."""
+    """`x` (a Signal) registered while `ce` is high (`ce` True: every cycle): one pipeline
+    stage. Without `ce` (None), `x` itself: the block stays combinational (as the
+    arithmetic tests drive it)."""
     if ce is None:
         return x
     r = Signal.like(x)
-    m.sync += If(ce, r.eq(x))
+    m.sync += r.eq(x) if ce is True else If(ce, r.eq(x))
     return r
+
+
+def delay(m, ce, x, n):
+    """`x` through n stages."""
+    for _ in range(n):
+        x = stage(m, ce, x)
+    return x
 
 
 def bitlen(m, x, width, lo=0):
@@ -81,8 +92,15 @@ INT_TO_FP16_STAGES = 3      # int_to_fp16's pipeline registers where it is given
 def int_to_fp16(m, v, width=VW, ce=None):
     """Signed integer (units 2**-24) -> FP16 bits, round to nearest even, saturating.
     With `ce`, INT_TO_FP16_STAGES registers split it (|v|; its length and the shift; the
-    rounding decision; then the mantissa increment and the exponent, combinational): the
-    result follows `v` by that many `ce` cycles."""
+    shifted mantissa with its round and sticky bits; then the rounding, the mantissa
+    increment and the exponent, combinational): the result follows `v` by that many `ce`
+    cycles.
+
+    Rounding as round bit and sticky bit (ref_arith.int_to_fp16_spec compares the dropped
+    bits `rem` with `half`): `mag << 1` shifted right by `shift` holds the mantissa above
+    the round bit mag[shift - 1] (0 when shift is 0), and the sticky bit ORs mag[i] for
+    i < shift - 1 under a mask decoded from `shift`: rem > half is round & sticky, rem ==
+    half is round & ~sticky. One shifter, no wide comparator."""
     neg0 = Signal()
     mag0 = Signal(width)
     m.comb += [neg0.eq(v < 0), If(v < 0, mag0.eq(-v)).Else(mag0.eq(v))]
@@ -91,85 +109,106 @@ def int_to_fp16(m, v, width=VW, ce=None):
     shift0 = Signal(max=width + 1)
     m.comb += If(n > 11, shift0.eq(n - 11)).Else(shift0.eq(0))
     mag1, shift, neg1 = stage(m, ce, mag), stage(m, ce, shift0), stage(m, ce, neg)
-    mant = Signal(width)
-    rem = Signal(width)
-    half = Signal(width)
-    up0 = Signal()
-    mant12 = Signal(12)
+    ext = Signal(width + 1)          # mag << 1 >> shift: the mantissa above the round bit
+    ext13 = Signal(13)
+    sticky0 = Signal()
     m.comb += [
-        mant.eq(mag1 >> shift),
-        rem.eq(mag1 & ((C(1, width + 1) << shift) - 1)),
-        If(shift > 0, half.eq(C(1, width) << (shift - 1))).Else(half.eq(0)),
-        up0.eq((shift > 0) & ((rem > half) | ((rem == half) & mant[0]))),
-        mant12.eq(mant[0:12]),
+        ext.eq(Cat(C(0, 1), mag1) >> shift),
+        ext13.eq(ext[0:13]),
+        sticky0.eq(reduce(or_, [mag1[i] & (shift > i + 1) for i in range(width - 1)])),
     ]
-    mant_r, up, shift_r, sign = (stage(m, ce, x) for x in (mant12, up0, shift, neg1))
+    # the exponent of either outcome of the rounding (mantissa carried out or not) and its
+    # saturation, computed beside the shifter: the last stage only picks
+    e1, e2 = Signal(max=width + 3), Signal(max=width + 3)
+    sat1, sat2 = Signal(), Signal()
+    m.comb += [e1.eq(shift + 1), e2.eq(shift + 2), sat1.eq(e1 >= 31), sat2.eq(e2 >= 31)]
+    mr, sticky, sign = stage(m, ce, ext13), stage(m, ce, sticky0), stage(m, ce, neg1)
+    e1r, e2r, sat1r, sat2r = (stage(m, ce, x) for x in (e1, e2, sat1, sat2))
+    up = Signal()
     mant2 = Signal(13)
     ovf = Signal()
     mant3 = Signal(12)
-    shift2 = Signal(max=width + 2)
-    normal = Signal()
-    e = Signal(max=width + 3)
-    bits = Signal(16)
-    out = Signal(16)
+    e = Signal(5)
+    sat = Signal()
+    bits = Signal(15)
     m.comb += [
-        mant2.eq(mant_r + up),
+        up.eq(mr[0] & (sticky | mr[1])),
+        mant2.eq(mr[1:13] + up),
         ovf.eq(mant2[11]),
-        If(ovf, mant3.eq(mant2[1:13])).Else(mant3.eq(mant2[0:12])),
-        shift2.eq(shift_r + ovf),
-        normal.eq(mant3[10]),
-        If(normal, e.eq(shift2 + 1)).Else(e.eq(0)),
-        If(e >= 31, bits.eq(RA.FP16_MAX_BITS))
-        .Else(bits.eq(Cat(mant3[0:10], e[0:5]))),
-        If(bits == 0, out.eq(0)).Else(out.eq(Cat(bits[0:15], sign))),
+        If(ovf, mant3.eq(mant2[1:13]), e.eq(e2r), sat.eq(sat2r))
+        .Elif(mant2[10], mant3.eq(mant2[0:12]), e.eq(e1r), sat.eq(sat1r))
+        .Else(mant3.eq(mant2[0:12]), e.eq(0), sat.eq(0)),      # subnormal
+        If(sat, bits.eq(RA.FP16_MAX_BITS)).Else(bits.eq(Cat(mant3[0:10], e))),
     ]
+    # a negative v has |v| > 0, so its bits are never zero: the sign needs no zero check
+    out = Signal(16)
+    m.comb += out.eq(Cat(bits, sign))
     return out
 
 
-def choose_scale(m, r, qmax):
+CHOOSE_SCALE_STAGES = 2     # choose_scale's registers where it is given `ce`
+QUANTIZE_STAGES = 2         # quantize's registers where it is given `ce`
+
+
+def choose_scale(m, r, qmax, ce=None):
     """Smallest E5M3 code with S(code) * qmax >= r (r unsigned); 255 if none.
-    32 constant comparators pick the exponent, 8 pick the mantissa."""
+    32 constant comparators pick the exponent (registered with `ce`), then r >> e + 5 and
+    its dropped-bits flag (registered), then 8 small comparators pick the mantissa: the code
+    follows `r` by CHOOSE_SCALE_STAGES `ce` cycles (combinational without `ce`)."""
     ok = Signal(32)
     m.comb += [ok[e].eq((15 * qmax << (e + RA.SCALE_SHIFT)) >= r) for e in range(32)]
-    emin = Signal(5)
-    m.comb += [emin.eq(31)] + [If(ok[e], emin.eq(e)) for e in reversed(range(32))]
+    emin0 = Signal(5)
+    m.comb += [emin0.eq(31)] + [If(ok[e], emin0.eq(e)) for e in reversed(range(32))]
+    r1, emin1, none1 = stage(m, ce, r), stage(m, ce, emin0), stage(m, ce, ~ok[31])
     E = Signal(6)
-    rr = Signal(len(r))
-    frac = Signal()
+    # r >> E <= 15 qmax where the exponent exists (ok[emin]); else the code is 255 anyway
+    shr0 = Signal((15 * qmax).bit_length())
+    frac0 = Signal()
+    m.comb += [
+        E.eq(emin1 + RA.SCALE_SHIFT),
+        shr0.eq(r1 >> E),
+        frac0.eq(reduce(or_, [r1[i] & (E > i) for i in range(len(r1))])),
+    ]
+    shr, frac, emin, none = (stage(m, ce, x) for x in (shr0, frac0, emin1, none1))
+    rr = Signal(len(shr) + 1)
     msel = Signal(3)
     code = Signal(8)
     m.comb += [
-        E.eq(emin + RA.SCALE_SHIFT),
-        frac.eq((r & ((C(1, len(r) + 1) << E) - 1)) != 0),
-        rr.eq((r >> E) + frac),
+        rr.eq(shr + frac),
         msel.eq(7),
         [If((8 + mm) * qmax >= rr, msel.eq(mm)) for mm in reversed(range(8))],
-        If(~ok[31], code.eq(255)).Else(code.eq(Cat(msel, emin))),
+        If(none, code.eq(255)).Else(code.eq(Cat(msel, emin))),
     ]
     return code
 
 
-def quantize(m, d, code, qmax):
-    """ref_arith.quantize for d >= 0 (unsigned signal)."""
+def quantize(m, d, code, qmax, ce=None):
+    """ref_arith.quantize for d >= 0 (unsigned signal). With `ce`, registers after the
+    pre-shift (with the reciprocal and the guard bits) and after the multiply: q follows
+    `d`, `code` by QUANTIZE_STAGES `ce` cycles."""
     E = Signal(6)
-    g = Signal(4)
+    g0 = Signal(4)
     sh1 = Signal(6)
     dshf = Signal(len(d))
-    dsh = Signal(RA.DSH_BITS)
-    recip = Signal(RA.RECIP_BITS - 2)
-    prod = Signal(RA.DSH_BITS + RA.RECIP_BITS - 2)
+    dsh0 = Signal(RA.DSH_BITS)
+    recip0 = Signal(RA.RECIP_BITS - 2)
+    m.comb += [
+        E.eq(code[3:8] + RA.SCALE_SHIFT),
+        If(E < RA.GUARD, g0.eq(E)).Else(g0.eq(RA.GUARD)),
+        sh1.eq(E - g0),
+        dshf.eq(d >> sh1),
+        If(dshf >= (1 << RA.DSH_BITS), dsh0.eq((1 << RA.DSH_BITS) - 1)).Else(dsh0.eq(dshf)),
+        recip0.eq(Array([C(int(x), RA.RECIP_BITS - 2) for x in RA.RECIP])[code[0:3]]),
+    ]
+    dsh, recip, g1 = stage(m, ce, dsh0), stage(m, ce, recip0), stage(m, ce, g0)
+    prod0 = Signal(RA.DSH_BITS + RA.RECIP_BITS - 2)
+    m.comb += prod0.eq(dsh * recip)
+    prod, g = stage(m, ce, prod0), stage(m, ce, g1)
     qq = Signal(len(prod))
     q = Signal(max=qmax + 1)
     sh_half = Signal(6)
     sh2 = Signal(6)
     m.comb += [
-        E.eq(code[3:8] + RA.SCALE_SHIFT),
-        If(E < RA.GUARD, g.eq(E)).Else(g.eq(RA.GUARD)),
-        sh1.eq(E - g),
-        dshf.eq(d >> sh1),
-        If(dshf >= (1 << RA.DSH_BITS), dsh.eq((1 << RA.DSH_BITS) - 1)).Else(dsh.eq(dshf)),
-        recip.eq(Array([C(int(x), RA.RECIP_BITS - 2) for x in RA.RECIP])[code[0:3]]),
-        prod.eq(dsh * recip),
         # shift amounts in their own 6-bit signals: in Verilog an inline `15 + g` would be
         # evaluated at the 4-bit width of its operands and wrap
         sh_half.eq(RA.RECIP_BITS - 1 + g),
@@ -180,38 +219,91 @@ def quantize(m, d, code, qmax):
     return q
 
 
-def divmod_const(m, c, width, d):
-    """(c // d, c % d) for an unsigned `width`-bit signal c and a constant d >= 2: one
-    multiply by M = ceil(2**s / d) and a shift, exact for every c < 2**width (checked here:
-    2**s <= M * d <= 2**s + 2**(s - width) is the classic sufficient condition)."""
+def recip_exact(d, width):
+    """(s, M) with M = ceil(2**s / d), s = width + bitlen(d - 1): (c * M) >> s == c // d for
+    every c < 2**width (2**s <= M * d <= 2**s + 2**(s - width), the classic sufficient
+    condition, asserted)."""
     s = width + (d - 1).bit_length()
     M = -(-(1 << s) // d)
     assert (1 << s) <= M * d <= (1 << s) + (1 << (s - width))
-    q = Signal(max(width - (d - 1).bit_length() + 1, 1))
-    r = Signal(max((d - 1).bit_length(), 1))
+    return s, M
+
+
+def recip_low(d, width):
+    """M = floor(2**width / d): for c < 2**width, (c * M) >> width is c // d or one less
+    (c * (2**width / d - M) / 2**width < 1), so c - ((c * M) >> width) * d lies in [0, 2d)."""
+    return (1 << width) // d
+
+
+def split_const(m, c, width, d, ce=None):
+    """(c // d, c % d) of an unsigned `width`-bit c in three stages (with `ce`): the
+    estimate q' = (c * recip_low(d)) >> width, low by at most one, registered with c's low
+    bits; q' d modulo 2**bitlen(2d - 1), registered; then the remainder c - q' d in that
+    modulus (it is below 2d) and the correction (r >= d: q' + 1, r - d), registered. One
+    short multiply a stage instead of recip_exact's wide one."""
+    M = recip_low(d, width)
+    rb = (2 * d - 1).bit_length()
+    qw = max(width - d.bit_length() + 1, 1)
     prod = Signal(width + M.bit_length())
-    m.comb += [prod.eq(c * M), q.eq(prod >> s), r.eq(c - q * d)]
-    return q, r
+    q0 = Signal(qw)
+    m.comb += [prod.eq(c * M), q0.eq(prod >> width)]
+    qe, clo = stage(m, ce, q0), stage(m, ce, c[0:rb])
+    qd0 = Signal(rb)
+    m.comb += qd0.eq(qe[0:rb] * d)              # modulo 2**rb
+    qd, qe, clo = stage(m, ce, qd0), stage(m, ce, qe), stage(m, ce, clo)
+    r0, r1 = Signal(rb), Signal(rb)
+    q1 = Signal(qw)
+    m.comb += [
+        r0.eq(clo - qd),                        # modulo 2**rb: exact, r < 2d
+        If(r0 >= d, q1.eq(qe + 1), r1.eq(r0 - d)).Else(q1.eq(qe), r1.eq(r0)),
+    ]
+    r2 = Signal(max((d - 1).bit_length(), 1))
+    m.comb += r2.eq(r1)
+    return stage(m, ce, q1), stage(m, ce, r2)
 
 
-def level_digits(m, code, levels, g, w):
-    """Digits q_0..q_{g-1} of a w-bit base-`levels` field (ref_packing.unpack_levels): the
-    first g-1 by successive division, the last saturating at levels - 1. (A tree of
-    divisions by levels**(n/2), log2(g) deep, measured slower on ECP5: 16.2 against 18.5 MHz
-    for the kivi_n10v9 decompressor; the wider constant multiplies cost more than the
-    shorter chain saves.)"""
+SPLIT_G = 8          # fields of this many digits (or more) are split in two by split_const
+
+
+def level_digits_stages(g):
+    """Registers level_digits puts on a field of g digits, given `ce`."""
+    return (3 if g >= SPLIT_G else 0) + 1
+
+
+def level_digits(m, code, levels, g, w, ce=None, saturate=True):
+    """Digits q_0..q_{g-1} of a w-bit base-`levels` field (ref_packing.unpack_levels): digit
+    k is (Q_k - levels Q_{k+1}) mod 2**4 with the quotients Q_k = code // levels**k, all
+    computed side by side by exact reciprocal multiplies (recip_exact) and registered; the
+    last, Q_{g-1}, saturates at levels - 1 (`saturate`; else the field is below levels**g).
+    A field of SPLIT_G digits or more is first split by levels**(g/2) (split_const, three
+    registers) into its high half (saturating) and low half (below levels**(g/2)). With
+    `ce`, the digits follow `code` by level_digits_stages(g) cycles; without, combinational."""
+    if g >= SPLIT_G:
+        h = g // 2
+        hi, lo = split_const(m, code, w, levels ** h, ce)
+        return (level_digits(m, lo, levels, h, len(lo), ce, saturate=False) +
+                level_digits(m, hi, levels, g - h, len(hi), ce, saturate))
     qb = (levels - 1).bit_length()
+    quots = [code]
+    for k in range(1, g):
+        s, M = recip_exact(levels ** k, w)
+        prod = Signal(w + M.bit_length())
+        qk = Signal(max(w - (levels ** k - 1).bit_length() + 1, 1))
+        m.comb += [prod.eq(code * M), qk.eq(prod >> s)]
+        quots.append(qk)
+    # registered: the low bits of each quotient the subtractions need; the last one whole
+    # (its saturation compare comes after the register)
+    lows = [stage(m, ce, q[0:qb]) for q in quots[:-1]] + [stage(m, ce, quots[-1])]
     digits = []
-    c, cw = code, w
     for k in range(g):
-        q = Signal(qb)
+        dk = Signal(qb)
         if k < g - 1:
-            c2, r = divmod_const(m, c, cw, levels)
-            m.comb += q.eq(r)
-            c, cw = c2, len(c2)
+            m.comb += dk.eq(lows[k] - mul_const(lows[k + 1][0:qb], levels))
+        elif saturate:
+            m.comb += If(lows[k] > levels - 1, dk.eq(levels - 1)).Else(dk.eq(lows[k]))
         else:
-            m.comb += If(c > levels - 1, q.eq(levels - 1)).Else(q.eq(c))
-        digits.append(q)
+            m.comb += dk.eq(lows[k])
+        digits.append(dk)
     return digits
 
 
@@ -228,43 +320,76 @@ def mul_const(x, k):
     return _sum_tree([x << i for i in range(k.bit_length()) if k >> i & 1])
 
 
-def level_code(qs, levels):
-    """Base-`levels` field sum q_k * levels**k of digits qs (an expression; len(qs) a power
-    of two). Pairs first: (q_0 + lev q_1) + lev**2 (q_2 + lev q_3) + ..., a tree of depth
-    log2(g) rather than Horner's chain of g - 1 multiply-adds; the same integer."""
+def level_code_stages(g):
+    """Registers level_code puts on g digits, given `ce`: one per level of its tree."""
+    return (g - 1).bit_length()
+
+
+def level_code(m, qs, levels, ce=None):
+    """Base-`levels` field sum q_k * levels**k of digits qs (len(qs) a power of two). Pairs
+    first: (q_0 + lev q_1) + lev**2 (q_2 + lev q_3) + ..., a tree of depth log2(g) rather
+    than Horner's chain of g - 1 multiply-adds; the same integer. With `ce`, each level of
+    the tree is registered (level_code_stages(g))."""
     assert len(qs) & (len(qs) - 1) == 0
     items, w = list(qs), levels
     while len(items) > 1:
-        items = [items[i] + mul_const(items[i + 1], w) for i in range(0, len(items), 2)]
-        w *= w
+        nxt = []
+        for i in range(0, len(items), 2):
+            s_ = Signal((levels ** (2 * len(qs) // len(items)) - 1).bit_length())
+            m.comb += s_.eq(items[i] + mul_const(items[i + 1], w))
+            nxt.append(stage(m, ce, s_))
+        items, w = nxt, w * w
     return items[0]
 
 
-def zp_stats(m, lo_bits, hi_bits, qmax, zrange=(-ZP_ZERO_MAX, ZP_ZERO_MAX)):
+def zp_stats(m, lo_bits, hi_bits, qmax, zrange=(-ZP_ZERO_MAX, ZP_ZERO_MAX), ce=None):
     """Zero-point statistics of a group from its min / max (canonical FP16 bits), zero
     points in zrange = (zn, zp), a = zp if lo >= 0 else -zn:
     code = max(choose_scale(hi - lo, qmax), choose_scale(|lo|, a)),
-    zero = sign(lo) * quantize(|lo|, code, a) (8-bit two's complement). ref_quant.group_params."""
+    zero = sign(lo) * quantize(|lo|, code, a) (8-bit two's complement). ref_quant.group_params.
+    With `ce`, registers after the integers, after the range and magnitude, in the scale
+    choices, after the larger code and in the quantizer: (code, zero) follow the inputs by
+    group_params_stages(True) `ce` cycles."""
     zn, zp = zrange
-    lo = fp16_to_int(m, lo_bits)
-    hi = fp16_to_int(m, hi_bits)
-    rng = Signal(43)
-    mag = Signal(41)
-    m.comb += [rng.eq(hi - lo), If(lo < 0, mag.eq(-lo)).Else(mag.eq(lo))]
-    c1 = choose_scale(m, rng, qmax)
-    c2 = choose_scale(m, mag, -zn)
-    if zp != -zn:
-        c2p = choose_scale(m, mag, zp)
+    lo, hi = stage(m, ce, fp16_to_int(m, lo_bits)), stage(m, ce, fp16_to_int(m, hi_bits))
+    rng0, mag0, neg0 = Signal(43), Signal(41), Signal()
+    m.comb += [rng0.eq(hi - lo), neg0.eq(lo < 0), If(lo < 0, mag0.eq(-lo)).Else(mag0.eq(lo))]
+    rng, mag, neg = stage(m, ce, rng0), stage(m, ce, mag0), stage(m, ce, neg0)
+    c1 = choose_scale(m, rng, qmax, ce)
+    c2 = choose_scale(m, mag, -zn, ce)
+    c2p = choose_scale(m, mag, zp, ce) if zp != -zn else None
+    mag, neg = delay(m, ce, mag, CHOOSE_SCALE_STAGES), delay(m, ce, neg, CHOOSE_SCALE_STAGES)
+    if c2p is not None:
         c2n = c2
         c2 = Signal(8)
-        m.comb += If(lo < 0, c2.eq(c2n)).Else(c2.eq(c2p))
-    code = Signal(8)
-    m.comb += If(c1 > c2, code.eq(c1)).Else(code.eq(c2))
-    nmag = quantize(m, mag, code, max(-zn, zp))
+        m.comb += If(neg, c2.eq(c2n)).Else(c2.eq(c2p))
+    code0 = Signal(8)
+    m.comb += If(c1 > c2, code0.eq(c1)).Else(code0.eq(c2))
+    code, mag, neg = stage(m, ce, code0), stage(m, ce, mag), stage(m, ce, neg)
+    nmag = quantize(m, mag, code, max(-zn, zp), ce)
+    code, neg = delay(m, ce, code, QUANTIZE_STAGES), delay(m, ce, neg, QUANTIZE_STAGES)
     zero = Signal(8)
     # quantize(., ., a) = min(a, .): the positive side's limit is a clamp of the same product
-    m.comb += If(lo < 0, zero.eq(-nmag)).Elif(nmag > zp, zero.eq(zp)).Else(zero.eq(nmag))
+    m.comb += If(neg, zero.eq(-nmag)).Elif(nmag > zp, zero.eq(zp)).Else(zero.eq(nmag))
     return code, zero
+
+
+def group_params_stages(zp):
+    """Registers group_params puts between a group's min / max and its parameters."""
+    return 2 + CHOOSE_SCALE_STAGES + ((1 + QUANTIZE_STAGES) if zp else 0)
+
+
+def group_params(m, lo_bits, hi_bits, qmax, zrange, ce=None):
+    """(scale code, offset field) of a group with FP16 minimum `lo_bits` and maximum
+    `hi_bits`: an integer zero point in `zrange` (kivi_z, kivi_n: zp_stats) or, with zrange
+    None, the FP16 minimum itself (kivi). With `ce`, group_params_stages registers."""
+    if zrange is not None:
+        return zp_stats(m, lo_bits, hi_bits, qmax, zrange, ce)
+    lo, hi = stage(m, ce, fp16_to_int(m, lo_bits)), stage(m, ce, fp16_to_int(m, hi_bits))
+    rng = Signal(43)
+    m.comb += rng.eq(hi - lo)
+    code = choose_scale(m, stage(m, ce, rng), qmax, ce)
+    return code, delay(m, ce, lo_bits, group_params_stages(False))
 
 
 def zp_offset(m, zero, code):
@@ -279,8 +404,9 @@ def zp_offset(m, zero, code):
     return out
 
 
-def zp_value(m, zero, q, code):
-    """(zero + q) * S(code), signed (the dequantized value of a kivi_z code)."""
+def zp_value(m, zero, q, code, ce=None):
+    """(zero + q) * S(code), signed (the dequantized value of a kivi_z code): the 10-by-5-bit
+    product (zero + q)(8 + m) and the shift e + 5, registered with `ce`, then the shift."""
     z = Signal((8, True))
     t = Signal((10, True))
     mant = Signal((5, True))
@@ -288,5 +414,6 @@ def zp_value(m, zero, q, code):
     prod = Signal((15, True))
     out = Signal((VW, True))
     m.comb += [z.eq(zero), t.eq(z + q), mant.eq(Cat(code[0:3], C(1, 1))),
-               sh.eq(code[3:8] + RA.SCALE_SHIFT), prod.eq(t * mant), out.eq(prod << sh)]
+               sh.eq(code[3:8] + RA.SCALE_SHIFT), prod.eq(t * mant)]
+    m.comb += out.eq(stage(m, ce, prod) << stage(m, ce, sh))
     return out

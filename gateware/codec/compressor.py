@@ -15,8 +15,8 @@ from litex.soc.interconnect import stream
 
 from . import arith as A
 from . import reference as R
-from .core import (check_geometry, header_bits, level_groups, page_beats, payload_pads,
-                   resolve_mode, rotate, zero_lanes)
+from .core import (check_geometry, header_bits, level_groups, out_buffer, page_beats,
+                   payload_pads, resolve_mode, rotate, zero_lanes)
 from .crc import INIT as CRC_INIT, XOROUT as CRC_XOROUT, crc32_expr
 
 
@@ -31,20 +31,15 @@ def _tree(items, f):
     return items[0]
 
 
-def _scale_choice(m, lo, hi, qmax, zrange):
-    """(code, offset field) of a group with FP16 minimum `lo` and maximum `hi`: an integer
-    zero point in `zrange` (kivi_z, kivi_n) or, with zrange None, the FP16 minimum."""
-    if zrange is not None:
-        return A.zp_stats(m, lo, hi, qmax, zrange)
-    rng = Signal(43)
-    m.comb += rng.eq(A.fp16_to_int(m, hi) - A.fp16_to_int(m, lo))
-    return A.choose_scale(m, rng, qmax), lo
-
-
 class _BitPacker(Module):
     """Bit accumulator: `push` (width `pw`, `pn` valid bits, LSB first) when `push_ok`;
-    emits dw-bit beats on `source`. CRC-32 of the page inserted into the last 32 bits of
-    beat `nbeats - 1`."""
+    emits dw-bit beats on `source` through a two-beat output buffer. CRC-32 of the page
+    inserted into the last 32 bits of beat `nbeats - 1`.
+
+    A beat leaves the accumulator (`pop`) when it holds one and the buffer has room, a
+    register's decode: `source.ready` reaches only the buffer, so `push_ok` (and the
+    quantizer pipeline's advance behind it) comes from registers. A push lands behind the
+    `n` bits held (a shift by a register), then the whole shifts by a beat on a pop."""
 
     def __init__(self, dw, maxpush, nbeats):
         self.source = stream.Endpoint([("data", dw)])
@@ -65,32 +60,33 @@ class _BitPacker(Module):
         data = acc[0:dw]
         crc_full = crc32_expr(crc, data, dw)
         crc_part = crc32_expr(crc, data, dw - 32) if dw > 32 else crc
-        src = self.source
+        beat = Signal(dw)
+        ocnt = Signal(2)               # beats in the output buffer
         self.comb += [
             last.eq(ob == self.last_beat),
-            src.valid.eq(n >= dw),
             # (at dw = 32 the last beat is the CRC alone: no zero-width slice in the Verilog)
-            If(last, src.data.eq(Cat(*([data[0:dw - 32]] if dw > 32 else []), crc_part ^ CRC_XOROUT)))
-            .Else(src.data.eq(data)),
-            src.last.eq(last),
-            pop.eq(src.valid & src.ready),
+            If(last, beat.eq(Cat(*([data[0:dw - 32]] if dw > 32 else []), crc_part ^ CRC_XOROUT)))
+            .Else(beat.eq(data)),
+            pop.eq((n >= dw) & (ocnt != 2)),
             after.eq(n - Mux(pop, dw, 0)),
             self.push_ok.eq(after < dw),
             self.page_done.eq(pop & last),
         ]
-        shifted = Signal(cap)
-        self.comb += If(pop, shifted.eq(acc >> dw)).Else(shifted.eq(acc))
+        # a push at bit n lands below n + maxpush <= 2 dw + maxpush
+        merged = Signal(cap + dw)
+        self.comb += merged.eq(acc | (self.push << n))
         self.sync += [
             If(self.do_push,
-                acc.eq(shifted | (self.push << after)),
+                If(pop, acc.eq(merged >> dw)).Else(acc.eq(merged)),
                 n.eq(after + self.pn),
             ).Else(
-                acc.eq(shifted),
+                If(pop, acc.eq(acc >> dw)),
                 n.eq(after),
             ),
             If(pop,
                 If(last, ob.eq(0), crc.eq(CRC_INIT)).Else(ob.eq(ob + 1), crc.eq(crc_full))),
         ]
+        self.comb += ocnt.eq(out_buffer(self, self.source, pop, beat, last))
 
 
 class _PageBuffer(Module):
@@ -189,29 +185,32 @@ class _KStats(Module):
             ]
             newmin.append(nm)
             newmax.append(nx)
+        # the scale choice, one channel a cycle through group_params' pipeline (`kv`: its
+        # valid bits); its results rotate into `code` and `lo` as they leave it
         kcnt = Signal(max=D + 1, reset=D)
-        kcode, klo_new = _scale_choice(self, kmin[0], kmax[0], qmax, zrange)
+        kcode, klo_new = A.group_params(self, kmin[0], kmax[0], qmax, zrange, ce=True)
+        kv = [Signal() for _ in range(A.group_params_stages(zrange is not None))]
         self.sync += [
             If(self.update, *(rotate(kmin, L, newmin) + rotate(kmax, L, newmax))),
             If(self.start, kcnt.eq(0)),
-            If(kcnt < D,
-                kcnt.eq(kcnt + 1),
-                *(rotate(kmin, 1) + rotate(kmax, 1) + rotate(self.code, 1, [kcode])
-                  + rotate(self.lo, 1, [klo_new]))),
+            If(kcnt < D, kcnt.eq(kcnt + 1), *(rotate(kmin, 1) + rotate(kmax, 1))),
+            kv[0].eq(kcnt < D), *[kv[i].eq(kv[i - 1]) for i in range(1, len(kv))],
+            If(kv[-1], *(rotate(self.code, 1, [kcode]) + rotate(self.lo, 1, [klo_new]))),
         ]
-        self.comb += self.ready.eq(kcnt == D)
+        self.comb += self.ready.eq((kcnt == D) & (Cat(*kv) == 0))
 
 
 class _VStats(Module):
     """V statistics, per token over its channels: a lane tree and a running minimum and
-    maximum over the token's beats; the scale is chosen in the cycle after the token's last
-    beat, from the registered minimum / maximum (a pipeline stage: the lane tree and the
-    scale choice are not in one path), into the rotating files `code` and `lo`."""
+    maximum over the token's beats; in the cycle after the token's last beat, the registered
+    minimum / maximum enter group_params' pipeline, and its result rotates into the files
+    `code` and `lo` as it leaves (`busy` while a token is in it)."""
 
     def __init__(self, lanes, T, qmax, zrange):
         self.update = Signal()           # in: a V beat (`lanes`) is taken
         self.first = Signal()            # in: ... its token's first beat
         self.last = Signal()             # in: ... its token's last beat
+        self.busy = Signal()             # out: a token's scale is still being chosen
         self.code = [Signal(8) for _ in range(T)]
         self.lo = [Signal(16 if zrange is None else 8) for _ in range(T)]
         key = A.order_key
@@ -223,17 +222,13 @@ class _VStats(Module):
             If(self.first | (key(bmax) > key(amax)), mmax.eq(bmax)).Else(mmax.eq(amax)),
         ]
         vpend = Signal()
-        vcode, vlo_new = _scale_choice(self, amin, amax, qmax, zrange)
+        vcode, vlo_new = A.group_params(self, amin, amax, qmax, zrange, ce=True)
+        vv = [Signal() for _ in range(A.group_params_stages(zrange is not None))]
         self.sync += [If(self.update, amin.eq(mmin), amax.eq(mmax)),
                       vpend.eq(self.update & self.last),
-                      If(vpend, *(rotate(self.code, 1, [vcode]) + rotate(self.lo, 1, [vlo_new])))]
-
-        # the page's last token may still be pending when the page swaps: the files as they
-        # are after that token's rotation
-        def after_vpend(regs, new):
-            return [Mux(vpend, r, a) for a, r in zip(regs, regs[1:] + [new])]
-        self.code_next = after_vpend(self.code, vcode)
-        self.lo_next = after_vpend(self.lo, vlo_new)
+                      vv[0].eq(vpend), *[vv[i].eq(vv[i - 1]) for i in range(1, len(vv))],
+                      If(vv[-1], *(rotate(self.code, 1, [vcode]) + rotate(self.lo, 1, [vlo_new])))]
+        self.comb += self.busy.eq(vpend | (Cat(*vv) != 0))
 
 
 class _Program(Module):
@@ -273,11 +268,13 @@ class _Program(Module):
 class _Quantizer(Module):
     """The payload pipeline between the emission program and the bit packer, one quantizer
     per value of a cycle (`vals`), shared by the K and V payload steps (operands chosen by
-    `is_k`), in three register stages advancing together on `advance`: offset subtracted |
-    codes | the codes' fields (`out_push`, `out_pn`, `out_valid`: the packer's input). A
-    step's own push (`push`, `pn`: header, parameters, sink) rides along, `kind` selects:
-    0 that push, 1 the K payload (zeros for token 0 of a SINK page: `tok0`), 2 the V payload.
-    `kparams` are (lo, code) of each value's K channel, `vparams` those of the V token."""
+    `is_k`), its registers advancing together on `advance`: the page memory's output | the
+    value and its group offset as integers | the value less the offset | the quantizer's (A.QUANTIZE_STAGES) | the
+    clamped codes | the level-packed fields' tree (A.level_code_stages) | then `out_push`,
+    `out_pn`, `out_valid` (the packer's input, combinational). A step's own push (`push`,
+    `pn`: header, parameters, sink) rides along, `kind` selects: 0 that push, 1 the K
+    payload (zeros for token 0 of a SINK page: `tok0`), 2 the V payload. `kparams` are
+    (lo, code) of each value's K channel, `vparams` those of the V token."""
 
     def __init__(self, mode, vals, kparams, vparams, maxpush):
         self.advance, self.is_k, self.valid, self.tok0 = Signal(), Signal(), Signal(), Signal()
@@ -285,75 +282,77 @@ class _Quantizer(Module):
         self.push, self.pn = Signal(maxpush), Signal(max=maxpush + 1)
         self.out_push, self.out_pn = Signal(maxpush), Signal(max=maxpush + 1)
         self.out_valid = Signal()
+        adv = self.advance
         kq, vq = mode.k_levels - 1, mode.v_levels - 1
-        d1, c1, side1 = self._offsets(mode, vals, kparams, vparams)
-        # stage 2 registers: codes, clamped to the section's qmax (quantize(d, c, a) =
-        # min(a, .), so min(qmax, quantize(d, c, max(kq, vq))) = quantize(d, c, qmax))
-        qs2 = []
-        kind2, tok2, v2 = Signal(2), Signal(), Signal()
-        push2, pn2 = Signal(maxpush), Signal(max=maxpush + 1)
-        kind1, tok1, v1, push1, pn1 = side1
-        qmax1 = Signal(max=max(kq, vq) + 1)
-        self.comb += qmax1.eq(Mux(kind1 == 1, kq, vq))
-        for d, code in zip(d1, c1):
-            qa = A.quantize(self, d, code, max(kq, vq))
+        d, codes = self._offsets(mode, vals, kparams, vparams)
+        # the codes, clamped to the section's qmax (quantize(d, c, a) = min(a, .), so
+        # min(qmax, quantize(d, c, max(kq, vq))) = quantize(d, c, qmax)), registered
+        qmax0 = Signal(max=max(kq, vq) + 1)
+        self.comb += qmax0.eq(Mux(self.is_k, kq, vq))
+        qmax = A.delay(self, adv, qmax0, 3 + A.QUANTIZE_STAGES)
+        qs = []
+        for dj, code in zip(d, codes):
+            qa = A.quantize(self, dj, code, max(kq, vq), ce=adv)
             q = Signal(len(qa))
-            self.sync += If(self.advance, If(qa > qmax1, q.eq(qmax1)).Else(q.eq(qa)))
-            qs2.append(q)
-        self.sync += If(self.advance, kind2.eq(kind1), tok2.eq(tok1), v2.eq(v1),
-                        push2.eq(push1), pn2.eq(pn1))
-        kfield, self.kpn, vfield, self.vpn = self._fields(mode, qs2)
-        # stage 3 (the packer's input register): the codes' fields
-        self.comb += [self.out_valid.eq(v2), self.out_pn.eq(pn2),
-                      If(kind2 == 1, self.out_push.eq(Mux(tok2, 0, kfield)))
-                      .Elif(kind2 == 2, self.out_push.eq(vfield)).Else(self.out_push.eq(push2))]
+            self.sync += If(adv, If(qa > qmax, q.eq(qmax)).Else(q.eq(qa)))
+            qs.append(q)
+        kfield, self.kpn, vfield, self.vpn, fstages = self._fields(mode, qs)
+        # the step's side signals, as many stages behind as its codes' fields
+        n = 3 + A.QUANTIZE_STAGES + 1 + fstages
+        kind, tok, valid, push, pn = (A.delay(self, adv, x, n) for x in (
+            self.kind, self.tok0, self.valid, self.push, self.pn))
+        self.stages = n
+        self.comb += [self.out_valid.eq(valid), self.out_pn.eq(pn),
+                      If(kind == 1, self.out_push.eq(Mux(tok, 0, kfield)))
+                      .Elif(kind == 2, self.out_push.eq(vfield)).Else(self.out_push.eq(push))]
 
     def _offsets(self, mode, vals, kparams, vparams):
-        """Stage 1 registers: d = x - offset per value, its code, and the step's push."""
-        maxpush = len(self.push)
-        d1, c1 = [], []
+        """Three registers: the page memory's output with the group's offset field and code
+        (a block RAM's output is late: nothing else in its cycle), the value and the offset
+        as integers, then d = value - offset (each with the code)."""
+        adv = self.advance
+        d2, c2 = [], []
         for v, (klo, kcode) in zip(vals, kparams):
+            lo0, code0 = Signal(len(klo)), Signal(8)
+            self.comb += If(self.is_k, lo0.eq(klo), code0.eq(kcode)) \
+                .Else(lo0.eq(vparams[0]), code0.eq(vparams[1]))
+            v, lo, code = (A.stage(self, adv, x) for x in (v, lo0, code0))
             cv, _ = A.sanitize(self, v)
-            x = A.fp16_to_int(self, cv)
-            lo, code = Signal(len(klo)), Signal(8)
-            self.comb += If(self.is_k, lo.eq(klo), code.eq(kcode)) \
-                .Else(lo.eq(vparams[0]), code.eq(vparams[1]))
+            x = A.stage(self, adv, A.fp16_to_int(self, cv))
             # the group's offset in units: zero * S (kivi_z) or the FP16 minimum
             if mode.zp:
-                off = A.zp_offset(self, lo, code)
+                off = A.stage(self, adv, A.zp_offset(self, lo, code))
                 # d = max(x - offset, 0)
                 diff = Signal((51, True))
                 d = Signal(48)
                 self.comb += [diff.eq(x - off), If(diff < 0, d.eq(0)).Else(d.eq(diff))]
             else:
-                off = A.fp16_to_int(self, lo)
+                off = A.stage(self, adv, A.fp16_to_int(self, lo))
                 d = Signal(43)
                 self.comb += d.eq(x - off)
-            d1.append(Signal(len(d)))
-            c1.append(Signal(8))
-            self.sync += If(self.advance, d1[-1].eq(d), c1[-1].eq(code))
-        kind1, tok1, v1 = Signal(2), Signal(), Signal()
-        push1, pn1 = Signal(maxpush), Signal(max=maxpush + 1)
-        self.sync += If(self.advance, kind1.eq(self.kind), tok1.eq(self.tok0),
-                        v1.eq(self.valid), push1.eq(self.push), pn1.eq(self.pn))
-        return d1, c1, (kind1, tok1, v1, push1, pn1)
+            d2.append(A.stage(self, adv, d))
+            c2.append(A.delay(self, adv, code, 2))
+        return d2, c2
 
     def _fields(self, mode, qs):
-        """(K fields, their bits, V fields, their bits) of the codes `qs`."""
+        """(K fields, their bits, V fields, their bits, registers) of the codes `qs`."""
         n = len(qs)
         if not mode.level_packed:
             return (Cat(*[q[0:mode.kbits] for q in qs]), n * mode.kbits,
-                    Cat(*[q[0:mode.vbits] for q in qs]), n * mode.vbits)
+                    Cat(*[q[0:mode.vbits] for q in qs]), n * mode.vbits, 0)
         (gk, wk), (gv, wv) = level_groups(mode, n)
+        stages = max(A.level_code_stages(g) for g in (gk, gv))
 
         def fields(lev, g, w):
             out = []
             for i in range(0, n, g):
                 f = Signal(w)
-                self.comb += f.eq(A.level_code(qs[i:i + g], lev))
+                code = A.level_code(self, qs[i:i + g], lev, ce=self.advance)
+                self.comb += f.eq(A.delay(self, self.advance, code,
+                                          stages - A.level_code_stages(g)))
                 out.append(f)
             return Cat(*out), len(out) * w
-        return fields(mode.k_levels, gk, wk) + fields(mode.v_levels, gv, wv)
+        return fields(mode.k_levels, gk, wk) + fields(mode.v_levels, gv, wv) + (stages,)
 
 
 def _steps(mode, T, D, L, nin):
@@ -418,12 +417,20 @@ class KVCompressor(Module):
         vcode_b = [Signal.like(s) for s in vs.code]
         vlo_b = [Signal.like(s) for s in vs.lo]
         self.params_b = (kcode_b, klo_b, vcode_b, vlo_b)
-        b_regs = [(ks.code, kcode_b), (ks.lo, klo_b), (vs.code_next, vcode_b),
-                  (vs.lo_next, vlo_b)]
         self.comb += swap.eq(buf.full & ks.ready & ~b_busy)
         self.sync += If(swap, b_busy.eq(1),
-                        *[bb.eq(aa) for a_, b_ in b_regs for aa, bb in zip(a_, b_)])
+                        *[bb.eq(aa) for a_, b_ in ((ks.code, kcode_b), (ks.lo, klo_b))
+                          for aa, bb in zip(a_, b_)])
         self.sync += If(pk.page_done, b_busy.eq(0), self.pages.eq(self.pages + 1))
+        # The page's last V scales may still be in their pipeline at the swap: the V files
+        # move to B once it is empty (`vload`; the next page's first V token comes half a
+        # page later), and B's program waits for them before its vcode step (`vb_ready`).
+        vload, vwait, vb_ready = Signal(), Signal(), Signal()
+        self.comb += vload.eq((swap | vwait) & ~vs.busy)
+        self.sync += If(vload, vwait.eq(0), vb_ready.eq(1),
+                        *[bb.eq(aa) for a_, b_ in ((vs.code, vcode_b), (vs.lo, vlo_b))
+                          for aa, bb in zip(a_, b_)]) \
+            .Elif(swap, vwait.eq(1), vb_ready.eq(0))
 
         # ---- phase B: emission program, quantizer, packer --------------------------------
         steps, kpad, vpad = _steps(mode, T, D, L, nin)
@@ -435,7 +442,8 @@ class KVCompressor(Module):
         r_valid = Signal()             # the packer's input register holds a push
         go = Signal()
         self.comb += [q.advance.eq(~r_valid | pk.push_ok),
-                      go.eq(b_busy & q.advance & (prog.st < len(steps))),
+                      go.eq(b_busy & q.advance & (prog.st < len(steps)) &
+                            (vb_ready | (prog.st != prog.index["vcode"]))),
                       q.valid.eq(go & ~skip),
                       pk.do_push.eq(r_valid & pk.push_ok)]
         self.sync += If(q.advance, r_valid.eq(q.out_valid), pk.push.eq(q.out_push),

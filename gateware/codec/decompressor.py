@@ -15,8 +15,8 @@ from litex.soc.interconnect import stream
 from . import arith as A
 from . import ref_arith as RA
 from . import reference as R
-from .core import (check_geometry, level_groups, page_beats, payload_pads, resolve_mode,
-                   rotate, zero_lanes)
+from .core import (check_geometry, level_groups, out_buffer, page_beats, payload_pads,
+                   resolve_mode, rotate, zero_lanes)
 from .crc import INIT as CRC_INIT, XOROUT as CRC_XOROUT, crc32_expr
 
 
@@ -51,10 +51,10 @@ class _InputCheck(Module):
             at_crc.eq((ib != 0) & (ib == nin_m1)),
         ]
         self.comb += [
-            # `room`: `after <= cap - dw`, not `after + dw <= cap`: Verilog evaluates the sum
-            # at the comparison's width (that of `cap`), and at dw = 32 a full buffer (after
-            # = cap = 96) wrapped to 0 and took a beat it had no room for (Migen's simulator
-            # does not wrap; the Verilator co-sim under output back-pressure caught it)
+            # (the reader's `room` is `n <= cap - dw`, not `n + dw <= cap`: Verilog evaluates
+            # the sum at the comparison's width, that of `cap`, and at dw = 32 a full buffer
+            # wrapped to 0 and took a beat it had no room for; Migen's simulator does not
+            # wrap, the Verilator co-sim under output back-pressure caught it)
             sk.ready.eq(~self.last_seen & (self.at_end | ~in_page | self.room)),
             accept.eq(sk.valid & sk.ready),
             self.load.eq(accept & ~self.at_end & in_page),
@@ -62,6 +62,11 @@ class _InputCheck(Module):
         crc = Signal(32, reset=CRC_INIT)
         crc_full = crc32_expr(crc, sk.data, dw)
         crc_part = crc32_expr(crc, sk.data, dw - 32) if dw > 32 else crc
+        # the CRC beat's check is registered: computed and received CRC compared a cycle
+        # later (`checking`; the page does not finish before)
+        crc_calc, crc_got = Signal(32), Signal(32)
+        self.checking = chk = Signal()                                 # out
+        self.sync += If(chk, chk.eq(0), If(crc_calc != crc_got, self.e_crc.eq(1)))
         self.sync += [
             If(self.finish,
                 crc.eq(CRC_INIT), ib.eq(0), self.last_seen.eq(0),
@@ -74,7 +79,8 @@ class _InputCheck(Module):
                     crc.eq(crc_full),
                     If(sk.last, self.e_trunc.eq(1)),
                 ).Elif(at_crc,
-                    If((crc_part ^ CRC_XOROUT) != sk.data[dw - 32: dw], self.e_crc.eq(1)),
+                    chk.eq(1), crc_calc.eq(crc_part ^ CRC_XOROUT),
+                    crc_got.eq(sk.data[dw - 32: dw]),
                     If(~sk.last, self.e_over.eq(1)),
                 ),
             ),
@@ -84,7 +90,7 @@ class _InputCheck(Module):
 class _BitReader(Module):
     """Bit buffer of the compressed stream: `take` removes `tw` bits from its head `buf`,
     `load` appends beat `data` behind the `n` bits held, `clear` empties it. `room`: a
-    beat fits after this cycle's take; `avail`: the head holds `tw` bits."""
+    beat fits (whether or not this cycle takes)."""
 
     def __init__(self, data, maxtake):
         dw = len(data)
@@ -92,23 +98,25 @@ class _BitReader(Module):
         self.buf, self.n = Signal(cap), Signal(max=cap + 1)
         self.tw = Signal(max=maxtake + 1)                       # in
         self.take, self.load, self.clear = Signal(), Signal(), Signal()   # in
-        self.room, self.avail = Signal(), Signal()              # out
+        self.room = Signal()                                    # out
         buf, n, tw, take = self.buf, self.n, self.tw, self.take
-        # Both outcomes of a cycle (bits taken or not) are computed from the registers and
-        # `tw` alone; `take` and `load`, late in the cycle (they depend on the output's
-        # ready and the input's valid), only choose between them at the last multiplexer.
-        after_t, room_t, room_n = Signal(max=cap + 1), Signal(), Signal()
-        shifted_t = Signal(cap)
-        self.comb += [after_t.eq(n - tw), room_t.eq(after_t <= cap - dw),
-                      room_n.eq(n <= cap - dw), self.room.eq(Mux(take, room_t, room_n)),
-                      self.avail.eq(n >= tw), shifted_t.eq(buf >> tw)]
-        loaded_t, loaded_n = Signal(cap), Signal(cap)
-        self.comb += [loaded_t.eq(shifted_t | (data << after_t)), loaded_n.eq(buf | (data << n))]
+        # The beat is loaded behind the `n` bits held before any take (its shift amount is a
+        # register, not `n - tw`), into a buffer a beat wider; a take then shifts the whole
+        # by `tw` (one of the program's few widths). `take` and `load`, late in the cycle
+        # (they depend on the output's ready and the input's valid), only choose between
+        # the outcomes at the last multiplexer.
+        # `room` counts the bits held before this cycle's take: a register's compare, so
+        # the input's `ready` depends on no step width (a take frees room a cycle later;
+        # header and parameter sections still move a 64-bit word a cycle, n staying at 64)
+        after_t = Signal(max=cap + 1)
+        loaded = Signal(cap + dw)
+        self.comb += [after_t.eq(n - tw), self.room.eq(n <= cap - dw),
+                      loaded.eq(buf | (data << n))]
         self.sync += [
             If(self.clear, n.eq(0), buf.eq(0))
-            .Elif(self.load & take, buf.eq(loaded_t), n.eq(after_t + dw))
-            .Elif(self.load, buf.eq(loaded_n), n.eq(n + dw))
-            .Elif(take, buf.eq(shifted_t), n.eq(after_t)),
+            .Elif(self.load & take, buf.eq(loaded >> tw), n.eq(after_t + dw))
+            .Elif(self.load, buf.eq(loaded), n.eq(n + dw))
+            .Elif(take, buf.eq(buf >> tw), n.eq(after_t)),
         ]
 
 
@@ -125,7 +133,9 @@ class _Program(Module):
         names = [nm for nm, _, _ in steps]
         self.index = {nm: i for i, nm in enumerate(names)}
         self.END = END = len(steps)
-        self.avail, self.adv, self.hdr_ok, self.finish = Signal(), Signal(), Signal(), Signal()
+        self.adv, self.hdr_ok, self.finish = Signal(), Signal(), Signal()
+        self.n = Signal(max=2 * maxtake + 1)    # in: bits the reader holds (<= dw + maxtake)
+        self.avail = Signal()                # out: ... and they cover this cycle's take
         self.st, self.cnt = Signal(max=END + 1), Signal(max=max(n for _, n, _ in steps) + 1)
         self.sub, self.ob = Signal(max=D // L + 1), Signal(max=nout + 1)
         self.tw = Signal(max=maxtake + 1)    # out: bits taken this cycle
@@ -134,8 +144,11 @@ class _Program(Module):
         self.e_hdr, self.nonfinite, self.snk_d = Signal(), Signal(), Signal()
         st, cnt, sub, ob, tw = self.st, self.cnt, self.sub, self.ob, self.tw
         self.comb += tw.eq(Array([C(w) for _, _, w in steps] + [C(0)])[st])
+        # `avail`: the reader holds the cycle's bits; each step's width compared with the bits
+        # held (`n`) in parallel, the step picking one, not a compare behind the width's mux
+        self.comb += self.avail.eq(Array([self.n >= w for _, _, w in steps] + [C(1)])[st])
         for nm in split:
-            self.comb += If((st == self.index[nm]) & ob[0], tw.eq(0))
+            self.comb += If((st == self.index[nm]) & ob[0], tw.eq(0), self.avail.eq(1))
         step_last, skip, hdr_bad, is_hdr = Signal(), Signal(), Signal(), Signal()
         self.comb += step_last.eq(Array([C(n - 1) for _, n, _ in steps] + [C(0)])[st] == cnt)
         self.comb += self.in_payload.eq(
@@ -195,38 +208,41 @@ class _Params(Module):
 
 
 class _Digits(Module):
-    """The L codes of an output beat from the reader's `head`: K (`kd`) and V (`vd`).
-    Level-packed fields are split into base-`levels` digits; a field of 2L codes spans two
-    output beats (`ob0`: the odd one): its high digits are held (`hold[side]`) for the next."""
+    """The L codes of an output beat from the reader's `head`: K (`kd`) and V (`vd`),
+    `stages` registers (moving on `adv`) after it. Level-packed fields are split into
+    base-`levels` digits (A.level_digits, pipelined); a field of 2L codes spans two output
+    beats (`ob0`: the odd one): its high digits are held (`hold[side]`) for the next."""
 
-    def __init__(self, mode, head, L, ob0):
+    def __init__(self, mode, head, L, ob0, adv):
         self.hold = {"kq": Signal(), "vq": Signal()}     # in: keep the field's high digits
         if not mode.level_packed:
+            self.stages = 0
             self.kd = [head[mode.kbits * j: mode.kbits * (j + 1)] for j in range(L)]
             self.vd = [head[mode.vbits * j: mode.vbits * (j + 1)] for j in range(L)]
             return
         (gk, wk), (gv, wv) = level_groups(mode, 2 * L)
-        self.kd = self._digits(head, L, ob0, mode.k_levels, gk, wk, self.hold["kq"])
-        self.vd = self._digits(head, L, ob0, mode.v_levels, gv, wv, self.hold["vq"])
+        self.stages = max(A.level_digits_stages(g) for g in (gk, gv))
+        self.kd = self._digits(head, L, ob0, adv, mode.k_levels, gk, wk, self.hold["kq"])
+        self.vd = self._digits(head, L, ob0, adv, mode.v_levels, gv, wv, self.hold["vq"])
 
-    def _digits(self, head, L, ob0, lev, g, w, hold_now):
+    def _digits(self, head, L, ob0, adv, lev, g, w, hold_now):
+        pad = self.stages - A.level_digits_stages(g)    # the other side's extra stages
+        fields = [head[i * w: (i + 1) * w] for i in range(max(L // g, 1))]
+        digits = [A.delay(self, adv, d, pad) for f in fields
+                  for d in A.level_digits(self, f, lev, g, w, ce=adv)]
         if g <= L:
-            return [d for i in range(L // g)
-                    for d in A.level_digits(self, head[i * w: (i + 1) * w], lev, g, w)]
-        # g == 2L: the field's low L digits now, its high L digits next beat. Split the
-        # field once (one constant division) instead of running all g - 1 divisions in one
-        # cycle: the low L digits come from the remainder (< lev**L, so its last digit
-        # never saturates), the high L from the quotient, held for the next beat (its last
-        # digit saturates, as in ref_packing.unpack_levels). Same digits, half the chain.
-        hi, lo = A.divmod_const(self, head[0:w], w, lev ** L)
-        hold = Signal(len(hi))
-        self.sync += If(hold_now, hold.eq(hi))
-        d_lo = A.level_digits(self, lo, lev, L, len(lo))
-        d_hi = A.level_digits(self, hold, lev, L, len(hold))
+            return digits
+        # g == 2L: the field's low L digits now, its high L digits next beat, from a
+        # register loaded when the even beat's digits leave the pipeline (the beat's
+        # `hold` strobe and `ob0` flag travel with it)
+        held = [Signal(len(d)) for d in digits[L:]]
+        hold = A.delay(self, adv, hold_now, self.stages)
+        self.sync += If(hold & adv, *[h.eq(d) for h, d in zip(held, digits[L:])])
+        odd = A.delay(self, adv, ob0, self.stages)
         out = []
-        for j in range(L):
-            o = Signal(max(len(d_lo[j]), len(d_hi[j])))
-            self.comb += If(ob0, o.eq(d_hi[j])).Else(o.eq(d_lo[j]))
+        for d_lo, d_hi in zip(digits[:L], held):
+            o = Signal(max(len(d_lo), len(d_hi)))
+            self.comb += If(odd, o.eq(d_hi)).Else(o.eq(d_lo))
             out.append(o)
         return out
 
@@ -236,32 +252,36 @@ class _Dequantizer(Module):
     V) and registered with the lane's code on `adv` (stage 1 of the output pipeline), then
     offset + q * S converted to FP16 (`out`) in `stages` more stages; token 0's exact K on a
     SINK page (`k_tok0`) replaces it. `kparams`: (lo, code, exact K) per lane, `vparams`:
-    (lo, code) of the token.
+    (lo, code) of the token. The codes `kd`, `vd` come `dstages` cycles after the beat's
+    parameters (the digits' pipeline): the parameters, `is_k` and the override wait for
+    them in as many registers.
 
     Stages after the operands: (kivi_k) the offset as an integer and q (8 + m) (q * S(code)
     is that product shifted by e + 5: a 4-by-4-bit multiply, not 4 by 41), then their sum;
-    (zero-point modes) the value and a second register; then the FP16 conversion's
-    A.INT_TO_FP16_STAGES. No stage holds more than one adder or shifter of the value."""
+    (zero-point modes) (zero + q)(8 + m) and e + 5, then their shift; then the FP16
+    conversion's A.INT_TO_FP16_STAGES. No stage holds more than one adder or shifter of the
+    value."""
 
-    stages = 2 + A.INT_TO_FP16_STAGES
-
-    def __init__(self, zp, kd, vd, kparams, vparams):
+    def __init__(self, zp, kd, vd, kparams, vparams, dstages):
         self.adv, self.is_k, self.k_tok0 = Signal(), Signal(), Signal()
+        self.stages = dstages + 2 + A.INT_TO_FP16_STAGES
         adv = self.adv
+
+        is_k = A.delay(self, adv, self.is_k, dstages)        # the K/V choice of the codes' beat
         outs = []
         for kdj, vdj, (klo, kcode, ksink) in zip(kd, vd, kparams):
-            lo, code = Signal(len(klo)), Signal(8)
-            q = Signal(max(len(kdj), len(vdj)))
-            ovr, ks = Signal(), Signal(16)      # token 0's exact K on a SINK page
+            lo0, code0 = Signal(len(klo)), Signal(8)
+            ovr0, ks0 = Signal(), Signal(16)    # token 0's exact K on a SINK page
             self.sync += If(adv,
-                            If(self.is_k, lo.eq(klo), code.eq(kcode), q.eq(kdj))
-                            .Else(lo.eq(vparams[0]), code.eq(vparams[1]), q.eq(vdj)),
-                            ovr.eq(self.is_k & self.k_tok0), ks.eq(ksink))
+                            If(self.is_k, lo0.eq(klo), code0.eq(kcode))
+                            .Else(lo0.eq(vparams[0]), code0.eq(vparams[1])),
+                            ovr0.eq(self.is_k & self.k_tok0), ks0.eq(ksink))
+            lo, code, ovr, ks = (A.delay(self, adv, x, dstages) for x in (lo0, code0, ovr0, ks0))
+            q = Signal(max(len(kdj), len(vdj)))
+            self.sync += If(adv, q.eq(Mux(is_k, kdj, vdj)))
             v = Signal((A.VW, True))
             if zp:
-                v1 = Signal((A.VW, True))
-                self.comb += v1.eq(A.zp_value(self, lo, q, code))
-                self.comb += v.eq(A.stage(self, adv, A.stage(self, adv, v1)))
+                self.comb += v.eq(A.stage(self, adv, A.zp_value(self, lo, q, code, ce=adv)))
             else:
                 p, sh = Signal(len(q) + 4), Signal(6)
                 self.comb += [p.eq(q * Cat(code[0:3], C(1, 1))),
@@ -274,7 +294,7 @@ class _Dequantizer(Module):
                 self.comb += [ps.eq(p2 << sh2), v1.eq(off + ps)]
                 self.comb += v.eq(A.stage(self, adv, v1))
             f = A.int_to_fp16(self, v, ce=adv)
-            for _ in range(self.stages):
+            for _ in range(self.stages - dstages):
                 ovr, ks = A.stage(self, adv, ovr), A.stage(self, adv, ks)
             o = Signal(16)
             self.comb += If(ovr, o.eq(ks)).Else(o.eq(f))
@@ -362,14 +382,14 @@ class KVDecompressor(Module):
 
         ob0 = staged(prog.ob[0])
         self.submodules.params = par = _Params(taken, L, T, D, klpc, vlpc)
-        self.submodules.digits = dig = _Digits(mode, taken, L, ob0)
+        self.submodules.digits = dig = _Digits(mode, taken, L, ob0, adv)
         self.submodules.deq = deq = _Dequantizer(
             mode.zp, dig.kd, dig.vd, list(zip(par.klo, par.kcode, par.ksink)),
-            (par.vlo[0], par.vcode[0]))
+            (par.vlo[0], par.vcode[0]), dig.stages)
         self.comb += [
             inp.finish.eq(finish), inp.room.eq(rd.room), inp.at_end.eq(prog.st == prog.END),
             rd.tw.eq(prog.tw), rd.take.eq(prog.take), rd.load.eq(inp.load), rd.clear.eq(finish),
-            prog.avail.eq(rd.avail), prog.hdr_ok.eq(_header_ok(head, mode, T, D)),
+            prog.n.eq(rd.n), prog.hdr_ok.eq(_header_ok(head, mode, T, D)),
             prog.finish.eq(finish),
             par.k_tok0.eq(staged(prog.snk_d & (prog.ob < D // L))),
             par.sub_wrap.eq(staged(prog.sub_wrap)),
@@ -377,39 +397,35 @@ class KVDecompressor(Module):
         for nm, strobe in par.step.items():
             self.comb += strobe.eq(staged(prog.go & (prog.st == prog.index[nm])) & adv)
         for nm, strobe in dig.hold.items():
-            self.comb += strobe.eq(staged(prog.go & (prog.st == prog.index[nm]) & ~prog.ob[0]) &
-                                   adv)
+            self.comb += strobe.eq(staged(prog.go & (prog.st == prog.index[nm]) & ~prog.ob[0]))
         self.comb += [deq.is_k.eq(staged(prog.st == prog.index["kq"])), deq.k_tok0.eq(par.k_tok0)]
         pv = self._output(prog, deq, adv)
-        # a page is finished once its input has ended, the program is done or starved and
-        # its last beat has left the output pipeline
-        self.comb += finish.eq(inp.last_seen & ((prog.st == prog.END) | ~rd.avail) &
-                               (Cat(*pv) == 0))
+        # a page is finished once its input has ended (its CRC checked), the program is done
+        # or starved and its last beat has left the output pipeline and buffer
+        self.comb += finish.eq(inp.last_seen & ~inp.checking &
+                               ((prog.st == prog.END) | ~prog.avail) & (Cat(*pv) == 0))
         self._status(finish, inp, prog)
 
     def _output(self, prog, deq, adv):
         """Output pipeline: a payload beat taken from the bit reader (stage 0) is registered
         (the stage after the program), then with its group parameters, goes through the
-        dequantizer's stages, and the FP16 beat is registered into `source`.
-        The stages advance together unless the output register holds a beat `source` does
-        not take. Returns the stages' valid bits."""
+        dequantizer's stages, and the FP16 beat enters a two-beat output buffer whose head
+        is `source`. The stages advance together (`adv`) while the buffer holds at most one
+        beat: `adv` is a register's decode, so `source.ready` reaches no stage (a stall of
+        `source` fills the buffer's second beat, then stops the pipeline a cycle later).
+        Returns the stages' valid bits and the buffer's."""
         src = self.source
-        pv = [Signal() for _ in range(3 + deq.stages)]      # stage valid bits, pv[-1] = source
+        pv = [Signal() for _ in range(2 + deq.stages)]      # stage valid bits
         pl = [Signal() for _ in pv]                         # ... and `last`
-        self.comb += [
-            adv.eq(~pv[-1] | src.ready),
-            src.valid.eq(pv[-1]),
-            src.last.eq(pl[-1]),
-            prog.adv.eq(adv), deq.adv.eq(adv),
-        ]
+        self.comb += [prog.adv.eq(adv), deq.adv.eq(adv)]
         self.sync += If(adv, pv[0].eq(prog.take & prog.in_payload),
                         pl[0].eq(prog.ob == 2 * self.T * self.D // (self.dw // 16) - 1),
                         *[pv[i].eq(pv[i - 1]) for i in range(1, len(pv))],
                         *[pl[i].eq(pl[i - 1]) for i in range(1, len(pl))])
-        data_out = Signal(self.dw)       # the output beat, computed in the last stage
-        self.comb += data_out.eq(deq.out)
-        self.sync += If(adv, src.data.eq(data_out))
-        return pv
+        push = Signal()
+        cnt = out_buffer(self, src, push, deq.out, pl[-1])
+        self.comb += [adv.eq(cnt != 2), push.eq(adv & pv[-1])]
+        return pv + [cnt != 0]
 
     def _status(self, finish, inp, prog):
         """`done`, `error` (the first of header, truncated, overlong, crc), page counters."""
