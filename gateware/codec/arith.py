@@ -91,7 +91,7 @@ INT_TO_FP16_STAGES = 3      # int_to_fp16's pipeline registers where it is given
 
 def int_to_fp16(m, v, width=VW, ce=None):
     """Signed integer (units 2**-24) -> FP16 bits, round to nearest even, saturating.
-    With `ce`, INT_TO_FP16_STAGES registers split it (|v|; its length and the shift; the
+    With `ce`, INT_TO_FP16_STAGES registers split it (|v|; the shift, a bit length; the
     shifted mantissa with its round and sticky bits; then the rounding, the mantissa
     increment and the exponent, combinational): the result follows `v` by that many `ce`
     cycles.
@@ -105,9 +105,8 @@ def int_to_fp16(m, v, width=VW, ce=None):
     mag0 = Signal(width)
     m.comb += [neg0.eq(v < 0), If(v < 0, mag0.eq(-v)).Else(mag0.eq(v))]
     mag, neg = stage(m, ce, mag0), stage(m, ce, neg0)
-    n = bitlen(m, mag, width)
-    shift0 = Signal(max=width + 1)
-    m.comb += If(n > 11, shift0.eq(n - 11)).Else(shift0.eq(0))
+    # the shift is max(bitlen(mag) - 11, 0), which is the bit length of mag >> 11
+    shift0 = bitlen(m, mag, width - 11, lo=11)
     mag1, shift, neg1 = stage(m, ce, mag), stage(m, ce, shift0), stage(m, ce, neg)
     ext = Signal(width + 1)          # mag << 1 >> shift: the mantissa above the round bit
     ext13 = Signal(13)
@@ -186,18 +185,19 @@ def quantize(m, d, code, qmax, ce=None):
     """ref_arith.quantize for d >= 0 (unsigned signal). With `ce`, registers after the
     pre-shift (with the reciprocal and the guard bits) and after the multiply: q follows
     `d`, `code` by QUANTIZE_STAGES `ce` cycles."""
-    E = Signal(6)
+    # g = min(e + 5, GUARD) and the pre-shift e + 5 - g, looked up from the code's exponent
+    # (32-entry tables: no adder or comparator ahead of the shifter)
+    ee = [e + RA.SCALE_SHIFT for e in range(32)]
     g0 = Signal(4)
     sh1 = Signal(6)
     dshf = Signal(len(d))
     dsh0 = Signal(RA.DSH_BITS)
     recip0 = Signal(RA.RECIP_BITS - 2)
     m.comb += [
-        E.eq(code[3:8] + RA.SCALE_SHIFT),
-        If(E < RA.GUARD, g0.eq(E)).Else(g0.eq(RA.GUARD)),
-        sh1.eq(E - g0),
+        g0.eq(Array([C(min(E, RA.GUARD), 4) for E in ee])[code[3:8]]),
+        sh1.eq(Array([C(E - min(E, RA.GUARD), 6) for E in ee])[code[3:8]]),
         dshf.eq(d >> sh1),
-        If(dshf >= (1 << RA.DSH_BITS), dsh0.eq((1 << RA.DSH_BITS) - 1)).Else(dsh0.eq(dshf)),
+        If(dshf[RA.DSH_BITS:] != 0, dsh0.eq((1 << RA.DSH_BITS) - 1)).Else(dsh0.eq(dshf)),
         recip0.eq(Array([C(int(x), RA.RECIP_BITS - 2) for x in RA.RECIP])[code[0:3]]),
     ]
     dsh, recip, g1 = stage(m, ce, dsh0), stage(m, ce, recip0), stage(m, ce, g0)

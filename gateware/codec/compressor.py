@@ -201,10 +201,10 @@ class _KStats(Module):
 
 
 class _VStats(Module):
-    """V statistics, per token over its channels: a lane tree and a running minimum and
-    maximum over the token's beats; in the cycle after the token's last beat, the registered
-    minimum / maximum enter group_params' pipeline, and its result rotates into the files
-    `code` and `lo` as it leaves (`busy` while a token is in it)."""
+    """V statistics, per token over its channels: a lane tree (registered) and a running
+    minimum and maximum over the token's beats; in the cycle after the token's last beat,
+    the registered minimum / maximum enter group_params' pipeline, and its result rotates
+    into the files `code` and `lo` as it leaves (`busy` while a token is on its way)."""
 
     def __init__(self, lanes, T, qmax, zrange):
         self.update = Signal()           # in: a V beat (`lanes`) is taken
@@ -214,21 +214,26 @@ class _VStats(Module):
         self.code = [Signal(8) for _ in range(T)]
         self.lo = [Signal(16 if zrange is None else 8) for _ in range(T)]
         key = A.order_key
-        bmin = _tree(lanes, lambda a, b: Mux(key(a) < key(b), a, b))
-        bmax = _tree(lanes, lambda a, b: Mux(key(a) > key(b), a, b))
+        # the beat's minimum and maximum over its lanes (a tree), registered with the strobes
+        bmin0, bmax0 = Signal(16), Signal(16)
+        self.comb += [bmin0.eq(_tree(lanes, lambda a, b: Mux(key(a) < key(b), a, b))),
+                      bmax0.eq(_tree(lanes, lambda a, b: Mux(key(a) > key(b), a, b)))]
+        bmin, bmax, update, first, last = (A.stage(self, True, x) for x in (
+            bmin0, bmax0, self.update, self.first, self.last))
         amin, amax, mmin, mmax = Signal(16), Signal(16), Signal(16), Signal(16)
         self.comb += [
-            If(self.first | (key(bmin) < key(amin)), mmin.eq(bmin)).Else(mmin.eq(amin)),
-            If(self.first | (key(bmax) > key(amax)), mmax.eq(bmax)).Else(mmax.eq(amax)),
+            If(first | (key(bmin) < key(amin)), mmin.eq(bmin)).Else(mmin.eq(amin)),
+            If(first | (key(bmax) > key(amax)), mmax.eq(bmax)).Else(mmax.eq(amax)),
         ]
         vpend = Signal()
         vcode, vlo_new = A.group_params(self, amin, amax, qmax, zrange, ce=True)
         vv = [Signal() for _ in range(A.group_params_stages(zrange is not None))]
-        self.sync += [If(self.update, amin.eq(mmin), amax.eq(mmax)),
-                      vpend.eq(self.update & self.last),
+        self.sync += [If(update, amin.eq(mmin), amax.eq(mmax)),
+                      vpend.eq(update & last),
                       vv[0].eq(vpend), *[vv[i].eq(vv[i - 1]) for i in range(1, len(vv))],
                       If(vv[-1], *(rotate(self.code, 1, [vcode]) + rotate(self.lo, 1, [vlo_new])))]
-        self.comb += self.busy.eq(vpend | (Cat(*vv) != 0))
+        self.comb += self.busy.eq((self.update & self.last) | (update & last) | vpend |
+                                  (Cat(*vv) != 0))
 
 
 class _Program(Module):
@@ -398,17 +403,22 @@ class KVCompressor(Module):
         swap, b_busy = Signal(), Signal()
         self.submodules.buf = buf = _PageBuffer(self.sink, nin, D // L, T)
         self.submodules.flags = flags = _InputFlags(self.sink, buf.accept, buf.beat == 0)
-        self.submodules.kstats = ks = _KStats(flags.clean, D, mode.k_levels - 1,
-                                              mode.zero_range("k"))
-        self.submodules.vstats = vs = _VStats(flags.clean, T, mode.v_levels - 1,
-                                              mode.zero_range("v"))
+        # the statistics take the input a cycle late: its lanes (sanitized) and strobes
+        # registered, so no input pin drives a comparator tree
+        def late(x):
+            r = Signal(len(x))
+            self.sync += r.eq(x)
+            return r
+        lanes = [late(c) for c in flags.clean]
+        self.submodules.kstats = ks = _KStats(lanes, D, mode.k_levels - 1, mode.zero_range("k"))
+        self.submodules.vstats = vs = _VStats(lanes, T, mode.v_levels - 1, mode.zero_range("v"))
         self.comb += [
             buf.swap.eq(swap), flags.swap.eq(swap),
-            ks.update.eq(buf.accept & buf.in_k),
-            ks.first.eq((buf.tok == 0) | ((buf.tok == 1) & flags.snk_now)),
-            ks.start.eq(buf.accept & (buf.beat == nin // 2 - 1)),
-            vs.update.eq(buf.accept & ~buf.in_k), vs.first.eq(buf.tb == 0),
-            vs.last.eq(buf.tok_end),
+            ks.update.eq(late(buf.accept & buf.in_k)),
+            ks.first.eq(late((buf.tok == 0) | ((buf.tok == 1) & flags.snk_now))),
+            ks.start.eq(late(buf.accept & (buf.beat == nin // 2 - 1))),
+            vs.update.eq(late(buf.accept & ~buf.in_k)), vs.first.eq(late(buf.tb == 0)),
+            vs.last.eq(late(buf.tok_end)),
         ]
 
         # ---- swap: the page's parameters move to the B side -------------------------------

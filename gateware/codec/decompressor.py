@@ -38,17 +38,27 @@ class _InputCheck(Module):
         ib = Signal(max=nin + 1)         # input beats of this page accepted
         snk_in = Signal()                # SINK flag seen in beat 0
         nin_m1 = Signal(max=nin + 1)     # index of the page's final (CRC) beat, once known
-        in_page, before_crc, at_crc = Signal(), Signal(), Signal()
         sk, accept = sink, self.accept
-        # Beat 0 (the header, ib == 0) is inside the page, before its CRC beat, whichever
-        # the length: the comparisons need the SINK flag only from beat 1 on, registered,
-        # and never the input data of the cycle (a page has at least two beats).
+        # Where the next beat falls (in the page, before its CRC beat, at it): registers,
+        # computed with the beat count's next value. Beat 0 (the header, ib == 0) is inside
+        # the page, before its CRC beat, whichever the length: the comparisons need the
+        # SINK flag only from beat 1 on (a page has at least two beats).
         assert min(nin0, nin_s) >= 2
+        in_page = Signal(reset=1)
+        before_crc = Signal(reset=1)
+        at_crc = Signal()
+        ib_n, snk_n = Signal.like(ib), Signal()
         self.comb += [
-            nin_m1.eq(Mux(snk_in, nin_s - 1, nin0 - 1)),
-            in_page.eq((ib == 0) | (ib <= nin_m1)),
-            before_crc.eq((ib == 0) | (ib < nin_m1)),
-            at_crc.eq((ib != 0) & (ib == nin_m1)),
+            ib_n.eq(ib), snk_n.eq(snk_in),
+            If(self.finish, ib_n.eq(0))
+            .Elif(accept, If(in_page, ib_n.eq(ib + 1)), If(ib == 0, snk_n.eq(sk.data[9]))),
+            nin_m1.eq(Mux(snk_n, nin_s - 1, nin0 - 1)),
+        ]
+        self.sync += [
+            ib.eq(ib_n), snk_in.eq(snk_n),
+            in_page.eq((ib_n == 0) | (ib_n <= nin_m1)),
+            before_crc.eq((ib_n == 0) | (ib_n < nin_m1)),
+            at_crc.eq((ib_n != 0) & (ib_n == nin_m1)),
         ]
         self.comb += [
             # (the reader's `room` is `n <= cap - dw`, not `n + dw <= cap`: Verilog evaluates
@@ -69,11 +79,9 @@ class _InputCheck(Module):
         self.sync += If(chk, chk.eq(0), If(crc_calc != crc_got, self.e_crc.eq(1)))
         self.sync += [
             If(self.finish,
-                crc.eq(CRC_INIT), ib.eq(0), self.last_seen.eq(0),
+                crc.eq(CRC_INIT), self.last_seen.eq(0),
                 self.e_trunc.eq(0), self.e_over.eq(0), self.e_crc.eq(0),
             ).Elif(accept,
-                If(in_page, ib.eq(ib + 1)),
-                If(ib == 0, snk_in.eq(sk.data[9])),
                 If(sk.last, self.last_seen.eq(1)),
                 If(before_crc,
                     crc.eq(crc_full),
@@ -90,33 +98,48 @@ class _InputCheck(Module):
 class _BitReader(Module):
     """Bit buffer of the compressed stream: `take` removes `tw` bits from its head `buf`,
     `load` appends beat `data` behind the `n` bits held, `clear` empties it. `room`: a
-    beat fits (whether or not this cycle takes)."""
+    beat fits (whether or not this cycle takes). For each take width `w` in `widths`,
+    registers updated with `n`: `ge[w]`, it holds at least `w` bits, and `left[w]`, the
+    bits left after taking `w` (n - w); the program picks the step's pair."""
 
-    def __init__(self, data, maxtake):
+    def __init__(self, data, maxtake, widths):
         dw = len(data)
         cap = dw + maxtake
+        widths = sorted(set(widths) | {0})
         self.buf, self.n = Signal(cap), Signal(max=cap + 1)
         self.tw = Signal(max=maxtake + 1)                       # in
+        self.after_t = Signal(max=cap + 1)                      # in: left[tw]
         self.take, self.load, self.clear = Signal(), Signal(), Signal()   # in
         self.room = Signal()                                    # out
-        buf, n, tw, take = self.buf, self.n, self.tw, self.take
-        # The beat is loaded behind the `n` bits held before any take (its shift amount is a
-        # register, not `n - tw`), into a buffer a beat wider; a take then shifts the whole
-        # by `tw` (one of the program's few widths). `take` and `load`, late in the cycle
-        # (they depend on the output's ready and the input's valid), only choose between
-        # the outcomes at the last multiplexer.
-        # `room` counts the bits held before this cycle's take: a register's compare, so
-        # the input's `ready` depends on no step width (a take frees room a cycle later;
-        # header and parameter sections still move a 64-bit word a cycle, n staying at 64)
-        after_t = Signal(max=cap + 1)
-        loaded = Signal(cap + dw)
-        self.comb += [after_t.eq(n - tw), self.room.eq(n <= cap - dw),
-                      loaded.eq(buf | (data << n))]
+        self.ge = {w: Signal(reset=int(w == 0)) for w in widths}          # out
+        self.left = {w: Signal(max=cap + 1) for w in widths}             # out
+        buf, n, tw, take, after_t = self.buf, self.n, self.tw, self.take, self.after_t
+        # No adder or comparator behind `tw`: a take's remaining bits and the shift of a
+        # beat loaded behind them come from registers picked by the step, and both outcomes
+        # of a cycle (bits taken or not) are computed side by side; `take` and `load`, late
+        # in the cycle (they depend on the output's ready and the input's valid), only
+        # choose between them at the last multiplexer. `room` counts the bits held before
+        # this cycle's take (a take frees room a cycle later; header and parameter sections
+        # still move a 64-bit word a cycle, n staying at 64).
+        n_next = Signal(max=cap + 1)
+        loaded_t, loaded_n = Signal(cap), Signal(cap)
+        self.comb += [
+            self.room.eq(n <= cap - dw),
+            loaded_t.eq((buf >> tw) | (data << after_t)),
+            loaded_n.eq(buf | (data << n)),
+            If(self.clear, n_next.eq(0))
+            .Elif(self.load & take, n_next.eq(after_t + dw))
+            .Elif(self.load, n_next.eq(n + dw))
+            .Elif(take, n_next.eq(after_t))
+            .Else(n_next.eq(n)),
+        ]
         self.sync += [
-            If(self.clear, n.eq(0), buf.eq(0))
-            .Elif(self.load & take, buf.eq(loaded >> tw), n.eq(after_t + dw))
-            .Elif(self.load, buf.eq(loaded), n.eq(n + dw))
-            .Elif(take, buf.eq(buf >> tw), n.eq(after_t)),
+            n.eq(n_next), *[g.eq(n_next >= w) for w, g in self.ge.items()],
+            *[r.eq(n_next - w) for w, r in self.left.items()],
+            If(self.clear, buf.eq(0))
+            .Elif(self.load & take, buf.eq(loaded_t))
+            .Elif(self.load, buf.eq(loaded_n))
+            .Elif(take, buf.eq(buf >> tw)),
         ]
 
 
@@ -129,12 +152,13 @@ class _Program(Module):
     without SINK the ksink step is skipped. `split`: payload steps whose field spans two
     output beats (taken on the even one)."""
 
-    def __init__(self, steps, head, L, D, nout, maxtake, split):
+    def __init__(self, steps, head, L, D, nout, maxtake, split, ge, left):
         names = [nm for nm, _, _ in steps]
+        self.ge, self.left = ge, left        # in: the reader's flags and bits left, by w
+        self.left_t = Signal(len(left[0]))   # out: the bits left after this cycle's take
         self.index = {nm: i for i, nm in enumerate(names)}
         self.END = END = len(steps)
         self.adv, self.hdr_ok, self.finish = Signal(), Signal(), Signal()
-        self.n = Signal(max=2 * maxtake + 1)    # in: bits the reader holds (<= dw + maxtake)
         self.avail = Signal()                # out: ... and they cover this cycle's take
         self.st, self.cnt = Signal(max=END + 1), Signal(max=max(n for _, n, _ in steps) + 1)
         self.sub, self.ob = Signal(max=D // L + 1), Signal(max=nout + 1)
@@ -144,11 +168,15 @@ class _Program(Module):
         self.e_hdr, self.nonfinite, self.snk_d = Signal(), Signal(), Signal()
         st, cnt, sub, ob, tw = self.st, self.cnt, self.sub, self.ob, self.tw
         self.comb += tw.eq(Array([C(w) for _, _, w in steps] + [C(0)])[st])
-        # `avail`: the reader holds the cycle's bits; each step's width compared with the bits
-        # held (`n`) in parallel, the step picking one, not a compare behind the width's mux
-        self.comb += self.avail.eq(Array([self.n >= w for _, _, w in steps] + [C(1)])[st])
+        # `avail`: the reader holds the cycle's bits, its flag for the step's width (`ge`,
+        # registers) picked by the step: no compare behind the width's multiplexer
+        self.comb += [
+            self.avail.eq(Array([self.ge[w] for _, _, w in steps] + [C(1)])[st]),
+            self.left_t.eq(Array([self.left[w] for _, _, w in steps] + [self.left[0]])[st]),
+        ]
         for nm in split:
-            self.comb += If((st == self.index[nm]) & ob[0], tw.eq(0), self.avail.eq(1))
+            self.comb += If((st == self.index[nm]) & ob[0], tw.eq(0), self.avail.eq(1),
+                            self.left_t.eq(self.left[0]))
         step_last, skip, hdr_bad, is_hdr = Signal(), Signal(), Signal(), Signal()
         self.comb += step_last.eq(Array([C(n - 1) for _, n, _ in steps] + [C(0)])[st] == cnt)
         self.comb += self.in_payload.eq(
@@ -362,9 +390,10 @@ class KVDecompressor(Module):
         steps, split = _steps(mode, T, D, L, nout)
 
         self.submodules.inp = inp = _InputCheck(self.sink, nin0, nin_s)
-        self.submodules.rd = rd = _BitReader(self.sink.data, maxtake)
+        self.submodules.rd = rd = _BitReader(self.sink.data, maxtake, [w for _, _, w in steps])
         head = rd.buf[0:64]
-        self.submodules.prog = prog = _Program(steps, head, L, D, nout, maxtake, split)
+        self.submodules.prog = prog = _Program(steps, head, L, D, nout, maxtake, split,
+                                               rd.ge, rd.left)
         self.nonfinite = prog.nonfinite
         # One stage between the program and what it drives: the bits a cycle takes, the step
         # strobes and the beat's flags are registered on `adv`, and the parameter files, the
@@ -388,8 +417,9 @@ class KVDecompressor(Module):
             (par.vlo[0], par.vcode[0]), dig.stages)
         self.comb += [
             inp.finish.eq(finish), inp.room.eq(rd.room), inp.at_end.eq(prog.st == prog.END),
-            rd.tw.eq(prog.tw), rd.take.eq(prog.take), rd.load.eq(inp.load), rd.clear.eq(finish),
-            prog.n.eq(rd.n), prog.hdr_ok.eq(_header_ok(head, mode, T, D)),
+            rd.tw.eq(prog.tw), rd.after_t.eq(prog.left_t), rd.take.eq(prog.take),
+            rd.load.eq(inp.load), rd.clear.eq(finish),
+            prog.hdr_ok.eq(_header_ok(head, mode, T, D)),
             prog.finish.eq(finish),
             par.k_tok0.eq(staged(prog.snk_d & (prog.ob < D // L))),
             par.sub_wrap.eq(staged(prog.sub_wrap)),
