@@ -48,6 +48,7 @@ class _BitPacker(Module):
         self.pn = Signal(max=maxpush + 1)
         self.push_ok = Signal()        # out: a push this cycle is accepted
         self.do_push = Signal()        # in: push this cycle (only when push_ok)
+        self.ok_next = Signal()        # out: push_ok of the next cycle
         self.page_done = Signal()      # out: last beat of the page left
         cap = dw + maxpush
         acc = Signal(cap)
@@ -74,19 +75,25 @@ class _BitPacker(Module):
         ]
         # a push at bit n lands below n + maxpush <= 2 dw + maxpush
         merged = Signal(cap + dw)
-        self.comb += merged.eq(acc | (self.push << n))
+        n_next = Signal(max=cap + 1)
+        self.comb += [merged.eq(acc | (self.push << n)),
+                      n_next.eq(after + Mux(self.do_push, self.pn, 0))]
         self.sync += [
+            n.eq(n_next),
             If(self.do_push,
                 If(pop, acc.eq(merged >> dw)).Else(acc.eq(merged)),
-                n.eq(after + self.pn),
-            ).Else(
-                If(pop, acc.eq(acc >> dw)),
-                n.eq(after),
-            ),
+            ).Elif(pop, acc.eq(acc >> dw)),
             If(pop,
                 If(last, ob.eq(0), crc.eq(CRC_INIT)).Else(ob.eq(ob + 1), crc.eq(crc_full))),
         ]
-        self.comb += ocnt.eq(out_buffer(self, self.source, pop, beat, last))
+        ocnt_next = Signal(2)
+        cnt, cnt_next = out_buffer(self, self.source, pop, beat, last)
+        self.comb += [ocnt.eq(cnt), ocnt_next.eq(cnt_next)]
+        # push_ok as the next cycle will see it, from the next fill and buffer count
+        pop_next, after_next = Signal(), Signal(max=cap + 1)
+        self.comb += [pop_next.eq((n_next >= dw) & (ocnt_next != 2)),
+                      after_next.eq(n_next - Mux(pop_next, dw, 0)),
+                      self.ok_next.eq(after_next < dw)]
 
 
 class _PageBuffer(Module):
@@ -451,7 +458,11 @@ class KVCompressor(Module):
         skip = Signal()                # the ksink step of a page without SINK
         r_valid = Signal()             # the packer's input register holds a push
         go = Signal()
-        self.comb += [q.advance.eq(~r_valid | pk.push_ok),
+        # the quantizer's advance (~r_valid | push_ok, thousands of enables) is a register,
+        # loaded with the value the next cycle will compute
+        adv = Signal(reset=1)
+        self.sync += adv.eq(~Mux(adv, q.out_valid, r_valid) | pk.ok_next)
+        self.comb += [q.advance.eq(adv),
                       go.eq(b_busy & q.advance & (prog.st < len(steps)) &
                             (vb_ready | (prog.st != prog.index["vcode"]))),
                       q.valid.eq(go & ~skip),

@@ -103,25 +103,26 @@ def header_bits(mode, flags, T, D, length):
 def out_buffer(m, source, push, new, new_last):
     """A two-beat output buffer in module `m` feeding stream `source`: beat `new` (with
     `new_last`) enters on `push`; `b[0]`, the head, is `source`. Returns `cnt`, the beats
-    held: a core that pushes only while cnt != 2 (a register's decode) keeps
-    `source.ready` out of its own pipeline, at full rate (a stall fills the second beat)."""
-    cnt = Signal(2)
+    held, and its next value: a core that pushes only while cnt != 2 (a register's decode)
+    keeps `source.ready` out of its own pipeline, at full rate (a stall fills the second
+    beat)."""
+    cnt, cnt_next = Signal(2), Signal(2)
     b = [Signal(len(new)) for _ in range(2)]
     bl = [Signal() for _ in range(2)]
     pop = Signal()
     m.comb += [pop.eq(source.valid & source.ready),
-               source.valid.eq(cnt != 0), source.data.eq(b[0]), source.last.eq(bl[0])]
+               source.valid.eq(cnt != 0), source.data.eq(b[0]), source.last.eq(bl[0]),
+               cnt_next.eq(cnt + push - pop)]
     m.sync += [
+        cnt.eq(cnt_next),
         If(pop,
             # the head leaves: the second beat moves up, a new one fills behind it
             b[0].eq(b[1]), bl[0].eq(bl[1]),
             If(push & (cnt == 1), b[0].eq(new), bl[0].eq(new_last))
             .Elif(push, b[1].eq(new), bl[1].eq(new_last)),
-            If(~push, cnt.eq(cnt - 1)),
         ).Elif(push,
             If(cnt == 0, b[0].eq(new), bl[0].eq(new_last))
             .Else(b[1].eq(new), bl[1].eq(new_last)),
-            cnt.eq(cnt + 1),
         ),
     ]
-    return cnt
+    return cnt, cnt_next

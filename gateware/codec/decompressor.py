@@ -453,7 +453,7 @@ class KVDecompressor(Module):
                         *[pv[i].eq(pv[i - 1]) for i in range(1, len(pv))],
                         *[pl[i].eq(pl[i - 1]) for i in range(1, len(pl))])
         push = Signal()
-        cnt = out_buffer(self, src, push, deq.out, pl[-1])
+        cnt, _ = out_buffer(self, src, push, deq.out, pl[-1])
         self.comb += [adv.eq(cnt != 2), push.eq(adv & pv[-1])]
         return pv + [cnt != 0]
 
