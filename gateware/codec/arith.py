@@ -145,20 +145,22 @@ def int_to_fp16(m, v, width=VW, ce=None):
     return out
 
 
-CHOOSE_SCALE_STAGES = 2     # choose_scale's registers where it is given `ce`
-QUANTIZE_STAGES = 2         # quantize's registers where it is given `ce`
+CHOOSE_SCALE_STAGES = 3     # choose_scale's registers where it is given `ce`
+QUANTIZE_STAGES = 3         # quantize's registers where it is given `ce`
 
 
 def choose_scale(m, r, qmax, ce=None):
     """Smallest E5M3 code with S(code) * qmax >= r (r unsigned); 255 if none.
-    32 constant comparators pick the exponent (registered with `ce`), then r >> e + 5 and
-    its dropped-bits flag (registered), then 8 small comparators pick the mantissa: the code
-    follows `r` by CHOOSE_SCALE_STAGES `ce` cycles (combinational without `ce`)."""
-    ok = Signal(32)
-    m.comb += [ok[e].eq((15 * qmax << (e + RA.SCALE_SHIFT)) >= r) for e in range(32)]
+    32 constant comparators (registered with `ce`) and a priority encoder (registered) pick
+    the exponent, then r >> e + 5 and its dropped-bits flag (registered), then 8 small
+    comparators pick the mantissa: the code follows `r` by CHOOSE_SCALE_STAGES `ce` cycles
+    (combinational without `ce`)."""
+    ok0 = Signal(32)
+    m.comb += [ok0[e].eq((15 * qmax << (e + RA.SCALE_SHIFT)) >= r) for e in range(32)]
+    ok, r0 = stage(m, ce, ok0), stage(m, ce, r)
     emin0 = Signal(5)
     m.comb += [emin0.eq(31)] + [If(ok[e], emin0.eq(e)) for e in reversed(range(32))]
-    r1, emin1, none1 = stage(m, ce, r), stage(m, ce, emin0), stage(m, ce, ~ok[31])
+    r1, emin1, none1 = stage(m, ce, r0), stage(m, ce, emin0), stage(m, ce, ~ok[31])
     E = Signal(6)
     # r >> E <= 15 qmax where the exponent exists (ok[emin]); else the code is 255 anyway
     shr0 = Signal((15 * qmax).bit_length())
@@ -183,8 +185,8 @@ def choose_scale(m, r, qmax, ce=None):
 
 def quantize(m, d, code, qmax, ce=None):
     """ref_arith.quantize for d >= 0 (unsigned signal). With `ce`, registers after the
-    pre-shift (with the reciprocal and the guard bits) and after the multiply: q follows
-    `d`, `code` by QUANTIZE_STAGES `ce` cycles."""
+    pre-shift (with the reciprocal and the guard bits), after the multiply and after the
+    rounding add: q follows `d`, `code` by QUANTIZE_STAGES `ce` cycles."""
     # g = min(e + 5, GUARD) and the pre-shift e + 5 - g, looked up from the code's exponent
     # (32-entry tables: no adder or comparator ahead of the shifter)
     ee = [e + RA.SCALE_SHIFT for e in range(32)]
@@ -201,19 +203,23 @@ def quantize(m, d, code, qmax, ce=None):
         recip0.eq(Array([C(int(x), RA.RECIP_BITS - 2) for x in RA.RECIP])[code[0:3]]),
     ]
     dsh, recip, g1 = stage(m, ce, dsh0), stage(m, ce, recip0), stage(m, ce, g0)
-    prod0 = Signal(RA.DSH_BITS + RA.RECIP_BITS - 2)
+    pw = RA.DSH_BITS + RA.RECIP_BITS - 2
+    prod0 = Signal(pw)
     m.comb += prod0.eq(dsh * recip)
-    prod, g = stage(m, ce, prod0), stage(m, ce, g1)
-    qq = Signal(len(prod))
+    prod, g2 = stage(m, ce, prod0), stage(m, ce, g1)
+    # the rounding constant 2**(RECIP_BITS - 1 + g) decoded from g (g <= GUARD: a one-hot
+    # table, no shifter), added, registered; then the shift by RECIP_BITS + g, a
+    # (GUARD + 1)-way choice, and the clamp
+    half = Signal(pw)
+    m.comb += half.eq(Array([C(1 << (RA.RECIP_BITS - 1 + k), pw)
+                             for k in range(RA.GUARD + 1)])[g2])
+    total0 = Signal(pw + 1)
+    m.comb += total0.eq(prod + half)
+    total, g = stage(m, ce, total0), stage(m, ce, g2)
+    qq = Signal(pw + 1 - RA.RECIP_BITS)
     q = Signal(max=qmax + 1)
-    sh_half = Signal(6)
-    sh2 = Signal(6)
     m.comb += [
-        # shift amounts in their own 6-bit signals: in Verilog an inline `15 + g` would be
-        # evaluated at the 4-bit width of its operands and wrap
-        sh_half.eq(RA.RECIP_BITS - 1 + g),
-        sh2.eq(RA.RECIP_BITS + g),
-        qq.eq((prod + (C(1, len(prod)) << sh_half)) >> sh2),
+        qq.eq(Array([total[RA.RECIP_BITS + k:] for k in range(RA.GUARD + 1)])[g]),
         If(qq > qmax, q.eq(qmax)).Else(q.eq(qq)),
     ]
     return q

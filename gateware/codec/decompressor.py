@@ -4,7 +4,8 @@ Bit exact with ``reference.py`` for the modes in ``core.GATEWARE_MODES``. A bit 
 holds the head of the compressed stream (its input checked for length and CRC on the way
 in); the decoding program takes the header, the parameter sections (into rotating register
 files) and the payload from it; the payload's codes are unpacked into digits, dequantized
-and converted to FP16 in a two-stage output pipeline. See README.md for the interface.
+and converted to FP16 in an output pipeline of one adder or shifter a stage, ending in a
+two-beat output buffer. See README.md for the interface and the stages.
 """
 from __future__ import annotations
 
