@@ -185,7 +185,7 @@ def test_int_to_fp16_rounding_edges(pipelined):
 @pytest.mark.parametrize("lev,g", [(10, 8), (9, 4), (6, 8), (11, 2), (16, 1)])
 def test_level_code_and_digits_match_reference(lev, g):
     """The compressor's field (a tree of constant multiply-adds) and the decompressor's
-    digits (chained constant divisions) against reference.pack_levels / unpack_levels, on
+    digits (parallel reciprocal multiplies) against reference.pack_levels / unpack_levels, on
     random codes, the all-zero and all-top fields, and any w-bit field (above lev**g - 1:
     the top digit saturates)."""
     w = (lev ** g - 1).bit_length()

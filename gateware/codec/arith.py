@@ -398,15 +398,17 @@ def group_params(m, lo_bits, hi_bits, qmax, zrange, ce=None):
     return code, delay(m, ce, lo_bits, group_params_stages(False))
 
 
-def zp_offset(m, zero, code):
-    """zero * S(code), signed, units of 2**-24 (zero: 8-bit two's complement)."""
+def zp_offset(m, zero, code, ce=None):
+    """zero * S(code), signed, units of 2**-24 (zero: 8-bit two's complement): the product
+    zero (8 + m) and the shift e + 5, registered with `ce`, then the shift."""
     z = Signal((8, True))
     mant = Signal((5, True))
     sh = Signal(6)
     prod = Signal((13, True))
     out = Signal((50, True))
     m.comb += [z.eq(zero), mant.eq(Cat(code[0:3], C(1, 1))), sh.eq(code[3:8] + RA.SCALE_SHIFT),
-               prod.eq(z * mant), out.eq(prod << sh)]
+               prod.eq(z * mant)]
+    m.comb += out.eq(stage(m, ce, prod) << stage(m, ce, sh))
     return out
 
 

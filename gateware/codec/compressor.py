@@ -281,16 +281,18 @@ class _Quantizer(Module):
     """The payload pipeline between the emission program and the bit packer, one quantizer
     per value of a cycle (`vals`), shared by the K and V payload steps (operands chosen by
     `is_k`), its registers advancing together on `advance`: the page memory's output | the
-    value and its group offset as integers | the value less the offset | the quantizer's (A.QUANTIZE_STAGES) | the
-    clamped codes | the level-packed fields' tree (A.level_code_stages) | then `out_push`,
+    value and its group offset as integers | the value less the offset | the quantizer's
+    (A.QUANTIZE_STAGES) | the clamped codes | the level-packed fields' tree (A.level_code_stages) | then `out_push`,
     `out_pn`, `out_valid` (the packer's input, combinational). A step's own push (`push`,
-    `pn`: header, parameters, sink) rides along, `kind` selects: 0 that push, 1 the K
-    payload (zeros for token 0 of a SINK page: `tok0`), 2 the V payload. `kparams` are
-    (lo, code) of each value's K channel, `vparams` those of the V token."""
+    `pn`: header, parameters) rides along, `kind` selects: 0 that push, 1 the K payload
+    (zeros for token 0 of a SINK page: `tok0`), 2 the V payload, 3 a page-memory beat as it
+    is, sanitized (the SINK page's exact token-0 K). `kparams` are (lo, code) of each
+    value's K channel, `vparams` those of the V token."""
 
     def __init__(self, mode, vals, kparams, vparams, maxpush):
         self.advance, self.is_k, self.valid, self.tok0 = Signal(), Signal(), Signal(), Signal()
         self.kind = Signal(2)
+        self.odd = Signal()              # in: kind 3 takes the odd memory's beat
         self.push, self.pn = Signal(maxpush), Signal(max=maxpush + 1)
         self.out_push, self.out_pn = Signal(maxpush), Signal(max=maxpush + 1)
         self.out_valid = Signal()
@@ -313,10 +315,21 @@ class _Quantizer(Module):
         n = 3 + A.QUANTIZE_STAGES + 1 + fstages
         kind, tok, valid, push, pn = (A.delay(self, adv, x, n) for x in (
             self.kind, self.tok0, self.valid, self.push, self.pn))
+        # kind 3 (ksink): one page-memory beat (even or odd: `odd`), sanitized, from the
+        # memory's output register
+        L = len(vals) // 2
+        odd = A.stage(self, adv, self.odd)
+        beat = Signal(L * 16)
+        for j in range(L):
+            cv, _ = A.sanitize(self, Mux(odd, self.vals_r[L + j], self.vals_r[j]))
+            self.comb += beat[16 * j: 16 * j + 16].eq(cv)
+        beat = A.delay(self, adv, beat, n - 1)
         self.stages = n
         self.comb += [self.out_valid.eq(valid), self.out_pn.eq(pn),
                       If(kind == 1, self.out_push.eq(Mux(tok, 0, kfield)))
-                      .Elif(kind == 2, self.out_push.eq(vfield)).Else(self.out_push.eq(push))]
+                      .Elif(kind == 2, self.out_push.eq(vfield))
+                      .Elif(kind == 3, self.out_push.eq(beat))
+                      .Else(self.out_push.eq(push))]
 
     def _offsets(self, mode, vals, kparams, vparams):
         """Three registers: the page memory's output with the group's offset field and code
@@ -324,16 +337,19 @@ class _Quantizer(Module):
         as integers, then d = value - offset (each with the code)."""
         adv = self.advance
         d2, c2 = [], []
+        self.vals_r = []
         for v, (klo, kcode) in zip(vals, kparams):
             lo0, code0 = Signal(len(klo)), Signal(8)
             self.comb += If(self.is_k, lo0.eq(klo), code0.eq(kcode)) \
                 .Else(lo0.eq(vparams[0]), code0.eq(vparams[1]))
             v, lo, code = (A.stage(self, adv, x) for x in (v, lo0, code0))
+            self.vals_r.append(v)
             cv, _ = A.sanitize(self, v)
             x = A.stage(self, adv, A.fp16_to_int(self, cv))
             # the group's offset in units: zero * S (kivi_z) or the FP16 minimum
             if mode.zp:
-                off = A.stage(self, adv, A.zp_offset(self, lo, code))
+                # (its product from the parameter files, before the memory's register)
+                off = A.stage(self, adv, A.zp_offset(self, lo0, code0, ce=adv))
                 # d = max(x - offset, 0)
                 diff = Signal((51, True))
                 d = Signal(48)
@@ -481,9 +497,9 @@ class KVCompressor(Module):
             .Else(buf.radr.eq(prog.cnt_n + nin // 4))
         self.comb += [q.tok0.eq(flags.snk_b & (prog.cnt < D // (2 * L))),
                       q.is_k.eq(prog.st == ik)]
-        self._step_pushes(steps, prog, q, buf, flags, go, kpad, vpad)
+        self._step_pushes(steps, prog, q, flags, go, kpad, vpad)
 
-    def _step_pushes(self, steps, prog, q, buf, flags, go, kpad, vpad):
+    def _step_pushes(self, steps, prog, q, flags, go, kpad, vpad):
         """Each step's push into the quantizer pipeline (q.push, q.pn, q.kind) and the
         rotation of the B-side parameter files as the step consumes them."""
         mode, T, D, L = self.mode, self.T, self.D, self.dw // 16
@@ -495,10 +511,7 @@ class KVCompressor(Module):
                                   R.page_length(mode, T, D)))
         hdr = header_bits(mode, Cat(flags.nf_b, flags.snk_b, C(0, 2)), T, D, len_f)
         vzw = 64 // vlpc               # V zero point field (kivi_n: 4 bits of the 8)
-        sv = []
-        for j in range(L):
-            cv, _ = A.sanitize(self, Mux(cnt[0], buf.rdat[1], buf.rdat[0])[16 * j: 16 * j + 16])
-            sv.append(cv)
+        self.comb += q.odd.eq(cnt[0])
         push = {
             "hdr": [q.push.eq(hdr), q.pn.eq(64)],
             "tail": [q.push.eq(0), q.pn.eq(64)],
@@ -506,7 +519,7 @@ class KVCompressor(Module):
             "klo": [q.push.eq(Cat(*klo_b[:klpc])), q.pn.eq(64)],
             "vcode": [q.push.eq(Cat(*vcode_b[:8])), q.pn.eq(64)],
             "vlo": [q.push.eq(Cat(*[z[0:vzw] for z in vlo_b[:vlpc]])), q.pn.eq(64)],
-            "ksink": [q.push.eq(Cat(*sv)), q.pn.eq(self.dw)],
+            "ksink": [q.kind.eq(3), q.pn.eq(self.dw)],
             "kq": [q.kind.eq(1), q.pn.eq(q.kpn)],
             "vq": [q.kind.eq(2), q.pn.eq(q.vpn)],
             "kpad": [q.push.eq(0), q.pn.eq(kpad)],
