@@ -316,13 +316,13 @@ class _Quantizer(Module):
         kind, tok, valid, push, pn = (A.delay(self, adv, x, n) for x in (
             self.kind, self.tok0, self.valid, self.push, self.pn))
         # kind 3 (ksink): one page-memory beat (even or odd: `odd`), sanitized, from the
-        # memory's output register
+        # first register
         L = len(vals) // 2
         odd = A.stage(self, adv, self.odd)
         beat = Signal(L * 16)
         for j in range(L):
-            cv, _ = A.sanitize(self, Mux(odd, self.vals_r[L + j], self.vals_r[j]))
-            self.comb += beat[16 * j: 16 * j + 16].eq(cv)
+            self.comb += beat[16 * j: 16 * j + 16].eq(
+                Mux(odd, self.vals_r[L + j], self.vals_r[j]))
         beat = A.delay(self, adv, beat, n - 1)
         self.stages = n
         self.comb += [self.out_valid.eq(valid), self.out_pn.eq(pn),
@@ -342,9 +342,12 @@ class _Quantizer(Module):
             lo0, code0 = Signal(len(klo)), Signal(8)
             self.comb += If(self.is_k, lo0.eq(klo), code0.eq(kcode)) \
                 .Else(lo0.eq(vparams[0]), code0.eq(vparams[1]))
-            v, lo, code = (A.stage(self, adv, x) for x in (v, lo0, code0))
-            self.vals_r.append(v)
-            cv, _ = A.sanitize(self, v)
+            # sanitized before its register: a flip-flop straight on the memory's output
+            # would be merged into the block RAM by yosys (memory_dff), taking the
+            # address register's place, and the RAM's output would feed the next stage
+            cv0, _ = A.sanitize(self, v)
+            cv, lo, code = (A.stage(self, adv, x) for x in (cv0, lo0, code0))
+            self.vals_r.append(cv)
             x = A.stage(self, adv, A.fp16_to_int(self, cv))
             # the group's offset in units: zero * S (kivi_z) or the FP16 minimum
             if mode.zp:
