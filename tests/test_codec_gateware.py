@@ -141,6 +141,26 @@ def test_arith_blocks_match_reference():
     assert got["q"] == RA.quantize(d_in, c_in, 255).tolist()
 
 
+def _stream(m, inp, outs, vals, lat):
+    """Simulate `m` with one of `vals` on `inp` a cycle; the `outs` of each value, read
+    `lat` cycles after it went in."""
+    got = []
+
+    def gen():
+        for i in range(len(vals) + lat):
+            if i < len(vals):
+                yield inp.eq(int(vals[i]))
+            yield
+            if i >= lat:
+                row = []
+                for o in outs:
+                    row.append((yield o))
+                got.append(row)
+
+    run_simulation(m, gen())
+    return got
+
+
 def _rounding_edges(rng):
     """Integers (units 2**-24) at int_to_fp16's rounding edges: a mantissa at each shift,
     plus and minus one unit, half a unit (ties both ways), just either side; saturation."""
@@ -166,17 +186,7 @@ def test_int_to_fp16_rounding_edges(pipelined):
     ce = Signal(reset=1) if pipelined else None
     f16 = A.int_to_fp16(m, v, ce=ce)
     lat = A.INT_TO_FP16_STAGES if pipelined else 0
-    got = []
-
-    def gen():
-        for i in range(len(v_in) + lat):
-            if i < len(v_in):
-                yield v.eq(int(v_in[i]))
-            yield
-            if i >= lat:
-                got.append((yield f16))
-
-    run_simulation(m, gen())
+    got = [row[0] for row in _stream(m, v, [f16], v_in, lat)]
     want = RA.int_to_fp16(v_in).tolist()
     bad = [(int(x), g, w) for x, g, w in zip(v_in, got, want) if g != w]
     assert not bad, f"{len(bad)} of {len(v_in)} wrong, first (v, got, want): {bad[:3]}"
@@ -273,20 +283,7 @@ def test_level_digits_pipelined(lev, g):
              (1 << w) - 1]
     vals = edges + [k * lev ** (g // 2) + d for k in (1, 2, 13) for d in (-1, 0, 1)] + \
         rng.integers(0, 1 << w, 200).tolist()
-    got = []
-
-    def gen():
-        for i in range(len(vals) + lat):
-            if i < len(vals):
-                yield f.eq(int(vals[i]))
-            yield
-            if i >= lat:
-                row = []
-                for d in digits:
-                    row.append((yield d))
-                got.append(row)
-
-    run_simulation(m, gen())
+    got = _stream(m, f, digits, vals, lat)
     b = np.array([int(v).to_bytes(8, "little") for v in vals], dtype="S8")
     want = RP.unpack_levels(np.frombuffer(b.tobytes(), np.uint8).reshape(-1, 8), lev, g)
     assert got == want.tolist()
