@@ -46,8 +46,10 @@ class Board:
     loader_board: str    # openFPGALoader -b NAME
     dram: str            # description of the DRAM and its PHY
     baudrate: int = 1_000_000  # default UARTBone rate (>= 16 sys_clk cycles per bit)
-    # Codec cores on their own, slower clock ("codec", gateware/dma/codec.CodecCDC) when the
-    # DRAM fixes a sys_clk faster than the compressor reaches; None: the codecs run on sys_clk.
+    # Codec cores on their own clock ("codec", gateware/dma/codec.CodecCDC): whether the
+    # board's clock generator can give them one (`--codec-clk-freq`), and its default (None:
+    # the codecs run on sys_clk).
+    codec_clock: bool = False
     codec_clk_freq: float = None
     make_platform: object = field(repr=False, default=None)
     make_crg: object = field(repr=False, default=None)
@@ -177,7 +179,7 @@ def generate(board, build_dir=None, sys_clk_freq=None, baudrate=None,
     same project otherwise, for checks of its structure."""
     sys_clk_freq = float(sys_clk_freq or board.sys_clk_freq)
     baudrate = int(baudrate or board.baudrate)
-    if codec_clk_freq and board.codec_clk_freq is None:
+    if codec_clk_freq and not board.codec_clock:
         raise ValueError(f"--codec-clk-freq: board {board.name} has no codec clock "
                          f"(its codecs run on sys_clk)")
     codec_clk_freq = float(codec_clk_freq or board.codec_clk_freq or 0) or None

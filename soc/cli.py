@@ -61,10 +61,10 @@ def main(argv=None):
                    help="With --board --build: nextpnr placement seed (recorded in the "
                         "report); another seed is the cheap retry of a near miss.")
     p.add_argument("--codec-clk-freq", type=float, default=None,
-                   help="With --board: clock in Hz of the codec cores on boards that give them "
-                        "their own clock (default: the board's: "
-                        + ", ".join(f"{b.name} {b.codec_clk_freq:.0f}" for b in BOARDS.values()
-                                    if b.codec_clk_freq) + ").")
+                   help="With --board: run the codec cores on their own clock of this many Hz "
+                        "behind a clock-domain crossing, on boards that can ("
+                        + ", ".join(b.name for b in BOARDS.values() if b.codec_clock)
+                        + "); default: on sys_clk.")
     p.add_argument("--uart-baudrate", type=int, default=None,
                    help="With --board: baud rate of the USB UART (UARTBone host link); "
                         "default: the board's ("

@@ -117,12 +117,27 @@ def test_ulx3s_project_elaborates_in_the_yosys_sandbox(project):
         assert core in modules
 
 
-def test_ecpix5_project_runs_the_codecs_on_their_own_clock(tmp_path):
-    """The DDR3 board: sys_clk is set by the ECP5DDRPHY, the codec cores sit behind
-    ``CodecCDC`` on a third PLL output; the kept codec modules take both clocks."""
-    board = BOARDS["ecpix5"]
+def test_ecpix5_project_runs_the_codecs_on_sys_clk_by_default(tmp_path):
+    """The DDR3 board at LiteX-Boards' 75 MHz: one PLL output for sys2x, one for the init
+    clock, and the codec cores on sys_clk (no codec clock anywhere)."""
     proj = generate(BOARDS["ecpix5"], tmp_path / "ecpix5", quiet=True, firmware=False)
-    assert proj.codec_clk_freq == board.codec_clk_freq < proj.sys_clk_freq
+    assert proj.sys_clk_freq == 75e6 and proj.codec_clk_freq is None
+    g = proj.gateware_dir
+    top = (g / "ecpix5.v").read_text()
+    pins = dict(re.findall(r'FREQUENCY_PIN_(CLK\w+) = "([\d.]+)"', top))
+    assert pins.pop("CLKI") == "100.0"
+    assert sorted(float(f) * 1e6 for f in pins.values()) == [25e6, 2 * proj.sys_clk_freq]
+    for core in ("codec_compressor", "codec_decompressor", "page_decompressor"):
+        assert "codec_clk" not in (g / f"{core}.v").read_text()
+    assert "codec_clk" not in top
+
+
+def test_ecpix5_project_runs_the_codecs_on_their_own_clock(tmp_path):
+    """``--codec-clk-freq`` on the DDR3 board: the codec cores sit behind ``CodecCDC`` on a
+    third PLL output; the kept codec modules take both clocks."""
+    proj = generate(BOARDS["ecpix5"], tmp_path / "ecpix5", quiet=True, firmware=False,
+                    codec_clk_freq=37.5e6)
+    assert proj.codec_clk_freq == 37.5e6 < proj.sys_clk_freq
     g = proj.gateware_dir
     top = (g / "ecpix5.v").read_text()
     # One PLL (100 MHz in): sys2x, the 25 MHz init clock and the codec clock, one VCO.
@@ -134,7 +149,7 @@ def test_ecpix5_project_runs_the_codecs_on_their_own_clock(tmp_path):
     qs = re.findall(r"^FD1S3BX \w+\((?:\n\s.*)*?\n\s+\.Q\s+\((\w+)\)", top, re.M)
     assert "codec_rst" in qs and len(qs) == len(set(qs)), qs
     clkout = re.search(r"^assign codec_clk = (\w+);", top, re.M).group(1)
-    assert re.search(rf"\.CLKOS2\s+\({clkout}\)", top)          # the 15 MHz output
+    assert re.search(rf"\.CLKOS2\s+\({clkout}\)", top)          # the codec clock
     for core in ("codec_compressor", "codec_decompressor", "page_decompressor"):
         v = (g / f"{core}.v").read_text()
         assert re.search(r"input\s+wire\s+codec_clk,", v) and re.search(r"input\s+wire\s+sys_clk,", v)

@@ -317,6 +317,16 @@ def test_dw32(mode):
 
 
 @pytest.mark.parametrize("mode", ["kivi_k4v3"])
+def test_compressor_tokens_longer_than_the_v_pipeline(mode):
+    """At dw 32 and D 64 a V token takes 32 beats, more than the V statistics' pipeline:
+    at the swap only the page's last token is on its way (in the lane tree), and the V
+    files must still wait for it."""
+    pages = random_pages(3, seed=3, T=8, D=64)
+    got, _ = run_compressor(mode, pages, dw=32, T=8, D=64, seed=4)
+    assert got == R.compress_batch(pages, mode)
+
+
+@pytest.mark.parametrize("mode", ["kivi_k4v3"])
 def test_compressor_one_beat_per_cycle(mode):
     """With no output back-pressure, input is never stalled across back-to-back pages."""
     pages = small_pages(3)

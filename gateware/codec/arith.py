@@ -35,8 +35,12 @@ def sanitize(m, b):
     return clean, nf
 
 
-def fp16_to_int(m, b):
-    """Finite FP16 bits -> signed integer, units of 2**-24."""
+FP16_TO_INT_STAGES = 1   # registers inside fp16_to_int with `ce`
+
+
+def fp16_to_int(m, b, ce=None):
+    """Finite FP16 bits -> signed integer, units of 2**-24: the magnitude's shift, then the
+    sign applied; with `ce`, a register (moving on `ce`) between the two."""
     e = b[10:15]
     sh = Signal(5)
     mag = Signal(XW - 1)
@@ -44,8 +48,9 @@ def fp16_to_int(m, b):
     m.comb += [
         sh.eq(e - 1),
         If(e == 0, mag.eq(b[0:10])).Else(mag.eq(Cat(b[0:10], C(1, 1)) << sh)),
-        If(b[15], v.eq(-mag)).Else(v.eq(mag)),
     ]
+    mag_r, neg = stage(m, ce, mag), stage(m, ce, b[15])
+    m.comb += If(neg, v.eq(-mag_r)).Else(v.eq(mag_r))
     return v
 
 
@@ -171,13 +176,13 @@ def choose_scale(m, r, qmax, ce=None):
         frac0.eq(reduce(or_, [r1[i] & (E > i) for i in range(len(r1))])),
     ]
     shr, frac, emin, none = (stage(m, ce, x) for x in (shr0, frac0, emin1, none1))
-    rr = Signal(len(shr) + 1)
     msel = Signal(3)
     code = Signal(8)
+    # (8 + m) qmax >= shr + frac, with no adder: > shr where bits were dropped, else >=
     m.comb += [
-        rr.eq(shr + frac),
         msel.eq(7),
-        [If((8 + mm) * qmax >= rr, msel.eq(mm)) for mm in reversed(range(8))],
+        [If(Mux(frac, (8 + mm) * qmax > shr, (8 + mm) * qmax >= shr), msel.eq(mm))
+         for mm in reversed(range(8))],
         If(none, code.eq(255)).Else(code.eq(Cat(msel, emin))),
     ]
     return code
@@ -204,17 +209,21 @@ def quantize(m, d, code, qmax, ce=None):
     ]
     dsh, recip, g1 = stage(m, ce, dsh0), stage(m, ce, recip0), stage(m, ce, g0)
     pw = RA.DSH_BITS + RA.RECIP_BITS - 2
-    prod0 = Signal(pw)
-    m.comb += prod0.eq(dsh * recip)
-    prod, g2 = stage(m, ce, prod0), stage(m, ce, g1)
-    # the rounding constant 2**(RECIP_BITS - 1 + g) decoded from g (g <= GUARD: a one-hot
-    # table, no shifter), added, registered; then the shift by RECIP_BITS + g, a
-    # (GUARD + 1)-way choice, and the clamp
+    # the product in two parts, each registered: the operand's low 18 bits times the
+    # reciprocal (one 18 x 18 multiplier, no adder behind it) and its high bits' product
+    # (a few LUTs) plus the rounding constant 2**(RECIP_BITS - 1 + g), decoded from g
+    # (g <= GUARD: a one-hot table, no shifter); their sum registered; then the shift by
+    # RECIP_BITS + g, a (GUARD + 1)-way choice, and the clamp
+    LO = 18
+    plo0, phi0 = Signal(LO + len(recip)), Signal(pw + 1)
     half = Signal(pw)
-    m.comb += half.eq(Array([C(1 << (RA.RECIP_BITS - 1 + k), pw)
-                             for k in range(RA.GUARD + 1)])[g2])
+    m.comb += [plo0.eq(dsh[:LO] * recip),
+               half.eq(Array([C(1 << (RA.RECIP_BITS - 1 + k), pw)
+                              for k in range(RA.GUARD + 1)])[g1]),
+               phi0.eq(((dsh[LO:] * recip) << LO) + half)]
+    plo, phi, g2 = stage(m, ce, plo0), stage(m, ce, phi0), stage(m, ce, g1)
     total0 = Signal(pw + 1)
-    m.comb += total0.eq(prod + half)
+    m.comb += total0.eq(plo + phi)
     total, g = stage(m, ce, total0), stage(m, ce, g2)
     qq = Signal(pw + 1 - RA.RECIP_BITS)
     q = Signal(max=qmax + 1)
@@ -353,18 +362,21 @@ def zp_stats(m, lo_bits, hi_bits, qmax, zrange=(-ZP_ZERO_MAX, ZP_ZERO_MAX), ce=N
     points in zrange = (zn, zp), a = zp if lo >= 0 else -zn:
     code = max(choose_scale(hi - lo, qmax), choose_scale(|lo|, a)),
     zero = sign(lo) * quantize(|lo|, code, a) (8-bit two's complement). ref_quant.group_params.
-    With `ce`, registers after the integers, after the range and magnitude, in the scale
-    choices, after the larger code and in the quantizer: (code, zero) follow the inputs by
-    group_params_stages(True) `ce` cycles."""
+    With `ce`, registers in and after the integers, after the range and magnitude, in and
+    after the scale choices, after the larger code and in the quantizer: (code, zero)
+    follow the inputs by group_params_stages(True) `ce` cycles."""
     zn, zp = zrange
-    lo, hi = stage(m, ce, fp16_to_int(m, lo_bits)), stage(m, ce, fp16_to_int(m, hi_bits))
+    lo = stage(m, ce, fp16_to_int(m, lo_bits, ce))
+    hi = stage(m, ce, fp16_to_int(m, hi_bits, ce))
     rng0, mag0, neg0 = Signal(43), Signal(41), Signal()
     m.comb += [rng0.eq(hi - lo), neg0.eq(lo < 0), If(lo < 0, mag0.eq(-lo)).Else(mag0.eq(lo))]
     rng, mag, neg = stage(m, ce, rng0), stage(m, ce, mag0), stage(m, ce, neg0)
-    c1 = choose_scale(m, rng, qmax, ce)
-    c2 = choose_scale(m, mag, -zn, ce)
-    c2p = choose_scale(m, mag, zp, ce) if zp != -zn else None
-    mag, neg = delay(m, ce, mag, CHOOSE_SCALE_STAGES), delay(m, ce, neg, CHOOSE_SCALE_STAGES)
+    # the three scale codes registered before the larger is chosen
+    c1 = stage(m, ce, choose_scale(m, rng, qmax, ce))
+    c2 = stage(m, ce, choose_scale(m, mag, -zn, ce))
+    c2p = stage(m, ce, choose_scale(m, mag, zp, ce)) if zp != -zn else None
+    mag = delay(m, ce, mag, CHOOSE_SCALE_STAGES + 1)
+    neg = delay(m, ce, neg, CHOOSE_SCALE_STAGES + 1)
     if c2p is not None:
         c2n = c2
         c2 = Signal(8)
@@ -382,7 +394,7 @@ def zp_stats(m, lo_bits, hi_bits, qmax, zrange=(-ZP_ZERO_MAX, ZP_ZERO_MAX), ce=N
 
 def group_params_stages(zp):
     """Registers group_params puts between a group's min / max and its parameters."""
-    return 2 + CHOOSE_SCALE_STAGES + ((1 + QUANTIZE_STAGES) if zp else 0)
+    return FP16_TO_INT_STAGES + 2 + CHOOSE_SCALE_STAGES + ((2 + QUANTIZE_STAGES) if zp else 0)
 
 
 def group_params(m, lo_bits, hi_bits, qmax, zrange, ce=None):
@@ -391,7 +403,8 @@ def group_params(m, lo_bits, hi_bits, qmax, zrange, ce=None):
     None, the FP16 minimum itself (kivi). With `ce`, group_params_stages registers."""
     if zrange is not None:
         return zp_stats(m, lo_bits, hi_bits, qmax, zrange, ce)
-    lo, hi = stage(m, ce, fp16_to_int(m, lo_bits)), stage(m, ce, fp16_to_int(m, hi_bits))
+    lo = stage(m, ce, fp16_to_int(m, lo_bits, ce))
+    hi = stage(m, ce, fp16_to_int(m, hi_bits, ce))
     rng = Signal(43)
     m.comb += rng.eq(hi - lo)
     code = choose_scale(m, stage(m, ce, rng), qmax, ce)

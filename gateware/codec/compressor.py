@@ -19,16 +19,25 @@ from .core import (check_geometry, header_bits, level_groups, out_buffer, page_b
                    payload_pads, resolve_mode, rotate, zero_lanes)
 from .crc import INIT as CRC_INIT, XOROUT as CRC_XOROUT, crc32_expr
 
+# registers of the payload pipeline from the page memory's output to d = value - offset
+OFFSET_STAGES = 6
 
-def _tree(items, f):
-    """Reduce `items` with the binary `f` as a balanced tree."""
+
+def _tree(items, f, reg=lambda x: x):
+    """Reduce `items` with the binary `f` as a balanced tree, `reg` applied to the results
+    of every level but the last (a register there: the tree's stages)."""
     items = list(items)
     while len(items) > 1:
         nxt = [f(items[i], items[i + 1]) for i in range(0, len(items) - 1, 2)]
         if len(items) % 2:
             nxt.append(items[-1])
-        items = nxt
+        items = nxt if len(nxt) == 1 else [reg(x) for x in nxt]
     return items[0]
+
+
+def _tree_stages(n):
+    """Registers `_tree` puts in a tree of `n` items (between its levels)."""
+    return max((n - 1).bit_length() - 1, 0)
 
 
 class _BitPacker(Module):
@@ -208,7 +217,8 @@ class _KStats(Module):
 
 
 class _VStats(Module):
-    """V statistics, per token over its channels: a lane tree (registered) and a running
+    """V statistics, per token over its channels: a lane tree (a register after each level
+    of its compare-and-select) and a running
     minimum and maximum over the token's beats; in the cycle after the token's last beat,
     the registered minimum / maximum enter group_params' pipeline, and its result rotates
     into the files `code` and `lo` as it leaves (`busy` while a token is on its way)."""
@@ -223,10 +233,27 @@ class _VStats(Module):
         key = A.order_key
         # the beat's minimum and maximum over its lanes (a tree), registered with the strobes
         bmin0, bmax0 = Signal(16), Signal(16)
-        self.comb += [bmin0.eq(_tree(lanes, lambda a, b: Mux(key(a) < key(b), a, b))),
-                      bmax0.eq(_tree(lanes, lambda a, b: Mux(key(a) > key(b), a, b)))]
-        bmin, bmax, update, first, last = (A.stage(self, True, x) for x in (
-            bmin0, bmax0, self.update, self.first, self.last))
+
+        def pick(lt):
+            def f(a, b):
+                r = Signal(16)
+                self.comb += r.eq(Mux(lt(key(a), key(b)), a, b))
+                return r
+            return f
+
+        def reg(x):
+            return A.stage(self, True, x)
+        self.comb += [bmin0.eq(_tree(lanes, pick(lambda a, b: a < b), reg)),
+                      bmax0.eq(_tree(lanes, pick(lambda a, b: a > b), reg))]
+        bmin, bmax = reg(bmin0), reg(bmax0)
+        ts = 1 + _tree_stages(len(lanes))
+        update, first, last = (A.delay(self, True, x, ts)
+                               for x in (self.update, self.first, self.last))
+        ul = Signal()                             # a token's last beat, in the tree's stages
+        self.comb += ul.eq(self.update & self.last)
+        tlast = [ul]
+        for _ in range(ts):
+            tlast.append(A.stage(self, True, tlast[-1]))
         amin, amax, mmin, mmax = Signal(16), Signal(16), Signal(16), Signal(16)
         self.comb += [
             If(first | (key(bmin) < key(amin)), mmin.eq(bmin)).Else(mmin.eq(amin)),
@@ -239,8 +266,7 @@ class _VStats(Module):
                       vpend.eq(update & last),
                       vv[0].eq(vpend), *[vv[i].eq(vv[i - 1]) for i in range(1, len(vv))],
                       If(vv[-1], *(rotate(self.code, 1, [vcode]) + rotate(self.lo, 1, [vlo_new])))]
-        self.comb += self.busy.eq((self.update & self.last) | (update & last) | vpend |
-                                  (Cat(*vv) != 0))
+        self.comb += self.busy.eq((Cat(*tlast) != 0) | vpend | (Cat(*vv) != 0))
 
 
 class _Program(Module):
@@ -280,8 +306,9 @@ class _Program(Module):
 class _Quantizer(Module):
     """The payload pipeline between the emission program and the bit packer, one quantizer
     per value of a cycle (`vals`), shared by the K and V payload steps (operands chosen by
-    `is_k`), its registers advancing together on `advance`: the page memory's output | the
-    value and its group offset as integers | the value less the offset | the quantizer's
+    `is_k`), its registers advancing together on `advance`: the page memory's output (two
+    registers) | sanitized | the value and its group offset as integers (two) | the value
+    less the offset (OFFSET_STAGES in all) | the quantizer's
     (A.QUANTIZE_STAGES) | the clamped codes | the level-packed fields' tree (A.level_code_stages) | then `out_push`,
     `out_pn`, `out_valid` (the packer's input, combinational). A step's own push (`push`,
     `pn`: header, parameters) rides along, `kind` selects: 0 that push, 1 the K payload
@@ -303,7 +330,7 @@ class _Quantizer(Module):
         # min(qmax, quantize(d, c, max(kq, vq))) = quantize(d, c, qmax)), registered
         qmax0 = Signal(max=max(kq, vq) + 1)
         self.comb += qmax0.eq(Mux(self.is_k, kq, vq))
-        qmax = A.delay(self, adv, qmax0, 3 + A.QUANTIZE_STAGES)
+        qmax = A.delay(self, adv, qmax0, OFFSET_STAGES + A.QUANTIZE_STAGES)
         qs = []
         for dj, code in zip(d, codes):
             qa = A.quantize(self, dj, code, max(kq, vq), ce=adv)
@@ -312,18 +339,18 @@ class _Quantizer(Module):
             qs.append(q)
         kfield, self.kpn, vfield, self.vpn, fstages = self._fields(mode, qs)
         # the step's side signals, as many stages behind as its codes' fields
-        n = 3 + A.QUANTIZE_STAGES + 1 + fstages
+        n = OFFSET_STAGES + A.QUANTIZE_STAGES + 1 + fstages
         kind, tok, valid, push, pn = (A.delay(self, adv, x, n) for x in (
             self.kind, self.tok0, self.valid, self.push, self.pn))
         # kind 3 (ksink): one page-memory beat (even or odd: `odd`), sanitized, from the
-        # first register
+        # third register
         L = len(vals) // 2
-        odd = A.stage(self, adv, self.odd)
+        odd = A.delay(self, adv, self.odd, 3)
         beat = Signal(L * 16)
         for j in range(L):
             self.comb += beat[16 * j: 16 * j + 16].eq(
                 Mux(odd, self.vals_r[L + j], self.vals_r[j]))
-        beat = A.delay(self, adv, beat, n - 1)
+        beat = A.delay(self, adv, beat, n - 3)
         self.stages = n
         self.comb += [self.out_valid.eq(valid), self.out_pn.eq(pn),
                       If(kind == 1, self.out_push.eq(Mux(tok, 0, kfield)))
@@ -332,9 +359,11 @@ class _Quantizer(Module):
                       .Else(self.out_push.eq(push))]
 
     def _offsets(self, mode, vals, kparams, vparams):
-        """Three registers: the page memory's output with the group's offset field and code
-        (a block RAM's output is late: nothing else in its cycle), the value and the offset
-        as integers, then d = value - offset (each with the code)."""
+        """OFFSET_STAGES registers: the page memory's output twice (a block RAM's output is
+        late: nothing else in its cycle; yosys merges the first register into the block
+        RAM, so the second is the one in the fabric), sanitized, the value and the offset
+        as integers (two: magnitude, then sign), then d = value - offset (each with the
+        code). The group's offset field and code ride along from the first."""
         adv = self.advance
         d2, c2 = [], []
         self.vals_r = []
@@ -342,27 +371,25 @@ class _Quantizer(Module):
             lo0, code0 = Signal(len(klo)), Signal(8)
             self.comb += If(self.is_k, lo0.eq(klo), code0.eq(kcode)) \
                 .Else(lo0.eq(vparams[0]), code0.eq(vparams[1]))
-            # sanitized before its register: a flip-flop straight on the memory's output
-            # would be merged into the block RAM by yosys (memory_dff), taking the
-            # address register's place, and the RAM's output would feed the next stage
-            cv0, _ = A.sanitize(self, v)
-            cv, lo, code = (A.stage(self, adv, x) for x in (cv0, lo0, code0))
+            v2 = A.delay(self, adv, v, 2)
+            lo2, code2 = (A.delay(self, adv, x, 2) for x in (lo0, code0))
+            cv0, _ = A.sanitize(self, v2)
+            cv = A.stage(self, adv, cv0)
             self.vals_r.append(cv)
-            x = A.stage(self, adv, A.fp16_to_int(self, cv))
+            x = A.stage(self, adv, A.fp16_to_int(self, cv, ce=adv))
             # the group's offset in units: zero * S (kivi_z) or the FP16 minimum
             if mode.zp:
-                # (its product from the parameter files, before the memory's register)
-                off = A.stage(self, adv, A.zp_offset(self, lo0, code0, ce=adv))
+                off = A.delay(self, adv, A.zp_offset(self, lo2, code2, ce=adv), 2)
                 # d = max(x - offset, 0)
                 diff = Signal((51, True))
                 d = Signal(48)
                 self.comb += [diff.eq(x - off), If(diff < 0, d.eq(0)).Else(d.eq(diff))]
             else:
-                off = A.stage(self, adv, A.fp16_to_int(self, lo))
+                off = A.stage(self, adv, A.fp16_to_int(self, A.stage(self, adv, lo2), ce=adv))
                 d = Signal(43)
                 self.comb += d.eq(x - off)
             d2.append(A.stage(self, adv, d))
-            c2.append(A.delay(self, adv, code, 2))
+            c2.append(A.delay(self, adv, code2, 4))
         return d2, c2
 
     def _fields(self, mode, qs):
@@ -453,20 +480,28 @@ class KVCompressor(Module):
         vcode_b = [Signal.like(s) for s in vs.code]
         vlo_b = [Signal.like(s) for s in vs.lo]
         self.params_b = (kcode_b, klo_b, vcode_b, vlo_b)
+        # The parameter files are copied a cycle after the conditions that move them (their
+        # fan-out into ~1,300 enables starts at a register): the K files at the cycle after
+        # the swap, in time for the kcode step (the header takes the first cycle).
+        swap_r = Signal()
         self.comb += swap.eq(buf.full & ks.ready & ~b_busy)
-        self.sync += If(swap, b_busy.eq(1),
-                        *[bb.eq(aa) for a_, b_ in ((ks.code, kcode_b), (ks.lo, klo_b))
-                          for aa, bb in zip(a_, b_)])
+        self.sync += [swap_r.eq(swap), If(swap, b_busy.eq(1)),
+                      If(swap_r, *[bb.eq(aa) for a_, b_ in ((ks.code, kcode_b), (ks.lo, klo_b))
+                                   for aa, bb in zip(a_, b_)])]
         self.sync += If(pk.page_done, b_busy.eq(0), self.pages.eq(self.pages + 1))
         # The page's last V scales may still be in their pipeline at the swap: the V files
         # move to B once it is empty (`vload`; the next page's first V token comes half a
         # page later), and B's program waits for them before its vcode step (`vb_ready`).
-        vload, vwait, vb_ready = Signal(), Signal(), Signal()
+        vload, vload_r, vwait, vb_ready = Signal(), Signal(), Signal(), Signal()
         self.comb += vload.eq((swap | vwait) & ~vs.busy)
-        self.sync += If(vload, vwait.eq(0), vb_ready.eq(1),
-                        *[bb.eq(aa) for a_, b_ in ((vs.code, vcode_b), (vs.lo, vlo_b))
-                          for aa, bb in zip(a_, b_)]) \
-            .Elif(swap, vwait.eq(1), vb_ready.eq(0))
+        self.sync += [
+            vload_r.eq(vload),
+            If(vload, vwait.eq(0)).Elif(swap, vwait.eq(1)),
+            If(swap, vb_ready.eq(0)),
+            If(vload_r, vb_ready.eq(1),
+               *[bb.eq(aa) for a_, b_ in ((vs.code, vcode_b), (vs.lo, vlo_b))
+                 for aa, bb in zip(a_, b_)]),
+        ]
 
         # ---- phase B: emission program, quantizer, packer --------------------------------
         steps, kpad, vpad = _steps(mode, T, D, L, nin)

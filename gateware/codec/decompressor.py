@@ -9,6 +9,9 @@ two-beat output buffer. See README.md for the interface and the stages.
 """
 from __future__ import annotations
 
+from functools import reduce
+from operator import or_
+
 from migen import Array, C, Cat, If, Module, Mux, Signal
 
 from litex.soc.interconnect import stream
@@ -111,7 +114,7 @@ class _BitReader(Module):
         self.tw = Signal(max=maxtake + 1)                       # in
         self.after_t = Signal(max=cap + 1)                      # in: left[tw]
         self.take, self.load, self.clear = Signal(), Signal(), Signal()   # in
-        self.room = Signal()                                    # out
+        self.room = Signal(reset=1)                             # out (a register)
         self.ge = {w: Signal(reset=int(w == 0)) for w in widths}          # out
         self.left = {w: Signal(max=cap + 1) for w in widths}             # out
         buf, n, tw, take, after_t = self.buf, self.n, self.tw, self.take, self.after_t
@@ -125,7 +128,6 @@ class _BitReader(Module):
         n_next = Signal(max=cap + 1)
         loaded_t, loaded_n = Signal(cap), Signal(cap)
         self.comb += [
-            self.room.eq(n <= cap - dw),
             loaded_t.eq((buf >> tw) | (data << after_t)),
             loaded_n.eq(buf | (data << n)),
             If(self.clear, n_next.eq(0))
@@ -135,7 +137,8 @@ class _BitReader(Module):
             .Else(n_next.eq(n)),
         ]
         self.sync += [
-            n.eq(n_next), *[g.eq(n_next >= w) for w, g in self.ge.items()],
+            n.eq(n_next), self.room.eq(n_next <= cap - dw),
+            *[g.eq(n_next >= w) for w, g in self.ge.items()],
             *[r.eq(n_next - w) for w, r in self.left.items()],
             If(self.clear, buf.eq(0))
             .Elif(self.load & take, buf.eq(loaded_t))
@@ -168,16 +171,37 @@ class _Program(Module):
         self.in_payload, self.sub_wrap = Signal(), Signal()
         self.e_hdr, self.nonfinite, self.snk_d = Signal(), Signal(), Signal()
         st, cnt, sub, ob, tw = self.st, self.cnt, self.sub, self.ob, self.tw
-        self.comb += tw.eq(Array([C(w) for _, _, w in steps] + [C(0)])[st])
-        # `avail`: the reader holds the cycle's bits, its flag for the step's width (`ge`,
-        # registers) picked by the step: no compare behind the width's multiplexer
+        # The step's take width, as a binary number (`tw`) and one-hot over the reader's
+        # widths (`wsel`), and whether the step takes at all (`live`: not ended, no bad
+        # header, not skipped) are registers loaded with the next cycle's state: `avail`,
+        # `left_t` and `take` are an AND-OR of registers, with no decode of `st` behind them
+        # (their fan-out into the reader's buffer is wide).
+        wl = sorted(ge)
+        st_n, cnt_n = Signal.like(st), Signal.like(cnt)
+        sub_n, ob_n = Signal.like(sub), Signal.like(ob)
+        e_hdr_n, snk_n, skip_n = Signal(), Signal(), Signal()
+
+        def width(i, o):
+            """Take width of step `i` (END: 0) at output beat `o`."""
+            w = [C(w) for _, _, w in steps] + [C(0)]
+            wi = Signal(max=maxtake + 1)
+            self.comb += wi.eq(Array(w)[i])
+            for nm in split:
+                self.comb += If((i == self.index[nm]) & o[0], wi.eq(0))
+            return wi
+
+        w0 = steps[0][2]
+        self.wsel = wsel = Signal(len(wl), reset=1 << wl.index(w0))
+        live = Signal(reset=1)
+        tw_r = Signal(max=maxtake + 1, reset=w0)
+        self.comb += tw.eq(tw_r)
+        wn = width(st_n, ob_n)
+        self.sync += [tw_r.eq(wn), wsel.eq(Cat(*[wn == w for w in wl])),
+                      live.eq((st_n != END) & ~e_hdr_n & ~skip_n)]
         self.comb += [
-            self.avail.eq(Array([self.ge[w] for _, _, w in steps] + [C(1)])[st]),
-            self.left_t.eq(Array([self.left[w] for _, _, w in steps] + [self.left[0]])[st]),
+            self.avail.eq(Cat(*[ge[w] & wsel[i] for i, w in enumerate(wl)]) != 0),
+            self.left_t.eq(reduce(or_, [Mux(wsel[i], left[w], 0) for i, w in enumerate(wl)])),
         ]
-        for nm in split:
-            self.comb += If((st == self.index[nm]) & ob[0], tw.eq(0), self.avail.eq(1),
-                            self.left_t.eq(self.left[0]))
         step_last, skip, hdr_bad, is_hdr = Signal(), Signal(), Signal(), Signal()
         self.comb += step_last.eq(Array([C(n - 1) for _, n, _ in steps] + [C(0)])[st] == cnt)
         self.comb += self.in_payload.eq(
@@ -186,23 +210,30 @@ class _Program(Module):
             # every step waits for `adv`: the stage after the program moves on `adv` (only
             # a payload step can meet a stalled output: before the payload the pipeline is
             # empty and `adv` high)
-            self.take.eq(self.avail & (st != END) & self.adv & ~self.e_hdr & ~skip),
+            self.take.eq(self.avail & live & self.adv),
             is_hdr.eq(st == 0), hdr_bad.eq(is_hdr & self.take & ~self.hdr_ok),
             self.go.eq(self.take & ~hdr_bad),
             self.sub_wrap.eq(sub == D // L - 1),
+            skip.eq((st == self.index["ksink"]) & ~self.snk_d),
         ]
-        self.sync += [
-            If(self.finish, st.eq(0), cnt.eq(0), sub.eq(0), ob.eq(0), self.e_hdr.eq(0))
-            .Elif(hdr_bad, st.eq(END), self.e_hdr.eq(1))
+        self.comb += [
+            st_n.eq(st), cnt_n.eq(cnt), sub_n.eq(sub), ob_n.eq(ob), e_hdr_n.eq(self.e_hdr),
+            snk_n.eq(self.snk_d),
+            If(self.finish, st_n.eq(0), cnt_n.eq(0), sub_n.eq(0), ob_n.eq(0), e_hdr_n.eq(0))
+            .Elif(hdr_bad, st_n.eq(END), e_hdr_n.eq(1))
             .Elif(self.go,
-                If(is_hdr, self.nonfinite.eq(head[8]), self.snk_d.eq(head[9])),
-                If(step_last, st.eq(st + 1), cnt.eq(0), sub.eq(0)).Else(
-                    cnt.eq(cnt + 1), If(self.sub_wrap, sub.eq(0)).Else(sub.eq(sub + 1))),
-                If(self.in_payload, ob.eq(ob + 1)),
-            ),
+                If(is_hdr, snk_n.eq(head[9])),
+                If(step_last, st_n.eq(st + 1), cnt_n.eq(0), sub_n.eq(0)).Else(
+                    cnt_n.eq(cnt + 1), If(self.sub_wrap, sub_n.eq(0)).Else(sub_n.eq(sub + 1))),
+                If(self.in_payload, ob_n.eq(ob + 1)))
+            .Elif(skip, st_n.eq(st + 1), cnt_n.eq(0), sub_n.eq(0)),
+            skip_n.eq((st_n == self.index["ksink"]) & ~snk_n),
         ]
-        self.comb += skip.eq((st == self.index["ksink"]) & ~self.snk_d)
-        self.sync += If(skip & ~self.finish, st.eq(st + 1), cnt.eq(0), sub.eq(0))
+        self.at_end = Signal()               # out: st == END (a register)
+        self.sync += [st.eq(st_n), cnt.eq(cnt_n), sub.eq(sub_n), ob.eq(ob_n),
+                      self.at_end.eq(st_n == END),
+                      self.e_hdr.eq(e_hdr_n), self.snk_d.eq(snk_n),
+                      If(self.go & is_hdr, self.nonfinite.eq(head[8]))]
 
 
 class _Params(Module):
@@ -285,15 +316,16 @@ class _Dequantizer(Module):
     parameters (the digits' pipeline): the parameters, `is_k` and the override wait for
     them in as many registers.
 
-    Stages after the operands: (kivi_k) the offset as an integer and q (8 + m) (q * S(code)
-    is that product shifted by e + 5: a 4-by-4-bit multiply, not 4 by 41), then their sum;
+    Stages after the operands: (kivi_k) the offset's magnitude and q (8 + m) (q * S(code)
+    is that product shifted by e + 5: a 4-by-4-bit multiply, not 4 by 41), the offset as a
+    signed integer, then their sum;
     (zero-point modes) (zero + q)(8 + m) and e + 5, then their shift; then the FP16
     conversion's A.INT_TO_FP16_STAGES. No stage holds more than one adder or shifter of the
     value."""
 
     def __init__(self, zp, kd, vd, kparams, vparams, dstages):
         self.adv, self.is_k, self.k_tok0 = Signal(), Signal(), Signal()
-        self.stages = dstages + 2 + A.INT_TO_FP16_STAGES
+        self.stages = dstages + (2 if zp else 3) + A.INT_TO_FP16_STAGES
         adv = self.adv
 
         is_k = A.delay(self, adv, self.is_k, dstages)        # the K/V choice of the codes' beat
@@ -315,8 +347,8 @@ class _Dequantizer(Module):
                 p, sh = Signal(len(q) + 4), Signal(6)
                 self.comb += [p.eq(q * Cat(code[0:3], C(1, 1))),
                               sh.eq(code[3:8] + RA.SCALE_SHIFT)]
-                off = A.stage(self, adv, A.fp16_to_int(self, lo))
-                p2, sh2 = A.stage(self, adv, p), A.stage(self, adv, sh)
+                off = A.stage(self, adv, A.fp16_to_int(self, lo, ce=adv))
+                p2, sh2 = A.delay(self, adv, p, 2), A.delay(self, adv, sh, 2)
                 # the shift in a signal of its own: inside the sum, Verilog would size it by
                 # its unsigned operand (8 bits) once Migen casts it for the signed add
                 ps, v1 = Signal(len(p) + 31 + RA.SCALE_SHIFT), Signal((A.VW, True))
@@ -417,7 +449,7 @@ class KVDecompressor(Module):
             mode.zp, dig.kd, dig.vd, list(zip(par.klo, par.kcode, par.ksink)),
             (par.vlo[0], par.vcode[0]), dig.stages)
         self.comb += [
-            inp.finish.eq(finish), inp.room.eq(rd.room), inp.at_end.eq(prog.st == prog.END),
+            inp.finish.eq(finish), inp.room.eq(rd.room), inp.at_end.eq(prog.at_end),
             rd.tw.eq(prog.tw), rd.after_t.eq(prog.left_t), rd.take.eq(prog.take),
             rd.load.eq(inp.load), rd.clear.eq(finish),
             prog.hdr_ok.eq(_header_ok(head, mode, T, D)),
@@ -432,9 +464,15 @@ class KVDecompressor(Module):
         self.comb += [deq.is_k.eq(staged(prog.st == prog.index["kq"])), deq.k_tok0.eq(par.k_tok0)]
         pv = self._output(prog, deq, adv)
         # a page is finished once its input has ended (its CRC checked), the program is done
-        # or starved and its last beat has left the output pipeline and buffer
-        self.comb += finish.eq(inp.last_seen & ~inp.checking &
-                               ((prog.st == prog.END) | ~prog.avail) & (Cat(*pv) == 0))
+        # or starved and its last beat has left the output pipeline and buffer. `finish` is
+        # the register of that condition (its fan-out into the reader, the program and the
+        # input check starts at a flip-flop): in the cycle between, nothing can move (no
+        # input is taken after `last`, the program has nothing to take, the pipeline is
+        # empty), and the cycle after `finish` does not finish again.
+        cond = Signal()
+        self.comb += cond.eq(inp.last_seen & ~inp.checking &
+                             (prog.at_end | ~prog.avail) & (Cat(*pv) == 0))
+        self.sync += finish.eq(cond & ~finish)
         self._status(finish, inp, prog)
 
     def _output(self, prog, deq, adv):

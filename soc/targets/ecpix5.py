@@ -1,6 +1,6 @@
 """LambdaConcept ECPIX-5 (LFE5UM5G-85F-8BG554I, 512 MiB DDR3): LiteX-Boards' platform, its
 target's clock generator vendored (that module imports LiteEth, which this project does not
-need), LiteDRAM's ECP5DDRPHY; the codec cores on a third PLL output."""
+need), LiteDRAM's ECP5DDRPHY; the codec cores on sys_clk or, as an option, on a third PLL output."""
 
 from soc.board import Board
 
@@ -73,10 +73,8 @@ BOARD = Board(
     name="ecpix5", description="LambdaConcept ECPIX-5, LFE5UM5G-85F-8BG554I, 512 MiB DDR3",
     device="LFE5UM5G-85F-8BG554I",
     nextpnr_args=["--um5g-85k", "--package", "CABGA554", "--speed", "8"],
-    # DDR3 sets sys_clk (the ECP5DDRPHY runs DRAM at 2 x sys_clk; LiteX-Boards' ECPIX-5
-    # default is 75 MHz, its OrangeCrab target runs the same PHY at 48 MHz). A 60 MHz
-    # placement estimated 45.9 MHz (docs/bitstreams.md), hence 48. The compressor (24.8
-    # MHz out of context) runs on its own 15 MHz clock.
-    sys_clk_freq=48e6, codec_clk_freq=15e6, loader_board="ecpix5",
+    # LiteX-Boards' ECPIX-5 clock (the ECP5DDRPHY runs DRAM at 2 x sys_clk), codecs on it;
+    # --codec-clk-freq puts them on a third PLL output behind CodecCDC.
+    sys_clk_freq=75e6, codec_clock=True, loader_board="ecpix5",
     dram="MT41K256M16 DDR3 (512 MiB, 16 bit), LiteDRAM ECP5DDRPHY (sys2x = 2 x sys_clk)",
     make_platform=_platform, make_crg=_crg, make_sdram=_sdram)

@@ -25,9 +25,7 @@ def _sdram(platform, sys_clk_freq, crg):
 BOARD = Board(
     name="ulx3s", description="Radiona ULX3S, LFE5U-85F-6BG381C, 32 MiB SDR SDRAM",
     device="LFE5U-85F-6BG381C", nextpnr_args=["--85k", "--package", "CABGA381", "--speed", "6"],
-    # 13 MHz: the compressor's arithmetic sets the Fmax (docs/bitstreams.md), and
-    # LiteDRAM's refresher needs >= 100 cycles per tREFI (7.8 us): >= 12.8 MHz.
-    # 500 kbaud keeps 26 cycles per UART bit.
-    sys_clk_freq=13e6, baudrate=500_000, loader_board="ulx3s",
+    # LiteX-Boards' ULX3S clock; the SDR SDRAM's GENSDRPHY runs at sys_clk.
+    sys_clk_freq=50e6, loader_board="ulx3s",
     dram="MT48LC16M16 SDR SDRAM (32 MiB, 16 bit), LiteDRAM GENSDRPHY at sys_clk",
     make_platform=_platform, make_crg=_crg, make_sdram=_sdram)
