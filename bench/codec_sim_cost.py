@@ -1,4 +1,6 @@
-"""Verilator simulation cost of each codec core alone: nanoseconds per eval() and evals/s.
+"""Each codec core alone in Verilator: its simulation cost (nanoseconds per eval(), evals/s)
+and its throughput in cycles (FP16 bytes a cycle in or out), with bytes per second at each
+board's sys_clk.
 
 Each core (KVCompressor, KVDecompressor; the SoC's mode and the 4x mode by default) is
 converted to Verilog, compiled by Verilator (-O3, as the SoC model) with a small C++ loop
@@ -10,8 +12,14 @@ by the process's CPU time (so other jobs on a shared machine do not inflate it).
 It also counts the output beats and checks them against the reference's page sizes, so a
 core that stopped working cannot look fast.
 
+Throughput: the compressor's FP16 input beats taken (KV bytes compressed) and the
+decompressor's FP16 output beats (KV bytes restored), per cycle of the busy run, with no
+back-pressure; at `--dw 32` (the boards' width) the table adds bytes per second at each
+board's sys_clk (soc/targets).
+
     python bench/codec_sim_cost.py                      # table on stdout
     python bench/codec_sim_cost.py --cycles 2000000 --json build/codec_sim_cost.json
+    python bench/codec_sim_cost.py --dw 32 --modes kivi_k4v3   # the boards' codec throughput
 """
 from __future__ import annotations
 
@@ -28,6 +36,8 @@ import numpy as np
 
 from gateware.codec import reference as R
 from gateware.codec.core import GATEWARE_MODES
+from soc.board import BOARD_DMA_DW
+from soc.targets import BOARDS
 
 ROOT = Path(__file__).resolve().parent.parent
 
@@ -72,8 +82,9 @@ int main(int argc, char **argv) {
     }
     clock_gettime(CLOCK_PROCESS_CPUTIME_ID, &t1);
     double ns = (t1.tv_sec - t0.tv_sec) * 1e9 + (t1.tv_nsec - t0.tv_nsec);
-    printf("{\"ns\": %.0f, \"out_beats\": %llu, \"in_passes\": %llu, \"expect_out_per_pass\": %d}\n",
-           ns, (unsigned long long)outs, (unsigned long long)passes, EXPECT_OUT);
+    printf("{\"ns\": %.0f, \"out_beats\": %llu, \"in_passes\": %llu, \"in_beats\": %llu, "
+           "\"expect_out_per_pass\": %d}\n", ns, (unsigned long long)outs,
+           (unsigned long long)passes, (unsigned long long)(passes * NBEATS + k), EXPECT_OUT);
     delete t;
     return 0;
 }
@@ -194,17 +205,29 @@ def main(argv=None) -> int:
                     exp = r["in_passes"] * r["expect_out_per_pass"]
                     ok = exp <= r["out_beats"] <= exp + r["expect_out_per_pass"]
                     row["out_beats"], row["out_ok"] = r["out_beats"], ok
+                    row["in_beats"] = r["in_beats"]
                     if not ok:
                         raise SystemExit(f"{core} {mode}: {r['out_beats']} output beats for "
                                          f"{r['in_passes']} passes, expected about {exp}")
+                    # FP16 KV bytes a cycle: taken by the compressor, given by the decompressor
+                    fp16 = r["in_beats"] if core == "compressor" else r["out_beats"]
+                    row["fp16_bytes_per_cycle"] = round(fp16 * args.dw / 8 / args.cycles, 4)
+                    if args.dw == BOARD_DMA_DW:
+                        row["boards_mb_s"] = {
+                            b.name: round(row["fp16_bytes_per_cycle"] * b.sys_clk_freq / 1e6, 1)
+                            for b in BOARDS.values()}
             rows.append(row)
     print(f"\nVerilator {_verilator_version()}, -O3, one core alone, {args.cycles} cycles, "
           f"median of {args.repeat}, {datetime.date.today()}")
+    boards = [f"MB/s {b.name} {b.sys_clk_freq / 1e6:g} MHz" for b in BOARDS.values()]
     print(f"{'core':<13} {'mode':<11} {'busy ns/eval':>13} {'busy Mevals/s':>14} "
-          f"{'idle ns/eval':>13} {'idle Mevals/s':>14}")
+          f"{'idle ns/eval':>13} {'idle Mevals/s':>14} {'FP16 B/cycle':>13}"
+          + ("".join(f" {h:>22}" for h in boards) if args.dw == BOARD_DMA_DW else ""))
     for r in rows:
         print(f"{r['core']:<13} {r['mode']:<11} {r['busy_ns_per_eval']:>13} "
-              f"{r['busy_mevals_s']:>14} {r['idle_ns_per_eval']:>13} {r['idle_mevals_s']:>14}")
+              f"{r['busy_mevals_s']:>14} {r['idle_ns_per_eval']:>13} {r['idle_mevals_s']:>14} "
+              f"{r['fp16_bytes_per_cycle']:>13}"
+              + "".join(f" {v:>22}" for v in r.get("boards_mb_s", {}).values()))
     if args.json:
         Path(args.json).parent.mkdir(parents=True, exist_ok=True)
         Path(args.json).write_text(json.dumps({"meta": {

@@ -4,7 +4,7 @@ and in ns at the SoC's sys_clk:
 
   dma      DMA engine throughput (bytes per cycle) for DRAM -> DRAM copies, DRAM -> host
            copies and page decompression into the host, against the peaks of the DMA's
-           LiteDRAM port (one word a cycle: 128 bits on ddr3, 64 on sdr) and of the DRAM
+           LiteDRAM port (one word a cycle: 128 bits on ddr3, 64 on sdr, 32 on sdr32) and of the DRAM
            behind it (--dram: DDR3-800 x16 16 B/cycle, SDR x16 2 B/cycle).
            Timed from the push of the job (CSR write) to the completion showing in the
            status register, polled every --poll cycles (the error is at most that).
@@ -26,6 +26,7 @@ Results: a table on stdout and JSON (--json).
 
     python bench/datapath.py                     # builds the SoC model if needed
     python bench/datapath.py --dram sdr          # the same on the 16-bit SDR model
+    python bench/datapath.py --dram sdr32        # ... with the boards' 32-bit engines (ULX3S)
 """
 
 import argparse
@@ -177,7 +178,7 @@ def main(argv=None):
                    help="DRAM model of the simulation SoC (soc/targets/sim.py).")
     p.add_argument("--build-dir", default=None,
                    help="SoC build directory (built if missing or stale; default build/sim, "
-                        "build/sim-sdr for --dram sdr).")
+                        "build/sim-NAME for another --dram).")
     p.add_argument("--repeat", type=int, default=5, help="Demand reads per profile and kind.")
     p.add_argument("--poll", type=int, default=64,
                    help="Cycles between completion polls in the DMA measurements.")

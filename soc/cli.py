@@ -76,8 +76,9 @@ def main(argv=None):
     p.add_argument("--dram", default=DEFAULT_DRAM, choices=list(DRAMS),
                    help="DRAM model of the simulation SoC: 'ddr3' a DDR3-800 x16 part, 128-bit "
                         "native port (16 B a cycle at peak); 'sdr' the 16-bit SDR part of "
-                        "LiteX's simulation target (2 B a cycle). Default build directory: "
-                        "build/sim, build/sim-sdr for sdr.")
+                        "LiteX's simulation target (2 B a cycle); 'sdr32' the same with the "
+                        "boards' 32-bit engines and codecs (the ULX3S's shape). Default build "
+                        "directory: build/sim, build/sim-NAME for the others.")
     p.add_argument("--no-sdram", action="store_true",
                    help="Leave out LiteDRAM and its SDRAM model (faster model, no main RAM).")
     p.add_argument("--sim-cycles", type=int, default=20_000_000,

@@ -14,6 +14,7 @@ SDR part of LiteX's own simulation target (2 B a cycle).
 import time
 from pathlib import Path
 
+from soc.board import BOARD_DMA_DW
 from soc.builder import (ROOT, VERILATOR_CACHE, SimBuild, absolute_readmem, firmware_pass,
                          make_builder, quiet_litex, say)
 
@@ -26,6 +27,8 @@ DRAMS = {
     "ddr3": ("MT41K64M16", 16, 128),
     # SDR 256 Mb x16 (32 MiB, the ULX3S part family), 100 MHz: native port 16 bits
     "sdr": ("MT48LC16M16", 16, 64),
+    # the board shape of the ULX3S: the same SDR part, the boards' engines and codecs
+    "sdr32": ("MT48LC16M16", 16, BOARD_DMA_DW),
 }
 DEFAULT_DRAM = "ddr3"
 
