@@ -77,7 +77,7 @@ _registry = _load_sibling("doc_figures_registry")
 Val, Figures, Col, Table = _registry.Val, _registry.Figures, _registry.Col, _registry.Table
 get, calc, percent = _registry.get, _registry.calc, _registry.percent
 share, change, diff, same = _registry.share, _registry.change, _registry.diff, _registry.same
-REGISTRY = _registry.REGISTRY
+REGISTRY = _registry.REGISTRY + _load_sibling("doc_figures_bitstreams").REGISTRY
 
 
 def fmt_value(fmt, v):
