@@ -46,11 +46,10 @@ class Board:
     loader_board: str    # openFPGALoader -b NAME
     dram: str            # description of the DRAM and its PHY
     baudrate: int = 1_000_000  # default UARTBone rate (>= 16 sys_clk cycles per bit)
-    # Codec cores on their own clock ("codec", gateware/dma/codec.CodecCDC): whether the
-    # board's clock generator can give them one (`--codec-clk-freq`), and its default (None:
-    # the codecs run on sys_clk).
+    # Whether the board's clock generator can give the codec cores their own clock
+    # (`--codec-clk-freq`, "codec", gateware/dma/codec.CodecCDC); by default they run on
+    # sys_clk.
     codec_clock: bool = False
-    codec_clk_freq: float = None
     make_platform: object = field(repr=False, default=None)
     make_crg: object = field(repr=False, default=None)
     make_sdram: object = field(repr=False, default=None)  # (soc-less) -> (phy, module, hook)
@@ -182,7 +181,7 @@ def generate(board, build_dir=None, sys_clk_freq=None, baudrate=None,
     if codec_clk_freq and not board.codec_clock:
         raise ValueError(f"--codec-clk-freq: board {board.name} has no codec clock "
                          f"(its codecs run on sys_clk)")
-    codec_clk_freq = float(codec_clk_freq or board.codec_clk_freq or 0) or None
+    codec_clk_freq = float(codec_clk_freq) if codec_clk_freq else None
     if sys_clk_freq / baudrate < 16:
         raise ValueError(f"--uart-baudrate {baudrate}: fewer than 16 cycles of the "
                          f"{sys_clk_freq / 1e6:g} MHz sys_clk per bit")

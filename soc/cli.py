@@ -49,8 +49,6 @@ def main(argv=None):
     p.add_argument("--board", default=None, metavar="NAME",
                    help="FPGA board target (open ECP5 toolchain): "
                         + "; ".join(f"{b.name} = {b.description}, {b.sys_clk_freq / 1e6:.0f} MHz"
-                                    + (f" (codecs {b.codec_clk_freq / 1e6:.0f} MHz)"
-                                       if b.codec_clk_freq else "")
                                     for b in BOARDS.values())
                         + ". Alone it generates the project; with --build it makes the "
                           "bitstream and its report (build/<board>/report.txt).")
