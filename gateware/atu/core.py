@@ -5,6 +5,8 @@ fault codes, hit/miss sequence, replacement, counters). Interface, PTE format, r
 timing: README.md beside this file.
 """
 
+from functools import reduce
+from operator import or_
 from types import SimpleNamespace
 
 from migen import Signal, If, Cat, Mux, Array, Constant, log2_int
@@ -190,7 +192,8 @@ class ATU(LiteXModule):
                             can_load=can_load, N=N, e_vpn=e_vpn, e_slot=e_slot,
                             slot_width=slot_width, e_len=e_len, e_flags=e_flags,
                             no_fill=no_fill, accept=accept, hit=hit,
-                            timed_out=timed_out, hit_idx=hit_idx, max_length=max_length,
+                            timed_out=timed_out, hit_idx=hit_idx, match=match,
+                            max_length=max_length,
                             dw=dw, source=source, rdata=rdata, drops=drops,
                             walk_tag=walk_tag, sink=sink, lane=lane, walking=walking,
                             idle=idle, rd_take=rd_take, w_addr=w_addr,
@@ -250,7 +253,14 @@ class ATU(LiteXModule):
             def lru_touch(idx):
                 return [If(idx == i, ages[i].eq(0)
                         ).Elif(ages[i] < ages[idx], ages[i].eq(ages[i] + 1)) for i in range(w.N)]
-            self.sync += If(w.accept & w.hit, *lru_touch(w.hit_idx)).Elif(fill, *lru_touch(victim))
+            # A hit's touch lands one cycle after the hit (``touch``, ``touch_idx`` registered),
+            # off the CAM's path. Nothing reads the ages in that cycle: the victim is chosen
+            # only while checking, and a walk's check comes at least two cycles after the
+            # lookup that started it; a fill never meets a pending touch for the same reason.
+            touch = Signal(name="lru_touch")
+            touch_idx = Signal(w.iw, name="lru_touch_idx")
+            self.sync += [touch.eq(w.accept & w.hit), touch_idx.eq(w.hit_idx)]
+            self.sync += If(touch, *lru_touch(touch_idx)).Elif(fill, *lru_touch(victim))
         elif w.policy == "fifo":
             ptr = Signal(w.iw, name="ptr")
             self.comb += pol_idx.eq(ptr)
@@ -296,8 +306,9 @@ class ATU(LiteXModule):
             w.source.tag.eq(w.sink.tag),
             If(w.hit,
                 self.hits.eq(self.hits + 1),
-                *answer(FAULT_NONE, Cat(Constant(0, SLOT_ALIGN_BITS), w.e_slot[w.hit_idx]),
-                        w.e_len[w.hit_idx], w.e_flags[w.hit_idx], 1),
+                *answer(FAULT_NONE,
+                        Cat(Constant(0, SLOT_ALIGN_BITS), _onehot_mux(w.match, w.e_slot)),
+                        _onehot_mux(w.match, w.e_len), _onehot_mux(w.match, w.e_flags), 1),
             ).Else(
                 self.misses.eq(self.misses + 1),
                 If(w.unmapped,
@@ -415,6 +426,11 @@ class ATU(LiteXModule):
 def _encoder(vector, index):
     """Comb statements: ``index`` = position of the lowest set bit of ``vector`` (0 if none)."""
     return [index.eq(0)] + [If(vector[i], index.eq(i)) for i in reversed(range(len(vector)))]
+
+
+def _onehot_mux(onehot, values):
+    """``values[i]`` for the one set bit of ``onehot`` (an AND-OR, no index decode)."""
+    return reduce(or_, [Mux(onehot[i], v, 0) for i, v in enumerate(values)])
 
 
 def _index_mux(index, values):

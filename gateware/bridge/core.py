@@ -15,6 +15,7 @@ from litex.soc.interconnect import stream, wishbone
 from litex.soc.interconnect.csr import AutoCSR, CSRStatus
 
 from gateware.arbiter import RoundRobin
+from gateware.bus import WishboneSlice
 from gateware.bridge.protocol import (DATA_BITS, LINE, Op, Status, host_write_layout,
                                       message_layout, page_request_layout,
                                       page_response_layout)
@@ -147,7 +148,13 @@ class BridgeEndpoint(Module, AutoCSR):
 
     def _bus_states(self, fsm, addr, count, line, value, status):
         """The FSM states that move a line over ``mem_bus`` or a word over ``bus``."""
-        bus, mbus = self.bus, self.mem_bus
+        # Config accesses leave through a register slice: the FSM drives ``cbus``, and the
+        # SoC interconnect sees only registers (one cycle each way; config accesses are
+        # off the page path). The FSM's state decode, the interconnect's arbiter and
+        # decoder, a slave's answer and the FSM's next state were one path before.
+        cbus = wishbone.Interface(data_width=32, adr_width=30)
+        self.submodules.bus_slice = WishboneSlice(cbus, self.bus)
+        bus, mbus = cbus, self.mem_bus
         word_adr = addr[2:32] + count
         fsm.act("MEM_RD",
             mbus.cyc.eq(1), mbus.stb.eq(1), mbus.we.eq(0), mbus.sel.eq(0xF),
@@ -215,11 +222,26 @@ class BridgeEndpoint(Module, AutoCSR):
             hw.ready.eq(host_wr.ready),
         ]
         self.submodules.arbiter = arb = RoundRobin(message_layout, 3)
+        # A register slice after the arbiter (the one point where the message order is
+        # fixed): the link's ready and the arbiter's grant no longer run back into the DMA
+        # engines' host-line datapaths.
+        self.submodules.out_slice = oslice = stream.Buffer(message_layout, pipe_valid=True,
+                                                           pipe_ready=True)
+        # Responses and page completions also enter the arbiter through two-entry FIFOs, so
+        # that its grant (which host lines wait on) depends on registers only; the grant
+        # reaches the FIFOs' pointers, not their wide data registers. Delaying them is safe:
+        # a page's Cmp may only ever come later than its host lines, never earlier; host
+        # lines themselves enter unsliced for that reason.
+        self.submodules.rsp_slice = rslice = stream.SyncFIFO(message_layout, 2)
+        self.submodules.cmp_slice = cslice = stream.SyncFIFO(message_layout, 2)
         self.comb += [
-            rsp.connect(arb.sinks[0]),
-            page_cmp.connect(arb.sinks[1]),
+            rsp.connect(rslice.sink),
+            rslice.source.connect(arb.sinks[0]),
+            page_cmp.connect(cslice.sink),
+            cslice.source.connect(arb.sinks[1]),
             host_wr.connect(arb.sinks[2]),
-            arb.source.connect(source, omit={"first", "last"}),
+            arb.source.connect(oslice.sink),
+            oslice.source.connect(source, omit={"first", "last"}),
             source.first.eq(1),
             source.last.eq(1),
         ]
@@ -234,3 +256,4 @@ class BridgeEndpoint(Module, AutoCSR):
         self._errors   = CSRStatus(32, description="Responses sent with a non-OK status.")
         self.comb += [self._requests.status.eq(self.requests),
                       self._errors.status.eq(self.errors)]
+

@@ -13,6 +13,13 @@ class PackedCodec(Module):
     beats; a partial last beat reaches the decompressor as a malformed page and fails its
     checks), output beats are full. ``done`` / ``error`` pass through from a decompressor.
     The codec's ``dw`` must equal the DMA port width (32, 64 or 128 bits).
+
+    Both codec ports sit behind a register slice (``stream.Buffer`` with valid and ready
+    piped), so no path runs combinationally between the DMA and a codec core: the cores are
+    timed out of context with registered ports (``bench/codec_ecp5.py``) and see the same
+    here. Each slice adds one cycle of latency and none of throughput. ``done`` may pulse
+    while the last output beat is still in the output slice; the DMA completes a descriptor
+    only when both its output and the verdict are in.
     """
 
     def __init__(self, core):
@@ -21,9 +28,15 @@ class PackedCodec(Module):
         self.submodules.core = core
         self.sink = stream.Endpoint(packed_layout(dw))
         self.source = stream.Endpoint(packed_layout(dw))
+        self.submodules.ibuf = ibuf = stream.Buffer(core.sink.description,
+                                                    pipe_valid=True, pipe_ready=True)
+        self.submodules.obuf = obuf = stream.Buffer(core.source.description,
+                                                    pipe_valid=True, pipe_ready=True)
         self.comb += [
-            self.sink.connect(core.sink, omit={"nbytes"}),
-            core.source.connect(self.source, omit={"nbytes"}),
+            self.sink.connect(ibuf.sink, omit={"nbytes"}),
+            ibuf.source.connect(core.sink),
+            core.source.connect(obuf.sink),
+            obuf.source.connect(self.source, omit={"nbytes"}),
             self.source.nbytes.eq(dw // 8),
         ]
         if hasattr(core, "error"):

@@ -225,14 +225,14 @@ class DMA(LiteXModule):
         if wport.mode == "both":
             self.comb += wport.rdata.ready.eq(1)
 
-        # Host lines: registered stage carrying the job tag -------------------------------------
-        # valid and ready both registered (a skid buffer): the host side's ready (on a board,
-        # the bridge's output arbiter) does not reach the line packer in the same cycle. The
-        # job completes only once the buffer is empty (outputs_idle), so the host still
-        # sees every line before the job's completion.
+        # Host lines: a two-entry FIFO carrying the job tag ------------------------------------
+        # The host side's ready (on a board, the bridge's output arbiter) reaches only the
+        # FIFO's pointers, not the packer and not the line's 600-odd register enables (a skid
+        # buffer's are driven by its output ready). The job completes only once the FIFO is
+        # empty (outputs_idle), so the host still sees every line before the completion.
         job_tag = Signal(tag_width)
-        self.submodules.hbuf = hbuf = stream.Buffer(host_line_layout(haddr_width, tag_width),
-                                                    pipe_valid=True, pipe_ready=True)
+        self.submodules.hbuf = hbuf = stream.SyncFIFO(host_line_layout(haddr_width, tag_width),
+                                                      2)
         self.comb += [
             jp.h.connect(hbuf.sink, omit={"tag"}),
             hbuf.sink.tag.eq(job_tag),
@@ -247,9 +247,23 @@ class DMA(LiteXModule):
         dp_rst = jp.reset
         # Codec transforms -----------------------------------------------------------------------
         xf_rst = Signal()
+        # The codecs take the reset a cycle late, from a register: it reaches every
+        # flip-flop of a codec core (some ten thousand), and the engine's decision was on
+        # that net's path. In that cycle a codec is idle or unrouted: a new job's first
+        # input comes several cycles after its start (DRAM read latency), and after an
+        # abort the job path's op is reset, which routes the copy slice, not a codec. The
+        # copy slice, small, is reset in the cycle itself: it is routed after an abort.
+        xf_rst_q = Signal()
+        self.sync += xf_rst_q.eq(xf_rst)
         a, b = jp.a_source, jp.b_sink
         xfs = {OP_COMPRESS: compressor, OP_DECOMPRESS: decompressor}
-        routes = [If(jp.op == OP_COPY, a.connect(b))]
+        # A copy crosses a register slice like a codec does (``codec.PackedCodec``): the
+        # source aligner and the destination packer are never one combinational path.
+        cslice = ResetInserter()(stream.Buffer(a.description, pipe_valid=True,
+                                               pipe_ready=True))
+        self.submodules.copy_slice = cslice
+        self.comb += cslice.reset.eq(xf_rst)
+        routes = [If(jp.op == OP_COPY, a.connect(cslice.sink), cslice.source.connect(b))]
         self.xfs = []
         for op, xf in xfs.items():
             if xf is None:
@@ -257,7 +271,7 @@ class DMA(LiteXModule):
             if not hasattr(xf, "reset"):            # codec.CodecCDC brings its own
                 xf = ResetInserter()(xf)
             self.submodules += xf
-            self.comb += xf.reset.eq(xf_rst)
+            self.comb += xf.reset.eq(xf_rst_q)
             self.xfs.append(xf)
             xfirst = Signal()
             self.sync += If(jp.start, xfirst.eq(1)).Elif(a.valid & a.ready, xfirst.eq(0))
@@ -286,15 +300,18 @@ class DMA(LiteXModule):
 
     def _watchdog(self, jp):
         """Cycles without progress while a descriptor runs; returns (running, expired)."""
-        rport, wport, host_source = self.rport, self.wport, self.host_source
+        rport, wport = self.rport, self.wport
         a, b = jp.a_source, jp.b_sink
         # Watchdog -------------------------------------------------------------------------------
         progress = Signal()
         wd = Signal(32)
         running = Signal()
         hs = lambda ep: ep.valid & ep.ready
+        # (host lines count as they enter the line FIFO: the host side's ready stays off
+        # this register's path; a line waiting to leave keeps the FIFO full, so a stalled
+        # host still stops all progress)
         prog_terms = [hs(rport.cmd), hs(rport.rdata), hs(wport.cmd), hs(wport.wdata),
-                      hs(host_source), hs(a), hs(b)]
+                      hs(self.hbuf.sink), hs(a), hs(b)]
         self.sync += progress.eq(Cat(*prog_terms) != 0)     # registered: one cycle late
         self.sync += If(~running | progress, wd.eq(0)).Else(wd.eq(wd + 1))
         expired = Signal()

@@ -50,19 +50,18 @@ class JobPath(Module):
         # # #
 
         self.submodules.reader = reader = LiteDRAMDMAReader(vport, fifo_depth=read_fifo_depth)
-        host, cap, d = self._source_side(vport, reader, len_width)
-        self._destination_side(vport, haddr_width, host, cap, d)
+        host, d = self._source_side(vport, reader, len_width)
+        self._destination_side(vport, haddr_width, len_width, host, d)
 
     def _source_side(self, vport, reader, len_width):
         """Descriptor registers, read commands and the source aligner (-> ``a_source``);
-        returns what the destination side needs: host flag, capacity, destination offset."""
+        returns what the destination side needs: host flag, destination offset."""
         dw = vport.data_width
         B = dw // 8
         sh = log2_int(B)
         a = self.a_source
         # Descriptor registers -------------------------------------------------------------------
         host     = Signal()
-        cap      = Signal(len_width)
         s        = Signal(max(1, sh))               # source byte offset in its word
         d        = Signal(max(1, sh))               # destination byte offset in its word
         rd_addr  = Signal(vport.address_width)
@@ -73,7 +72,6 @@ class JobPath(Module):
         self.sync += If(self.start,
             self.op.eq(self.d_op),
             host.eq(self.d_host),
-            cap.eq(Mux(self.d_op == OP_COPY, self.d_length, self.d_cap)),
             s.eq(self.d_src[:sh]),
             d.eq(Mux(self.d_host, 0, self.d_dst[:sh])),
             rd_addr.eq(self.d_src[sh:]),
@@ -119,15 +117,16 @@ class JobPath(Module):
                 len_left.eq(len_left - a.nbytes),
             ),
         ]
-        return host, cap, d
+        return host, d
 
-    def _destination_side(self, vport, haddr_width, host, cap, d):
+    def _destination_side(self, vport, haddr_width, len_width, host, d):
         """``b_sink`` -> DRAM words with byte enables on ``w``, or host lines on ``h``."""
         dw = vport.data_width
         B = dw // 8
         sh = log2_int(B)
         nbw = B.bit_length()
         W = HOST_LINE // B
+        lsh = log2_int(HOST_LINE)
         b, w, h = self.b_sink, self.w, self.h
         # Destination side -----------------------------------------------------------------------
         first   = Signal()
@@ -135,13 +134,17 @@ class JobPath(Module):
         bprev   = Signal(dw)
         waddr   = Signal(vport.address_width)
         haddr   = Signal(haddr_width)
-        line    = Signal(8 * HOST_LINE)
+        words   = [Signal(dw, name=f"line_word{k}") for k in range(W - 1)]  # the line so far
         lbytes  = Signal(7)
         wcnt    = Signal(max(1, (W - 1).bit_length()))
         ovf     = Signal()
         dropping = Signal()
+        # Room left below the output cap (the length for a copy, ``d_cap`` otherwise), kept
+        # as a register so that the overflow test is a short compare of ``nbytes`` with its
+        # low bits, not an add and a compare on ``b.ready``'s path.
+        room    = Signal(len_width)
         self.comb += [
-            ovf.eq(b.valid & (self.out_bytes + b.nbytes > cap) | dropping),
+            ovf.eq(b.valid & ((room[nbw:] == 0) & (b.nbytes > room[:nbw])) | dropping),
             self.overflow.eq(ovf),
         ]
         # After an overflow the rest of the transform's output is dropped (nothing more is
@@ -152,11 +155,11 @@ class JobPath(Module):
             pend.eq(0),
             waddr.eq(self.d_dst[sh:]),
             haddr.eq(self.d_dst),
-            line.eq(0),
             lbytes.eq(0),
             wcnt.eq(0),
             self.final.eq(0),
             self.out_bytes.eq(0),
+            room.eq(Mux(self.d_op == OP_COPY, self.d_length, self.d_cap)),
         )
 
         # DRAM: word j = (packed k-1 >> 8(B-d)) | (packed k << 8d), byte enables for the range.
@@ -192,12 +195,20 @@ class JobPath(Module):
             If(host, bmask.eq(_lowmask(Cat(Constant(0, 3), b.nbytes), dw))),
             emit.eq(b.last | (wcnt == W - 1)),
             h.valid.eq(b.valid & host & ~ovf & emit),
-            h.data.eq(line | ((b.data & bmask) << Cat(Constant(0, log2_int(dw)), wcnt))),
+            # word k of the line: stored (k < wcnt), this beat (k = wcnt), zero beyond. The
+            # stored words are never cleared: each has its own write enable, so no signal
+            # fans out to all 8 * HOST_LINE bits (it did, and set the board's longest path).
+            h.data.eq(Cat(*[Mux(wcnt == k, b.data & bmask, 0) if k == W - 1 else
+                            Mux(wcnt > k, words[k], Mux(wcnt == k, b.data & bmask, 0))
+                            for k in range(W)])),
             h.nbytes.eq(lbytes + b.nbytes),
             h.addr.eq(haddr),
             b.ready.eq(Mux(ovf, dropping, ~pend & Mux(host, ~emit | h.ready, w.ready))),
         ]
 
+        take = Signal()
+        self.comb += take.eq(b.valid & b.ready & ~ovf & host)
+        self.sync += [If(take & (wcnt == k), words[k].eq(b.data & bmask)) for k in range(W - 1)]
         self.sync += [
             If(w.valid & w.ready,
                 waddr.eq(waddr + 1),
@@ -210,12 +221,13 @@ class JobPath(Module):
                 first.eq(0),
                 bprev.eq(b.data),
                 self.out_bytes.eq(self.out_bytes + b.nbytes),
+                room.eq(room - b.nbytes),
                 If(host,
                     If(emit,
-                        line.eq(0), lbytes.eq(0), wcnt.eq(0),
-                        haddr.eq(haddr + HOST_LINE),
+                        lbytes.eq(0), wcnt.eq(0),
+                        haddr[lsh:].eq(haddr[lsh:] + 1),     # + HOST_LINE (no carry below)
                     ).Else(
-                        line.eq(h.data), lbytes.eq(h.nbytes), wcnt.eq(wcnt + 1),
+                        lbytes.eq(h.nbytes), wcnt.eq(wcnt + 1),
                     ),
                     If(b.last, self.final.eq(1)),
                 ).Elif(b.last,

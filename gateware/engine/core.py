@@ -53,6 +53,8 @@ class PageEngine(Module, AutoCSR):
         hit   = Signal()
         haddr = Signal(64)
         code  = Signal(32)
+        lookup   = Signal()
+        describe = Signal()
         self.submodules.fsm = fsm = FSM(reset_state="IDLE")
         fsm.act("IDLE",
             req.ready.eq(1),
@@ -65,14 +67,11 @@ class PageEngine(Module, AutoCSR):
                     # A vpn wider than the ATU's would alias a mapped page: refuse it here.
                     NextValue(code, FAULT_UNMAPPED),
                     NextState("FAULT"),
-                ).Else(NextState("LOOKUP")),
+                ).Else(NextValue(lookup, 1), NextState("LOOKUP")),
             )
         )
         fsm.act("LOOKUP",
-            atu.sink.valid.eq(1),
-            atu.sink.vpn.eq(vpn),
-            atu.sink.tag.eq(tag),
-            If(atu.sink.ready, NextState("TRANSLATED")),
+            If(atu.sink.ready, NextValue(lookup, 0), NextState("TRANSLATED")),
         )
         fsm.act("TRANSLATED",
             atu.source.ready.eq(1),
@@ -84,6 +83,7 @@ class PageEngine(Module, AutoCSR):
                     NextState("XLATED"),
                 ).Else(
                     NextValue(code, 0),
+                    NextValue(describe, 1),
                     NextState("DESCRIBE"),
                 ),
                 # Keep the translation for the descriptor (or the XLATE answer).
@@ -102,7 +102,16 @@ class PageEngine(Module, AutoCSR):
             If(fault_rsp.ready, NextState("IDLE")),
         )
         fsm.act("DESCRIBE",
-            dma.sink.valid.eq(1),
+            If(dma.sink.ready, NextValue(describe, 0), NextState("IDLE")),
+        )
+        # The ATU lookup and the DMA descriptor are driven from registers (``lookup`` is
+        # set exactly while in LOOKUP, ``describe`` while in DESCRIBE), not from a decode of
+        # the FSM state: the state decode, the ATU's CAM and its LRU update were one path.
+        self.comb += [
+            atu.sink.valid.eq(lookup),
+            atu.sink.vpn.eq(vpn),
+            atu.sink.tag.eq(tag),
+            dma.sink.valid.eq(describe),
             dma.sink.op.eq(OP_DECOMPRESS),
             dma.sink.host.eq(1),
             dma.sink.tag.eq(tag),
@@ -111,8 +120,7 @@ class PageEngine(Module, AutoCSR):
             dma.sink.length.eq(self._length),
             dma.sink.cap.eq(page_bytes),
             dma.sink.last.eq(1),
-            If(dma.sink.ready, NextState("IDLE")),
-        )
+        ]
         fsm.act("FAULT",
             fault_rsp.valid.eq(1),
             fault_rsp.tag.eq(tag),
