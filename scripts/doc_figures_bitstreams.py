@@ -24,8 +24,9 @@ def report_table(section, source, path="critical_paths.0", row="critical path", 
     ]
 
 
-def board_table(section, source):
-    """The summary table of a current board report (timing met or not)."""
+def board_table(section, source, decompressors="same"):
+    """The summary table of a current board report (timing met or not). ``decompressors``:
+    "same" (one figure for both) or "both" (the firmware DMA's, then the page DMA's)."""
     lut, ff, ebr, dsp = used("TRELLIS_COMB"), used("TRELLIS_FF"), used("DP16KD"), used("MULT18X18D")
     path = "critical_paths[from=posedge {c},to=posedge {c}]".format(c=CLK[source])
     return [
@@ -48,6 +49,14 @@ def board_table(section, source):
                 {"comp": core("codec_compressor"), "comp_ff": core("codec_compressor", "ff"),
                  "dec": Val(same("cores[module=codec_decompressor].lut",
                                  "cores[module=page_decompressor].lut"), "{:,}"),
+                 "dec_ff": Val(same("cores[module=codec_decompressor].ff",
+                                    "cores[module=page_decompressor].ff"), "{:,}")})
+        if decompressors == "same" else
+        Figures(BITSTREAMS, section, source,
+                "compressor {comp} LUT / {comp_ff} FF; decompressors {dec} and {pdec} LUT, "
+                "{dec_ff} FF each",
+                {"comp": core("codec_compressor"), "comp_ff": core("codec_compressor", "ff"),
+                 "dec": core("codec_decompressor"), "pdec": core("page_decompressor"),
                  "dec_ff": Val(same("cores[module=codec_decompressor].ff",
                                     "cores[module=page_decompressor].ff"), "{:,}")}),
         Figures(BITSTREAMS, section, source, "DMA engines {dma} / {page_dma};",
@@ -80,13 +89,28 @@ def _pll_mhz(report):
     return _clock(report, "constraint_mhz")
 
 
+BEFORE = "Before the slices"                      # docs/bitstreams.md sections
+SLICES = "Register slices between the cores"
+
+
+def _throughput_at_routed(ulx3s, ecpix5):
+    """Codec MB/s at the routed Fmax of two board reports (compressor, decompressor)."""
+    fp16 = "rows[core={}].fp16_bytes_per_cycle"
+    return {k: _at_routed(fp16.format(c), rep, lambda b, f: b * f)
+            for k, c, rep in (("cu", "compressor", ulx3s), ("du", "decompressor", ulx3s),
+                              ("ce", "compressor", ecpix5), ("de", "decompressor", ecpix5))}
+
+
 def _at_routed(key, report, fn):
     return Val(calc(f"{key} at the routed Fmax of {report}",
                     lambda d: fn(get(d, key), _routed_mhz(report))), "{:,.1f}")
 
 
+ULX3S_A = "docs/bitstreams/ulx3s-acfa062.json"     # 50 MHz before the register slices
+ECPIX5_A = "docs/bitstreams/ecpix5-acfa062.json"   # 75 MHz before the register slices
 # the sys_clk net's name in each current report
-CLK = {ULX3S: "$glbnet$crg_clkout0", ECPIX5: "$glbnet$sys_clk"}
+CLK = {ULX3S: "$glbnet$crg_clkout0", ECPIX5: "$glbnet$sys_clk",
+       ULX3S_A: "$glbnet$crg_clkout0", ECPIX5_A: "$glbnet$sys_clk"}
 
 SYS_CLK = {"req": Val("sys_clk_mhz", "{:.0f}"), "pll": Val("sys_clock.constraint_mhz", "{:.2f}")}
 CODEC_CORES = ("codec_compressor", "codec_decompressor", "page_decompressor")
@@ -145,49 +169,63 @@ REGISTRY = [
             {"comp": Val("runs[14].rows[core=compressor,mode=kivi_k4v3].fmax_mhz", "{:.1f}"),
              "dec": Val("runs[14].rows[core=decompressor,mode=kivi_k4v3].fmax_mhz", "{:.1f}")}),
 
-    # docs/bitstreams.md: the current reports (issue 22, LiteX-Boards clocks)
-    *board_table("ULX3S at 50 MHz", ULX3S),
-    *board_table("ECPIX-5 at 75 MHz", ECPIX5),
-    Figures(BITSTREAMS, "At the LiteX-Boards clocks", ULX3S, "beside out-of-context codec "
+    # docs/bitstreams.md: the reports of acfa062 (issue 22, LiteX-Boards clocks, no slices)
+    *board_table("ULX3S at 50 MHz", ULX3S_A),
+    *board_table("ECPIX-5 at 75 MHz", ECPIX5_A),
+    Figures(BITSTREAMS, BEFORE, ULX3S_A, "beside out-of-context codec "
             "runs: {u} s and", {"u": Val("wall_s", "{:,.0f}")}),
-    Figures(BITSTREAMS, "At the LiteX-Boards clocks", ECPIX5, "and\n  {e} s of wall time",
+    Figures(BITSTREAMS, BEFORE, ECPIX5_A, "and\n  {e} s of wall time",
             {"e": Val("wall_s", "{:,.0f}")}),
-    Figures(BITSTREAMS, "ECPIX-5 at 75 MHz", ECPIX5, "LiteDRAM {ld}; total",
+    Figures(BITSTREAMS, "ECPIX-5 at 75 MHz", ECPIX5_A, "LiteDRAM {ld}; total",
             {"ld": core("litedram")}),
-    Figures(BITSTREAMS, "ULX3S at 50 MHz", ULX3S, "ATU {atu}; CPU {cpu}; total",
+    Figures(BITSTREAMS, "ULX3S at 50 MHz", ULX3S_A, "ATU {atu}; CPU {cpu}; total",
             {"atu": core("atu"), "cpu": core("VexRiscv")}),
-
-    Figures(BITSTREAMS, "At the LiteX-Boards clocks", THROUGHPUT,
+    Figures(BITSTREAMS, BEFORE, THROUGHPUT,
             "the compressor takes {c} B of\nFP16 KV a cycle and the decompressor gives {d} B a cycle",
             {"c": Val("rows[core=compressor].fp16_bytes_per_cycle", "{:.1f}"), "d": Val("rows[core=decompressor].fp16_bytes_per_cycle")}),
-    Figures(BITSTREAMS, "At the LiteX-Boards clocks", THROUGHPUT,
+    Figures(BITSTREAMS, BEFORE, THROUGHPUT,
             "{cu} and {du} MB/s at the ULX3S's 50 MHz, {ce} and {de} MB/s at",
             {"cu": Val("rows[core=compressor].boards_mb_s.ulx3s", "{:.1f}"),
              "du": Val("rows[core=decompressor].boards_mb_s.ulx3s", "{:.1f}"),
              "ce": Val("rows[core=compressor].boards_mb_s.ecpix5", "{:.1f}"),
              "de": Val("rows[core=decompressor].boards_mb_s.ecpix5", "{:.1f}")}),
-    Figures(BITSTREAMS, "At the LiteX-Boards clocks", THROUGHPUT,
+    Figures(BITSTREAMS, BEFORE, THROUGHPUT,
             "give {cu} and {du} MB/s on the ULX3S, {ce} and {de} MB/s on the",
-            {"cu": _at_routed("rows[core=compressor].fp16_bytes_per_cycle", ULX3S, lambda b, f: b * f),
-             "du": _at_routed("rows[core=decompressor].fp16_bytes_per_cycle", ULX3S, lambda b, f: b * f),
-             "ce": _at_routed("rows[core=compressor].fp16_bytes_per_cycle", ECPIX5, lambda b, f: b * f),
-             "de": _at_routed("rows[core=decompressor].fp16_bytes_per_cycle", ECPIX5, lambda b, f: b * f)}),
-    Figures(BITSTREAMS, "At the LiteX-Boards clocks", SDR32,
-            "serves a `PageRd` of a {b} B kivi_k4v3\npage in {hit} cycles with a TLB hit and {miss} with a miss",
+            _throughput_at_routed(ULX3S_A, ECPIX5_A)),
+
+    # docs/bitstreams.md: the current reports (issue 22, with the register slices)
+    *board_table("ULX3S, 50 MHz, with the slices", ULX3S, decompressors="both"),
+    *board_table("ECPIX-5, 75 MHz, with the slices", ECPIX5, decompressors="both"),
+    Figures(BITSTREAMS, SLICES, ULX3S, "2-core machine: {u} s and", {"u": Val("wall_s", "{:,.0f}")}),
+    Figures(BITSTREAMS, SLICES, ECPIX5, "and {e} s of wall time.", {"e": Val("wall_s", "{:,.0f}")}),
+    *[Figures(BITSTREAMS, sec, src, "| before the slices | {before} MHz routed |",
+              {"before": Val("sys_clock.achieved_mhz", "{:.2f}")})
+      for sec, src in (("ULX3S, 50 MHz, with the slices", ULX3S_A),
+                       ("ECPIX-5, 75 MHz, with the slices", ECPIX5_A))],
+    Figures(BITSTREAMS, SLICES, THROUGHPUT, "With {c} B a cycle in and {d} B a cycle out",
+            {"c": Val("rows[core=compressor].fp16_bytes_per_cycle", "{:.1f}"),
+             "d": Val("rows[core=decompressor].fp16_bytes_per_cycle")}),
+    Figures(BITSTREAMS, SLICES, THROUGHPUT,
+            "move {cu}\nand {du} MB/s at the ULX3S's {fu} MHz and {ce} and {de} MB/s at the "
+            "ECPIX-5's {fe}\nMHz", _throughput_at_routed(ULX3S, ECPIX5)
+            | {"fu": Val(calc("ULX3S routed", lambda d: _routed_mhz(ULX3S)), "{:.2f}"),
+               "fe": Val(calc("ECPIX-5 routed", lambda d: _routed_mhz(ECPIX5)), "{:.2f}")}),
+    Figures(BITSTREAMS, SLICES, SDR32,
+            "a `PageRd` of a {b} B kivi_k4v3 page takes {hit}\ncycles with a TLB hit and {miss} "
+            "with a miss",
             {"b": Val("compressed_page_bytes", "{:,}"),
              "hit": Val("demand_read.ideal.hit.total", "{:,}"),
              "miss": Val("demand_read.ideal.miss.total", "{:,}")}),
-    Figures(BITSTREAMS, "At the LiteX-Boards clocks", SDR32, "host to host, {l}\ncycles of it the link",
-            {"l": Val(same("demand_read.ideal.hit.link", "demand_read.ideal.miss.link"))}),
-    Figures(BITSTREAMS, "At the LiteX-Boards clocks", SDR32,
-            "50 MHz that is {hit} and {miss} us; at the routed {f} MHz, {rh} and {rm} us",
-            {"hit": Val(calc("hit at 50 MHz", lambda d: get(d, "demand_read.ideal.hit.total") / 50),
+    Figures(BITSTREAMS, SLICES, SDR32,
+            "At the routed {f} MHz that is {rh} and\n{rm} us; at 50 MHz it would be {hit} and "
+            "{miss} us",
+            {"f": Val(calc("ULX3S routed Fmax", lambda d: _routed_mhz(ULX3S)), "{:.2f}"),
+             "rh": _at_routed("demand_read.ideal.hit.total", ULX3S, lambda c, f: c / f),
+             "rm": _at_routed("demand_read.ideal.miss.total", ULX3S, lambda c, f: c / f),
+             "hit": Val(calc("hit at 50 MHz", lambda d: get(d, "demand_read.ideal.hit.total") / 50),
                         "{:.1f}"),
              "miss": Val(calc("miss at 50 MHz",
-                              lambda d: get(d, "demand_read.ideal.miss.total") / 50), "{:.1f}"),
-             "f": Val(calc("ULX3S routed Fmax", lambda d: _routed_mhz(ULX3S)), "{:.2f}"),
-             "rh": _at_routed("demand_read.ideal.hit.total", ULX3S, lambda c, f: c / f),
-             "rm": _at_routed("demand_read.ideal.miss.total", ULX3S, lambda c, f: c / f)}),
+                              lambda d: get(d, "demand_read.ideal.miss.total") / 50), "{:.1f}")}),
 
     # docs/bitstreams.md: ULX3S, the 13 MHz report (main 2c0da38)
     *report_table(NOW, ULX3S_13),
