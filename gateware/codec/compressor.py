@@ -514,8 +514,9 @@ class KVCompressor(Module):
         go = Signal()
         # the quantizer's advance (~r_valid | push_ok, thousands of enables) is a register,
         # loaded with the value the next cycle will compute
-        adv = Signal(reset=1)
-        self.sync += adv.eq(~Mux(adv, q.out_valid, r_valid) | pk.ok_next)
+        adv, adv_d = Signal(reset=1), Signal()
+        self.comb += adv_d.eq(~Mux(adv, q.out_valid, r_valid) | pk.ok_next)
+        self.sync += adv.eq(adv_d)
         self.comb += [q.advance.eq(adv),
                       go.eq(b_busy & q.advance & (prog.st < len(steps)) &
                             (vb_ready | (prog.st != prog.index["vcode"]))),
@@ -535,11 +536,18 @@ class KVCompressor(Module):
             .Else(buf.radr.eq(prog.cnt_n + nin // 4))
         self.comb += [q.tok0.eq(flags.snk_b & (prog.cnt < D // (2 * L))),
                       q.is_k.eq(prog.st == ik)]
-        self._step_pushes(steps, prog, q, flags, go, kpad, vpad)
+        # Next cycle's `go` (b_busy, vb_ready and adv as they will be, the program's next
+        # step): the parameter files' rotation enables are registers loaded with it, since
+        # each reaches about a thousand flip-flops (it was the core's longest path).
+        go_n = Signal()
+        self.comb += go_n.eq(~pk.page_done & (swap | b_busy) & adv_d & (prog.st_n < len(steps)) &
+                             (vload_r | (~swap & vb_ready) | (prog.st_n != prog.index["vcode"])))
+        self._step_pushes(steps, prog, q, flags, go_n, kpad, vpad)
 
-    def _step_pushes(self, steps, prog, q, flags, go, kpad, vpad):
+    def _step_pushes(self, steps, prog, q, flags, go_n, kpad, vpad):
         """Each step's push into the quantizer pipeline (q.push, q.pn, q.kind) and the
-        rotation of the B-side parameter files as the step consumes them."""
+        rotation of the B-side parameter files as the step consumes them (in a cycle of
+        `go`, from enables registered a cycle ahead from `go_n`, next cycle's `go`)."""
         mode, T, D, L = self.mode, self.T, self.D, self.dw // 16
         kcode_b, klo_b, vcode_b, vlo_b = self.params_b
         klpc, vlpc = zero_lanes(mode, T)
@@ -574,4 +582,5 @@ class KVCompressor(Module):
         for i, (name, _) in enumerate(steps):
             self.comb += If(st == i, *push[name])
             if name in rot:
-                self.sync += If(go & (st == i), *rot[name])
+                en = Signal(name=f"rot_{name}")     # = go & (st == i), a register
+                self.sync += [en.eq(go_n & (prog.st_n == i)), If(en, *rot[name])]

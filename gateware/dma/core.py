@@ -203,10 +203,14 @@ class DMA(LiteXModule):
         rport, wport, dw = self.rport, self.wport, self.dw
         B = dw // 8
         haddr_width, tag_width, host_source = self.haddr_width, self.tag_width, self.host_source
-        # Write port: registered word stage, command + data FIFO (LiteDRAMDMAWriter with byte
+        # Write port: a two-entry word FIFO, command + data FIFO (LiteDRAMDMAWriter with byte
         # enables: LiteDRAM's writer writes whole words only) -----------------------------------
-        self.submodules.wbuf = wbuf = stream.PipeValid(
-            [("addr", rport.address_width), ("data", dw), ("we", B)])
+        # The word FIFO's ready is its level, a register: the DRAM port's command ready (on
+        # the ECPIX-5, through LiteDRAM's port converter) stops at its pointers and does not
+        # reach the destination packer (a skid buffer's payload enable follows its output
+        # ready; this path was the ECPIX-5's longest).
+        self.submodules.wbuf = wbuf = stream.SyncFIFO(
+            [("addr", rport.address_width), ("data", dw), ("we", B)], 2)
         self.submodules.wfifo = wfifo = stream.SyncFIFO([("data", dw), ("we", B)], read_fifo_depth)
         self.comb += [
             jp.w.connect(wbuf.sink),
@@ -257,13 +261,16 @@ class DMA(LiteXModule):
         self.sync += xf_rst_q.eq(xf_rst)
         a, b = jp.a_source, jp.b_sink
         xfs = {OP_COMPRESS: compressor, OP_DECOMPRESS: decompressor}
-        # A copy crosses a register slice like a codec does (``codec.PackedCodec``): the
-        # source aligner and the destination packer are never one combinational path.
-        cslice = ResetInserter()(stream.Buffer(a.description, pipe_valid=True,
-                                               pipe_ready=True))
-        self.submodules.copy_slice = cslice
-        self.comb += cslice.reset.eq(xf_rst)
-        routes = [If(jp.op == OP_COPY, a.connect(cslice.sink), cslice.source.connect(b))]
+        # The routed output enters the destination side through a two-entry FIFO: the route
+        # multiplexer (and a codec's output) stop at its write port, and the destination
+        # side's ready (overflow test, line packer, write FIFO levels) reaches only its
+        # pointers. A copy goes straight into it, so the source aligner and the destination
+        # packer are never one combinational path either. It is small and reset in the cycle
+        # itself (start or abort), as the route after an abort is the copy.
+        bfifo = ResetInserter()(stream.SyncFIFO(b.description, 2))
+        self.submodules.dst_fifo = bfifo
+        self.comb += [bfifo.reset.eq(xf_rst), bfifo.source.connect(b)]
+        routes = [If(jp.op == OP_COPY, a.connect(bfifo.sink))]
         self.xfs = []
         for op, xf in xfs.items():
             if xf is None:
@@ -276,7 +283,7 @@ class DMA(LiteXModule):
             xfirst = Signal()
             self.sync += If(jp.start, xfirst.eq(1)).Elif(a.valid & a.ready, xfirst.eq(0))
             routes.append(If(jp.op == op, a.connect(xf.sink), xf.sink.first.eq(xfirst),
-                             xf.source.connect(b)))
+                             xf.source.connect(bfifo.sink)))
         self.comb += routes
         # Decompressor verdict: ``error`` (nonzero = corrupt) is valid when ``done`` pulses,
         # once per page after its last input beat; a decompress descriptor completes only

@@ -165,19 +165,26 @@ class PageEngine(Module, AutoCSR):
         st = self.stamps
         armed_rd, armed_line = Signal(), Signal()
         hs = lambda ep: ep.valid & ep.ready
+        # The events are registered and stamped a cycle later with the previous count, so the
+        # stamps are those of the events' own cycles; the host-line handshake (through the
+        # SoC's and the bridge's arbiters) then reaches one register, not 64 stamp enables.
+        now_q = Signal(32)
+        events = {"req": hs(req), "xlate": fsm.ongoing("TRANSLATED") & atu.source.valid,
+                  "rd": dma.rport.rdata.valid, "line": hs(dma.host_source),
+                  "desc": fsm.ongoing("DESCRIBE") & dma.sink.ready, "done": hs(rsp)}
+        ev = {k: Signal(name="event_" + k) for k in events}
+        self.sync += [now.eq(now + 1), now_q.eq(now)] + [ev[k].eq(v) for k, v in events.items()]
         self.sync += [
-            now.eq(now + 1),
-            If(hs(req), st["req"].eq(now)),
-            If(fsm.ongoing("TRANSLATED") & atu.source.valid, st["xlate"].eq(now)),
-            If(armed_rd & dma.rport.rdata.valid, st["rd"].eq(now), armed_rd.eq(0)),
-            If(hs(dma.host_source),
-                st["last"].eq(now),
-                If(armed_line, st["line"].eq(now), armed_line.eq(0))),
+            If(ev["req"], st["req"].eq(now_q)),
+            If(ev["xlate"], st["xlate"].eq(now_q)),
+            If(armed_rd & ev["rd"], st["rd"].eq(now_q), armed_rd.eq(0)),
+            If(ev["line"],
+                st["last"].eq(now_q),
+                If(armed_line, st["line"].eq(now_q), armed_line.eq(0))),
             # After the two above: a descriptor queued in the cycle of another job's read
             # data or line re-arms them.
-            If(fsm.ongoing("DESCRIBE") & dma.sink.ready,
-                st["desc"].eq(now), armed_rd.eq(1), armed_line.eq(1)),
-            If(hs(rsp), st["done"].eq(now)),
+            If(ev["desc"], st["desc"].eq(now_q), armed_rd.eq(1), armed_line.eq(1)),
+            If(ev["done"], st["done"].eq(now_q)),
         ]
 
     def add_csr(self, dram_size=0, host_size=0):
