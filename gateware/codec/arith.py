@@ -209,12 +209,14 @@ def quantize(m, d, code, qmax, ce=None):
     ]
     dsh, recip, g1 = stage(m, ce, dsh0), stage(m, ce, recip0), stage(m, ce, g0)
     pw = RA.DSH_BITS + RA.RECIP_BITS - 2
-    # the product in two parts, each registered: the operand's low 18 bits times the
-    # reciprocal (one 18 x 18 multiplier, no adder behind it) and its high bits' product
-    # (a few LUTs) plus the rounding constant 2**(RECIP_BITS - 1 + g), decoded from g
-    # (g <= GUARD: a one-hot table, no shifter); their sum registered; then the shift by
-    # RECIP_BITS + g, a (GUARD + 1)-way choice, and the clamp
-    LO = 18
+    # the product in two parts, each registered: the operand's low 17 bits times the
+    # reciprocal (one 18 x 18 multiplier, no adder behind it: the ECP5's MULT18X18D is
+    # signed as yosys maps it, so an unsigned operand of 18 bits took two multipliers and
+    # an adder) and its high bits' product (a few LUTs) plus the rounding constant
+    # 2**(RECIP_BITS - 1 + g), decoded from g (g <= GUARD: a one-hot table, no shifter);
+    # their sum registered; then the shift by RECIP_BITS + g, a (GUARD + 1)-way choice,
+    # and the clamp
+    LO = 17
     plo0, phi0 = Signal(LO + len(recip)), Signal(pw + 1)
     half = Signal(pw)
     m.comb += [plo0.eq(dsh[:LO] * recip),
