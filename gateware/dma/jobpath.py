@@ -203,12 +203,20 @@ class JobPath(Module):
                             for k in range(W)])),
             h.nbytes.eq(lbytes + b.nbytes),
             h.addr.eq(haddr),
-            b.ready.eq(Mux(ovf, dropping, ~pend & Mux(host, ~emit | h.ready, w.ready))),
+            # The overflow test stays off ``ready`` and off ``bprev``'s enable (it was on the
+            # routed critical path of both boards): a beat that overflows may be taken, but
+            # nothing of it is written (``w``/``h`` valid and the state updates below are
+            # gated by ``ovf``), and from the next cycle on the rest is dropped. A ``bprev``
+            # it overwrites is never read again: the job is abandoned.
+            b.ready.eq(dropping | (~pend & Mux(host, ~emit | h.ready, w.ready))),
         ]
 
-        take = Signal()
-        self.comb += take.eq(b.valid & b.ready & ~ovf & host)
-        self.sync += [If(take & (wcnt == k), words[k].eq(b.data & bmask)) for k in range(W - 1)]
+        # Line word k follows the input while the line is at word k (``wcnt``, a register,
+        # is its only enable): the beat is held until it is taken, so the word holds that
+        # beat once ``wcnt`` moves on, and a word written while nothing or an overflowing
+        # beat was offered is rewritten before it is read (words below ``wcnt`` only).
+        self.sync += [If(wcnt == k, words[k].eq(b.data & bmask)) for k in range(W - 1)]
+        self.sync += If(b.valid & b.ready, bprev.eq(b.data))
         self.sync += [
             If(w.valid & w.ready,
                 waddr.eq(waddr + 1),
@@ -219,7 +227,6 @@ class JobPath(Module):
             ),
             If(b.valid & b.ready & ~ovf,
                 first.eq(0),
-                bprev.eq(b.data),
                 self.out_bytes.eq(self.out_bytes + b.nbytes),
                 room.eq(room - b.nbytes),
                 If(host,
