@@ -91,6 +91,7 @@ def _pll_mhz(report):
 
 BEFORE = "Before the slices"                      # docs/bitstreams.md sections
 SLICES = "Register slices between the cores"
+FIFOS = "FIFOs at the DMA's destination"
 
 
 def _throughput_at_routed(ulx3s, ecpix5):
@@ -108,9 +109,12 @@ def _at_routed(key, report, fn):
 
 ULX3S_A = "docs/bitstreams/ulx3s-acfa062.json"     # 50 MHz before the register slices
 ECPIX5_A = "docs/bitstreams/ecpix5-acfa062.json"   # 75 MHz before the register slices
-# the sys_clk net's name in each current report
+ULX3S_S = "docs/bitstreams/ulx3s-0d1c4f7.json"     # with the register slices
+ECPIX5_S = "docs/bitstreams/ecpix5-0d1c4f7.json"
+# the sys_clk net's name in each board report
 CLK = {ULX3S: "$glbnet$crg_clkout0", ECPIX5: "$glbnet$sys_clk",
-       ULX3S_A: "$glbnet$crg_clkout0", ECPIX5_A: "$glbnet$sys_clk"}
+       ULX3S_A: "$glbnet$crg_clkout0", ECPIX5_A: "$glbnet$sys_clk",
+       ULX3S_S: "$glbnet$crg_clkout0", ECPIX5_S: "$glbnet$sys_clk"}
 
 SYS_CLK = {"req": Val("sys_clk_mhz", "{:.0f}"), "pll": Val("sys_clock.constraint_mhz", "{:.2f}")}
 CODEC_CORES = ("codec_compressor", "codec_decompressor", "page_decompressor")
@@ -193,30 +197,35 @@ REGISTRY = [
             "give {cu} and {du} MB/s on the ULX3S, {ce} and {de} MB/s on the",
             _throughput_at_routed(ULX3S_A, ECPIX5_A)),
 
-    # docs/bitstreams.md: the current reports (issue 22, with the register slices)
-    *board_table("ULX3S, 50 MHz, with the slices", ULX3S, decompressors="both"),
-    *board_table("ECPIX-5, 75 MHz, with the slices", ECPIX5, decompressors="both"),
-    Figures(BITSTREAMS, SLICES, ULX3S, "2-core machine: {u} s and", {"u": Val("wall_s", "{:,.0f}")}),
-    Figures(BITSTREAMS, SLICES, ECPIX5, "and {e} s of wall time.", {"e": Val("wall_s", "{:,.0f}")}),
-    *[Figures(BITSTREAMS, sec, src, "| before the slices | {before} MHz routed |",
+    # docs/bitstreams.md: the current reports (issue 22, FIFOs at the DMA's destination)
+    *board_table("ULX3S, 50 MHz, with the FIFOs", ULX3S, decompressors="both"),
+    *board_table("ECPIX-5, 75 MHz, with the FIFOs", ECPIX5, decompressors="both"),
+    Figures(BITSTREAMS, FIFOS, ULX3S, "beside tests and benches: {u} s and",
+            {"u": Val("wall_s", "{:,.0f}")}),
+    Figures(BITSTREAMS, FIFOS, ECPIX5, "and {e} s of wall time.", {"e": Val("wall_s", "{:,.0f}")}),
+    *[Figures(BITSTREAMS, sec, src, "| with the slices only | {before} MHz routed |",
               {"before": Val("sys_clock.achieved_mhz", "{:.2f}")})
-      for sec, src in (("ULX3S, 50 MHz, with the slices", ULX3S_A),
-                       ("ECPIX-5, 75 MHz, with the slices", ECPIX5_A))],
-    Figures(BITSTREAMS, SLICES, THROUGHPUT, "With {c} B a cycle in and {d} B a cycle out",
+      for sec, src in (("ULX3S, 50 MHz, with the FIFOs", ULX3S_S),
+                       ("ECPIX-5, 75 MHz, with the FIFOs", ECPIX5_S))],
+    Figures(BITSTREAMS, FIFOS, THROUGHPUT, "With {c} B a cycle in and {d} B a cycle out",
             {"c": Val("rows[core=compressor].fp16_bytes_per_cycle", "{:.1f}"),
              "d": Val("rows[core=decompressor].fp16_bytes_per_cycle")}),
-    Figures(BITSTREAMS, SLICES, THROUGHPUT,
+    Figures(BITSTREAMS, FIFOS, THROUGHPUT,
             "move {cu}\nand {du} MB/s at the ULX3S's {fu} MHz and {ce} and {de} MB/s at the "
             "ECPIX-5's {fe}\nMHz", _throughput_at_routed(ULX3S, ECPIX5)
             | {"fu": Val(calc("ULX3S routed", lambda d: _routed_mhz(ULX3S)), "{:.2f}"),
                "fe": Val(calc("ECPIX-5 routed", lambda d: _routed_mhz(ECPIX5)), "{:.2f}")}),
-    Figures(BITSTREAMS, SLICES, SDR32,
+    Figures(BITSTREAMS, FIFOS, "docs/results/datapath/sdr32-0d1c4f7.json",
+            "(with the slices alone {hit} and {miss}, main",
+            {"hit": Val("demand_read.ideal.hit.total", "{:,}"),
+             "miss": Val("demand_read.ideal.miss.total", "{:,}")}),
+    Figures(BITSTREAMS, FIFOS, SDR32,
             "a `PageRd` of a {b} B kivi_k4v3 page takes {hit}\ncycles with a TLB hit and {miss} "
             "with a miss",
             {"b": Val("compressed_page_bytes", "{:,}"),
              "hit": Val("demand_read.ideal.hit.total", "{:,}"),
              "miss": Val("demand_read.ideal.miss.total", "{:,}")}),
-    Figures(BITSTREAMS, SLICES, SDR32,
+    Figures(BITSTREAMS, FIFOS, SDR32,
             "At the routed {f} MHz that is {rh} and\n{rm} us; at 50 MHz it would be {hit} and "
             "{miss} us",
             {"f": Val(calc("ULX3S routed Fmax", lambda d: _routed_mhz(ULX3S)), "{:.2f}"),
@@ -226,6 +235,25 @@ REGISTRY = [
                         "{:.1f}"),
              "miss": Val(calc("miss at 50 MHz",
                               lambda d: get(d, "demand_read.ideal.miss.total") / 50), "{:.1f}")}),
+
+
+    # docs/bitstreams.md: the reports of 0d1c4f7 (issue 22, with the register slices)
+    *board_table("ULX3S, 50 MHz, with the slices", ULX3S_S, decompressors="both"),
+    *board_table("ECPIX-5, 75 MHz, with the slices", ECPIX5_S, decompressors="both"),
+    Figures(BITSTREAMS, SLICES, ULX3S_S, "2-core machine: {u} s and", {"u": Val("wall_s", "{:,.0f}")}),
+    Figures(BITSTREAMS, SLICES, ECPIX5_S, "and {e} s of wall time.", {"e": Val("wall_s", "{:,.0f}")}),
+    *[Figures(BITSTREAMS, sec, src, "| before the slices | {before} MHz routed |",
+              {"before": Val("sys_clock.achieved_mhz", "{:.2f}")})
+      for sec, src in (("ULX3S, 50 MHz, with the slices", ULX3S_A),
+                       ("ECPIX-5, 75 MHz, with the slices", ECPIX5_A))],
+    Figures(BITSTREAMS, SLICES, THROUGHPUT, "With {c} B a cycle in and {d} B a cycle out",
+            {"c": Val("rows[core=compressor].fp16_bytes_per_cycle", "{:.1f}"),
+             "d": Val("rows[core=decompressor].fp16_bytes_per_cycle")}),
+    Figures(BITSTREAMS, SLICES, THROUGHPUT,
+            "move {cu}\nand {du} MB/s at the ULX3S's {fu} MHz and {ce} and {de} MB/s at the "
+            "ECPIX-5's {fe}\nMHz", _throughput_at_routed(ULX3S_S, ECPIX5_S)
+            | {"fu": Val(calc("ULX3S routed", lambda d: _routed_mhz(ULX3S_S)), "{:.2f}"),
+               "fe": Val(calc("ECPIX-5 routed", lambda d: _routed_mhz(ECPIX5_S)), "{:.2f}")}),
 
     # docs/bitstreams.md: ULX3S, the 13 MHz report (main 2c0da38)
     *report_table(NOW, ULX3S_13),

@@ -264,7 +264,8 @@ REGISTRY = [
     Figures(CODEC_PAGE, CODEC_SECTION, ULX3S_FIRST,
             "the compressor went from {lut0} LUT + {ram0} distributed-RAM cells + {ebr0} EBR "
             "(first report, `a6c641a`) to {lut1} LUT + {ram1} distributed-RAM cells + {ebr1} EBR "
-            "(current report), and the whole design from {pct0} % to {pct1} % of the LUT sites",
+            "(the 13 MHz\nreport, `docs/bitstreams/ulx3s-2c0da38.txt`), and the whole design from "
+            "{pct0} % to {pct1} % of the LUT sites",
             {"lut0": core("codec_compressor"), "ram0": core("codec_compressor", "lutram"),
              "ebr0": core("codec_compressor", "ebr"),
              "lut1": core("codec_compressor", source=ULX3S_13),
