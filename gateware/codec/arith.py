@@ -151,7 +151,7 @@ def int_to_fp16(m, v, width=VW, ce=None):
 
 
 CHOOSE_SCALE_STAGES = 3     # choose_scale's registers where it is given `ce`
-QUANTIZE_STAGES = 3         # quantize's registers where it is given `ce`
+QUANTIZE_STAGES = 4         # quantize's registers where it is given `ce`
 
 
 def choose_scale(m, r, qmax, ce=None):
@@ -190,8 +190,9 @@ def choose_scale(m, r, qmax, ce=None):
 
 def quantize(m, d, code, qmax, ce=None):
     """ref_arith.quantize for d >= 0 (unsigned signal). With `ce`, registers after the
-    pre-shift (with the reciprocal and the guard bits), after the multiply and after the
-    rounding add: q follows `d`, `code` by QUANTIZE_STAGES `ce` cycles."""
+    pre-shift (with the reciprocal and the guard bits), after the multiply, after the
+    rounding add and after the final shift: q follows `d`, `code` by QUANTIZE_STAGES `ce`
+    cycles."""
     # g = min(e + 5, GUARD) and the pre-shift e + 5 - g, looked up from the code's exponent
     # (32-entry tables: no adder or comparator ahead of the shifter)
     ee = [e + RA.SCALE_SHIFT for e in range(32)]
@@ -227,12 +228,14 @@ def quantize(m, d, code, qmax, ce=None):
     total0 = Signal(pw + 1)
     m.comb += total0.eq(plo + phi)
     total, g = stage(m, ce, total0), stage(m, ce, g2)
-    qq = Signal(pw + 1 - RA.RECIP_BITS)
+    qq0 = Signal(pw + 1 - RA.RECIP_BITS)
+    m.comb += qq0.eq(Array([total[RA.RECIP_BITS + k:] for k in range(RA.GUARD + 1)])[g])
+    # the shift registered before the clamp: the shift's (GUARD + 1)-way choice, the clamp's
+    # compare and a caller's own clamp behind it were one stage (the kivi_k4v3
+    # compressor's critical path once its parameter files' enables were registers)
+    qq = stage(m, ce, qq0)
     q = Signal(max=qmax + 1)
-    m.comb += [
-        qq.eq(Array([total[RA.RECIP_BITS + k:] for k in range(RA.GUARD + 1)])[g]),
-        If(qq > qmax, q.eq(qmax)).Else(q.eq(qq)),
-    ]
+    m.comb += If(qq > qmax, q.eq(qmax)).Else(q.eq(qq))
     return q
 
 

@@ -113,6 +113,14 @@ class DMA(LiteXModule):
         invalid = Signal()
         fault = Signal()
         st = Signal(STATUS_WIDTH)
+        # The windows' ends are registers (they change only when software rewrites a window,
+        # long before it queues descriptors into it): the queue-time check is one sum and
+        # compare per bound, not two sums, on its way into the descriptor FIFO (64-bit host
+        # addresses: it was the ECPIX-5's routed critical path).
+        dram_end = Signal(len(self.dram_size) + 1)
+        host_end = Signal(len(self.host_size) + 1)
+        self.sync += [dram_end.eq(self.dram_base + self.dram_size),
+                      host_end.eq(self.host_base + self.host_size)]
         self.comb += If(i.valid,    # (guarded: keeps the Migen simulation fast)
             invalid.eq((i.op == 3) |
                        ((i.op == OP_COMPRESS) & (compressor is None)) |
@@ -121,10 +129,10 @@ class DMA(LiteXModule):
                        ((i.op != OP_COPY) & (i.cap == 0)) |
                        (i.host & (i.dst[:6] != 0))),
             fault.eq((i.src < self.dram_base) |
-                     (i.src + i.length > self.dram_base + self.dram_size) |
+                     (i.src + i.length > dram_end) |
                      Mux(i.host,
-                         (i.dst < self.host_base) | (i.dst + span > self.host_base + self.host_size),
-                         (i.dst < self.dram_base) | (i.dst + span > self.dram_base + self.dram_size))),
+                         (i.dst < self.host_base) | (i.dst + span > host_end),
+                         (i.dst < self.dram_base) | (i.dst + span > dram_end))),
             st.eq(Mux(invalid, ST_INVALID, Mux(fault, ST_FAULT, ST_OK))),
         )
         ccount  = Signal(cw)            # descriptors of the current chain queued so far
