@@ -162,10 +162,10 @@ CODEC_SECTION = "ECP5 resources and Fmax of the cores alone"
 REGISTRY = [
     # docs/codec.md: the ECP5 table of the cores alone (codec_ecp5.json runs)
     Table(CODEC_PAGE, CODEC_SECTION, CODEC, keys=("core", "mode"),
-          rows={("KVCompressor", "kivi_k4v3"): "runs[14].rows[core=compressor,mode=kivi_k4v3]",
+          rows={("KVCompressor", "kivi_k4v3"): "runs[17].rows[core=compressor,mode=kivi_k4v3]",
                 ("KVDecompressor", "kivi_k4v3"):
                     "runs[14].rows[core=decompressor,mode=kivi_k4v3]",
-                ("KVCompressor", "kivi_n10v9"): "runs[14].rows[core=compressor,mode=kivi_n10v9]",
+                ("KVCompressor", "kivi_n10v9"): "runs[17].rows[core=compressor,mode=kivi_n10v9]",
                 ("KVDecompressor", "kivi_n10v9"):
                     "runs[14].rows[core=decompressor,mode=kivi_n10v9]",
                 ("KVCompressor", "kivi_z10v9 (at c050a85, before the level-field tree)"):
@@ -227,6 +227,18 @@ REGISTRY = [
       for name, core, k_before, n_before in (
           ("KVCompressor", "compressor", "runs[11].rows.0", "runs[4].rows[core=compressor]"),
           ("KVDecompressor", "decompressor", "runs[9].rows.0", "runs[10].rows.0"))],
+    # issue 22, fourth part: the compressors (runs 16, 17) against the third part (run 14)
+    *[Figures(CODEC_PAGE, CODEC_SECTION, CODEC,
+              f"- {mode} compressor: {{c0}} -> **{{c1}} MHz** (run 16{tail}",
+              {"c0": Val(f"runs[14].rows[core=compressor,mode={mode}].fmax_mhz", "{:.1f}"),
+               "c1": Val(f"runs[16].rows[core=compressor,mode={mode}].fmax_mhz", "{:.1f}"),
+               "c2": Val(f"runs[17].rows[core=compressor,mode={mode}].fmax_mhz", "{:.1f}")})
+      for mode, tail in (("kivi_k4v3", ", `c7bb4cf`) -> **{c2} MHz** (run 17,\n  `fc158de`)."),
+                         ("kivi_n10v9", ") -> **{c2} MHz** (run 17)."))],
+    Figures(CODEC_PAGE, CODEC_SECTION, ULX3S, "The ULX3S netlist's compressor also shrank, "
+            "{lut0} -> {lut1} LUT.",
+            {"lut0": core("codec_compressor", source="docs/bitstreams/ulx3s-0d1c4f7.json"),
+             "lut1": core("codec_compressor")}),
     # issue 22, third part (run 14) against the second (run 12)
     *[Figures(CODEC_PAGE, CODEC_SECTION, CODEC,
               f"- {mode}: compressor {{c0}} -> **{{c1}} MHz**, decompressor {{d0}} -> **{{d1}} MHz**.",
