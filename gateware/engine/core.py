@@ -158,8 +158,12 @@ class PageEngine(Module, AutoCSR):
             )
         )
 
-        # Timestamps of the most recent request (cycle counter values): accepted, translated,
-        # descriptor queued, first DRAM read data, first and last host line, answered.
+        self._timestamps(req, rsp, fsm, atu, dma)
+
+    def _timestamps(self, req, rsp, fsm, atu, dma):
+        """Timestamps of the most recent request (cycle counter values): accepted,
+        translated, descriptor queued, first DRAM read data, first and last host line,
+        answered."""
         self.now = now = Signal(32)
         self.stamps = {k: Signal(32, name="stamp_" + k) for k in STAMPS}
         st = self.stamps
