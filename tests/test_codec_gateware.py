@@ -10,7 +10,7 @@ import zlib
 
 import numpy as np
 import pytest
-from migen import Module, Signal, passive, run_simulation
+from migen import Cat, Module, Signal, passive, run_simulation
 from migen.fhdl.verilog import convert
 
 from gateware.codec import arith as A
@@ -190,6 +190,45 @@ def test_int_to_fp16_rounding_edges(pipelined):
     want = RA.int_to_fp16(v_in).tolist()
     bad = [(int(x), g, w) for x, g, w in zip(v_in, got, want) if g != w]
     assert not bad, f"{len(bad)} of {len(v_in)} wrong, first (v, got, want): {bad[:3]}"
+
+
+@pytest.mark.parametrize("qmax", [7, 15, 255])
+def test_choose_scale_and_quantize_pipelined_edges(qmax):
+    """choose_scale and quantize with their registers (CHOOSE_SCALE_STAGES,
+    QUANTIZE_STAGES) on every scale threshold S(code) * qmax, one either side and with a
+    single dropped bit set (the highest, and one at random), zero and the top of the range, and quantize at every code's rounding edges (half a step and one
+    unit either side of it) and at its pre-shift's saturation: the exponent's dropped-bits mask and the one-hot final shift
+    are exact there."""
+    rng = np.random.default_rng(2)
+    thr = (RA.SCALE_VAL.astype(np.int64) * qmax)
+    E = (np.arange(256) >> 3) + RA.SCALE_SHIFT        # thr = ((8 + m) qmax) << E
+    one_bit = [thr + (1 << (E - 1)), thr + (1 << rng.integers(0, E))]   # a dropped bit
+    r_in = np.concatenate([thr - 1, thr, thr + 1, *one_bit, [0, 1, 2 ** 42 - 1],
+                           rng.integers(0, 2 ** 42, 200) >> rng.integers(0, 42, 200)])
+    r_in = r_in[(r_in >= 0) & (r_in < 2 ** 43)]
+    m = Module()
+    ce = Signal(reset=1)
+    r = Signal(43)
+    code = A.choose_scale(m, r, qmax, ce=ce)
+    got = [row[0] for row in _stream(m, r, [code], r_in, A.CHOOSE_SCALE_STAGES)]
+    assert got == RA.choose_scale(r_in, qmax).tolist()
+
+    c_in = np.repeat(np.arange(256), 6)
+    half = RA.SCALE_VAL[c_in].astype(np.int64)
+    k = rng.integers(0, qmax + 1, len(c_in))
+    d_in = np.clip(k * half + half // 2 + np.tile([-1, 0, 1, 2, -2, 0], 256), 0, 2 ** 42 - 1)
+    # and at the pre-shift's saturation, d >> (e + 5 - g) = 2**DSH_BITS, and one below
+    E = (np.arange(256) >> 3) + RA.SCALE_SHIFT
+    edge = 1 << (RA.DSH_BITS + E - np.minimum(E, RA.GUARD))
+    c_in = np.concatenate([c_in, np.arange(256), np.arange(256)])
+    d_in = np.minimum(np.concatenate([d_in, edge, edge - 1]), 2 ** 42 - 1)
+    m = Module()
+    d, c = Signal(43), Signal(8)
+    q = A.quantize(m, d, c, qmax, ce=ce)
+    both = Signal(51)
+    m.comb += Cat(d, c).eq(both)
+    got = [row[0] for row in _stream(m, both, [q], d_in | (c_in << 43), A.QUANTIZE_STAGES)]
+    assert got == RA.quantize(d_in, c_in, qmax).tolist()
 
 
 @pytest.mark.parametrize("lev,g", [(10, 8), (9, 4), (6, 8), (11, 2), (16, 1)])

@@ -9,7 +9,7 @@ second one (``mem_bus``) to device memory; every address is checked against the 
 windows first, so a bad request never reaches either bus. Behaviour is specified by :class:`gateware.bridge.model.BridgeModel`.
 """
 
-from migen import FSM, If, NextState, NextValue, Signal, Cat, Mux, Module, Replicate
+from migen import FSM, Array, If, NextState, NextValue, Signal, Cat, Mux, Module
 
 from litex.soc.interconnect import stream, wishbone
 from litex.soc.interconnect.csr import AutoCSR, CSRStatus
@@ -156,21 +156,34 @@ class BridgeEndpoint(Module, AutoCSR):
         self.submodules.bus_slice = WishboneSlice(cbus, self.bus)
         bus, mbus = cbus, self.mem_bus
         word_adr = addr[2:32] + count
+        # The memory port's answer reaches the line a cycle late: ack and err (out of
+        # LiteDRAM's Wishbone adapter, combinational from the port) advance only the word
+        # count and the state; the read word is registered (`got`) and shifted into the line
+        # the cycle after, and a written word is chosen from the line by the count instead of
+        # shifted out. ack's fan-out into the 512 line flip-flops was the ULX3S's routed
+        # critical path; the line costs one cycle (MEM_RD_END), not one a word.
+        got, got_err, got_dat = Signal(), Signal(), Signal(32)
+        self.sync += [got.eq(fsm.ongoing("MEM_RD") & (mbus.ack | mbus.err)),
+                      got_err.eq(mbus.err), got_dat.eq(mbus.dat_r)]
+        capture = If(got,
+            NextValue(line, Cat(line[32:], Mux(got_err, 0, got_dat))),
+            If(got_err, NextValue(status, Status.BUS_ERROR)),
+        )
         fsm.act("MEM_RD",
             mbus.cyc.eq(1), mbus.stb.eq(1), mbus.we.eq(0), mbus.sel.eq(0xF),
             mbus.adr.eq(word_adr),
+            capture,
             If(mbus.ack | mbus.err,
-                NextValue(line, Cat(line[32:], Mux(mbus.err, 0, mbus.dat_r))),
-                If(mbus.err, NextValue(status, Status.BUS_ERROR)),
                 NextValue(count, count + 1),
-                If(count == WORDS - 1, NextState("RESPOND")),
+                If(count == WORDS - 1, NextState("MEM_RD_END")),
             )
         )
+        fsm.act("MEM_RD_END", capture, NextState("RESPOND"))
         fsm.act("MEM_WR",
             mbus.cyc.eq(1), mbus.stb.eq(1), mbus.we.eq(1), mbus.sel.eq(0xF),
-            mbus.adr.eq(word_adr), mbus.dat_w.eq(line[:32]),
+            mbus.adr.eq(word_adr),
+            mbus.dat_w.eq(Array([line[32 * k: 32 * (k + 1)] for k in range(WORDS)])[count]),
             If(mbus.ack | mbus.err,
-                NextValue(line, Cat(line[32:], Replicate(0, 32))),
                 If(mbus.err, NextValue(status, Status.BUS_ERROR)),
                 NextValue(count, count + 1),
                 If(count == WORDS - 1, NextState("RESPOND")),

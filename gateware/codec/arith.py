@@ -151,7 +151,7 @@ def int_to_fp16(m, v, width=VW, ce=None):
 
 
 CHOOSE_SCALE_STAGES = 3     # choose_scale's registers where it is given `ce`
-QUANTIZE_STAGES = 4         # quantize's registers where it is given `ce`
+QUANTIZE_STAGES = 5         # quantize's registers where it is given `ce`
 
 
 def choose_scale(m, r, qmax, ce=None):
@@ -165,15 +165,22 @@ def choose_scale(m, r, qmax, ce=None):
     ok, r0 = stage(m, ce, ok0), stage(m, ce, r)
     emin0 = Signal(5)
     m.comb += [emin0.eq(31)] + [If(ok[e], emin0.eq(e)) for e in reversed(range(32))]
+    # with the exponent, the mask of the bits r >> E drops: E = emin + 5 > i, that is
+    # emin > i - 5, and ok is monotone in e (ok[e] for e >= emin), so ~ok[i - 5] (E is at
+    # most 36). No adder or comparator behind emin in the next stage: they were the
+    # kivi_n10v9 compressor's critical path.
+    sh = RA.SCALE_SHIFT
+    drop0 = Signal(len(r))
+    m.comb += [drop0[i].eq(1 if i < sh else (~ok[i - sh] if i - sh < 32 else 0))
+               for i in range(len(r))]
     r1, emin1, none1 = stage(m, ce, r0), stage(m, ce, emin0), stage(m, ce, ~ok[31])
-    E = Signal(6)
+    drop = stage(m, ce, drop0)
     # r >> E <= 15 qmax where the exponent exists (ok[emin]); else the code is 255 anyway
     shr0 = Signal((15 * qmax).bit_length())
     frac0 = Signal()
     m.comb += [
-        E.eq(emin1 + RA.SCALE_SHIFT),
-        shr0.eq(r1 >> E),
-        frac0.eq(reduce(or_, [r1[i] & (E > i) for i in range(len(r1))])),
+        shr0.eq(r1[sh:] >> emin1),
+        frac0.eq((r1 & drop) != 0),
     ]
     shr, frac, emin, none = (stage(m, ce, x) for x in (shr0, frac0, emin1, none1))
     msel = Signal(3)
@@ -190,46 +197,63 @@ def choose_scale(m, r, qmax, ce=None):
 
 def quantize(m, d, code, qmax, ce=None):
     """ref_arith.quantize for d >= 0 (unsigned signal). With `ce`, registers after the
-    pre-shift (with the reciprocal and the guard bits), after the multiply, after the
+    code's tables (with the operand), after the pre-shift (with the reciprocal and the
+    guard bits), after the multiply, after the
     rounding add and after the final shift: q follows `d`, `code` by QUANTIZE_STAGES `ce`
     cycles."""
     # g = min(e + 5, GUARD) and the pre-shift e + 5 - g, looked up from the code's exponent
     # (32-entry tables: no adder or comparator ahead of the shifter)
+    # The tables are registered with the operand, and the pre-shift's saturation is a mask
+    # of the bits at or above DSH_BITS + the shift, ANDed beside the shifter (a table, the
+    # shifter and the saturation test in one stage were the kivi_n10v9 compressor's path).
     ee = [e + RA.SCALE_SHIFT for e in range(32)]
-    g0 = Signal(4)
-    sh1 = Signal(6)
-    dshf = Signal(len(d))
-    dsh0 = Signal(RA.DSH_BITS)
-    recip0 = Signal(RA.RECIP_BITS - 2)
+    nd = len(d)
+    g00, sh10 = Signal(4), Signal(6)
+    sat_mask0 = Signal(nd)
+    recip00 = Signal(RA.RECIP_BITS - 2)
     m.comb += [
-        g0.eq(Array([C(min(E, RA.GUARD), 4) for E in ee])[code[3:8]]),
-        sh1.eq(Array([C(E - min(E, RA.GUARD), 6) for E in ee])[code[3:8]]),
-        dshf.eq(d >> sh1),
-        If(dshf[RA.DSH_BITS:] != 0, dsh0.eq((1 << RA.DSH_BITS) - 1)).Else(dsh0.eq(dshf)),
-        recip0.eq(Array([C(int(x), RA.RECIP_BITS - 2) for x in RA.RECIP])[code[0:3]]),
+        g00.eq(Array([C(min(E, RA.GUARD), 4) for E in ee])[code[3:8]]),
+        sh10.eq(Array([C(E - min(E, RA.GUARD), 6) for E in ee])[code[3:8]]),
+        sat_mask0.eq(Array([C(((1 << nd) - 1) >> (RA.DSH_BITS + E - min(E, RA.GUARD))
+                              << (RA.DSH_BITS + E - min(E, RA.GUARD)), nd)
+                            for E in ee])[code[3:8]]),
+        recip00.eq(Array([C(int(x), RA.RECIP_BITS - 2) for x in RA.RECIP])[code[0:3]]),
+    ]
+    d0, sh1, sat_mask = stage(m, ce, d), stage(m, ce, sh10), stage(m, ce, sat_mask0)
+    g0, recip0 = stage(m, ce, g00), stage(m, ce, recip00)
+    dshf = Signal(nd)
+    dsh0 = Signal(RA.DSH_BITS)
+    m.comb += [
+        dshf.eq(d0 >> sh1),
+        If((d0 & sat_mask) != 0, dsh0.eq((1 << RA.DSH_BITS) - 1)).Else(dsh0.eq(dshf)),
     ]
     dsh, recip, g1 = stage(m, ce, dsh0), stage(m, ce, recip0), stage(m, ce, g0)
     pw = RA.DSH_BITS + RA.RECIP_BITS - 2
-    # the product in two parts, each registered: the operand's low 17 bits times the
-    # reciprocal (one 18 x 18 multiplier, no adder behind it: the ECP5's MULT18X18D is
-    # signed as yosys maps it, so an unsigned operand of 18 bits took two multipliers and
-    # an adder) and its high bits' product (a few LUTs) plus the rounding constant
-    # 2**(RECIP_BITS - 1 + g), decoded from g (g <= GUARD: a one-hot table, no shifter);
-    # their sum registered; then the shift by RECIP_BITS + g, a (GUARD + 1)-way choice,
-    # and the clamp
+    # the product in two parts, each registered straight out of its multiplier: the
+    # operand's low 17 bits times the reciprocal (one 18 x 18 multiplier: the ECP5's
+    # MULT18X18D is signed as yosys maps it, so an unsigned operand of 18 bits took two
+    # multipliers and an adder) and its high bits' product. Then their sum with the rounding
+    # constant 2**(RECIP_BITS - 1 + g), decoded from g (g <= GUARD: a one-hot table, no
+    # shifter), registered: no adder behind a multiplier (a multiplier with an adder behind
+    # it and the routing to and from its DSP site was the kivi_k4v3 compressor's path once
+    # the shift below was one-hot). Then the shift by RECIP_BITS + g and the clamp.
     LO = 17
-    plo0, phi0 = Signal(LO + len(recip)), Signal(pw + 1)
-    half = Signal(pw)
-    m.comb += [plo0.eq(dsh[:LO] * recip),
-               half.eq(Array([C(1 << (RA.RECIP_BITS - 1 + k), pw)
-                              for k in range(RA.GUARD + 1)])[g1]),
-               phi0.eq(((dsh[LO:] * recip) << LO) + half)]
+    plo0, phi0 = Signal(LO + len(recip)), Signal(len(dsh) - LO + len(recip))
+    m.comb += [plo0.eq(dsh[:LO] * recip), phi0.eq(dsh[LO:] * recip)]
     plo, phi, g2 = stage(m, ce, plo0), stage(m, ce, phi0), stage(m, ce, g1)
+    half = Signal(pw)
     total0 = Signal(pw + 1)
-    m.comb += total0.eq(plo + phi)
-    total, g = stage(m, ce, total0), stage(m, ce, g2)
+    m.comb += [half.eq(Array([C(1 << (RA.RECIP_BITS - 1 + k), pw)
+                              for k in range(RA.GUARD + 1)])[g2]),
+               total0.eq(plo + (phi << LO) + half)]
+    # g one-hot in its last register: the shift by RECIP_BITS + g is an AND-OR of nine
+    # terms (as an index, yosys built the nine-way choice 15 cells deep: the kivi_k4v3
+    # compressor's critical path)
+    total = stage(m, ce, total0)
+    g_oh = stage(m, ce, Cat(*[g2 == k for k in range(RA.GUARD + 1)]))
     qq0 = Signal(pw + 1 - RA.RECIP_BITS)
-    m.comb += qq0.eq(Array([total[RA.RECIP_BITS + k:] for k in range(RA.GUARD + 1)])[g])
+    m.comb += qq0.eq(reduce(or_, [Mux(g_oh[k], total[RA.RECIP_BITS + k:], 0)
+                                  for k in range(RA.GUARD + 1)]))
     # the shift registered before the clamp: the shift's (GUARD + 1)-way choice, the clamp's
     # compare and a caller's own clamp behind it were one stage (the kivi_k4v3
     # compressor's critical path once its parameter files' enables were registers)
@@ -256,18 +280,25 @@ def recip_low(d, width):
 
 
 def split_const(m, c, width, d, ce=None):
-    """(c // d, c % d) of an unsigned `width`-bit c in three stages (with `ce`): the
-    estimate q' = (c * recip_low(d)) >> width, low by at most one, registered with c's low
-    bits; q' d modulo 2**bitlen(2d - 1), registered; then the remainder c - q' d in that
-    modulus (it is below 2d) and the correction (r >= d: q' + 1, r - d), registered. One
-    short multiply a stage instead of recip_exact's wide one."""
+    """(c // d, c % d) of an unsigned `width`-bit c in SPLIT_CONST_STAGES stages (with
+    `ce`): c * recip_low(d) as two partial products (c's low 17 bits and its high bits,
+    one MULT18X18D each: a c of more than 18 bits took two multipliers and their adder in
+    one stage, the kivi_n10v9 decompressor's path), registered; their sum, whose high bits
+    are the estimate q' = (c * recip_low(d)) >> width, low by at most one, registered with
+    c's low bits; q' d modulo 2**bitlen(2d - 1), registered; then the remainder c - q' d in
+    that modulus (it is below 2d) and the correction (r >= d: q' + 1, r - d), registered.
+    Short multiplies instead of recip_exact's wide one."""
     M = recip_low(d, width)
     rb = (2 * d - 1).bit_length()
     qw = max(width - d.bit_length() + 1, 1)
+    LO = min(17, width)
+    plo0, phi0 = Signal(LO + M.bit_length()), Signal(max(width - LO, 1) + M.bit_length())
+    m.comb += [plo0.eq(c[:LO] * M), phi0.eq(c[LO:] * M if width > LO else 0)]
+    plo, phi, c1 = stage(m, ce, plo0), stage(m, ce, phi0), stage(m, ce, c[0:rb])
     prod = Signal(width + M.bit_length())
     q0 = Signal(qw)
-    m.comb += [prod.eq(c * M), q0.eq(prod >> width)]
-    qe, clo = stage(m, ce, q0), stage(m, ce, c[0:rb])
+    m.comb += [prod.eq(plo + (phi << LO)), q0.eq(prod >> width)]
+    qe, clo = stage(m, ce, q0), stage(m, ce, c1)
     qd0 = Signal(rb)
     m.comb += qd0.eq(qe[0:rb] * d)              # modulo 2**rb
     qd, qe, clo = stage(m, ce, qd0), stage(m, ce, qe), stage(m, ce, clo)
@@ -283,11 +314,12 @@ def split_const(m, c, width, d, ce=None):
 
 
 SPLIT_G = 8          # fields of this many digits (or more) are split in two by split_const
+SPLIT_CONST_STAGES = 4
 
 
 def level_digits_stages(g):
     """Registers level_digits puts on a field of g digits, given `ce`."""
-    return (3 if g >= SPLIT_G else 0) + 1
+    return (SPLIT_CONST_STAGES if g >= SPLIT_G else 0) + 1
 
 
 def level_digits(m, code, levels, g, w, ce=None, saturate=True):
@@ -295,8 +327,8 @@ def level_digits(m, code, levels, g, w, ce=None, saturate=True):
     k is (Q_k - levels Q_{k+1}) mod 2**4 with the quotients Q_k = code // levels**k, all
     computed side by side by exact reciprocal multiplies (recip_exact) and registered; the
     last, Q_{g-1}, saturates at levels - 1 (`saturate`; else the field is below levels**g).
-    A field of SPLIT_G digits or more is first split by levels**(g/2) (split_const, three
-    registers) into its high half (saturating) and low half (below levels**(g/2)). With
+    A field of SPLIT_G digits or more is first split by levels**(g/2) (split_const,
+    SPLIT_CONST_STAGES registers) into its high half (saturating) and low half (below levels**(g/2)). With
     `ce`, the digits follow `code` by level_digits_stages(g) cycles; without, combinational."""
     if g >= SPLIT_G:
         h = g // 2
@@ -431,8 +463,10 @@ def zp_offset(m, zero, code, ce=None):
 
 
 def zp_value(m, zero, q, code, ce=None):
-    """(zero + q) * S(code), signed (the dequantized value of a kivi_z code): the 10-by-5-bit
-    product (zero + q)(8 + m) and the shift e + 5, registered with `ce`, then the shift."""
+    """(zero + q) * S(code), signed (the dequantized value of a kivi_z code): zero + q,
+    8 + m and e + 5 registered with `ce`, then the 10-by-5-bit product (a DSP: no adder
+    before it in its stage, the kivi_n10v9 decompressor's path), registered, then the
+    shift."""
     z = Signal((8, True))
     t = Signal((10, True))
     mant = Signal((5, True))
@@ -440,6 +474,8 @@ def zp_value(m, zero, q, code, ce=None):
     prod = Signal((15, True))
     out = Signal((VW, True))
     m.comb += [z.eq(zero), t.eq(z + q), mant.eq(Cat(code[0:3], C(1, 1))),
-               sh.eq(code[3:8] + RA.SCALE_SHIFT), prod.eq(t * mant)]
-    m.comb += out.eq(stage(m, ce, prod) << stage(m, ce, sh))
+               sh.eq(code[3:8] + RA.SCALE_SHIFT)]
+    t1, mant1, sh1 = stage(m, ce, t), stage(m, ce, mant), stage(m, ce, sh)
+    m.comb += prod.eq(t1 * mant1)
+    m.comb += out.eq(stage(m, ce, prod) << stage(m, ce, sh1))
     return out

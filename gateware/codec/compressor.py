@@ -9,7 +9,7 @@ packs header, parameters and payload into ``dw``-bit beats. See README.md for th
 from __future__ import annotations
 
 from migen import Array, C, Cat, If, Memory, Module, Mux, Signal
-from migen.fhdl.bitcontainer import bits_for
+from migen.fhdl.bitcontainer import bits_for, log2_int
 
 from litex.soc.interconnect import stream
 
@@ -48,7 +48,7 @@ class _BitPacker(Module):
     A beat leaves the accumulator (`pop`) when it holds one and the buffer has room, a
     register's decode: `source.ready` reaches only the buffer, so `push_ok` (and the
     quantizer pipeline's advance behind it) comes from registers. A push lands behind the
-    `n` bits held (a shift by a register), then the whole shifts by a beat on a pop."""
+    `n` bits held, less the beat that pops in the same cycle."""
 
     def __init__(self, dw, maxpush, nbeats):
         self.source = stream.Endpoint([("data", dw)])
@@ -82,16 +82,16 @@ class _BitPacker(Module):
             self.push_ok.eq(after < dw),
             self.page_done.eq(pop & last),
         ]
-        # a push at bit n lands below n + maxpush <= 2 dw + maxpush
-        merged = Signal(cap + dw)
+        # A push lands at bit `after` (n, or n - dw on a pop), accepted only while after <
+        # dw: there it is n's low log2(dw) bits, so the push's shift is by a register's
+        # slice, beside the pop's (behind it, the kivi_n10v9 compressor's path).
+        placed = Signal(cap)
         n_next = Signal(max=cap + 1)
-        self.comb += [merged.eq(acc | (self.push << n)),
+        self.comb += [placed.eq(self.push << n[:log2_int(dw)]),
                       n_next.eq(after + Mux(self.do_push, self.pn, 0))]
         self.sync += [
             n.eq(n_next),
-            If(self.do_push,
-                If(pop, acc.eq(merged >> dw)).Else(acc.eq(merged)),
-            ).Elif(pop, acc.eq(acc >> dw)),
+            acc.eq(Mux(pop, acc >> dw, acc) | Mux(self.do_push, placed, 0)),
             If(pop,
                 If(last, ob.eq(0), crc.eq(CRC_INIT)).Else(ob.eq(ob + 1), crc.eq(crc_full))),
         ]
@@ -185,7 +185,7 @@ class _KStats(Module):
         self.update = Signal()           # in: a K beat (`lanes`) is taken
         self.first = Signal()            # in: ... of the first token of the statistics
         self.start = Signal()            # in: K's last beat is taken: choose the scales
-        self.ready = Signal()            # out: `code`, `lo` hold the page's K parameters
+        self.ready = Signal(reset=1)     # out: `code`, `lo` hold the page's K parameters
         self.code = [Signal(8) for _ in range(D)]
         self.lo = [Signal(16 if zrange is None else 8) for _ in range(D)]
         kmin = [Signal(16) for _ in range(D)]
@@ -213,7 +213,9 @@ class _KStats(Module):
             kv[0].eq(kcnt < D), *[kv[i].eq(kv[i - 1]) for i in range(1, len(kv))],
             If(kv[-1], *(rotate(self.code, 1, [kcode]) + rotate(self.lo, 1, [klo_new]))),
         ]
-        self.comb += self.ready.eq((kcnt == D) & (Cat(*kv) == 0))
+        # `ready`, a register (it starts the swap: the kivi_k4v3 compressor's path), is
+        # (kcnt == D) & (kv all zero) as they will be, kv[0] being (kcnt < D) now
+        self.sync += self.ready.eq((kcnt == D) & ~self.start & (Cat(*kv[:-1]) == 0))
 
 
 class _VStats(Module):
@@ -287,7 +289,7 @@ class _Program(Module):
         self.sub = sub = Signal(max=max(per_tok, 1) + 1)
         self.st_n, self.cnt_n, self.sub_n = Signal.like(st), Signal.like(cnt), Signal.like(sub)
         st_n, cnt_n, sub_n = self.st_n, self.cnt_n, self.sub_n
-        step_last = Signal()
+        self.step_last = step_last = Signal()     # out: the step's last cycle
         self.comb += step_last.eq(Array([C(k - 1) for _, k in steps] + [C(0)])[st] == cnt)
         self.comb += [
             st_n.eq(st), cnt_n.eq(cnt), sub_n.eq(sub),
@@ -529,11 +531,23 @@ class KVCompressor(Module):
                       skip.eq((prog.st == iks) & ~flags.snk_b),
                       pk.last_beat.eq(Mux(flags.snk_b, nout_s - 1, nout - 1)),
                       prog.skip.eq(b_busy & skip)]
-        # memory read address of the next state: ksink reads one beat per cycle, payload
-        # steps two
-        self.comb += If(prog.st_n == ik, buf.radr.eq(prog.cnt_n)) \
-            .Elif(prog.st_n == iks, buf.radr.eq(prog.cnt_n[1:])) \
-            .Else(buf.radr.eq(prog.cnt_n + nin // 4))
+        # memory read address of the next state (ksink reads one beat per cycle, payload
+        # steps two): that of each state the program can move to, from its registers; the
+        # late controls only choose (through the next state, the kivi_n10v9 compressor's
+        # path). Past the last step (`stop`) nothing is read.
+        def addr(s, c):
+            a = Signal.like(buf.radr)
+            self.comb += If(s == ik, a.eq(c)).Elif(s == iks, a.eq(c[1:])) \
+                .Else(a.eq(c + nin // 4))
+            return a
+        a_hold, a_cnt = addr(prog.st, prog.cnt), addr(prog.st, prog.cnt + 1)
+        a_step, a_first = addr(prog.st + 1, C(0, len(prog.cnt))), addr(C(0), C(0, len(prog.cnt)))
+        self.comb += [
+            buf.radr.eq(a_hold),
+            If(prog.start, buf.radr.eq(a_first)),
+            If(prog.go, If(prog.step_last, buf.radr.eq(a_step)).Else(buf.radr.eq(a_cnt))),
+            If(prog.skip, buf.radr.eq(a_step)),
+        ]
         self.comb += [q.tok0.eq(flags.snk_b & (prog.cnt < D // (2 * L))),
                       q.is_k.eq(prog.st == ik)]
         # Next cycle's `go` (b_busy, vb_ready and adv as they will be, the program's next

@@ -13,6 +13,7 @@ from functools import reduce
 from operator import or_
 
 from migen import Array, C, Cat, If, Module, Mux, Signal
+from migen.fhdl.bitcontainer import log2_int
 
 from litex.soc.interconnect import stream
 
@@ -100,51 +101,75 @@ class _InputCheck(Module):
 
 
 class _BitReader(Module):
-    """Bit buffer of the compressed stream: `take` removes `tw` bits from its head `buf`,
-    `load` appends beat `data` behind the `n` bits held, `clear` empties it. `room`: a
-    beat fits (whether or not this cycle takes). For each take width `w` in `widths`,
-    registers updated with `n`: `ge[w]`, it holds at least `w` bits, and `left[w]`, the
-    bits left after taking `w` (n - w); the program picks the step's pair."""
+    """Bit buffer of the compressed stream, as whole input beats: `slots` of the beat width
+    filled in order (`load` writes beat `data` into the first free one) and the offset `p`
+    of the stream's head in the first. `take` removes `tw` bits: the offset moves on and the
+    slots it passes are popped (the rest move down). `head`: `maxtake` bits from the head;
+    `hdr`: the first 64 bits of the slots (the head while p == 0, as at a page's header).
+    `clear` empties it. `room`: a slot is free for a beat (whether or not this cycle takes).
+    For each take width `w` in `widths`, registers updated with the bits held `n`: `ge[w]`,
+    it holds at least `w` bits, and `left[w]`, the bits left after taking `w` (n - w); the
+    program picks the step's pair (`after_t`: left[tw]).
+
+    A beat is written whole into a slot (no shift on the way in: a loaded beat was shifted
+    behind the bits held, and `take` chose between the shifted buffers, the decompressors'
+    critical path); the head's shift by `p` runs from registers into the register that
+    takes it. `take` and `load`, late in the cycle (the output's ready, the input's valid),
+    only pick among values computed from registers: the slots each number of pops would
+    leave (p + tw and its carries, from registers) and where the beat would land."""
 
     def __init__(self, data, maxtake, widths):
         dw = len(data)
-        cap = dw + maxtake
+        sh = log2_int(dw)
+        win = -(-(maxtake + dw - 1) // dw)      # slots the head can span
+        S = win + 1                             # ... and one for the next beat
+        maxpop = (dw - 1 + maxtake) // dw       # slots one take can pass
+        cap = S * dw
         widths = sorted(set(widths) | {0})
-        self.buf, self.n = Signal(cap), Signal(max=cap + 1)
-        self.tw = Signal(max=maxtake + 1)                       # in
-        self.after_t = Signal(max=cap + 1)                      # in: left[tw]
+        self.slots = slots = [Signal(dw, name=f"slot{k}") for k in range(S)]
+        self.head, self.hdr = Signal(maxtake), Signal(64)                 # out
+        self.n = n = Signal(max=cap + 1)
+        self.tw = tw = Signal(max=maxtake + 1)                   # in
+        self.after_t = after_t = Signal(max=cap + 1)             # in: left[tw]
         self.take, self.load, self.clear = Signal(), Signal(), Signal()   # in
         self.room = Signal(reset=1)                             # out (a register)
         self.ge = {w: Signal(reset=int(w == 0)) for w in widths}          # out
         self.left = {w: Signal(max=cap + 1) for w in widths}             # out
-        buf, n, tw, take, after_t = self.buf, self.n, self.tw, self.take, self.after_t
-        # No adder or comparator behind `tw`: a take's remaining bits and the shift of a
-        # beat loaded behind them come from registers picked by the step, and both outcomes
-        # of a cycle (bits taken or not) are computed side by side; `take` and `load`, late
-        # in the cycle (they depend on the output's ready and the input's valid), only
-        # choose between them at the last multiplexer. `room` counts the bits held before
-        # this cycle's take (a take frees room a cycle later; header and parameter sections
-        # still move a 64-bit word a cycle, n staying at 64).
-        n_next = Signal(max=cap + 1)
-        loaded_t, loaded_n = Signal(cap), Signal(cap)
+        take, load, clear = self.take, self.load, self.clear
+        p = Signal(sh)                          # offset of the head in slots[0]
+        c = Signal(max=S + 1)                   # slots in use
+        adv_p = Signal(sh + maxpop.bit_length())
+        pops = Signal(max=maxpop + 1)           # slots a take passes
+        self.comb += [adv_p.eq(p + tw), pops.eq(adv_p[sh:])]
+        self.comb += [self.hdr.eq(Cat(*slots)[:64]),
+                      self.head.eq((Cat(*slots[:win]) >> p)[:maxtake])]
+        n_next, c_next = Signal(max=cap + 1), Signal(max=S + 1)
         self.comb += [
-            loaded_t.eq((buf >> tw) | (data << after_t)),
-            loaded_n.eq(buf | (data << n)),
-            If(self.clear, n_next.eq(0))
-            .Elif(self.load & take, n_next.eq(after_t + dw))
-            .Elif(self.load, n_next.eq(n + dw))
+            If(clear, n_next.eq(0))
+            .Elif(load & take, n_next.eq(after_t + dw))
+            .Elif(load, n_next.eq(n + dw))
             .Elif(take, n_next.eq(after_t))
             .Else(n_next.eq(n)),
+            If(clear, c_next.eq(0))
+            .Else(c_next.eq(c + load - Mux(take, pops, 0))),
         ]
         self.sync += [
-            n.eq(n_next), self.room.eq(n_next <= cap - dw),
+            n.eq(n_next), c.eq(c_next), self.room.eq(c_next < S),
             *[g.eq(n_next >= w) for w, g in self.ge.items()],
             *[r.eq(n_next - w) for w, r in self.left.items()],
-            If(self.clear, buf.eq(0))
-            .Elif(self.load & take, buf.eq(loaded_t))
-            .Elif(self.load, buf.eq(loaded_n))
-            .Elif(take, buf.eq(buf >> tw)),
+            If(clear, p.eq(0)).Elif(take, p.eq(adv_p[:sh])),
         ]
+        for k in range(S):
+            # after j pops slot k holds slot k + j, or the beat, if it lands there (c - j)
+            opts = []
+            for j in range(maxpop + 1):
+                o = Signal(dw)
+                src = slots[k + j] if k + j < S else 0
+                self.comb += If(load & (c == k + j), o.eq(data)).Else(o.eq(src))
+                opts.append(o)
+            self.sync += If(clear, slots[k].eq(0)) \
+                .Elif(take, slots[k].eq(Array(opts)[pops])) \
+                .Else(slots[k].eq(opts[0]))
 
 
 class _Program(Module):
@@ -179,7 +204,7 @@ class _Program(Module):
         wl = sorted(ge)
         st_n, cnt_n = Signal.like(st), Signal.like(cnt)
         sub_n, ob_n = Signal.like(sub), Signal.like(ob)
-        e_hdr_n, snk_n, skip_n = Signal(), Signal(), Signal()
+        e_hdr_n, snk_n = Signal(), Signal()
 
         def width(i, o):
             """Take width of step `i` (END: 0) at output beat `o`."""
@@ -195,9 +220,6 @@ class _Program(Module):
         live = Signal(reset=1)
         tw_r = Signal(max=maxtake + 1, reset=w0)
         self.comb += tw.eq(tw_r)
-        wn = width(st_n, ob_n)
-        self.sync += [tw_r.eq(wn), wsel.eq(Cat(*[wn == w for w in wl])),
-                      live.eq((st_n != END) & ~e_hdr_n & ~skip_n)]
         self.comb += [
             self.avail.eq(Cat(*[ge[w] & wsel[i] for i, w in enumerate(wl)]) != 0),
             self.left_t.eq(reduce(or_, [Mux(wsel[i], left[w], 0) for i, w in enumerate(wl)])),
@@ -227,11 +249,37 @@ class _Program(Module):
                     cnt_n.eq(cnt + 1), If(self.sub_wrap, sub_n.eq(0)).Else(sub_n.eq(sub + 1))),
                 If(self.in_payload, ob_n.eq(ob + 1)))
             .Elif(skip, st_n.eq(st + 1), cnt_n.eq(0), sub_n.eq(0)),
-            skip_n.eq((st_n == self.index["ksink"]) & ~snk_n),
         ]
+        # These registers follow the next state, but are computed for each outcome of the
+        # cycle from registers (no take: stay or skip; a good step taken; a bad header
+        # taken; `finish`: the first step), and `take`, late, picks among them last
+        # (through the next state's decode, it was the kivi_n10v9 decompressor's path).
+        def derived(s, o, e, k):
+            """(width, wsel, live, at_end) of a next state: step s, output beat o, e_hdr e,
+            SINK k."""
+            wn = width(s, o)
+            lv = Signal()
+            self.comb += lv.eq((s != END) & ~e & ~((s == self.index["ksink"]) & ~k))
+            return wn, Cat(*[wn == w for w in wl]), lv, s == END
+
+        nxt = Signal.like(st)
+        ob_go = Signal.like(ob)
+        self.comb += [If(step_last, nxt.eq(st + 1)).Else(nxt.eq(st)),
+                      If(self.in_payload, ob_go.eq(ob + 1)).Else(ob_go.eq(ob))]
+        stay = Signal.like(st)
+        self.comb += If(skip, stay.eq(st + 1)).Else(stay.eq(st))
+        d_stay = derived(stay, ob, self.e_hdr, self.snk_d)
+        d_go = derived(nxt, ob_go, self.e_hdr, Mux(is_hdr, head[9], self.snk_d))
+        bad_if_taken = Signal()
+        self.comb += bad_if_taken.eq(is_hdr & ~self.hdr_ok)
         self.at_end = Signal()               # out: st == END (a register)
+        for reg, k in ((tw_r, 0), (wsel, 1), (live, 2), (self.at_end, 3)):
+            first = (w0, 1 << wl.index(w0), 1, 0)[k]     # after `finish`: step 0
+            self.sync += If(self.finish, reg.eq(first)) \
+                .Elif(self.take & bad_if_taken, reg.eq((0, 1 << wl.index(0), 0, 1)[k])) \
+                .Elif(self.take, reg.eq(d_go[k])) \
+                .Else(reg.eq(d_stay[k]))
         self.sync += [st.eq(st_n), cnt.eq(cnt_n), sub.eq(sub_n), ob.eq(ob_n),
-                      self.at_end.eq(st_n == END),
                       self.e_hdr.eq(e_hdr_n), self.snk_d.eq(snk_n),
                       If(self.go & is_hdr, self.nonfinite.eq(head[8]))]
 
@@ -319,13 +367,13 @@ class _Dequantizer(Module):
     Stages after the operands: (kivi_k) the offset's magnitude and q (8 + m) (q * S(code)
     is that product shifted by e + 5: a 4-by-4-bit multiply, not 4 by 41), the offset as a
     signed integer, then their sum;
-    (zero-point modes) (zero + q)(8 + m) and e + 5, then their shift; then the FP16
+    (zero-point modes) zero + q, then (zero + q)(8 + m) and e + 5, then their shift; then the FP16
     conversion's A.INT_TO_FP16_STAGES. No stage holds more than one adder or shifter of the
     value."""
 
     def __init__(self, zp, kd, vd, kparams, vparams, dstages):
         self.adv, self.is_k, self.k_tok0 = Signal(), Signal(), Signal()
-        self.stages = dstages + (2 if zp else 3) + A.INT_TO_FP16_STAGES
+        self.stages = dstages + 3 + A.INT_TO_FP16_STAGES
         adv = self.adv
 
         is_k = A.delay(self, adv, self.is_k, dstages)        # the K/V choice of the codes' beat
@@ -424,7 +472,7 @@ class KVDecompressor(Module):
 
         self.submodules.inp = inp = _InputCheck(self.sink, nin0, nin_s)
         self.submodules.rd = rd = _BitReader(self.sink.data, maxtake, [w for _, _, w in steps])
-        head = rd.buf[0:64]
+        head = rd.hdr
         self.submodules.prog = prog = _Program(steps, head, L, D, nout, maxtake, split,
                                                rd.ge, rd.left)
         self.nonfinite = prog.nonfinite
@@ -435,7 +483,7 @@ class KVDecompressor(Module):
         # earlier cycle). The strobes' fan-out into the register files starts at a register.
         adv, finish = Signal(), Signal()
         taken = Signal(maxtake)
-        self.sync += If(adv, taken.eq(rd.buf[0:maxtake]))
+        self.sync += If(adv, taken.eq(rd.head))
 
         def staged(x):
             r = Signal()
