@@ -481,7 +481,7 @@ class KVDecompressor(Module):
         # digits and the dequantizer act on them a cycle later, in the same order (a beat's
         # operands are read before its own rotation, after the loads and rotations of every
         # earlier cycle). The strobes' fan-out into the register files starts at a register.
-        adv, finish = Signal(), Signal()
+        adv, finish = Signal(reset=1), Signal()
         taken = Signal(maxtake)
         self.sync += If(adv, taken.eq(rd.head))
 
@@ -528,7 +528,7 @@ class KVDecompressor(Module):
         (the stage after the program), then with its group parameters, goes through the
         dequantizer's stages, and the FP16 beat enters a two-beat output buffer whose head
         is `source`. The stages advance together (`adv`) while the buffer holds at most one
-        beat: `adv` is a register's decode, so `source.ready` reaches no stage (a stall of
+        beat: `adv` is a register, so `source.ready` reaches no stage (a stall of
         `source` fills the buffer's second beat, then stops the pipeline a cycle later).
         Returns the stages' valid bits and the buffer's."""
         src = self.source
@@ -540,8 +540,12 @@ class KVDecompressor(Module):
                         *[pv[i].eq(pv[i - 1]) for i in range(1, len(pv))],
                         *[pl[i].eq(pl[i - 1]) for i in range(1, len(pl))])
         push = Signal()
-        cnt, _ = out_buffer(self, src, push, deq.out, pl[-1])
-        self.comb += [adv.eq(cnt != 2), push.eq(adv & pv[-1])]
+        cnt, cnt_next = out_buffer(self, src, push, deq.out, pl[-1])
+        # `adv` is a register (cnt != 2 as the next cycle will have it): it enables the
+        # pipeline and, with the step strobes, the parameter files' ~1,000 flip-flops (as
+        # cnt's decode it was on both decompressors' critical paths at some seeds)
+        self.sync += adv.eq(cnt_next != 2)
+        self.comb += push.eq(adv & pv[-1])
         return pv + [cnt != 0]
 
     def _status(self, finish, inp, prog):
