@@ -92,6 +92,7 @@ def _pll_mhz(report):
 BEFORE = "Before the slices"                      # docs/bitstreams.md sections
 SLICES = "Register slices between the cores"
 FIFOS = "FIFOs at the DMA's destination"
+FAST = "Codec cores past 100 MHz, the bridge's memory answer registered"
 
 
 def _throughput_at_routed(ulx3s, ecpix5):
@@ -111,10 +112,13 @@ ULX3S_A = "docs/bitstreams/ulx3s-acfa062.json"     # 50 MHz before the register 
 ECPIX5_A = "docs/bitstreams/ecpix5-acfa062.json"   # 75 MHz before the register slices
 ULX3S_S = "docs/bitstreams/ulx3s-0d1c4f7.json"     # with the register slices
 ECPIX5_S = "docs/bitstreams/ecpix5-0d1c4f7.json"
+ULX3S_F = "docs/bitstreams/ulx3s-c7bb4cf.json"     # with the FIFOs at the DMA's destination
+ECPIX5_F = "docs/bitstreams/ecpix5-c7bb4cf.json"
 # the sys_clk net's name in each board report
 CLK = {ULX3S: "$glbnet$crg_clkout0", ECPIX5: "$glbnet$sys_clk",
        ULX3S_A: "$glbnet$crg_clkout0", ECPIX5_A: "$glbnet$sys_clk",
-       ULX3S_S: "$glbnet$crg_clkout0", ECPIX5_S: "$glbnet$sys_clk"}
+       ULX3S_S: "$glbnet$crg_clkout0", ECPIX5_S: "$glbnet$sys_clk",
+       ULX3S_F: "$glbnet$crg_clkout0", ECPIX5_F: "$glbnet$sys_clk"}
 
 SYS_CLK = {"req": Val("sys_clk_mhz", "{:.0f}"), "pll": Val("sys_clock.constraint_mhz", "{:.2f}")}
 CODEC_CORES = ("codec_compressor", "codec_decompressor", "page_decompressor")
@@ -197,12 +201,45 @@ REGISTRY = [
             "give {cu} and {du} MB/s on the ULX3S, {ce} and {de} MB/s on the",
             _throughput_at_routed(ULX3S_A, ECPIX5_A)),
 
-    # docs/bitstreams.md: the current reports (issue 22, FIFOs at the DMA's destination)
-    *board_table("ULX3S, 50 MHz, with the FIFOs", ULX3S, decompressors="both"),
-    *board_table("ECPIX-5, 75 MHz, with the FIFOs", ECPIX5, decompressors="both"),
-    Figures(BITSTREAMS, FIFOS, ULX3S, "beside tests and benches: {u} s and",
+    # docs/bitstreams.md: the current reports (issue 22, codec cores past 100 MHz)
+    *board_table("ULX3S, 50 MHz, codecs past 100 MHz", ULX3S, decompressors="both"),
+    *board_table("ECPIX-5, 75 MHz, codecs past 100 MHz", ECPIX5, decompressors="both"),
+    Figures(BITSTREAMS, FAST, ULX3S, "beside out-of-context codec runs: {u} s and",
             {"u": Val("wall_s", "{:,.0f}")}),
-    Figures(BITSTREAMS, FIFOS, ECPIX5, "and {e} s of wall time.", {"e": Val("wall_s", "{:,.0f}")}),
+    Figures(BITSTREAMS, FAST, ECPIX5, "and {e} s of wall time.", {"e": Val("wall_s", "{:,.0f}")}),
+    *[Figures(BITSTREAMS, sec, src, "| with the FIFOs | {before} MHz routed |",
+              {"before": Val("sys_clock.achieved_mhz", "{:.2f}")})
+      for sec, src in (("ULX3S, 50 MHz, codecs past 100 MHz", ULX3S_F),
+                       ("ECPIX-5, 75 MHz, codecs past 100 MHz", ECPIX5_F))],
+    Figures(BITSTREAMS, FAST, ULX3S_F, "14,926 ->\n14,119 LUT", {}),
+    Figures(BITSTREAMS, FAST, THROUGHPUT,
+            "move {cu} and {du} MB/s at the ULX3S's {fu} MHz and\n{ce} and {de} MB/s at the "
+            "ECPIX-5's {fe} MHz", _throughput_at_routed(ULX3S, ECPIX5)
+            | {"fu": Val(calc("ULX3S routed", lambda d: _routed_mhz(ULX3S)), "{:.2f}"),
+               "fe": Val(calc("ECPIX-5 routed", lambda d: _routed_mhz(ECPIX5)), "{:.2f}")}),
+    Figures(BITSTREAMS, FAST, SDR32,
+            "takes {hit} cycles with a TLB hit and {miss} with a miss",
+            {"hit": Val("demand_read.ideal.hit.total", "{:,}"),
+             "miss": Val("demand_read.ideal.miss.total", "{:,}")}),
+    Figures(BITSTREAMS, FAST, SDR32, "At the ULX3S's routed {f} MHz that is {rh} and {rm} us",
+            {"f": Val(calc("ULX3S routed Fmax", lambda d: _routed_mhz(ULX3S)), "{:.2f}"),
+             "rh": _at_routed("demand_read.ideal.hit.total", ULX3S, lambda c, f: c / f),
+             "rm": _at_routed("demand_read.ideal.miss.total", ULX3S, lambda c, f: c / f)}),
+    *[Figures(BITSTREAMS, FAST, src, f"The {name} {verb} {{pct}} % ({{a}} -> {{b}} MHz)",
+              {"pct": Val(calc(f"{name}: change of the routed Fmax against {old}",
+                               lambda d, o=old, n=src: abs(_routed_mhz(n) / _routed_mhz(o) - 1)
+                               * 100), "{:.1f}"),
+               "a": Val(calc(f"{old} routed", lambda d, o=old: _routed_mhz(o)), "{:.2f}"),
+               "b": Val("sys_clock.achieved_mhz", "{:.2f}")})
+      for name, verb, src, old in (("ULX3S", "gained", ULX3S, ULX3S_F),
+                                   ("ECPIX-5", "lost", ECPIX5, ECPIX5_F))],
+
+    # docs/bitstreams.md: the reports of c7bb4cf (issue 22, FIFOs at the DMA's destination)
+    *board_table("ULX3S, 50 MHz, with the FIFOs", ULX3S_F, decompressors="both"),
+    *board_table("ECPIX-5, 75 MHz, with the FIFOs", ECPIX5_F, decompressors="both"),
+    Figures(BITSTREAMS, FIFOS, ULX3S_F, "beside tests and benches: {u} s and",
+            {"u": Val("wall_s", "{:,.0f}")}),
+    Figures(BITSTREAMS, FIFOS, ECPIX5_F, "and {e} s of wall time.", {"e": Val("wall_s", "{:,.0f}")}),
     *[Figures(BITSTREAMS, sec, src, "| with the slices only | {before} MHz routed |",
               {"before": Val("sys_clock.achieved_mhz", "{:.2f}")})
       for sec, src in (("ULX3S, 50 MHz, with the FIFOs", ULX3S_S),
@@ -212,9 +249,9 @@ REGISTRY = [
              "d": Val("rows[core=decompressor].fp16_bytes_per_cycle")}),
     Figures(BITSTREAMS, FIFOS, THROUGHPUT,
             "move {cu}\nand {du} MB/s at the ULX3S's {fu} MHz and {ce} and {de} MB/s at the "
-            "ECPIX-5's {fe}\nMHz", _throughput_at_routed(ULX3S, ECPIX5)
-            | {"fu": Val(calc("ULX3S routed", lambda d: _routed_mhz(ULX3S)), "{:.2f}"),
-               "fe": Val(calc("ECPIX-5 routed", lambda d: _routed_mhz(ECPIX5)), "{:.2f}")}),
+            "ECPIX-5's {fe}\nMHz", _throughput_at_routed(ULX3S_F, ECPIX5_F)
+            | {"fu": Val(calc("ULX3S routed", lambda d: _routed_mhz(ULX3S_F)), "{:.2f}"),
+               "fe": Val(calc("ECPIX-5 routed", lambda d: _routed_mhz(ECPIX5_F)), "{:.2f}")}),
     Figures(BITSTREAMS, FIFOS, "docs/results/datapath/sdr32-0d1c4f7.json",
             "(with the slices alone {hit} and {miss}, main",
             {"hit": Val("demand_read.ideal.hit.total", "{:,}"),
@@ -228,9 +265,9 @@ REGISTRY = [
     Figures(BITSTREAMS, FIFOS, SDR32,
             "At the routed {f} MHz that is {rh} and\n{rm} us; at 50 MHz it would be {hit} and "
             "{miss} us",
-            {"f": Val(calc("ULX3S routed Fmax", lambda d: _routed_mhz(ULX3S)), "{:.2f}"),
-             "rh": _at_routed("demand_read.ideal.hit.total", ULX3S, lambda c, f: c / f),
-             "rm": _at_routed("demand_read.ideal.miss.total", ULX3S, lambda c, f: c / f),
+            {"f": Val(calc("ULX3S routed Fmax", lambda d: _routed_mhz(ULX3S_F)), "{:.2f}"),
+             "rh": _at_routed("demand_read.ideal.hit.total", ULX3S_F, lambda c, f: c / f),
+             "rm": _at_routed("demand_read.ideal.miss.total", ULX3S_F, lambda c, f: c / f),
              "hit": Val(calc("hit at 50 MHz", lambda d: get(d, "demand_read.ideal.hit.total") / 50),
                         "{:.1f}"),
              "miss": Val(calc("miss at 50 MHz",

@@ -162,12 +162,12 @@ CODEC_SECTION = "ECP5 resources and Fmax of the cores alone"
 REGISTRY = [
     # docs/codec.md: the ECP5 table of the cores alone (codec_ecp5.json runs)
     Table(CODEC_PAGE, CODEC_SECTION, CODEC, keys=("core", "mode"),
-          rows={("KVCompressor", "kivi_k4v3"): "runs[17].rows[core=compressor,mode=kivi_k4v3]",
+          rows={("KVCompressor", "kivi_k4v3"): "runs[18].rows[core=compressor,mode=kivi_k4v3]",
                 ("KVDecompressor", "kivi_k4v3"):
-                    "runs[14].rows[core=decompressor,mode=kivi_k4v3]",
-                ("KVCompressor", "kivi_n10v9"): "runs[17].rows[core=compressor,mode=kivi_n10v9]",
+                    "runs[19].rows[mode=kivi_k4v3,seed=1]",
+                ("KVCompressor", "kivi_n10v9"): "runs[18].rows[core=compressor,mode=kivi_n10v9]",
                 ("KVDecompressor", "kivi_n10v9"):
-                    "runs[14].rows[core=decompressor,mode=kivi_n10v9]",
+                    "runs[19].rows[mode=kivi_n10v9,seed=1]",
                 ("KVCompressor", "kivi_z10v9 (at c050a85, before the level-field tree)"):
                     "runs[1].rows[core=compressor]",
                 ("KVDecompressor", "kivi_z10v9 (at c050a85)"): "runs[1].rows[core=decompressor]"},
@@ -227,6 +227,23 @@ REGISTRY = [
       for name, core, k_before, n_before in (
           ("KVCompressor", "compressor", "runs[11].rows.0", "runs[4].rows[core=compressor]"),
           ("KVDecompressor", "decompressor", "runs[9].rows.0", "runs[10].rows.0"))],
+    # issue 22, fifth part (run 18) against the fourth (compressors, run 17) and the third
+    # (decompressors, run 14)
+    *[Figures(CODEC_PAGE, CODEC_SECTION, CODEC,
+              f"- {mode}: compressor {{c0}} -> **{{c1}} MHz** and decompressor {{d0}} -> "
+              "**{d1} MHz**.",
+              {"c0": Val(f"runs[17].rows[core=compressor,mode={mode}].fmax_mhz", "{:.1f}"),
+               "c1": Val(f"runs[18].rows[core=compressor,mode={mode}].fmax_mhz", "{:.1f}"),
+               "d0": Val(f"runs[14].rows[core=decompressor,mode={mode}].fmax_mhz", "{:.1f}"),
+               "d1": Val(f"runs[18].rows[core=decompressor,mode={mode}].fmax_mhz", "{:.1f}")})
+      for mode in ("kivi_k4v3", "kivi_n10v9")],
+    Figures(CODEC_PAGE, CODEC_SECTION, CODEC, "seed 2, {f} MHz: run 20)",
+            {"f": Val("runs[20].rows[mode=kivi_k4v3].fmax_mhz", "{:.1f}")}),
+    Figures(CODEC_PAGE, CODEC_SECTION, CODEC,
+            "decompressors close over three placer seeds at kivi_k4v3 {k1}, {k2} and {k3} MHz and\n"
+            "kivi_n10v9 {n1}, {n2} and {n3} MHz (seeds 1, 2, 3)",
+            {f"{m[5]}{k}": Val(f"runs[19].rows[mode={m},seed={k}].fmax_mhz", "{:.1f}")
+             for m in ("kivi_k4v3", "kivi_n10v9") for k in (1, 2, 3)}),
     # issue 22, fourth part: the compressors (runs 16, 17) against the third part (run 14)
     *[Figures(CODEC_PAGE, CODEC_SECTION, CODEC,
               f"- {mode} compressor: {{c0}} -> **{{c1}} MHz** (run 16{tail}",
@@ -238,7 +255,7 @@ REGISTRY = [
     Figures(CODEC_PAGE, CODEC_SECTION, ULX3S, "The ULX3S netlist's compressor also shrank, "
             "{lut0} -> {lut1} LUT.",
             {"lut0": core("codec_compressor", source="docs/bitstreams/ulx3s-0d1c4f7.json"),
-             "lut1": core("codec_compressor")}),
+             "lut1": core("codec_compressor", source="docs/bitstreams/ulx3s-c7bb4cf.json")}),
     # issue 22, third part (run 14) against the second (run 12)
     *[Figures(CODEC_PAGE, CODEC_SECTION, CODEC,
               f"- {mode}: compressor {{c0}} -> **{{c1}} MHz**, decompressor {{d0}} -> **{{d1}} MHz**.",
