@@ -244,6 +244,12 @@ REGISTRY = [
             "kivi_n10v9 {n1}, {n2} and {n3} MHz (seeds 1, 2, 3)",
             {f"{m[5]}{k}": Val(f"runs[19].rows[mode={m},seed={k}].fmax_mhz", "{:.1f}")
              for m in ("kivi_k4v3", "kivi_n10v9") for k in (1, 2, 3)}),
+    Figures(CODEC_PAGE, CODEC_SECTION, CODEC,
+            "kivi_k4v3 {k1}, {k2} and {k3} MHz and kivi_n10v9 {n1}, {n2} and {n3} MHz (seeds 1,\n2, 3)",
+            {"k1": Val("runs[18].rows[core=compressor,mode=kivi_k4v3].fmax_mhz", "{:.1f}"),
+             "n1": Val("runs[18].rows[core=compressor,mode=kivi_n10v9].fmax_mhz", "{:.1f}"),
+             **{f"{m[5]}{k}": Val(f"runs[21].rows[mode={m},seed={k}].fmax_mhz", "{:.1f}")
+                for m in ("kivi_k4v3", "kivi_n10v9") for k in (2, 3)}}),
     # issue 22, fourth part: the compressors (runs 16, 17) against the third part (run 14)
     *[Figures(CODEC_PAGE, CODEC_SECTION, CODEC,
               f"- {mode} compressor: {{c0}} -> **{{c1}} MHz** (run 16{tail}",
