@@ -108,6 +108,28 @@ def _at_routed(key, report, fn):
                     lambda d: fn(get(d, key), _routed_mhz(report))), "{:,.1f}")
 
 
+def board_builds(sections, reports, prior_label, priors):
+    """The two board tables of one build (``sections``: the ULX3S's and ECPIX-5's table
+    headings, ``reports`` their report files) and each table's row naming the earlier
+    build's routed Fmax (``prior_label``, from ``priors``)."""
+    out = []
+    for sec, rep in zip(sections, reports):
+        out += board_table(sec, rep, decompressors="both")
+    out += [Figures(BITSTREAMS, sec, src, f"| {prior_label} | {{before}} MHz routed |",
+                    {"before": Val("sys_clock.achieved_mhz", "{:.2f}")})
+            for sec, src in zip(sections, priors)]
+    return out
+
+
+def throughput_at_routed(section, text, ulx3s, ecpix5):
+    """The codec MB/s of ``text`` at two board reports' routed Fmax, with the clocks as
+    {fu} and {fe}."""
+    return Figures(BITSTREAMS, section, THROUGHPUT, text, _throughput_at_routed(ulx3s, ecpix5)
+                   | {"fu": Val(calc("ULX3S routed", lambda d: _routed_mhz(ulx3s)), "{:.2f}"),
+                      "fe": Val(calc("ECPIX-5 routed", lambda d: _routed_mhz(ecpix5)),
+                                "{:.2f}")})
+
+
 ULX3S_A = "docs/bitstreams/ulx3s-acfa062.json"     # 50 MHz before the register slices
 ECPIX5_A = "docs/bitstreams/ecpix5-acfa062.json"   # 75 MHz before the register slices
 ULX3S_S = "docs/bitstreams/ulx3s-0d1c4f7.json"     # with the register slices
@@ -202,21 +224,15 @@ REGISTRY = [
             _throughput_at_routed(ULX3S_A, ECPIX5_A)),
 
     # docs/bitstreams.md: the current reports (issue 22, codec cores past 100 MHz)
-    *board_table("ULX3S, 50 MHz, codecs past 100 MHz", ULX3S, decompressors="both"),
-    *board_table("ECPIX-5, 75 MHz, codecs past 100 MHz", ECPIX5, decompressors="both"),
+    *board_builds(("ULX3S, 50 MHz, codecs past 100 MHz", "ECPIX-5, 75 MHz, codecs past 100 MHz"),
+                  (ULX3S, ECPIX5), "with the FIFOs", (ULX3S_F, ECPIX5_F)),
     Figures(BITSTREAMS, FAST, ULX3S, "beside out-of-context codec runs: {u} s and",
             {"u": Val("wall_s", "{:,.0f}")}),
     Figures(BITSTREAMS, FAST, ECPIX5, "and {e} s of wall time.", {"e": Val("wall_s", "{:,.0f}")}),
-    *[Figures(BITSTREAMS, sec, src, "| with the FIFOs | {before} MHz routed |",
-              {"before": Val("sys_clock.achieved_mhz", "{:.2f}")})
-      for sec, src in (("ULX3S, 50 MHz, codecs past 100 MHz", ULX3S_F),
-                       ("ECPIX-5, 75 MHz, codecs past 100 MHz", ECPIX5_F))],
-    Figures(BITSTREAMS, FAST, ULX3S_F, "14,926 ->\n14,119 LUT", {}),
-    Figures(BITSTREAMS, FAST, THROUGHPUT,
-            "move {cu} and {du} MB/s at the ULX3S's {fu} MHz and\n{ce} and {de} MB/s at the "
-            "ECPIX-5's {fe} MHz", _throughput_at_routed(ULX3S, ECPIX5)
-            | {"fu": Val(calc("ULX3S routed", lambda d: _routed_mhz(ULX3S)), "{:.2f}"),
-               "fe": Val(calc("ECPIX-5 routed", lambda d: _routed_mhz(ECPIX5)), "{:.2f}")}),
+    Figures(BITSTREAMS, FAST, ULX3S, "the compressor {a} ->\n{b} LUT",
+            {"a": core("codec_compressor", source=ULX3S_F), "b": core("codec_compressor")}),
+    throughput_at_routed(FAST, "move {cu} and {du} MB/s at the ULX3S's {fu} MHz and\n{ce} and "
+                         "{de} MB/s at the ECPIX-5's {fe} MHz", ULX3S, ECPIX5),
     Figures(BITSTREAMS, FAST, SDR32,
             "takes {hit} cycles with a TLB hit and {miss} with a miss",
             {"hit": Val("demand_read.ideal.hit.total", "{:,}"),
@@ -235,23 +251,16 @@ REGISTRY = [
                                    ("ECPIX-5", "lost", ECPIX5, ECPIX5_F))],
 
     # docs/bitstreams.md: the reports of c7bb4cf (issue 22, FIFOs at the DMA's destination)
-    *board_table("ULX3S, 50 MHz, with the FIFOs", ULX3S_F, decompressors="both"),
-    *board_table("ECPIX-5, 75 MHz, with the FIFOs", ECPIX5_F, decompressors="both"),
+    *board_builds(("ULX3S, 50 MHz, with the FIFOs", "ECPIX-5, 75 MHz, with the FIFOs"),
+                  (ULX3S_F, ECPIX5_F), "with the slices only", (ULX3S_S, ECPIX5_S)),
     Figures(BITSTREAMS, FIFOS, ULX3S_F, "beside tests and benches: {u} s and",
             {"u": Val("wall_s", "{:,.0f}")}),
     Figures(BITSTREAMS, FIFOS, ECPIX5_F, "and {e} s of wall time.", {"e": Val("wall_s", "{:,.0f}")}),
-    *[Figures(BITSTREAMS, sec, src, "| with the slices only | {before} MHz routed |",
-              {"before": Val("sys_clock.achieved_mhz", "{:.2f}")})
-      for sec, src in (("ULX3S, 50 MHz, with the FIFOs", ULX3S_S),
-                       ("ECPIX-5, 75 MHz, with the FIFOs", ECPIX5_S))],
     Figures(BITSTREAMS, FIFOS, THROUGHPUT, "With {c} B a cycle in and {d} B a cycle out",
             {"c": Val("rows[core=compressor].fp16_bytes_per_cycle", "{:.1f}"),
              "d": Val("rows[core=decompressor].fp16_bytes_per_cycle")}),
-    Figures(BITSTREAMS, FIFOS, THROUGHPUT,
-            "move {cu}\nand {du} MB/s at the ULX3S's {fu} MHz and {ce} and {de} MB/s at the "
-            "ECPIX-5's {fe}\nMHz", _throughput_at_routed(ULX3S_F, ECPIX5_F)
-            | {"fu": Val(calc("ULX3S routed", lambda d: _routed_mhz(ULX3S_F)), "{:.2f}"),
-               "fe": Val(calc("ECPIX-5 routed", lambda d: _routed_mhz(ECPIX5_F)), "{:.2f}")}),
+    throughput_at_routed(FIFOS, "move {cu}\nand {du} MB/s at the ULX3S's {fu} MHz and {ce} and "
+                         "{de} MB/s at the ECPIX-5's {fe}\nMHz", ULX3S_F, ECPIX5_F),
     Figures(BITSTREAMS, FIFOS, "docs/results/datapath/sdr32-0d1c4f7.json",
             "(with the slices alone {hit} and {miss}, main",
             {"hit": Val("demand_read.ideal.hit.total", "{:,}"),
@@ -275,22 +284,15 @@ REGISTRY = [
 
 
     # docs/bitstreams.md: the reports of 0d1c4f7 (issue 22, with the register slices)
-    *board_table("ULX3S, 50 MHz, with the slices", ULX3S_S, decompressors="both"),
-    *board_table("ECPIX-5, 75 MHz, with the slices", ECPIX5_S, decompressors="both"),
+    *board_builds(("ULX3S, 50 MHz, with the slices", "ECPIX-5, 75 MHz, with the slices"),
+                  (ULX3S_S, ECPIX5_S), "before the slices", (ULX3S_A, ECPIX5_A)),
     Figures(BITSTREAMS, SLICES, ULX3S_S, "2-core machine: {u} s and", {"u": Val("wall_s", "{:,.0f}")}),
     Figures(BITSTREAMS, SLICES, ECPIX5_S, "and {e} s of wall time.", {"e": Val("wall_s", "{:,.0f}")}),
-    *[Figures(BITSTREAMS, sec, src, "| before the slices | {before} MHz routed |",
-              {"before": Val("sys_clock.achieved_mhz", "{:.2f}")})
-      for sec, src in (("ULX3S, 50 MHz, with the slices", ULX3S_A),
-                       ("ECPIX-5, 75 MHz, with the slices", ECPIX5_A))],
     Figures(BITSTREAMS, SLICES, THROUGHPUT, "With {c} B a cycle in and {d} B a cycle out",
             {"c": Val("rows[core=compressor].fp16_bytes_per_cycle", "{:.1f}"),
              "d": Val("rows[core=decompressor].fp16_bytes_per_cycle")}),
-    Figures(BITSTREAMS, SLICES, THROUGHPUT,
-            "move {cu}\nand {du} MB/s at the ULX3S's {fu} MHz and {ce} and {de} MB/s at the "
-            "ECPIX-5's {fe}\nMHz", _throughput_at_routed(ULX3S_S, ECPIX5_S)
-            | {"fu": Val(calc("ULX3S routed", lambda d: _routed_mhz(ULX3S_S)), "{:.2f}"),
-               "fe": Val(calc("ECPIX-5 routed", lambda d: _routed_mhz(ECPIX5_S)), "{:.2f}")}),
+    throughput_at_routed(SLICES, "move {cu}\nand {du} MB/s at the ULX3S's {fu} MHz and {ce} and "
+                         "{de} MB/s at the ECPIX-5's {fe}\nMHz", ULX3S_S, ECPIX5_S),
 
     # docs/bitstreams.md: ULX3S, the 13 MHz report (main 2c0da38)
     *report_table(NOW, ULX3S_13),
