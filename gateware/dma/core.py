@@ -6,7 +6,9 @@ descriptor format, registers and timing: README.md beside this file.
 """
 
 from migen import (Signal, If, Cat, Mux, FSM, NextState,
-                   NextValue, ResetInserter, log2_int)
+                   NextValue, ResetInserter, ResetSignal, log2_int)
+from migen.fhdl.decorators import ModuleTransformer
+from migen.fhdl.tools import list_targets
 from litex.gen import LiteXModule
 from litex.soc.interconnect import stream
 from litex.soc.interconnect.csr import CSRStorage, CSRStatus, CSRField
@@ -21,6 +23,22 @@ from .layouts import descriptor_layout, completion_layout, host_line_layout
 # Core ------------------------------------------------------------------------------------------
 
 
+class SoleReset(ModuleTransformer):
+    """Resets a module's ``sys`` registers by ``rst`` alone, not by ``rst`` OR the system reset
+    (what ``ResetInserter`` gives): a register's synchronous reset is then a flip-flop's output,
+    with no LUT between two high-fan-out nets. ``rst`` must include the system reset."""
+
+    def __init__(self, rst):
+        self.rst = rst
+
+    def transform_fragment(self, i, f):
+        sl = f.sync.get("sys", [])
+        targets = [t for t in sorted(list_targets(sl), key=lambda x: x.duid) if not t.reset_less]
+        for t in targets:
+            t.reset_less = True
+        f.sync["sys"] = sl + [If(self.rst, *[t.eq(t.reset) for t in targets])]
+
+
 class DMA(LiteXModule):
     """DMA engine.
 
@@ -31,7 +49,7 @@ class DMA(LiteXModule):
     has ``done``, pulsing once per page after its last input beat, and ``error``, nonzero =
     corrupt page, valid when ``done`` pulses: ``codec.PackedCodec`` adapts the KV codec
     cores), reset by the engine before each descriptor and when a job is
-    abandoned (through ``ResetInserter``, or through the transform's own ``reset`` input if
+    abandoned (through ``SoleReset``, or through the transform's own ``reset`` input if
     it has one: ``codec.CodecCDC``, a codec on its own clock); an op without its transform
     is an invalid descriptor. ``depth``: descriptor queue depth (= longest chain),
     ``cq_depth``: completion queue depth, ``timeout``: reset value of the watchdog limit in
@@ -170,9 +188,16 @@ class DMA(LiteXModule):
         # Read port: a virtual port for the LiteDRAM DMA reader, a registered command stage,
         # and a filter dropping read data still owed to an abandoned job --------------------
         vport = LiteDRAMNativePort("read", rport.address_width, dw)
-        self.submodules.jp = jp = ResetInserter()(
-            JobPath(vport, paddr_width, haddr_width, len_width, read_fifo_depth))
-        dp_rst = jp.reset
+        # The job path is reset by one register, set by the system reset and in the engine's
+        # ABORT cycle (``jp.reset``, the abort, is what the engine drives): its flip-flops'
+        # reset pins then hang off that register, not off a LUT ORing two high-fan-out nets
+        # (the ECPIX-5's routed critical path).
+        jp_rst = Signal(reset=1)
+        jp = JobPath(vport, paddr_width, haddr_width, len_width, read_fifo_depth)
+        jp.reset = dp_rst = Signal()
+        self.submodules.jp = SoleReset(jp_rst)(jp)
+        self.jp_rst_next = Signal()
+        self.sync += jp_rst.eq(ResetSignal(allow_reset_less=True) | self.jp_rst_next)
 
         self.submodules.rcmd = rcmd = stream.PipeValid([("addr", rport.address_width)])
         owed  = Signal(max=read_fifo_depth + 4)     # read words owed by the port
@@ -265,8 +290,10 @@ class DMA(LiteXModule):
         # input comes several cycles after its start (DRAM read latency), and after an
         # abort the job path's op is reset, which routes the copy slice, not a codec. The
         # copy slice, small, is reset in the cycle itself: it is routed after an abort.
-        xf_rst_q = Signal()
-        self.sync += xf_rst_q.eq(xf_rst)
+        # The register also carries the system reset: a codec's flip-flops are reset by it
+        # alone (``SoleReset``), no LUT ORs the two nets.
+        xf_rst_q = Signal(reset=1)
+        self.sync += xf_rst_q.eq(ResetSignal(allow_reset_less=True) | xf_rst)
         a, b = jp.a_source, jp.b_sink
         xfs = {OP_COMPRESS: compressor, OP_DECOMPRESS: decompressor}
         # The routed output enters the destination side through a two-entry FIFO: the route
@@ -283,10 +310,11 @@ class DMA(LiteXModule):
         for op, xf in xfs.items():
             if xf is None:
                 continue
-            if not hasattr(xf, "reset"):            # codec.CodecCDC brings its own
-                xf = ResetInserter()(xf)
+            if hasattr(xf, "reset"):                # codec.CodecCDC brings its own
+                self.comb += xf.reset.eq(xf_rst_q)
+            else:
+                xf = SoleReset(xf_rst_q)(xf)
             self.submodules += xf
-            self.comb += xf.reset.eq(xf_rst_q)
             self.xfs.append(xf)
             xfirst = Signal()
             self.sync += If(jp.start, xfirst.eq(1)).Elif(a.valid & a.ready, xfirst.eq(0))
@@ -345,7 +373,10 @@ class DMA(LiteXModule):
         job_bytes = Signal(32)
 
         self.fsm = fsm = FSM(reset_state="IDLE")
-        self.comb += self.busy.eq(~fsm.ongoing("IDLE"))
+        self.comb += [
+            self.busy.eq(~fsm.ongoing("IDLE")),
+            self.jp_rst_next.eq(fsm.before_entering("ABORT")),
+        ]
         dq_out = dq.source
         fsm.act("IDLE",
             jq.source.ready.eq(1),
