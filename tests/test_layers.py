@@ -21,7 +21,8 @@ LAZY_UPWARD = {("soc/cli.py", "host.replay")}
 HOST_ALLOWED = {"driver": {"driver"}, "traces": {"traces"},
                 "prefetch": {"driver", "traces", "prefetch"}, "codec_eval": {"traces", "codec_eval"},
                 "replayer": {"driver", "traces", "prefetch", "serving", "replayer"},
-                "serving": {"driver", "serving"}}
+                "serving": {"driver", "serving"},
+                "generate": {"driver", "traces", "prefetch", "replayer", "generate"}}
 
 
 def _modules(layer):

@@ -36,15 +36,15 @@ The command line is ``host/replay.py``; ``compare`` runs the paper's baselines s
 
 from __future__ import annotations
 
-import hashlib
 import sys
 import time
-from dataclasses import asdict, dataclass, field
+from dataclasses import asdict, dataclass
 from pathlib import Path
 
 import numpy as np
 
 from gateware.common import PAGE_BYTES as PAGE
+from host.replayer.tiers import HostTiers, ReplayError, StepLog
 
 ROOT = Path(__file__).resolve().parents[2]
 DEFAULT_TRACE = ROOT / "traces" / "mini-replay.safetensors"
@@ -77,28 +77,6 @@ class ReplayOptions:
     board_dir: str = str(ROOT / "build" / "ulx3s")  # board: its build (csr.csv, csr.json)
 
 
-@dataclass
-class StepLog:
-    step: int
-    l1: int = 0
-    l2: int = 0
-    l3: int = 0                  # demand reads (late prefetches and misses)
-    late: int = 0                # of which a posted hint was still bringing the page
-    miss_cycles: list = field(default_factory=list)
-    late_cycles: list = field(default_factory=list)
-    issued: list = field(default_factory=list)   # (vpn, slot) of this step's hint
-    record: dict = field(default_factory=dict)
-    prefetch_cycles: int = 0     # the firmware's prediction + issue cycles for this hint
-    overran: bool = False        # timing on: the device was still busy; the hint was skipped
-    served_cycles: int = 0       # timing on: hint posted .. the host saw it served
-    step_cycles: int = 0         # timing on: the step's duration (compute, stalls, offloads)
-
-
-PUMP_CYCLES = 2_000   # timing on: the host polls a posted hint every 20 us (at 100 MHz)
-
-
-class ReplayError(RuntimeError):
-    pass
 
 
 def _setup_trace(opts):
@@ -139,27 +117,17 @@ def make_backend(opts, build=None):
     raise ReplayError(f"unknown backend {opts.backend!r}: model or rtl")
 
 
-class _Run:
-    """One replay's host: its reads, hints and bookkeeping. ``seq`` orders host events (reads,
-    hint posts, hints seen served) on both backends alike."""
+class _Run(HostTiers):
+    """One replay's host: the trace's steps over the shared tier protocol (``tiers.py``)."""
 
     def __init__(self, opts, t, layers, backend, cfg, l1, gpu_only):
         from host.replayer.page_check import PageCheck
-        self.opts, self.t, self.layers, self.backend, self.cfg = opts, t, layers, backend, cfg
-        self.l1, self.gpu_only = l1, gpu_only
-        self.timed = opts.timing == "on" and not gpu_only
-        self.H = t.n_kv_heads
+        super().__init__(backend, cfg, t.n_kv_heads, t.page_bits, layers,
+                         timed=opts.timing == "on" and not gpu_only, dense=opts.mode == "dense",
+                         check=PageCheck(t, opts.codec))
+        self.opts, self.t, self.l1, self.gpu_only = opts, t, l1, gpu_only
         self.mask = t.access_mask(opts.mode)                 # [S, L, H, P]
-        self.check = PageCheck(t, opts.codec)
-        self.digest = hashlib.sha256()
-        self.mismatches = self.offloaded = self.seq = 0
-        self.lengths, self.logs, self.accesses = {}, [], []   # accesses: (step, vpn, tier)
-        self.hits = []       # (seq, slot, vpn)
-        self.issues = []     # (seq its layer's hint was posted, step, vpn, slot)
-        self.demand = []     # (seq, vpn, cycles, StepLog)
-        self.served = []     # ({layer: seq posted}, seq seen served, {vpn})
-        self.pending = None  # ({layer: seq posted}, StepLog) of the hint in flight
-        self.hinting = False  # the step in progress posts its hint
+        self.offloaded = 0
 
     def step(self, s):
         log = StepLog(s)
@@ -169,9 +137,7 @@ class _Run:
             for p in range(self.offloaded, n_full):
                 for st in range(self.layers * self.H):
                     vpn = (st << self.t.page_bits) | p
-                    n = self.backend.offload(vpn, self.t.page(vpn))
-                    self.lengths[vpn] = n
-                    self.mismatches += not self.check.offload(vpn, n)
+                    self.offload(vpn, self.t.page(vpn))
             self.offloaded = max(self.offloaded, n_full)
         index = {} if self.gpu_only else self.backend.l2_index()
         layer_cycles = self.opts.step_ns * self.backend.cycles_per_ns / self.layers
@@ -194,121 +160,6 @@ class _Run:
         if self.timed:
             log.step_cycles = self.backend.clock() - t0
         self.logs.append(log)
-
-    def read(self, s, vpn, in_l1, index, log):
-        self.seq += 1
-        if in_l1:
-            log.l1 += 1
-            self.accesses.append((s, vpn, 1))
-            return
-        slot = index.get(vpn)
-        data = None
-        if slot is not None:
-            data = self.backend.l2_page(slot)
-            if self.timed and not self.backend.l2_valid(slot, vpn):
-                data = None                  # the device is refilling the slot
-        if data is not None:
-            self.hits.append((self.seq, slot, vpn))
-            log.l2 += 1
-            self.accesses.append((s, vpn, 2))
-        else:
-            data, cyc = self.backend.demand_read(vpn)
-            log.l3 += 1
-            self.demand.append((self.seq, vpn, int(cyc), log))
-            self.accesses.append((s, vpn, 3))
-        self.digest.update(data)
-        self.mismatches += not self.check.read(vpn, data)
-
-    def hint(self, s, layer, streams, log):
-        """The layer's part of the step's hint, posted as soon as the host has read the layer
-        (synchronous: and served before the host goes on)."""
-        from host.driver.hints import encode_streams
-        chunks = encode_streams(self.cfg.request, s, layer * self.H, streams,
-                                layer == self.layers - 1, dense=self.opts.mode == "dense")
-        self.seq += 1
-        if not self.timed:
-            done = self.backend.hint(chunks)
-            if done is not None:
-                self._served({0: self.seq}, self.seq, log, *done)
-        elif layer:
-            self.pending[0][layer] = self.seq
-            self.backend.hint_more(chunks)
-        elif self.pending is not None or not self.backend.hint_begin(chunks):
-            log.overran = True             # the device still serves an earlier step's hint
-            self.hinting = False
-        else:
-            self.pending = ({0: self.seq}, log)
-
-    def _served(self, posted, seen, log, rec, issued):
-        log.record, log.issued = rec, issued
-        log.prefetch_cycles = int(rec.get("predict_cycles", 0)) + int(rec.get("issue_cycles", 0))
-        self.issues += [(posted.get(self._layer(vpn), posted[0]), log.step, vpn, slot)
-                        for vpn, slot in issued]
-        self.served.append((posted, seen, {vpn for vpn, _ in issued}))
-
-    def pump(self):
-        done = self.backend.hint_pump()
-        if done is not None:
-            rec, issued, t_post, t_seen = done
-            self.seq += 1
-            posted, log = self.pending
-            self.pending = None
-            log.served_cycles = t_seen - t_post
-            self._served(posted, self.seq, log, rec, issued)
-
-    def compute(self, cycles):
-        """The host computes for ``cycles``, polling the hint in flight."""
-        end = self.backend.clock() + cycles
-        while True:
-            if self.pending is not None:
-                self.pump()
-            now = self.backend.clock()
-            if now >= end:
-                return
-            self.backend.compute(min(PUMP_CYCLES, end - now))
-
-    def drain(self, max_cycles=400_000_000):
-        """After the last step: let the hint in flight finish (its issues classify reads)."""
-        start = self.backend.clock()
-        while self.pending is not None:
-            if self.backend.clock() - start > max_cycles:
-                raise ReplayError(f"the last hint was not served in {max_cycles} cycles")
-            self.backend.compute(PUMP_CYCLES)
-            self.pump()
-
-    def late_per_layer(self):
-        out = [0] * self.layers
-        for seq, vpn, cyc, log in self.demand:
-            if self._late(seq, vpn):
-                out[self._layer(vpn)] += 1
-        return out
-
-    def _layer(self, vpn):
-        return (vpn >> self.t.page_bits) // self.H
-
-    def _late(self, seq, vpn):
-        """A posted layer's hint was still bringing the page when the host read it."""
-        layer = self._layer(vpn)
-        return any(p.get(layer, seen) < seq < seen and vpn in v for p, seen, v in self.served)
-
-    def classify(self):
-        """Demand reads of a page that a hint posted before the read was still bringing are
-        late prefetches; prefetches read from L2 before their slot was refilled are used."""
-        for seq, vpn, cyc, log in self.demand:
-            if self._late(seq, vpn):
-                log.late += 1
-                log.late_cycles.append(cyc)
-            else:
-                log.miss_cycles.append(cyc)
-        latest = {}    # (slot, vpn) -> seq posted list, ascending
-        for posted, step, vpn, slot in self.issues:
-            latest.setdefault((slot, vpn), []).append((posted, step))
-        used = set()
-        for seq, slot, vpn in self.hits:
-            cands = [x for x in latest.get((slot, vpn), ()) if x[0] < seq]
-            if cands:
-                used.add((cands[-1][1], vpn))
-        return used
 
 
 def replay(opts: ReplayOptions, backend=None, build=None, progress=True):

@@ -98,10 +98,14 @@ def value_bound(page, mode: str | R.Mode, sink: bool = False) -> np.ndarray:
 class PageCheck:
     """Counts the pages a replay reads that fail the value, identity or length checks."""
 
-    def __init__(self, trace, mode: str):
+    def __init__(self, trace, mode: str, geometry=None):
+        """``trace``: what ``page(vpn)`` gives the original page of (a trace, or live
+        generation's record of what it offloaded); ``geometry``: (tokens, channels) of a page,
+        by default the trace's."""
         self.trace = trace
         self.mode = R.MODES[mode]
-        self.fixed_length = R.page_length(self.mode, trace.kv.shape[-2], trace.kv.shape[-1])
+        T, D = geometry or trace.kv.shape[-2:]
+        self.fixed_length = R.page_length(self.mode, T, D)
         self._ref = {}          # vpn -> reference decode bytes
         self._ok = {}           # vpn -> bytes that passed (a re-read of equal bytes is not redone)
         self.pages = 0

@@ -87,34 +87,94 @@ def set_determinism(seed: int = DEFAULT_SEED, threads: int = DEFAULT_THREADS) ->
 
 _CACHE: dict = {}
 
+# What the device and the traces need of a model: the LLaMA architecture (RoPE on K before
+# caching, grouped-query attention, one K and one V per KV head and layer).
+ARCHITECTURE = "LlamaForCausalLM"
+MODEL_TYPE = "llama"
 
-def load_model(seed: int = DEFAULT_SEED, threads: int = DEFAULT_THREADS, cache: bool = True):
-    """Load SmolLM2-135M-Instruct from the bundled GGUF; return ``(model, tokenizer)``.
 
-    The model is float32 on CPU, in eval mode, with eager attention (so that attention
-    modules can be hooked and outputs are reproducible). ``torch.manual_seed(seed)`` and
-    ``torch.set_num_threads(threads)`` are applied on every call. With ``cache=True`` the
-    same objects are returned for repeated calls in one process (loading takes seconds).
+class ModelError(ValueError):
+    """A --model path that is missing, unreadable or not a LLaMA-architecture model."""
+
+
+def check_architecture(config, where: str) -> None:
+    """Raise ModelError naming what ``config`` lacks to be a LlamaForCausalLM."""
+    arch = ", ".join(getattr(config, "architectures", None) or []) or "none given"
+    mt = getattr(config, "model_type", None)
+    if mt != MODEL_TYPE:
+        raise ModelError(f"{where}: model_type {mt!r} (architectures: {arch}); SpecKV-FPGA "
+                         f"supports {ARCHITECTURE} (model_type {MODEL_TYPE!r}): its attention "
+                         f"layers, their KV heads and head_dim are what the device pages")
+    for attr in ("num_hidden_layers", "num_attention_heads", "num_key_value_heads"):
+        if getattr(config, attr, None) is None:
+            raise ModelError(f"{where}: the config has no {attr}")
+
+
+def _gguf_architecture(path: Path) -> str:
+    from gguf import GGUFReader
+    f = GGUFReader(str(path)).fields.get("general.architecture")
+    if f is None:
+        raise ModelError(f"{path}: GGUF file without general.architecture")
+    return bytes(f.parts[f.data[0]]).decode()
+
+
+def _load(path: Path, dtype):
+    """(model, tokenizer) of a local Hugging Face folder or a GGUF file, checked first."""
+    import torch  # noqa: F401  (transformers needs it)
+    from transformers import AutoConfig, AutoModelForCausalLM, AutoTokenizer
+
+    if not path.exists():
+        raise ModelError(f"--model {path}: no such file or directory")
+    if path.is_dir():
+        if not (path / "config.json").is_file():
+            raise ModelError(f"--model {path}: a folder without config.json is not a Hugging "
+                             f"Face model folder")
+        check_architecture(AutoConfig.from_pretrained(str(path)), str(path))
+        kw = {}
+    elif path.suffix == ".gguf":
+        arch = _gguf_architecture(path)
+        if arch != MODEL_TYPE:
+            raise ModelError(f"{path}: GGUF architecture {arch!r}; SpecKV-FPGA supports "
+                             f"{ARCHITECTURE} (GGUF architecture {MODEL_TYPE!r})")
+        kw = {"gguf_file": path.name}
+        path = path.parent
+    else:
+        raise ModelError(f"--model {path}: neither a model folder nor a .gguf file")
+    tokenizer = AutoTokenizer.from_pretrained(str(path), **kw)
+    model = AutoModelForCausalLM.from_pretrained(str(path), dtype=dtype,
+                                                 attn_implementation="eager", **kw)
+    check_architecture(model.config, str(path))
+    return model, tokenizer
+
+
+def load_model(seed: int = DEFAULT_SEED, threads: int = DEFAULT_THREADS, cache: bool = True,
+               path=None, dtype: str = "float32"):
+    """Load a model; return ``(model, tokenizer)``.
+
+    ``path`` None: SmolLM2-135M-Instruct from the bundled GGUF. Otherwise a local Hugging
+    Face folder or GGUF file of a LLaMA-architecture model (``ModelError`` otherwise, naming
+    what is missing). ``dtype``: "float32" or "float16". The model is on CPU, in eval mode,
+    with eager attention (so that attention modules can be hooked and outputs are
+    reproducible). ``torch.manual_seed(seed)`` and ``torch.set_num_threads(threads)`` are
+    applied on every call. With ``cache=True`` the same objects are returned for repeated
+    calls in one process (loading takes seconds).
     """
     _offline_env()
     set_determinism(seed, threads)
-    key = "model"
+    key = (str(path) if path else "bundled", dtype)
     if cache and key in _CACHE:
         return _CACHE[key]
 
     import torch
-    from transformers import AutoModelForCausalLM, AutoTokenizer
     from transformers.utils import logging as hf_logging
 
-    path = gguf_path()
+    if dtype not in ("float32", "float16"):
+        raise ModelError(f"dtype {dtype!r}: float32 or float16")
     hf_logging.set_verbosity_error()
-    tokenizer = AutoTokenizer.from_pretrained(str(path.parent), gguf_file=path.name)
-    model = AutoModelForCausalLM.from_pretrained(
-        str(path.parent),
-        gguf_file=path.name,
-        dtype=torch.float32,
-        attn_implementation="eager",
-    )
+    if path is None:
+        model, tokenizer = _load(gguf_path(), getattr(torch, dtype))
+    else:
+        model, tokenizer = _load(Path(path), getattr(torch, dtype))
     model.eval()
     model.to("cpu")
     if cache:
