@@ -130,3 +130,27 @@ def test_cli_generates_compares_and_reports_errors(tmp_path, capsys):
     with pytest.raises(SystemExit) as e:
         cli_main(["--help"])
     assert e.value.code == 0 and "--compare" in capsys.readouterr().out
+
+
+def test_capture_and_codec_eval_take_a_model_path(tmp_path, capsys):
+    """--model for the other two model users: a trace captured from the random LLaMA keeps
+    its shape and names its source; the codec evaluation scores it."""
+    from host.codec_eval.perplexity import main as eval_main
+    from host.traces.capture import run_capture
+    from host.traces.format import load_trace
+    text = tmp_path / "t.txt"
+    text.write_text(PROMPT * 40)
+    out = tmp_path / "tiny.safetensors"
+    _, meta, _, _ = run_capture(text, out, 40, 4, chat=False, progress=False,
+                                model_and_tokenizer=tiny_llama())
+    t = load_trace(out)
+    assert (t.n_layers, t.n_kv_heads, t.kv.shape[-1]) == (3, 2, 128)
+    assert meta["model"]["source"] == f"local: {tiny_llama_dir()}"
+    assert len(meta["model"]["weights_sha256"]) == 64
+    js = tmp_path / "eval.json"
+    assert eval_main(["--model", str(tiny_llama_dir()), "--text", str(text), "--tokens", "64",
+                      "--segments", "1", "--modes", "raw,kivi_k4v3", "--window", "0",
+                      "--json", str(js)]) == 0
+    res = json.loads(js.read_text())
+    assert res["meta"]["model"] == str(tiny_llama_dir())
+    assert res["results"]["kivi_k4v3"]["ratio"] > 3

