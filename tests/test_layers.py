@@ -22,7 +22,8 @@ HOST_ALLOWED = {"driver": {"driver"}, "traces": {"traces"},
                 "prefetch": {"driver", "traces", "prefetch"}, "codec_eval": {"traces", "codec_eval"},
                 "replayer": {"driver", "traces", "prefetch", "serving", "replayer"},
                 "serving": {"driver", "serving"},
-                "generate": {"driver", "traces", "prefetch", "replayer", "generate"}}
+                "generate": {"driver", "traces", "prefetch", "replayer", "generate"},
+                "connectors": {"driver", "prefetch", "replayer", "connectors"}}
 
 
 def _modules(layer):

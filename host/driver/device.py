@@ -11,9 +11,10 @@ firmware's generated ``firmware/mailbox.h`` mirrors), on top of a :class:`host.d
 from dataclasses import dataclass
 
 from gateware.bridge.protocol import LINE
-from gateware.common import PAGE_BYTES
+from gateware.codec import reference as R
+from gateware.common import LINE_BYTES, PAGE_BYTES
 from host.driver.link import LinkError
-from soc.mailbox import (DRAM_STAGING, MBOX_CMD, MBOX_CMD_ARG, MBOX_CMD_OFFLOAD,
+from soc.mailbox import (DRAM_POOL, DRAM_POOL_END, DRAM_STAGING, MBOX_CMD, MBOX_CMD_ARG, MBOX_CMD_OFFLOAD,
                          MBOX_CMD_PRED_RUN, MBOX_CMD_PREFETCH, MBOX_CMD_SEQ, MBOX_CMD_VPN,
                          MBOX_DMA_FAILED, MBOX_DONE_LEN, MBOX_DONE_SEQ, MBOX_DONE_SLOT,
                          MBOX_DONE_STATUS, MBOX_ERRORS, MBOX_REJECTED, PRED_DRAM_BASE,
@@ -124,3 +125,11 @@ class Device:
 
 
 assert PAGE_BYTES % LINE == 0
+
+
+def pool_pages(codec: str, tokens: int = 16, channels: int = 64) -> int:
+    """Device pages the pool (``DRAM_POOL`` .. ``DRAM_POOL_END``) holds in ``codec``: its
+    fixed page length rounded up to the pool's 64-byte extents (a variable-length mode
+    counts at its largest, header + raw page + CRC)."""
+    n = R.page_length(R.MODES[codec], tokens, channels) or (PAGE_BYTES + LINE_BYTES)
+    return (DRAM_POOL_END - DRAM_POOL) // (-(-n // LINE_BYTES) * LINE_BYTES)

@@ -38,6 +38,7 @@ from transformers.cache_utils import Cache, DynamicLayer
 
 from gateware.codec import reference as R
 from gateware.common import PAGE_BYTES
+from host.driver.device import pool_pages
 from host.driver.hints import SpecConfig
 from host.prefetch import make_predictor
 from host.replayer.engine import PREFETCHERS, ReplayOptions, make_backend
@@ -65,12 +66,6 @@ def geometry(config):
         raise GenerateError(f"head_dim {d}: a device page holds {DEVICE_D} channels, so head_dim "
                             f"must be a multiple of {DEVICE_D}")
     return L, H, n_q // H, d, d // DEVICE_D
-
-
-def pool_pages(codec: str) -> int:
-    """Device pages the pool holds in ``codec`` (its fixed page length, in 64-byte extents)."""
-    n = R.page_length(R.MODES[codec], PAGE_TOKENS, DEVICE_D) or (PAGE_BYTES + 64)
-    return (DRAM_POOL_END - DRAM_POOL) // (-(-n // 64) * 64)
 
 
 def check_capacity(config, tokens: int, codec: str):

@@ -6,6 +6,7 @@ Examples (``speckv-generate`` is ``python -m host.generate.cli``)::
     speckv-generate --prompt-file notes.txt --codec kivi_n10v9 --selection sparse --compare
     speckv-generate --model ~/models/TinyLlama-1.1B --prompt "Hello" --backend rtl
     speckv-generate --prompt "Hi" --compare --json build/gen.json
+    speckv-generate --workload summarization --codec kivi_n10v9 --selection sparse --compare
 
 Prints the generated text, the tier statistics (L1 / L2 / late / miss page reads), the
 compression ratio and tokens/s; ``--compare`` also generates with the plain cache and
@@ -37,6 +38,12 @@ def build_parser():
     src = p.add_mutually_exclusive_group(required=True)
     src.add_argument("--prompt", help="the prompt text")
     src.add_argument("--prompt-file", type=Path, help="a UTF-8 text file holding the prompt")
+    src.add_argument("--workload", choices=("chatbot", "summarization", "codegen", "qa"),
+                     help="the prompt of a trace workload (host/traces/workloads.py): chat "
+                          "template, instruction, a cut of a real document")
+    p.add_argument("--prompt-tokens", type=int, default=None,
+                   help="cut the document to make the prompt exactly this many tokens "
+                        "(default: the whole --prompt / --prompt-file, or the workload's length)")
     p.add_argument("--model", default=None,
                    help="a local Hugging Face folder or GGUF file of a LLaMA-architecture model "
                         "(default: the bundled SmolLM2-135M-Instruct, Q4_1 GGUF)")
@@ -74,6 +81,11 @@ def build_parser():
 
 
 def _prompt_ids(tok, args):
+    import torch
+    from host.traces.capture import build_prompt
+    if args.workload is not None:
+        from host.traces.workloads import WORKLOADS, prompt_ids
+        return torch.tensor([prompt_ids(WORKLOADS[args.workload], tok, args.prompt_tokens)])
     if args.prompt_file is not None:
         try:
             text = args.prompt_file.read_text(encoding="utf-8")
@@ -83,6 +95,8 @@ def _prompt_ids(tok, args):
         text = args.prompt
     if not text.strip():
         raise ValueError("the prompt is empty")
+    if args.prompt_tokens is not None:
+        return torch.tensor([build_prompt(tok, text, args.prompt_tokens, chat=args.chat)[0]])
     if args.chat:
         return tok.apply_chat_template([{"role": "user", "content": text}],
                                        add_generation_prompt=True, return_tensors="pt",

@@ -405,9 +405,7 @@ def model_meta(model, tokenizer) -> dict:
     else:
         p = Path(src["path"])
         m = {"name": p.stem if p.is_file() else p.name, "source": f"local: {p}",
-             "weights_sha256": weights_sha256(p),
-             "weights": f"{'GGUF' if p.is_file() else 'Hugging Face folder'}, loaded as "
-                        f"{src['dtype']} by transformers"}
+             "weights_sha256": weights_sha256(p), "weights": f"loaded as {src['dtype']}"}
     m.update(model_config_dict(model))
     return m
 

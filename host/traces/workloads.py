@@ -128,13 +128,28 @@ MINI = {
 }
 
 
-def capture_workload(w: Workload, out_dir: Path, model_and_tokenizer=None, progress: bool = True,
-                     threads: int = 2):
+def source_text(w: Workload):
+    """(path, text, character offset of the document cut) of a workload."""
     path = w.source.resolve()
     text = path.read_text(encoding="utf-8")
     offset = text.find(w.anchor) if w.anchor else 0
     if offset < 0:
         raise ValueError(f"{w.name}: anchor {w.anchor!r} not found in {path}")
+    return path, text, offset
+
+
+def prompt_ids(w: Workload, tokenizer, prompt_tokens: int | None = None):
+    """The workload's prompt (chat template, instruction, document cut, question) as token
+    ids, ``prompt_tokens`` long (default: the workload's); what its trace starts from."""
+    from host.traces.capture import build_prompt
+    _, text, offset = source_text(w)
+    return build_prompt(tokenizer, text, prompt_tokens or w.prompt_tokens, w.instruction,
+                        w.question, True, offset)[0]
+
+
+def capture_workload(w: Workload, out_dir: Path, model_and_tokenizer=None, progress: bool = True,
+                     threads: int = 2):
+    path, _, offset = source_text(w)
     out = out_dir / f"{w.name}.safetensors"
     sha, meta, stats, _ = run_capture(
         path, out, w.prompt_tokens, w.gen_tokens, instruction=w.instruction, question=w.question,
