@@ -31,6 +31,7 @@
 #define PTE_LEN_WIDTH        16u
 #define PTE_SLOT_SHIFT       24u         /* bits 63:24 */
 #define PTE_SLOT_WIDTH       40u
+#define PTE_FLAG_RAW         1u          /* the page is stored as is (a copy, PAGE_BYTES): read it by a copy */
 
 /* ATU fault codes (ATU response fault, CSR last_fault.code, PageRd/XLATE answers) */
 #define FAULT_NONE           0u          /* translation ok */

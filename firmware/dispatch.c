@@ -58,7 +58,8 @@ static void command_poll(void)
 		return;
 	cmd = *mbox(MBOX_CMD);
 	if (cmd == MBOX_CMD_OFFLOAD)
-		status = pool_offload(*mbox(MBOX_CMD_VPN), *mbox(MBOX_CMD_SRC), &len, &slot);
+		status = pool_offload(*mbox(MBOX_CMD_VPN), *mbox(MBOX_CMD_SRC), *mbox(MBOX_CMD_FLAGS),
+		                      &len, &slot);
 	else if (cmd == MBOX_CMD_PREFETCH)
 		status = pool_prefetch(*mbox(MBOX_CMD_VPN),
 		                       ((uint64_t)*mbox(MBOX_CMD_HOST_HI) << 32) | *mbox(MBOX_CMD_HOST_LO));

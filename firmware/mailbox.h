@@ -79,6 +79,7 @@
 #define MBOX_CMD_SRC         4u          /* OFFLOAD: staging DRAM offset of the raw page */
 #define MBOX_CMD_HOST_LO     5u          /* PREFETCH: host destination address, low word */
 #define MBOX_CMD_HOST_HI     6u          /* PREFETCH: host destination address, high word */
+#define MBOX_CMD_FLAGS       7u          /* OFFLOAD: PTE flags of the page (PTE_FLAG_RAW: stored as is) */
 #define MBOX_PRED_ARG        3u          /* PRED_RUN: predictor kind (7:0) | flags << 8 (predict.h: pred_run) */
 #define MBOX_PRED_IN         4u          /* PRED_RUN: DRAM offset of the input records */
 #define MBOX_PRED_COUNT      5u          /* PRED_RUN: number of records */
@@ -105,7 +106,7 @@
 #define MAILBOX_SIZE         4096u       /* bytes of the mbox RAM in the SoC */
 
 /* Command codes (word 2) */
-#define MBOX_CMD_OFFLOAD     1u          /* compress a staged raw page into the pool and map it */
+#define MBOX_CMD_OFFLOAD     1u          /* compress (or, PTE_FLAG_RAW, copy) a staged page into the pool, map it */
 #define MBOX_CMD_PREFETCH    2u          /* decompress a pooled page into host memory */
 #define MBOX_CMD_SPEC_CONFIG 3u          /* configure the speculation engine for a request */
 #define MBOX_CMD_PRED_RUN    8u          /* predictor test channel (codes 8-11: predictors) */

@@ -25,10 +25,22 @@ static volatile uint64_t *pte_ptr(uint32_t vpn)
 }
 
 /* PTE fields (common.h; gateware/atu/README.md): valid, flags, length, slot >> 6. */
-static uint64_t pte_pack(uint32_t slot, uint32_t length)
+static uint64_t pte_pack(uint32_t slot, uint32_t length, uint32_t flags)
 {
-	return (1ull << PTE_VALID_BIT) | ((uint64_t)length << PTE_LEN_SHIFT) |
+	return (1ull << PTE_VALID_BIT) | ((uint64_t)flags << PTE_FLAGS_SHIFT) |
+	       ((uint64_t)length << PTE_LEN_SHIFT) |
 	       ((uint64_t)(slot >> SLOT_ALIGN_BITS) << PTE_SLOT_SHIFT);
+}
+
+static uint32_t pte_flags(uint64_t pte)
+{
+	return (pte >> PTE_FLAGS_SHIFT) & ((1u << PTE_FLAGS_WIDTH) - 1);
+}
+
+/* How a pooled page is read back: a raw page (PTE_FLAG_RAW) by a copy. */
+static uint32_t pte_read_op(uint64_t pte)
+{
+	return (pte_flags(pte) & PTE_FLAG_RAW) ? OP_COPY : OP_DECOMPRESS;
 }
 
 static int pte_is_valid(uint64_t pte)
@@ -97,7 +109,7 @@ static uint32_t dma_run(uint32_t op, int host, uint32_t src, uint64_t dst, uint3
 	return (c >> CSR_DMA_COMPLETION_STATUS_OFFSET) & ((1 << CSR_DMA_COMPLETION_STATUS_SIZE) - 1);
 }
 
-uint32_t pool_offload(uint32_t vpn, uint32_t src, uint32_t *len, uint32_t *slot)
+uint32_t pool_offload(uint32_t vpn, uint32_t src, uint32_t flags, uint32_t *len, uint32_t *slot)
 {
 	uint32_t bytes, st;
 	if (vpn >= PT_ENTRIES)
@@ -105,16 +117,19 @@ uint32_t pool_offload(uint32_t vpn, uint32_t src, uint32_t *len, uint32_t *slot)
 	if (src < DRAM_STAGING || src + PAGE_BYTES > DRAM_STAGING + DRAM_STAGING_SIZE ||
 	    (src & (LINE_BYTES - 1)))
 		return MBOX_ERR_SRC;
+	if (flags & ~(uint32_t)PTE_FLAG_RAW)
+		return MBOX_ERR_SRC;
 	if (pool_next + SLOT_MAX_BYTES > DRAM_POOL_END)
 		return MBOX_ERR_POOL;
 	*slot = pool_next;
-	st = dma_run(OP_COMPRESS, 0, src, *slot, PAGE_BYTES, SLOT_MAX_BYTES, &bytes);
+	st = dma_run((flags & PTE_FLAG_RAW) ? OP_COPY : OP_COMPRESS, 0, src, *slot, PAGE_BYTES,
+	             SLOT_MAX_BYTES, &bytes);
 	if (st)
 		return MBOX_DMA_FAILED | st;
 	*len = bytes;
 	/* pages pack at their compressed size */
 	pool_next = (*slot + bytes + LINE_BYTES - 1) & ~(LINE_BYTES - 1u);
-	*pte_ptr(vpn) = pte_pack(*slot, bytes);
+	*pte_ptr(vpn) = pte_pack(*slot, bytes, flags);
 	/* The ATU walker reads DRAM, not the CPU caches: write the PTE back, then drop any
 	 * cached translation. */
 	l2_writeback(pte_ptr(vpn), PTE_BYTES);
@@ -127,11 +142,12 @@ int pool_pte_valid(uint32_t vpn)
 	return vpn < PT_ENTRIES && pte_is_valid(*pte_ptr(vpn));
 }
 
-void pool_pte_extent(uint32_t vpn, uint32_t *src, uint32_t *length)
+void pool_pte_extent(uint32_t vpn, uint32_t *src, uint32_t *length, uint32_t *op)
 {
 	uint64_t pte = *pte_ptr(vpn);
 	*src = pte_slot(pte);
 	*length = pte_length(pte);
+	*op = pte_read_op(pte);
 }
 
 uint32_t pool_prefetch(uint32_t vpn, uint64_t host)
@@ -144,7 +160,7 @@ uint32_t pool_prefetch(uint32_t vpn, uint64_t host)
 	pte = *pte_ptr(vpn);
 	if (!pte_is_valid(pte))
 		return MBOX_ERR_UNMAPPED;
-	st = dma_run(OP_DECOMPRESS, 1, pte_slot(pte), host, pte_length(pte), PAGE_BYTES, &bytes);
+	st = dma_run(pte_read_op(pte), 1, pte_slot(pte), host, pte_length(pte), PAGE_BYTES, &bytes);
 	return st ? (MBOX_DMA_FAILED | st) : 0;
 }
 

@@ -11,15 +11,17 @@
 
 /* Configure the ATU (page table, DRAM window) and the DMA windows; empty the pool. */
 void pool_init(void);
-/* Compress the raw page at staging offset src into the pool and map it at vpn: its PTE is
- * written back to DRAM and the vpn's cached translation dropped. Returns the status, and the
- * compressed length and the slot's DRAM offset through *len and *slot. */
-uint32_t pool_offload(uint32_t vpn, uint32_t src, uint32_t *len, uint32_t *slot);
-/* Decompress the page mapped at vpn into host memory at host; returns the status. */
+/* Compress the raw page at staging offset src into the pool (flags PTE_FLAG_RAW: copy it as
+ * is) and map it at vpn with those PTE flags: its PTE is written back to DRAM and the vpn's
+ * cached translation dropped. Returns the status, and the stored length and the slot's DRAM
+ * offset through *len and *slot. */
+uint32_t pool_offload(uint32_t vpn, uint32_t src, uint32_t flags, uint32_t *len, uint32_t *slot);
+/* Decompress (a raw page: copy) the page mapped at vpn into host memory at host. */
 uint32_t pool_prefetch(uint32_t vpn, uint64_t host);
-/* Page table lookups: is vpn mapped; the DRAM extent of a mapped page. */
+/* Page table lookups: is vpn mapped; the DRAM extent of a mapped page and the DMA op that
+ * reads it back (OP_DECOMPRESS, or OP_COPY for a raw page). */
 int pool_pte_valid(uint32_t vpn);
-void pool_pte_extent(uint32_t vpn, uint32_t *src, uint32_t *length);
+void pool_pte_extent(uint32_t vpn, uint32_t *src, uint32_t *length, uint32_t *op);
 /* Write the L2 lines of [p, p + n) (CPU address in main RAM) back to DRAM, where the gateware
  * (ATU walker, DMA) reads. */
 void l2_writeback(volatile void *p, unsigned n);

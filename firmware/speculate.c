@@ -373,11 +373,11 @@ static void issue_chunk(uint32_t first, uint32_t end, uint32_t step)
 		          cfg_l2 + (uint64_t)PAGE_BYTES * cfg_slots + LINE_BYTES * first_slot,
 		          LINE_BYTES * (e - j), LINE_BYTES * (e - j));
 	}
-	/* data: decompress each page into its slot */
+	/* data: decompress (a raw page: copy) each page into its slot */
 	for (j = 0; j < n_issue; j++) {
-		uint32_t src, len;
-		pool_pte_extent(issue_vpn[j], &src, &len);
-		dma_queue(OP_DECOMPRESS, src, cfg_l2 + (uint64_t)PAGE_BYTES * issue_slot[j], len, PAGE_BYTES);
+		uint32_t src, len, op;
+		pool_pte_extent(issue_vpn[j], &src, &len, &op);
+		dma_queue(op, src, cfg_l2 + (uint64_t)PAGE_BYTES * issue_slot[j], len, PAGE_BYTES);
 	}
 	/* directory lines: written to DRAM scratch, made visible, copied after the data (the
 	 * link keeps order: a host that sees a tag has the page). The slots follow each other

@@ -48,6 +48,9 @@ PTE_LEN_SHIFT   = _PTE["length"][0]  # bits 23:8
 PTE_LEN_WIDTH   = _PTE["length"][1]
 PTE_SLOT_SHIFT  = _PTE["slot"][0]    # bits 63:24
 PTE_SLOT_WIDTH  = _PTE["slot"][1]
+# PTE flags (bits of the ``flags`` field; the ATU passes them through, the page engine and
+# the firmware read them)
+PTE_FLAG_RAW    = 1  # the page is stored as is (a copy, PAGE_BYTES): read it by a copy
 
 
 def pack_pte(paddr, length, flags=0, valid=True):

@@ -82,6 +82,7 @@ MBOX_CMD_VPN       = 3     # OFFLOAD, PREFETCH: vpn
 MBOX_CMD_SRC       = 4     # OFFLOAD: staging DRAM offset of the raw page
 MBOX_CMD_HOST_LO   = 5     # PREFETCH: host destination address, low word
 MBOX_CMD_HOST_HI   = 6     # PREFETCH: host destination address, high word
+MBOX_CMD_FLAGS     = 7     # OFFLOAD: PTE flags of the page (PTE_FLAG_RAW: stored as is)
 MBOX_PRED_ARG      = 3     # PRED_RUN: predictor kind (7:0) | flags << 8 (predict.h: pred_run)
 MBOX_PRED_IN       = 4     # PRED_RUN: DRAM offset of the input records
 MBOX_PRED_COUNT    = 5     # PRED_RUN: number of records
@@ -109,7 +110,7 @@ MAILBOX_SIZE       = 4 * MBOX_WORDS  # bytes of the mbox RAM in the SoC
 
 # Command codes (word 2) ----------------------------------------------------------------------
 
-MBOX_CMD_OFFLOAD     = 1  # compress a staged raw page into the pool and map it
+MBOX_CMD_OFFLOAD     = 1  # compress (or, PTE_FLAG_RAW, copy) a staged page into the pool, map it
 MBOX_CMD_PREFETCH    = 2  # decompress a pooled page into host memory
 MBOX_CMD_SPEC_CONFIG = 3  # configure the speculation engine for a request
 MBOX_CMD_PRED_RUN    = 8  # predictor test channel (codes 8-11: predictors)

@@ -17,14 +17,15 @@ Timestamps (a free-running cycle counter latched at each step of the most recent
 meaningful when one request is in flight) give the latency breakdown of a demand read.
 """
 
-from migen import FSM, Cat, If, Module, NextState, NextValue, Signal
+from migen import FSM, Cat, If, Module, Mux, NextState, NextValue, Signal
 
 from litex.soc.interconnect import stream
 from litex.soc.interconnect.csr import AutoCSR, CSRStatus, CSRStorage
 
 from gateware.arbiter import RoundRobin
 from gateware.bridge.protocol import Status, page_request_layout, page_response_layout
-from gateware.common import FAULT_UNMAPPED, OP_DECOMPRESS, PAGE_BYTES, ST_OK
+from gateware.common import (FAULT_UNMAPPED, OP_COPY, OP_DECOMPRESS, PAGE_BYTES, PTE_FLAG_RAW,
+                             ST_OK)
 
 
 # Timestamp names, in the order a demand read passes them (CSRs ``engine_t_<name>``).
@@ -112,7 +113,7 @@ class PageEngine(Module, AutoCSR):
             atu.sink.vpn.eq(vpn),
             atu.sink.tag.eq(tag),
             dma.sink.valid.eq(describe),
-            dma.sink.op.eq(OP_DECOMPRESS),
+            dma.sink.op.eq(Mux(flags & PTE_FLAG_RAW, OP_COPY, OP_DECOMPRESS)),
             dma.sink.host.eq(1),
             dma.sink.tag.eq(tag),
             dma.sink.src.eq(self._paddr),

@@ -12,7 +12,7 @@ from dataclasses import dataclass
 
 from gateware.bridge.protocol import LINE
 from gateware.codec import reference as R
-from gateware.common import LINE_BYTES, PAGE_BYTES
+from gateware.common import LINE_BYTES, PAGE_BYTES, PTE_FLAG_RAW
 from host.driver.link import LinkError
 from soc.mailbox import (DRAM_POOL, DRAM_POOL_END, DRAM_STAGING, MBOX_CMD, MBOX_CMD_ARG, MBOX_CMD_OFFLOAD,
                          MBOX_CMD_PRED_RUN, MBOX_CMD_PREFETCH, MBOX_CMD_SEQ, MBOX_CMD_VPN,
@@ -44,10 +44,10 @@ class Device:
     def _word(self, i):
         return self.mbox + 4 * i
 
-    def command(self, cmd, vpn, src=0, host=0, max_cycles=3_000_000, poll=250):
+    def command(self, cmd, vpn, src=0, host=0, flags=0, max_cycles=3_000_000, poll=250):
         """Post one command and wait for its completion; returns :class:`Done`."""
         self.link.cfg_write_block(self._word(MBOX_CMD_VPN),
-                                  [vpn, src, host & 0xFFFFFFFF, host >> 32])
+                                  [vpn, src, host & 0xFFFFFFFF, host >> 32, flags])
         return self._post(cmd, max_cycles, poll, what=f"command {cmd} (vpn {vpn})")
 
     def _post(self, cmd, max_cycles=3_000_000, poll=250, what=None):
@@ -77,14 +77,14 @@ class Device:
             raise DeviceError(f"{what} failed: {why} (status 0x{done.status:x})", done.status)
         return done
 
-    def offload(self, vpn, page, staging_slot=0, check=True):
+    def offload(self, vpn, page, staging_slot=0, check=True, raw=False):
         """Write a raw 4 KiB page into a staging slot, then have the firmware compress it
-        into the pool and map it."""
+        (``raw``: copy it as is) into the pool and map it."""
         if len(page) != PAGE_BYTES:
             raise ValueError(f"a page is {PAGE_BYTES} bytes, got {len(page)}")
         src = DRAM_STAGING + staging_slot * PAGE_BYTES
         self.link.mem_write(self.ram + src, bytes(page))
-        done = self.command(MBOX_CMD_OFFLOAD, vpn, src=src)
+        done = self.command(MBOX_CMD_OFFLOAD, vpn, src=src, flags=PTE_FLAG_RAW if raw else 0)
         return self.check(done, f"offload of vpn {vpn}") if check else done
 
     def prefetch(self, vpn, host_addr, check=True):
@@ -131,5 +131,7 @@ def pool_pages(codec: str, tokens: int = 16, channels: int = 64) -> int:
     """Device pages the pool (``DRAM_POOL`` .. ``DRAM_POOL_END``) holds in ``codec``: its
     fixed page length rounded up to the pool's 64-byte extents (a variable-length mode
     counts at its largest, header + raw page + CRC)."""
+    if codec == "raw":
+        return (DRAM_POOL_END - DRAM_POOL) // PAGE_BYTES     # stored as is (PTE_FLAG_RAW)
     n = R.page_length(R.MODES[codec], tokens, channels) or (PAGE_BYTES + LINE_BYTES)
     return (DRAM_POOL_END - DRAM_POOL) // (-(-n // LINE_BYTES) * LINE_BYTES)

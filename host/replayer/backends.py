@@ -130,7 +130,10 @@ class Backend(abc.ABC):
 
 
 def check_codec(constants, codec, where):
-    """The codec mode a SoC build compresses with must be ``codec``."""
+    """The codec mode a SoC build compresses with must be ``codec``; ``raw`` (pages stored
+    as is, PTE_FLAG_RAW: copied, not compressed) every SoC serves."""
+    if codec == "raw":
+        return
     built = [k[len("codec_mode_"):] for k in constants if k.startswith("codec_mode_")]
     if built != [codec]:
         raise ValueError(f"the SoC of {where} compresses with {built}; codec "
@@ -181,8 +184,19 @@ class ModelBackend(Backend):
     def _round_trip(self):
         return 2 * self.one_way + self.costs.cfg_device
 
+    def _store(self, page):
+        """What the device's pool holds for a page: its codec's encoding, or (``raw``) the
+        page as is, as the device copies it (PTE_FLAG_RAW)."""
+        if self.codec == "raw":
+            return np.asarray(page, dtype=np.float16).tobytes()
+        return R.compress(np.asarray(page), self.codec)
+
+    def _page(self, vpn):
+        blob = self.pool[vpn]
+        return blob if self.codec == "raw" else R.decompress(blob).tobytes()
+
     def offload(self, vpn, page):
-        blob = R.compress(np.asarray(page), self.codec)
+        blob = self._store(page)
         self.pool[vpn] = blob
         # the page crosses the link into staging (pipelined lines), then a firmware command,
         # which waits while the firmware serves a hint chunk
@@ -205,7 +219,7 @@ class ModelBackend(Backend):
     def demand_read(self, vpn):
         if vpn not in self.pool:
             raise BackendError(f"demand read of vpn {vpn}: not in the pool")
-        data = R.decompress(self.pool[vpn]).tobytes()
+        data = self._page(vpn)
         cycles = round(2 * self.one_way + self.costs.demand_device + self.page_serial)
         self.t += cycles
         return data, cycles
@@ -217,7 +231,7 @@ class ModelBackend(Backend):
 
     def _land(self, res, step):
         for i in res.issues:
-            self.l2[i.slot] = R.decompress(self.pool[i.vpn]).tobytes()
+            self.l2[i.slot] = self._page(i.vpn)
         for i in res.issues:
             line = tag_line(i.vpn, step, i.slot, i.order)
             self.dir[LINE_BYTES * i.slot:LINE_BYTES * (i.slot + 1)] = line
@@ -348,7 +362,8 @@ class DeviceBackend(Backend):
     def offload(self, vpn, page):
         slot = self._staging
         self._staging = (slot + 1) % self.staging_slots
-        return self.dev.offload(vpn, np.asarray(page).tobytes(), staging_slot=slot).length
+        return self.dev.offload(vpn, np.asarray(page).tobytes(), staging_slot=slot,
+                                raw=self.codec == "raw").length
 
     def _directory(self):
         off = PAGE * self.cfg.l2_slots

@@ -105,7 +105,10 @@ class PageCheck:
         self.trace = trace
         self.mode = R.MODES[mode]
         T, D = geometry or trace.kv.shape[-2:]
-        self.fixed_length = R.page_length(self.mode, T, D)
+        # raw pages are stored as is (the device copies them: PTE_FLAG_RAW), not in the
+        # reference's raw format (header + page + CRC)
+        self.fixed_length = (2 * T * D * 2 if self.mode.name == "raw"
+                             else R.page_length(self.mode, T, D))
         self._ref = {}          # vpn -> reference decode bytes
         self._ok = {}           # vpn -> bytes that passed (a re-read of equal bytes is not redone)
         self.pages = 0
