@@ -49,7 +49,7 @@ class DMA(LiteXModule):
     has ``done``, pulsing once per page after its last input beat, and ``error``, nonzero =
     corrupt page, valid when ``done`` pulses: ``codec.PackedCodec`` adapts the KV codec
     cores), reset by the engine before each descriptor and when a job is
-    abandoned (through ``SoleReset``, or through the transform's own ``reset`` input if
+    abandoned (through ``ResetInserter``, or through the transform's own ``reset`` input if
     it has one: ``codec.CodecCDC``, a codec on its own clock); an op without its transform
     is an invalid descriptor. ``depth``: descriptor queue depth (= longest chain),
     ``cq_depth``: completion queue depth, ``timeout``: reset value of the watchdog limit in
@@ -290,10 +290,10 @@ class DMA(LiteXModule):
         # input comes several cycles after its start (DRAM read latency), and after an
         # abort the job path's op is reset, which routes the copy slice, not a codec. The
         # copy slice, small, is reset in the cycle itself: it is routed after an abort.
-        # The register also carries the system reset: a codec's flip-flops are reset by it
-        # alone (``SoleReset``), no LUT ORs the two nets.
-        xf_rst_q = Signal(reset=1)
-        self.sync += xf_rst_q.eq(ResetSignal(allow_reset_less=True) | xf_rst)
+        # (A codec is not given ``SoleReset``: one flip-flop driving every codec register's
+        # reset made the ECPIX-5's router diverge; see docs/bitstreams.md.)
+        xf_rst_q = Signal()
+        self.sync += xf_rst_q.eq(xf_rst)
         a, b = jp.a_source, jp.b_sink
         xfs = {OP_COMPRESS: compressor, OP_DECOMPRESS: decompressor}
         # The routed output enters the destination side through a two-entry FIFO: the route
@@ -310,11 +310,10 @@ class DMA(LiteXModule):
         for op, xf in xfs.items():
             if xf is None:
                 continue
-            if hasattr(xf, "reset"):                # codec.CodecCDC brings its own
-                self.comb += xf.reset.eq(xf_rst_q)
-            else:
-                xf = SoleReset(xf_rst_q)(xf)
+            if not hasattr(xf, "reset"):            # codec.CodecCDC brings its own
+                xf = ResetInserter()(xf)
             self.submodules += xf
+            self.comb += xf.reset.eq(xf_rst_q)
             self.xfs.append(xf)
             xfirst = Signal()
             self.sync += If(jp.start, xfirst.eq(1)).Elif(a.valid & a.ready, xfirst.eq(0))
