@@ -96,10 +96,9 @@ def table(rows) -> str:
     out = ["| workload | prompt | config | first divergent token | ppl plain | ppl device | "
            "change | tok/s plain | tok/s device | L2 hit rate | ratio | bad pages |",
            "|" + " --- |" * 12]
+    skipped = [f"{r['workload']} {r['config']}" for r in rows if "skipped" in r]
     for r in rows:
         if "skipped" in r:
-            out.append(f"| {r['workload']} | {r['prompt_tokens']} | {r['config']} | skipped: "
-                       f"does not fit the pool |" + " |" * 8)
             continue
         d = r["first_divergence"]
         hr = r["tiers"]["l2_hit_rate"]
@@ -108,6 +107,9 @@ def table(rows) -> str:
                    f"{r['ppl_change']:+.2%} | {r['tokens_per_s_plain']:.1f} | "
                    f"{r['tokens_per_s_device']:.1f} | {'-' if hr is None else f'{hr:.3f}'} | "
                    f"{r['compression_ratio']:.3f} | {r['check']['mismatches']} |")
+    if skipped:
+        out.append(f"\nNot run (the prompt does not fit the device pool in that codec): "
+                   f"{', '.join(skipped)}.")
     return "\n".join(out)
 
 

@@ -448,3 +448,25 @@ REGISTRY += [
              "b1": Val("rows[model=llama3-8b,batch=1,context=512].step_ms", "{:.2f}"),
              "b4k": Val("rows[model=llama3-8b,batch=1,context=4096].step_ms", "{:.2f}")}),
 ]
+_GEN = "docs/results/generate/generate.json"
+
+
+def _gen(field):
+    return f"rows[workload={{workload}},config={{config}}].{field}"
+
+
+REGISTRY += [
+    Table("docs/generate.md", "Codec and page selection on the four workloads", _GEN,
+          keys=("workload", "config"),
+          columns=[Col("prompt", _gen("prompt_tokens"), "{}"),
+                   Col("first divergent token", _gen("first_divergence"),
+                       lambda v: "none" if v is None else f"{v}"),
+                   Col("ppl plain", _gen("ppl_plain"), "{:.4f}"),
+                   Col("ppl device", _gen("ppl_device"), "{:.4f}"),
+                   Col("change", _gen("ppl_change"), "{:+.2%}"),
+                   Col("tok/s plain", _gen("tokens_per_s_plain"), "{:.1f}"),
+                   Col("tok/s device", _gen("tokens_per_s_device"), "{:.1f}"),
+                   Col("L2 hit rate", _gen("tiers.l2_hit_rate"), "{:.3f}"),
+                   Col("ratio", _gen("compression_ratio"), "{:.3f}"),
+                   Col("bad pages", _gen("check.mismatches"), "{}")]),
+]
