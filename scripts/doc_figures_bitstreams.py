@@ -93,6 +93,8 @@ BEFORE = "Before the slices"                      # docs/bitstreams.md sections
 SLICES = "Register slices between the cores"
 FIFOS = "FIFOs at the DMA's destination"
 FAST = "Codec cores past 100 MHz, the bridge's memory answer registered"
+JOBRST = "The page DMA's job path reset by one register"
+JOBRST_ECPIX = "ECPIX-5, 75 MHz, job-path reset register"
 
 
 def _throughput_at_routed(ulx3s, ecpix5):
@@ -136,11 +138,13 @@ ULX3S_S = "docs/bitstreams/ulx3s-0d1c4f7.json"     # with the register slices
 ECPIX5_S = "docs/bitstreams/ecpix5-0d1c4f7.json"
 ULX3S_F = "docs/bitstreams/ulx3s-c7bb4cf.json"     # with the FIFOs at the DMA's destination
 ECPIX5_F = "docs/bitstreams/ecpix5-c7bb4cf.json"
+ECPIX5_C = "docs/bitstreams/ecpix5-654e8ce.json"   # codecs past 100 MHz
 # the sys_clk net's name in each board report
 CLK = {ULX3S: "$glbnet$crg_clkout0", ECPIX5: "$glbnet$sys_clk",
        ULX3S_A: "$glbnet$crg_clkout0", ECPIX5_A: "$glbnet$sys_clk",
        ULX3S_S: "$glbnet$crg_clkout0", ECPIX5_S: "$glbnet$sys_clk",
-       ULX3S_F: "$glbnet$crg_clkout0", ECPIX5_F: "$glbnet$sys_clk"}
+       ULX3S_F: "$glbnet$crg_clkout0", ECPIX5_F: "$glbnet$sys_clk",
+       ECPIX5_C: "$glbnet$sys_clk"}
 
 SYS_CLK = {"req": Val("sys_clk_mhz", "{:.0f}"), "pll": Val("sys_clock.constraint_mhz", "{:.2f}")}
 CODEC_CORES = ("codec_compressor", "codec_decompressor", "page_decompressor")
@@ -223,16 +227,26 @@ REGISTRY = [
             "give {cu} and {du} MB/s on the ULX3S, {ce} and {de} MB/s on the",
             _throughput_at_routed(ULX3S_A, ECPIX5_A)),
 
-    # docs/bitstreams.md: the current reports (issue 22, codec cores past 100 MHz)
+    # docs/bitstreams.md: the ECPIX-5 report of 60f71fd (issue 22, the job path's reset)
+    *board_table(JOBRST_ECPIX, ECPIX5, decompressors="both"),
+    Figures(BITSTREAMS, JOBRST_ECPIX, ECPIX5_C, "| codecs past 100 MHz | {before} MHz routed |",
+            {"before": Val("sys_clock.achieved_mhz", "{:.2f}")}),
+    Figures(BITSTREAMS, JOBRST, ECPIX5, "{e} s of wall time", {"e": Val("wall_s", "{:,.0f}")}),
+    Figures(BITSTREAMS, JOBRST, THROUGHPUT,
+            "At the routed {fe} MHz the codecs move {ce} and {de} MB/s",
+            {k: v for k, v in throughput_at_routed(JOBRST, "", ULX3S, ECPIX5).values.items()
+             if k in ("ce", "de", "fe")}),
+
+    # docs/bitstreams.md: the reports of 654e8ce (issue 22, codec cores past 100 MHz)
     *board_builds(("ULX3S, 50 MHz, codecs past 100 MHz", "ECPIX-5, 75 MHz, codecs past 100 MHz"),
-                  (ULX3S, ECPIX5), "with the FIFOs", (ULX3S_F, ECPIX5_F)),
+                  (ULX3S, ECPIX5_C), "with the FIFOs", (ULX3S_F, ECPIX5_F)),
     Figures(BITSTREAMS, FAST, ULX3S, "beside out-of-context codec runs: {u} s and",
             {"u": Val("wall_s", "{:,.0f}")}),
-    Figures(BITSTREAMS, FAST, ECPIX5, "and {e} s of wall time.", {"e": Val("wall_s", "{:,.0f}")}),
+    Figures(BITSTREAMS, FAST, ECPIX5_C, "and {e} s of wall time.", {"e": Val("wall_s", "{:,.0f}")}),
     Figures(BITSTREAMS, FAST, ULX3S, "the compressor {a} ->\n{b} LUT",
             {"a": core("codec_compressor", source=ULX3S_F), "b": core("codec_compressor")}),
     throughput_at_routed(FAST, "move {cu} and {du} MB/s at the ULX3S's {fu} MHz and\n{ce} and "
-                         "{de} MB/s at the ECPIX-5's {fe} MHz", ULX3S, ECPIX5),
+                         "{de} MB/s at the ECPIX-5's {fe} MHz", ULX3S, ECPIX5_C),
     Figures(BITSTREAMS, FAST, SDR32,
             "takes {hit} cycles with a TLB hit and {miss} with a miss",
             {"hit": Val("demand_read.ideal.hit.total", "{:,}"),
@@ -248,7 +262,7 @@ REGISTRY = [
                "a": Val(calc(f"{old} routed", lambda d, o=old: _routed_mhz(o)), "{:.2f}"),
                "b": Val("sys_clock.achieved_mhz", "{:.2f}")})
       for name, verb, src, old in (("ULX3S", "gained", ULX3S, ULX3S_F),
-                                   ("ECPIX-5", "lost", ECPIX5, ECPIX5_F))],
+                                   ("ECPIX-5", "lost", ECPIX5_C, ECPIX5_F))],
 
     # docs/bitstreams.md: the reports of c7bb4cf (issue 22, FIFOs at the DMA's destination)
     *board_builds(("ULX3S, 50 MHz, with the FIFOs", "ECPIX-5, 75 MHz, with the FIFOs"),
