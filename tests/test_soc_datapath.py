@@ -25,6 +25,7 @@ import pytest
 from gateware.atu.model import (ATUModel, FAULT_BAD_PTE, FAULT_BUS_ERROR, FAULT_INVALID,
                                 FAULT_UNMAPPED, pack_pte)
 from gateware.bridge.protocol import LINE, Message, Op, Status, xlate_fields
+from gateware.common import PTE_FLAG_RAW
 from gateware.codec import reference as R
 from gateware.dma.model import (DMAConfig, DMAModel, Descriptor, OP_COPY, OP_DECOMPRESS,
                                 ST_CORRUPT, ST_FAULT, ST_INVALID, ST_OK, ST_OVERFLOW,
@@ -536,9 +537,14 @@ def test_outstanding_page_reads_translations_and_faults(ready, kv_blob):
     slots = [SCRATCH + 0x4_0000 + 0x2000 * i for i in range(4)]
     pad = lambda x: bytes(x) + bytes(-len(x) % LINE)
     table = bytearray(8 * 64)
+    # flags other than PTE_FLAG_RAW pass through the ATU (slot i: 2 * i); vpn 14 maps a page
+    # stored as is (PTE_FLAG_RAW): its PageRd is a copy, not a decompression
     for i, s in enumerate(slots):
         b.mem_write(ram + s, pad(blob))
-        table[8 * (10 + i):8 * (11 + i)] = pack_pte(s, len(blob), flags=i).to_bytes(8, "little")
+        table[8 * (10 + i):8 * (11 + i)] = pack_pte(s, len(blob), flags=2 * i).to_bytes(8, "little")
+    raw_slot = SCRATCH + 0x4_0000 + 0x2000 * 4
+    b.mem_write(ram + raw_slot, page)
+    table[8 * 14:8 * 15] = pack_pte(raw_slot, len(page), flags=PTE_FLAG_RAW).to_bytes(8, "little")
     b.mem_write(ram + pt, bytes(table))
     b.csr_write("atu_pt_base", pt)
     b.csr_write("atu_pt_entries", 64)
@@ -553,10 +559,11 @@ def test_outstanding_page_reads_translations_and_faults(ready, kv_blob):
             tag = rng.randrange(256)
             while tag in want:
                 tag = rng.randrange(256)
-            kind = rng.choice(["page", "page", "xlate", "fault"])
+            kind = rng.choice(["page", "page", "raw", "xlate", "fault"])
             i = rng.randrange(4)
-            if kind == "page":
-                msgs.append(Message(Op.PAGE_RD, tag, HOST_BASE + 4096 * (k % 16), value=10 + i))
+            if kind in ("page", "raw"):
+                vpn = 14 if kind == "raw" else 10 + i
+                msgs.append(Message(Op.PAGE_RD, tag, HOST_BASE + 4096 * (k % 16), value=vpn))
                 want[tag] = (Status.OK, 0, k % 16)
             elif kind == "xlate":
                 msgs.append(Message(Op.XLATE, tag, 0, value=10 + i))
@@ -573,7 +580,7 @@ def test_outstanding_page_reads_translations_and_faults(ready, kv_blob):
             assert a.msg.tag == m.tag and a.msg.status == st, (m, a.msg)
             if m.opcode == Op.XLATE:
                 length, flags, _ = xlate_fields(a.msg.value)
-                assert (a.msg.addr, length, flags) == (addr, len(blob), slots.index(addr))
+                assert (a.msg.addr, length, flags) == (addr, len(blob), 2 * slots.index(addr))
             elif st == Status.PAGE_FAULT:
                 assert a.msg.value in (FAULT_UNMAPPED, FAULT_INVALID)
             else:
