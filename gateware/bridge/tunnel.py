@@ -29,8 +29,7 @@ Writes to the staging registers or PUSH while a pushed message is still waiting 
 host keeps to the endpoint's credits (one request per credit, a response returns it), so the
 endpoint's request queue always has room and a held write lasts a few cycles. A host that
 reads STATUS (0x80) and the head (0x84..0xd0) in one 21-word burst sees a consistent message:
-the head only changes on POP. Writes are acked one cycle after the request, reads two (the
-read data is chosen by a registered offset).
+the head only changes on POP.
 """
 
 from migen import Case, Cat, If, Module, Signal
@@ -89,12 +88,7 @@ class MessageTunnel(Module):
             pop.eq(access & bus.we & (offset == D2H_POP)),
         ]
 
-        # Wishbone: a write is acked one cycle after the request; a read two cycles after:
-        # the read-data multiplexer is driven by a registered offset, not by the bus address
-        # (the address decode in the SoC's interconnect and this 48-way multiplexer were one
-        # path, the ECPIX-5's critical one).
-        rd_q = Signal()          # a read's first cycle is over: its data is chosen now
-        offset_q = Signal(6)
+        # Wishbone: ack one cycle after the request (registered read data).
         cases = {i: bus.dat_r.eq(w) for i, w in enumerate(h2d_words)}
         cases[H2D_PUSH] = bus.dat_r.eq(pending)
         cases[D2H_STATUS] = bus.dat_r.eq(Cat(head_valid, pending))
@@ -102,10 +96,8 @@ class MessageTunnel(Module):
         cases[ID] = bus.dat_r.eq(TUNNEL_ID)
         cases["default"] = bus.dat_r.eq(0)
         self.sync += [
-            offset_q.eq(offset),
-            rd_q.eq(access & ~bus.we & ~rd_q),
-            bus.ack.eq((access & bus.we & ~stall) | rd_q),
-            Case(offset_q, cases),
+            bus.ack.eq(access & ~stall),
+            Case(offset, cases),
         ]
         for i, w in enumerate(h2d_words):
             for b in range(4):
