@@ -15,7 +15,7 @@ import argparse
 import json
 import sys
 import time
-from dataclasses import asdict, replace
+from dataclasses import asdict
 from pathlib import Path
 
 ROOT = Path(__file__).resolve().parents[1]
@@ -67,7 +67,7 @@ def main(argv=None) -> int:
             t0 = time.time()
             r = compare(model, ids, opts, progress=not args.no_progress)
             d = r["device"]["device"]
-            rows.append({**row, "options": asdict(replace(opts)),
+            rows.append({**row, "options": asdict(opts),
                          "first_divergence": r["first_divergence"],
                          "ppl_plain": r["perplexity"]["plain"],
                          "ppl_device": r["perplexity"]["device"],
