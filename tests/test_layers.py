@@ -23,7 +23,8 @@ HOST_ALLOWED = {"driver": {"driver"}, "traces": {"traces"},
                 "replayer": {"driver", "traces", "prefetch", "serving", "replayer"},
                 "serving": {"driver", "serving"},
                 "generate": {"driver", "traces", "prefetch", "replayer", "generate"},
-                "connectors": {"driver", "prefetch", "replayer", "connectors"}}
+                "connectors": {"driver", "prefetch", "replayer", "connectors"},
+                "sweep": {"driver", "codec_eval", "replayer", "serving", "traces", "sweep"}}
 
 
 def _modules(layer):

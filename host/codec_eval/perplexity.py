@@ -22,6 +22,7 @@ import json
 import math
 import sys
 import time
+from dataclasses import dataclass
 from pathlib import Path
 
 import numpy as np
@@ -92,6 +93,74 @@ def eval_mode(model, ids, mode, window_pages: int = 0, sink: bool = True) -> dic
     return res
 
 
+@dataclass
+class EvalOptions:
+    """One mode on one text (a sweep's ``codec`` cell); the command line's options."""
+    text: str = ""                  # a UTF-8 file, or several comma-separated
+    mode: str = "kivi_k4v3"
+    tokens: int = 1024
+    segments: int = 1
+    window: int = 0
+    sink: bool = True
+    rotate_v: bool = False
+    rotate_seed: int | None = None
+    model: str | None = None        # None: the bundled SmolLM2-135M-Instruct
+
+
+def load(model_path=None, rotate_v=False, rotate_seed=None, threads=None):
+    """(model, tokenizer), V rotated into the weights on request (a fresh copy then)."""
+    from host.traces.model import DEFAULT_THREADS, load_model
+    model, tok = load_model(cache=not rotate_v, path=model_path,
+                            threads=threads or DEFAULT_THREADS)
+    if rotate_v:
+        from host.traces.rotation import fold_value_rotation
+        fold_value_rotation(model, rotate_seed)
+    return model, tok
+
+
+def text_segments(tok, text_files, tokens, segments):
+    """``segments`` consecutive ``tokens``-token pieces of the files' text (joined by blank
+    lines); ValueError naming the file when it is missing or too short."""
+    files = [f for f in text_files.split(",") if f]
+    for f in files:
+        if not Path(f).is_file():
+            raise ValueError(f"--text: no such file {f!r}")
+    if tokens % PAGE_TOKENS:
+        raise ValueError(f"--tokens {tokens}: must be a multiple of 16")
+    text = "\n\n".join(Path(f).read_text(encoding="utf-8") for f in files)
+    ids = tok(text, return_tensors="pt").input_ids
+    need = tokens * segments
+    if ids.shape[1] < need:
+        raise ValueError(f"{text_files} has {ids.shape[1]} tokens, {need} needed")
+    return [ids[:, i * tokens: (i + 1) * tokens] for i in range(segments)]
+
+
+def score(model, segs, mode_name, window, sink, bar=None):
+    """Perplexity (and ratio) of one mode (None: fp32, no codec) over the segments."""
+    agg_nll, agg_n, per = 0.0, 0, []
+    t0 = time.time()
+    for seg in segs:
+        r = eval_mode(model, seg, R.MODES[mode_name] if mode_name else None, window, sink=sink)
+        per.append(r)
+        agg_nll += math.log(r["ppl"]) * r["tokens_scored"]
+        agg_n += r["tokens_scored"]
+        if bar is not None:
+            bar.update(1)
+    res = {"ppl": math.exp(agg_nll / agg_n), "seconds": time.time() - t0,
+           "ppl_per_segment": [r["ppl"] for r in per]}
+    if mode_name is not None:
+        res["ratio"] = float(np.mean([r["ratio"] for r in per]))
+        res["ratio_per_layer"] = np.mean([r["ratio_per_layer"] for r in per], axis=0).tolist()
+    return res
+
+
+def evaluate(o: EvalOptions, threads=None):
+    """One mode on one text: ``score``'s result."""
+    model, tok = load(o.model, o.rotate_v, o.rotate_seed, threads)
+    segs = text_segments(tok, o.text, o.tokens, o.segments)
+    return score(model, segs, o.mode, o.window, o.sink)
+
+
 def _head_dim(model) -> int:
     c = model.config
     return int(getattr(c, "head_dim", None) or c.hidden_size // c.num_attention_heads)
@@ -109,11 +178,11 @@ def main(argv=None) -> int:
     ap.add_argument("--modes", default=",".join(R.MODES),
                     help="comma-separated codec modes (default: all); 'raw' is the FP16 baseline"
                          " and is always run")
-    ap.add_argument("--tokens", type=int, default=1024,
+    ap.add_argument("--tokens", type=int, default=EvalOptions.tokens,
                     help="tokens per segment (multiple of 16; default 1024)")
-    ap.add_argument("--segments", type=int, default=1,
+    ap.add_argument("--segments", type=int, default=EvalOptions.segments,
                     help="number of consecutive segments of the text to score (default 1)")
-    ap.add_argument("--window", type=int, default=0,
+    ap.add_argument("--window", type=int, default=EvalOptions.window,
                     help="full pages kept exact in the host L1 window besides the partial one"
                          " (default 0: every full page is offloaded)")
     ap.add_argument("--no-sink", action="store_true",
@@ -135,8 +204,6 @@ def main(argv=None) -> int:
                          " (default: the plain Sylvester Hadamard matrix)")
     ap.add_argument("--json", help="write results as JSON to this file")
     args = ap.parse_args(argv)
-    if args.tokens % PAGE_TOKENS:
-        ap.error("--tokens must be a multiple of 16")
     modes = [m for m in args.modes.split(",") if m]
     for m in modes:
         if m not in R.MODES:
@@ -159,47 +226,18 @@ def main(argv=None) -> int:
 
     from tqdm import tqdm
 
-    from host.traces.model import load_model
-
     try:
-        model, tok = load_model(cache=not args.rotate_v, path=args.model)
+        model, tok = load(args.model, args.rotate_v, args.rotate_seed)
+        segs = text_segments(tok, args.text, args.tokens, args.segments)
     except (ValueError, OSError) as e:
         ap.error(str(e))
-    if args.rotate_v:
-        from host.traces.rotation import fold_value_rotation
-        fold_value_rotation(model, args.rotate_seed)
-    files = [f for f in args.text.split(",") if f]
-    for f in files:
-        if not Path(f).is_file():
-            ap.error(f"--text: no such file {f!r}")
-    text = "\n\n".join(Path(f).read_text(encoding="utf-8") for f in files)
-    ids = tok(text, return_tensors="pt").input_ids
-    need = args.tokens * args.segments
-    if ids.shape[1] < need:
-        ap.error(f"{args.text} has {ids.shape[1]} tokens, {need} needed")
-    segs = [ids[:, i * args.tokens: (i + 1) * args.tokens] for i in range(args.segments)]
 
     results = {}
     runs = ([] if args.skip_fp32 else [None]) + modes
     bar = tqdm(total=len(runs) * len(segs), desc="codec eval", unit="seg", file=sys.stderr)
     for m in runs:
-        name = "fp32 (no codec)" if m is None else m
-        agg = {"nll": 0.0, "n": 0, "bytes": None}
-        per = []
-        t0 = time.time()
-        for seg in segs:
-            r = eval_mode(model, seg, R.MODES[m] if m else None, args.window,
-                          sink=not args.no_sink)
-            per.append(r)
-            agg["nll"] += math.log(r["ppl"]) * r["tokens_scored"]
-            agg["n"] += r["tokens_scored"]
-            bar.update(1)
-        res = {"ppl": math.exp(agg["nll"] / agg["n"]), "seconds": time.time() - t0,
-               "ppl_per_segment": [r["ppl"] for r in per]}
-        if m is not None:
-            res["ratio"] = float(np.mean([r["ratio"] for r in per]))
-            res["ratio_per_layer"] = np.mean([r["ratio_per_layer"] for r in per], axis=0).tolist()
-        results[name] = res
+        results["fp32 (no codec)" if m is None else m] = score(model, segs, m, args.window,
+                                                             not args.no_sink, bar)
     bar.close()
     if baseline is not None:
         results = {"raw": dict(baseline, from_file=args.baseline_json), **results}

@@ -14,8 +14,9 @@ from __future__ import annotations
 import argparse
 import json
 import sys
-from dataclasses import replace
+from dataclasses import dataclass, replace
 from pathlib import Path
+from types import SimpleNamespace
 
 from host.driver.link import PROFILES
 from host.serving.model import (CONFIGS, PAGE_TOKENS, Device, Gpu, Link, ServingError,
@@ -42,6 +43,39 @@ DEVICES = {
                   note="an upper bound: the device's work takes no time; only the link and "
                        "the measured hit rate remain"),
 }
+
+
+@dataclass
+class ServeOptions:
+    """One evaluation of the serving model: a model, a device and a batch, every
+    configuration (a sweep's ``serve`` cell); its defaults are the command line's."""
+    model: str = "llama2-7b"
+    device: str = "sim-100mhz"
+    batch: int = 1
+    context: int = 4096
+    device_gib: float = 64.0
+    prefetcher: str = "lstm"
+    hit_rate: float | None = None
+    link: str = "cxl2-x16"
+    gpu_name: str = "NVIDIA H200"
+    gpu_memory_gib: float = ROOFLINE_GPU["memory_gib"]
+    headroom: float = 0.9
+    replays: str | None = None      # None: REPLAYS
+    table: str | None = None        # None: TABLE
+
+
+def run_one(o: ServeOptions):
+    """``run`` for one model, device and batch: the points of every configuration."""
+    args = SimpleNamespace(**{**vars(o), "models": [o.model], "devices": [o.device],
+                              "batches": [o.batch],
+                              "replays": Path(o.replays) if o.replays else REPLAYS,
+                              "table": Path(o.table) if o.table else TABLE})
+    args.argv = [f"--model={o.model}", f"--devices={o.device}", f"--batches={o.batch}",
+                 f"--context={o.context}", f"--prefetcher={o.prefetcher}", f"--link={o.link}"]
+    out = run(args)
+    dev = out["models"][o.model]["devices"][o.device]
+    return {"points": dev["points"], "traffic_source": out["traffic"]["source"],
+            "step_source": dev["step_source"], "device_note": dev["device"]["note"]}
 
 
 def load_traffic(prefetcher, replays=REPLAYS, workloads=WORKLOADS):
@@ -237,31 +271,31 @@ def main(argv=None) -> int:
     ap.add_argument("--models", "--model", type=_list("model", SHAPES), default=["llama2-7b"],
                     help=f"comma-separated model shapes, of: {', '.join(SHAPES)} "
                          "(default llama2-7b)")
-    ap.add_argument("--context", type=int, default=4096,
+    ap.add_argument("--context", type=int, default=ServeOptions.context,
                     help="tokens of context per request (default %(default)s)")
     ap.add_argument("--batches", type=_batches, default=list(BATCHES),
                     help="batch sizes to evaluate (default 1..1024)")
     ap.add_argument("--devices", type=_list("device", DEVICES), default=list(DEVICES),
                     help="target devices, of: " + "; ".join(f"{k}: {v['note']}"
                                                            for k, v in DEVICES.items()))
-    ap.add_argument("--device-gib", type=float, default=64.0,
+    ap.add_argument("--device-gib", type=float, default=ServeOptions.device_gib,
                     help="device memory for the compressed KV, GiB (default %(default)s: the "
                          "paper's 64 GB of HBM per FPGA)")
-    ap.add_argument("--prefetcher", default="lstm",
+    ap.add_argument("--prefetcher", default=ServeOptions.prefetcher,
                     choices=("last", "stride", "markov", "layer_ahead", "lstm"),
                     help="whose measured hit rate and prediction cost (default %(default)s)")
     ap.add_argument("--hit-rate", type=float, default=None,
                     help="what-if: this synchronous L2 hit rate instead of the measured one "
                          "(e.g. 0.947, the paper's Table 3); labelled in the output")
-    ap.add_argument("--link", default="cxl2-x16", choices=list(PROFILES),
+    ap.add_argument("--link", default=ServeOptions.link, choices=list(PROFILES),
                     help="link profile (default %(default)s)")
-    ap.add_argument("--gpu-name", default="NVIDIA H200",
+    ap.add_argument("--gpu-name", default=ServeOptions.gpu_name,
                     help="the GPU whose memory is modelled (default %(default)s; step times "
                          "come from the table or the roofline, whatever this says)")
-    ap.add_argument("--gpu-memory-gib", type=float, default=ROOFLINE_GPU["memory_gib"],
+    ap.add_argument("--gpu-memory-gib", type=float, default=ServeOptions.gpu_memory_gib,
                     help="GPU memory, GiB (default %(default).1f: the H200's 141 GB; 74.5 for "
                          "an 80 GB A100 as in the paper)")
-    ap.add_argument("--headroom", type=float, default=0.9,
+    ap.add_argument("--headroom", type=float, default=ServeOptions.headroom,
                     help="share of GPU memory for weights and KV (default %(default)s)")
     ap.add_argument("--replays", type=Path, default=REPLAYS,
                     help="folder of the workloads' replay JSONs (default %(default)s)")
