@@ -16,11 +16,11 @@ from host.sweep.grid import file_sha256, trace_path
 REPLAY_DROP = ("sequence", "latencies_ns", "per_step")
 
 
-def replay_options(params):
-    """The ``ReplayOptions`` of a replay cell."""
+def replay_options(params, trace=None):
+    """The ``ReplayOptions`` of a replay cell (``trace``: the path its inputs name)."""
     from host.replayer.engine import ReplayOptions
     skip = {"workload", "trace", "traces_dir"}
-    return ReplayOptions(trace=str(trace_path(params)),
+    return ReplayOptions(trace=str(trace or trace_path(params)),
                          **{k: v for k, v in params.items() if k not in skip},
                          label=params["prefetcher"])
 
@@ -30,9 +30,10 @@ def compact_replay(res):
     return {k: v for k, v in res.items() if k not in REPLAY_DROP}
 
 
-def _replay(params, build):
+def _replay(params, inputs, build):
     from host.replayer.engine import replay
-    return compact_replay(replay(replay_options(params), build=build, progress=False))
+    o = replay_options(params, inputs["trace"]["path"])
+    return compact_replay(replay(o, build=build, progress=False))
 
 
 def _codec(params):
@@ -70,7 +71,7 @@ def run_cell(kind, params, inputs, build=None):
     try:
         _check_inputs(inputs)
         if kind == "replay":
-            result = _replay(params, build)
+            result = _replay(params, inputs, build)
         elif kind == "codec":
             result = _codec(params)
         elif kind == "serve":

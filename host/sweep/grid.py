@@ -51,6 +51,7 @@ _REPLAY_SKIP = {"label", "waveform", "server", "board_dir", "trace"}
 PATH_PARAMS = {"replay": {"trace", "traces_dir"}, "codec": {"text", "model"},
                "serve": {"replays", "table"}}
 CODE_DIRS = ("gateware", "soc", "firmware", "host")
+CODE_EXCLUDED = {"host/sweep/report.py", "host/sweep/cli.py"}
 CODE_SUFFIXES = {".py", ".c", ".h", ".S", ".ld", ".json", ".npz", ".v"}
 
 
@@ -272,11 +273,13 @@ def file_sha256(path):
 
 
 def code_version(root=ROOT):
-    """SHA-256 over the path and bytes of every source file the cells run."""
+    """SHA-256 over the path and bytes of every source file the cells run (the sweep's own
+    summary, plots and command line aside: they do not change a result)."""
     h = hashlib.sha256()
     for d in CODE_DIRS:
         for p in sorted((Path(root) / d).rglob("*")):
-            if p.suffix in CODE_SUFFIXES and p.is_file() and "__pycache__" not in p.parts:
+            if (p.suffix in CODE_SUFFIXES and p.is_file() and "__pycache__" not in p.parts
+                    and p.relative_to(root).as_posix() not in CODE_EXCLUDED):
                 h.update(str(p.relative_to(root)).encode() + b"\0")
                 h.update(file_sha256(p).encode())
     return h.hexdigest()
@@ -310,8 +313,8 @@ def trace_path(p):
 
 
 def hash_inputs(cells, code=None):
-    """Fill in each cell's input hashes and the code version; a missing input is an error
-    that names the cell and the file."""
+    """Fill in each cell's input hashes (absolute paths: a worker's current folder is not the
+    driver's) and the code version; a missing input is an error naming the cell and the file."""
     code = code or code_version()
     for c in cells:
         c.code = code
@@ -321,5 +324,12 @@ def hash_inputs(cells, code=None):
                 raise GridError(f"{c.kind} cell {c.label()}: {role} file not found: {f}"
                                 + (" (make traces captures the workload traces)"
                                    if role == "trace" and c.params.get("workload") else ""))
-            c.inputs[role] = {"path": str(f), "sha256": file_sha256(f)}
+            c.inputs[role] = {"path": str(f.resolve()), "sha256": file_sha256(f)}
+        p = c.params          # path parameters made absolute (they are not part of the key)
+        if c.kind == "codec":
+            p["text"] = ",".join(str(Path(f).resolve()) for f in p["text"].split(",") if f)
+            p["model"] = p["model"] and str(Path(p["model"]).resolve())
+        elif c.kind == "serve":
+            p["replays"] = str(Path(p["replays"] or REPLAYS).resolve())
+            p["table"] = c.inputs["step_table"]["path"] if "step_table" in c.inputs else None
     return cells
