@@ -265,3 +265,16 @@ def test_cli_help_params_and_errors(tmp_path):
                                 str(tmp_path / "d.jsonl"), "--axis", "k=4,8"],
                        capture_output=True, text=True, env={**os.environ, "PYTHONPATH": ""})
     assert p.returncode == 0 and len(p.stdout.splitlines()) == 2 and "replay k=4" in p.stdout
+
+
+def test_code_version_covers_what_a_cell_runs():
+    from host.sweep.version import ROOT as R, source_files
+    files = {p.relative_to(R).as_posix() for p in source_files()}
+    for f in ("host/sweep/cells.py", "host/replayer/engine.py", "host/replayer/backends.py",
+              "host/replayer/calibration.json", "host/prefetch/weights/lstm.npz",
+              "host/codec_eval/perplexity.py", "host/serving/model.py",
+              "gateware/codec/reference.py", "soc/sim/native.cpp", "firmware/speculate.c"):
+        assert f in files, f
+    for f in ("host/sweep/report.py", "host/sweep/cli.py", "host/generate/cache.py",
+              "host/driver/batch.py"):
+        assert f not in files, f

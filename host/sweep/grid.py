@@ -25,9 +25,9 @@ and batch, every configuration).
 
 A cell's key is the SHA-256 of its kind, its parameters with every default filled in, the
 SHA-256 of each input file it reads (the trace, the model's weights, the text, the serving
-model's replay results and tables) and the code version (the SHA-256 of every source file of
-``gateware/``, ``soc/``, ``firmware/`` and ``host/``): a finished cell is found again by its
-key, and changing any input or any source file makes a new cell.
+model's replay results and tables) and the code version (``version.py``: the SHA-256 of every
+source file a cell can run): a finished cell is found again by its key, and changing any
+input or any such source file makes a new cell.
 """
 from __future__ import annotations
 
@@ -42,6 +42,7 @@ from host.codec_eval.perplexity import EvalOptions
 from host.replayer.engine import PREFETCHERS, ROOT, ReplayOptions
 from host.serving.cli import DEVICES, REPLAYS, ServeOptions
 from host.serving.step_time import TABLE
+from host.sweep.version import code_version
 
 KINDS = ("replay", "codec", "serve")
 # ReplayOptions fields that are not part of a configuration (how and where it runs).
@@ -50,9 +51,6 @@ _REPLAY_SKIP = {"label", "waveform", "server", "board_dir", "trace"}
 # that a key does not depend on where a checkout or a trace lives.
 PATH_PARAMS = {"replay": {"trace", "traces_dir"}, "codec": {"text", "model"},
                "serve": {"replays", "table"}}
-CODE_DIRS = ("gateware", "soc", "firmware", "host")
-CODE_EXCLUDED = {"host/sweep/report.py", "host/sweep/cli.py"}
-CODE_SUFFIXES = {".py", ".c", ".h", ".S", ".ld", ".json", ".npz", ".v"}
 
 
 class GridError(ValueError):
@@ -270,19 +268,6 @@ def file_sha256(path):
                 h.update(chunk)
         _HASHES[k] = h.hexdigest()
     return _HASHES[k]
-
-
-def code_version(root=ROOT):
-    """SHA-256 over the path and bytes of every source file the cells run (the sweep's own
-    summary, plots and command line aside: they do not change a result)."""
-    h = hashlib.sha256()
-    for d in CODE_DIRS:
-        for p in sorted((Path(root) / d).rglob("*")):
-            if (p.suffix in CODE_SUFFIXES and p.is_file() and "__pycache__" not in p.parts
-                    and p.relative_to(root).as_posix() not in CODE_EXCLUDED):
-                h.update(str(p.relative_to(root)).encode() + b"\0")
-                h.update(file_sha256(p).encode())
-    return h.hexdigest()
 
 
 def input_files(cell):
