@@ -71,3 +71,27 @@ def test_kv_codec_roundtrip_and_corruption(mode, dw, codec_period):
     ref = R.decompress(R.compress(np.frombuffer(pages[0], "<u2").reshape(2, T, D),
                                   R.MODES[mode]))
     assert np.array_equal(back, R.as_bits(ref).reshape(-1))
+
+
+@pytest.mark.parametrize("dw,t,d", [(32, T, D), (64, T, D), (128, 16, 32)])
+def test_page_length_is_checked_to_the_byte(dw, t, d):
+    """A decompress job a few bytes short of its page, with the page's own bytes behind it in
+    DRAM, or a few bytes long, is corrupt (the reference's truncated / overlong), also when
+    the difference stays inside the last bus beat (128 bits: a page of whole beats)."""
+    rng = random.Random(dw)
+    b = Bench(dw=dw, aw_bytes=1 << 16, seed=rng.random(), stalls=True, kv=("kivi_k4v3", t, d),
+              timeout=20000, stall_p=0.15)
+    clen = R.page_length(R.MODES["kivi_k4v3"], t, d)
+    x = np.array([rng.gauss(0, 2) for _ in range(2 * t * d)], dtype=np.float16)
+    good = R.compress(x.reshape(2, t, d), R.MODES["kivi_k4v3"])
+    b.mem[0x2000:0x2000 + clen] = good
+    b.mem[0x2000 + clen:0x2000 + clen + 64] = bytes(rng.getrandbits(8) for _ in range(64))
+    b.initial = bytes(b.mem)
+    lengths = [clen - c for c in (1, 4, 7)] + [clen + e for e in (1, 7)] + [clen]
+    descs = [Descriptor(OP_DECOMPRESS, 0x2000, 0x4000 + i * 0x800, n, cap=4 * t * d, tag=i)
+             for i, n in enumerate(lengths)]
+    mem, res = b.expected(descs)
+    comps, _ = b.run(descs, max_cycles=120000)
+    assert [c.status for c in res.completions] == [ST_CORRUPT] * 5 + [ST_OK]
+    assert comps == res.completions
+    assert_memory(b.mem, mem, res.dirty, b.initial)

@@ -24,7 +24,8 @@ HOST_ALLOWED = {"driver": {"driver"}, "traces": {"traces"},
                 "serving": {"driver", "serving"},
                 "generate": {"driver", "traces", "prefetch", "replayer", "generate"},
                 "connectors": {"driver", "prefetch", "replayer", "connectors"},
-                "sweep": {"driver", "codec_eval", "replayer", "serving", "traces", "sweep"}}
+                "sweep": {"driver", "codec_eval", "replayer", "serving", "traces", "sweep"},
+                "reliability": {"driver", "traces", "reliability"}}
 
 
 def _modules(layer):

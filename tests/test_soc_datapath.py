@@ -33,7 +33,9 @@ from gateware.dma.model import (DMAConfig, DMAModel, Descriptor, OP_COPY, OP_DEC
 from host.driver.link import SimLink
 from host.traces.format import load_trace
 from soc.soc import ATU_ENTRIES, ATU_POLICY, PADDR_WIDTH, VPN_WIDTH
-from tests.soc_kit import SCRATCH, SCRATCH_END, Batch
+from host.driver.batch import Batch
+from soc.mailbox import DRAM_SCRATCH as SCRATCH
+from soc.mailbox import DRAM_SCRATCH_END as SCRATCH_END
 
 ROOT = Path(__file__).resolve().parent.parent
 SEED = int(os.environ.get("SOC_SEED", "0"))

@@ -112,6 +112,13 @@ def test_key_follows_content_not_paths(tmp_path):
     assert hash_inputs(expand({"kind": "replay"}), code="c1")[0].key != key()
 
 
+def test_none_is_a_value_for_strings_and_empty_for_the_rest(tmp_path):
+    g = _write(tmp_path / "n.toml", '[[grid]]\nkind = "replay"\nprefetcher = "none"\n'
+               'steps = "none"\n')
+    c = expand(load_grid(g)[2][0])[0]
+    assert c.params["prefetcher"] == "none" and c.params["steps"] is None
+
+
 def test_codec_grid_adds_its_fp16_baseline():
     cells = expand({"kind": "codec", "text": "a.txt", "mode": ["kivi_k4v3", "kivi_n10v9"],
                     "window": [0, 4]})
@@ -177,7 +184,7 @@ def test_four_cell_sweep_on_local_ray_equals_direct_replays(tmp_path):
     """A local Ray runtime runs the 4-cell grid; each result equals the replay run here."""
     from host.replayer.engine import ReplayOptions, replay
     from host.sweep.cells import compact_replay
-    from host.sweep.report import save_plots, summary_markdown
+    from host.sweep.report import save_plots, summary_markdown, write_summary
     from host.sweep.runner import run_sweep
     _, _, tables = load_grid(_write(tmp_path / "g.toml", GRID_TOML))
     cells = hash_inputs([c for t in tables for c in expand(t)])
@@ -195,6 +202,11 @@ def test_four_cell_sweep_on_local_ray_equals_direct_replays(tmp_path):
     assert (again.ran, again.skipped) == (0, 4)
     md = summary_markdown(list(done.values()))
     assert md.count("\n| l") == 4 and "| prefetcher | k | L2 hit" in md
+    _, js = write_summary([done[c.key] for c in cells], store.path, "four")
+    rows = json.loads(js.read_text())["replay"]["rows"]
+    assert [(r["prefetcher"], r["k"]) for r in rows] == [("last", 4), ("last", 8), ("lstm", 4),
+                                                         ("lstm", 8)]
+    assert rows[3]["l2_hit_rate"] == done[cells[3].key]["result"]["accesses"]["l2_hit_rate"]
     assert [p.name for p in save_plots(list(done.values()), tmp_path / "plots")] == ["pareto.png"]
 
 

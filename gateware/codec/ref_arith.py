@@ -37,9 +37,16 @@ def fp16_to_int_spec(bits: np.ndarray) -> np.ndarray:
 
 def fp16_to_int(bits: np.ndarray) -> np.ndarray:
     """Same as fp16_to_int_spec (the bit-level definition the gateware follows), computed
-    through float64, which holds every FP16 value times 2**24 exactly."""
-    f = np.asarray(bits, dtype=np.uint16).view(np.float16).astype(np.float64)
-    return (f * 16777216.0).astype(np.int64)
+    through float64, which holds every finite FP16 value times 2**24 exactly. Exponent 31
+    (infinity, NaN: only in a corrupt or forged page) takes the definition's value,
+    (mantissa | 1024) << 30, as the gateware computes it."""
+    b = np.asarray(bits, dtype=np.uint16)
+    nonfinite = (b & 0x7C00) == 0x7C00
+    f = np.where(nonfinite, np.uint16(0), b).view(np.float16).astype(np.float64)
+    out = (f * 16777216.0).astype(np.int64)
+    if nonfinite.any():
+        out = np.where(nonfinite, fp16_to_int_spec(b), out)
+    return out
 
 
 def int_to_fp16_spec(v: np.ndarray) -> np.ndarray:

@@ -1,17 +1,21 @@
 """Adapter from the KV codec cores (gateware/codec) to the DMA's codec hook."""
 
-from migen import ClockDomainsRenamer, If, Module, ResetInserter, Signal
+from migen import ClockDomainsRenamer, If, Module, Mux, ResetInserter, Signal
 from migen.genlib.cdc import MultiReg
 from litex.soc.interconnect import stream
+
+from gateware.codec.ref_format import ERROR_KINDS
 
 from .layouts import packed_layout
 
 
 class PackedCodec(Module):
     """Wraps a ``KVCompressor`` or ``KVDecompressor`` (``[("data", dw)]`` streams) into the
-    DMA's ``packed_layout(dw)`` hook: input ``nbytes`` is dropped (codec pages are whole
-    beats; a partial last beat reaches the decompressor as a malformed page and fails its
-    checks), output beats are full. ``done`` / ``error`` pass through from a decompressor.
+    DMA's ``packed_layout(dw)`` hook: input ``nbytes`` does not reach the core (it counts
+    whole beats), output beats are full. A decompressor's ``done`` and ``error`` follow the
+    core's a cycle later; ``error`` is the core's, else truncated / overlong when the job's
+    bytes differ from the page's header length (``_length_check``: the byte-exact check the
+    core's beat count cannot make).
     The codec's ``dw`` must equal the DMA port width (32, 64 or 128 bits).
 
     Both codec ports sit behind a register slice (``stream.Buffer`` with valid and ready
@@ -40,8 +44,47 @@ class PackedCodec(Module):
             self.source.nbytes.eq(dw // 8),
         ]
         if hasattr(core, "error"):
-            self.error = core.error
-            self.done = core.done
+            # like the core's, ``done`` and ``error`` are registers that change together
+            # (one cycle after the core's), so ``error`` only changes with ``done`` (CodecCDC)
+            self.done = Signal()
+            self.error = Signal.like(core.error)
+            short, long_ = self._length_check(dw)
+            verdict = Mux(core.error != 0, core.error,
+                          Mux(short, ERROR_KINDS["truncated"],
+                              Mux(long_, ERROR_KINDS["overlong"], 0)))
+            self.sync += [self.done.eq(core.done), If(core.done, self.error.eq(verdict))]
+
+    def _length_check(self, dw):
+        """The page's length to the byte: the core counts whole beats, so a job a few bytes
+        short of its page's header length, or a few long, that ends inside the same last
+        beat would pass it (the rest of that beat is whatever DRAM holds next). Counts the
+        input's bytes (``nbytes``) against the header's length field (bytes 6-7); ``short``
+        / ``long`` hold from the page's last input beat (before the core's ``done``) until
+        the codec's per-descriptor reset."""
+        s = self.sink
+        count = Signal(26)
+        new_count = Signal(26)
+        length = Signal(16)
+        have_len = Signal()
+        second = Signal()                  # the beat being accepted is a page's second
+        short, long_ = Signal(), Signal()
+        fire = s.valid & s.ready
+        # the length's bytes 6-7: in the first beat from 64 bits on, in the second at 32
+        at, lo = (s.first, 48) if dw >= 64 else (second, 16)
+        new_len = Mux(at, s.data[lo:lo + 16], length)
+        new_have = Mux(s.first, at, have_len | at)
+        self.comb += new_count.eq(Mux(s.first, 0, count) + s.nbytes)
+        self.sync += If(fire,
+            count.eq(new_count),
+            length.eq(new_len),
+            have_len.eq(new_have),
+            second.eq(s.first),
+            If(s.last,
+                short.eq(~new_have | (new_count < new_len)),
+                long_.eq(new_have & (new_count > new_len)),
+            ),
+        )
+        return short, long_
 
 
 class CodecCDC(Module):

@@ -1,0 +1,1 @@
+"""Reliability: the decompressor fuzzer (``fuzz.py``, ``speckv-fuzz``)."""
