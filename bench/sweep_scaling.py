@@ -2,7 +2,9 @@
 grid runs twice through speckv-sweep's Ray runner, into two fresh results files, on a local
 Ray runtime with all CPUs and with one (one cell at a time: the serial time, the same
 per-cell overhead); the two runs' results must be identical cell for cell (wall times
-aside). The parallel run's results file and its plots are kept.
+aside). Both runs' results files are kept in build/sweeps/; the parallel run's is copied
+beside the grid with its summary and plots. Nothing else should run on the machine
+meanwhile (``--runs serial`` remakes one run alone).
 
     python bench/sweep_scaling.py                          # the issue-24 grid, ~1 h on 2 cores
     python bench/sweep_scaling.py --grid my.toml --json build/sweeps/scaling.json
@@ -16,11 +18,10 @@ import os
 import shutil
 import subprocess
 import sys
-import tempfile
 from pathlib import Path
 
 from host.sweep.grid import expand, hash_inputs, load_grid
-from host.sweep.report import save_plots, summary_markdown
+from host.sweep.report import save_plots, write_summary
 from host.sweep.runner import run_sweep
 from host.sweep.store import Store
 
@@ -44,35 +45,46 @@ def main(argv=None) -> int:
     ap.add_argument("--keep", default=None,
                     help="copy the parallel run's results file here (default: the grid's "
                          "'results', beside it) and its plots and summary beside it")
+    ap.add_argument("--runs", default="parallel,serial",
+                    help="the runs to make now (default both); a run not made is taken from "
+                         "its kept results (build/sweeps/scaling-NAME-RUN.jsonl) and --json")
     a = ap.parse_args(argv)
+    todo = [x for x in a.runs.split(",") if x]
+    if not todo or set(todo) - {"parallel", "serial"}:
+        ap.error(f"--runs {a.runs!r}: parallel, serial or both")
     name, results, tables = load_grid(a.grid)
     cells = hash_inputs([c for t in tables for c in expand(t)])
     keep = Path(a.keep) if a.keep else Path(a.grid).parent / (results or f"{name}.jsonl")
-    tmp = Path(tempfile.mkdtemp(prefix="sweep-scaling-"))
-    runs = {}
+    before = json.loads(Path(a.json).read_text())["runs"] if Path(a.json).is_file() else {}
+    runs, recs = {}, {}
     for label, cpus in (("parallel", a.cpus), ("serial", 1)):
-        store = Store(tmp / f"{label}.jsonl")
-        print(f"[{label}] {len(cells)} cells on {cpus} CPU(s) ...", file=sys.stderr)
-        st = run_sweep(cells, store, f"{name}-{label}", cpus=cpus)
-        recs = store.load()
-        runs[label] = {"cpus": cpus, "wall_s": round(st.wall_s, 1), "ran": st.ran,
-                       "failed": st.failed,
-                       "sum_cell_wall_s": round(sum(r["wall_s"] for r in recs.values()), 1)}
-        runs[label]["records"] = recs
-    par, ser = runs["parallel"].pop("records"), runs["serial"].pop("records")
-    same = sum(par[k]["status"] == ser[k]["status"] == "ok" and _strip(par[k]) == _strip(ser[k])
-               for k in par)
+        path = ROOT / "build" / "sweeps" / f"scaling-{name}-{label}.jsonl"
+        if label in todo:
+            path.unlink(missing_ok=True)
+            print(f"[{label}] {len(cells)} cells on {cpus} CPU(s) ...", file=sys.stderr)
+            st = run_sweep(cells, Store(path), f"{name}-{label}", cpus=cpus)
+            runs[label] = {"cpus": cpus, "wall_s": round(st.wall_s, 1), "ran": st.ran,
+                           "failed": st.failed, "date": str(datetime.date.today())}
+        elif label in before and path.is_file():
+            runs[label] = before[label]
+        else:
+            ap.error(f"no earlier {label} run to take ({path}, {a.json}): run it (--runs)")
+        recs[label] = Store(path).load()
+        runs[label]["sum_cell_wall_s"] = round(sum(r["wall_s"] for r in recs[label].values()), 1)
+    par, ser = recs["parallel"], recs["serial"]
+    same = sum(k in ser and par[k]["status"] == ser[k]["status"] == "ok"
+               and _strip(par[k]) == _strip(ser[k]) for k in par)
     commit = subprocess.run(["git", "rev-parse", "--short", "HEAD"], cwd=ROOT,
                             capture_output=True, text=True).stdout.strip()
     out = {"grid": str(Path(a.grid).resolve().relative_to(ROOT)), "cells": len(cells),
            "machine_cpus": os.cpu_count(), "runs": runs,
            "speedup": round(runs["serial"]["wall_s"] / runs["parallel"]["wall_s"], 3),
-           "identical_results": same, "date": str(datetime.date.today()), "commit": commit,
+           "identical_results": same, "commit": commit,
            "command": "python bench/sweep_scaling.py " + " ".join(argv or sys.argv[1:])}
     keep.parent.mkdir(parents=True, exist_ok=True)
-    shutil.copy(tmp / "parallel.jsonl", keep)
-    keep.with_suffix(".summary.md").write_text(f"# sweep {name}\n\n"
-                                               + summary_markdown(list(par.values())))
+    shutil.copy(ROOT / "build" / "sweeps" / f"scaling-{name}-parallel.jsonl", keep)
+    cells_order = list(dict.fromkeys(c.key for c in cells))
+    write_summary([par[k] for k in cells_order], keep, name)
     plots = save_plots(list(par.values()), keep.parent)
     Path(a.json).parent.mkdir(parents=True, exist_ok=True)
     Path(a.json).write_text(json.dumps(out, indent=1) + "\n")
@@ -84,7 +96,6 @@ def main(argv=None) -> int:
     print(f"speedup {out['speedup']:.2f}x on {a.cpus} CPUs; results identical in "
           f"{same} of {len(cells)} cells")
     print(f"results {keep}; plots {', '.join(p.name for p in plots)}; timings {a.json}")
-    shutil.rmtree(tmp)
     return 0 if same == len(cells) else 1
 
 

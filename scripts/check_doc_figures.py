@@ -25,7 +25,8 @@ There are two kinds of entry:
       path, fmt, pattern) checks the cell under `header`, or, with `pattern` (the whole
       cell as literal text with one {v} and * for any text), the number at {v} in it.
 
-Sources are JSON files, as paths from the repository root. JSON paths are dot-separated keys
+Sources are JSON files (or JSON Lines files, .jsonl: a list of the lines' records), as paths
+from the repository root. JSON paths are dot-separated keys
 and list indexes (a key ending in "?" is optional: absent, the value is None) ("clocks.0.achieved_mhz" or "clocks[0].achieved_mhz"); "cores[module=dma]"
 picks the one list element whose fields have those values (several conditions are
 separated by commas; a dotted field such as "[config.label=lstm]" looks into nested
@@ -151,7 +152,9 @@ class Checker:
 
     def json(self, source):
         if source not in self._json:
-            self._json[source] = json.loads((self.root / source).read_text())
+            text = (self.root / source).read_text()
+            self._json[source] = ([json.loads(x) for x in text.splitlines() if x.strip()]
+                                  if source.endswith(".jsonl") else json.loads(text))
         return self._json[source]
 
     def compare(self, doc, what, doc_value, source, path, fmt, record=None, record_path=None):

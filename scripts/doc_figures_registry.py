@@ -470,3 +470,22 @@ REGISTRY += [
                    Col("ratio", _gen("compression_ratio"), "{:.3f}"),
                    Col("bad pages", _gen("check.mismatches"), "{}")]),
 ]
+_SW = "docs/results/sweep/"
+_SWP = _SW + "predictors.summary.json"
+
+
+def _pred(field, k):
+    return f"replay.rows[workload={{workload}},prefetcher={{predictor}},k={k}].{field}"
+
+
+REGISTRY += [
+    Figures("docs/sweeps.md", "Wall time on this machine", _SW + "scaling.json",
+            "{cells} cells: {par} s on {cpus} CPUs, {ser} s one cell at a time ({speedup}x)",
+            {"cells": Val("cells", "{}"), "par": Val("runs.parallel.wall_s", "{:,.0f}"),
+             "cpus": Val("runs.parallel.cpus", "{}"), "ser": Val("runs.serial.wall_s", "{:,.0f}"),
+             "speedup": Val("speedup", "{:.2f}")}),
+    Table("docs/sweeps.md", "Predictors on the four workloads", _SWP,
+          keys=("workload", "predictor"),
+          columns=[Col(f"hit k{k}", _pred("l2_hit_rate", k), "{:.3f}") for k in (4, 8, 16)]
+          + [Col(f"wasted MiB k{k}", _pred("wasted_mib", k), "{:.1f}") for k in (4, 8, 16)]),
+]

@@ -21,7 +21,7 @@ from pathlib import Path
 
 from host.sweep.grid import (KINDS, ROOT, GridError, expand, hash_inputs, load_grid,
                              params_help, parse_assignments)
-from host.sweep.report import save_plots, summary_markdown
+from host.sweep.report import save_plots, summary_markdown, write_summary
 from host.sweep.store import Store
 
 DEFAULT_DIR = ROOT / "build" / "sweeps"
@@ -83,10 +83,8 @@ def cmd_run(a, ap):
               f"{path}; run the same command again to resume", file=sys.stderr)
         return 130
     recs = _records(store, cells)
-    md = summary_markdown(recs)
-    summary = path.with_suffix(".summary.md")
-    summary.write_text(f"# sweep {name}\n\n{md}")
-    print(md)
+    summary, _ = write_summary(recs, path, name)
+    print(summary_markdown(recs))
     ran = (f"ran {st.ran} cells ({st.failed} failed) in {st.wall_s:.1f} s on {st.cpus:g} CPUs, "
            f"{st.skipped} finished earlier" if st.ran else
            f"nothing to run: all {st.cells} cells finished earlier")
@@ -135,6 +133,8 @@ def main(argv=None) -> int:
     r.add_argument("--quiet", action="store_true", help="no progress bar")
     s = sub.add_parser("summary", help="print the summary table of a results file")
     s.add_argument("results")
+    s.add_argument("--write", action="store_true",
+                   help="also write RESULTS.summary.md and .summary.json beside it")
     p = sub.add_parser("plot", help="write the plots of a results file")
     p.add_argument("results")
     p.add_argument("--out", required=True, help="folder for the PNGs")
@@ -146,7 +146,11 @@ def main(argv=None) -> int:
             ap.error(f"--cpus {a.cpus}: at least 1")
         return cmd_run(a, ap)
     if a.cmd == "summary":
-        print(summary_markdown(list(_results(a.results, ap).values())))
+        recs = list(_results(a.results, ap).values())
+        print(summary_markdown(recs))
+        if a.write:
+            for f in write_summary(recs, a.results, Path(a.results).stem):
+                print(f"wrote {f}", file=sys.stderr)
         return 0
     if a.cmd == "plot":
         paths = save_plots(list(_results(a.results, ap).values()), a.out)

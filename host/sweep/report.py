@@ -8,6 +8,7 @@ compression ratio against the perplexity change from the FP16 baseline of the sa
 """
 from __future__ import annotations
 
+import json
 from pathlib import Path
 
 MiB = 2**20
@@ -32,6 +33,24 @@ def _f(x, fmt):
     return "-" if x is None else format(x, fmt)
 
 
+def _order(records, axes):
+    """Sort key of a record: its axis values, numbers ascending, other values in the order
+    they first appear (results arrive in completion order)."""
+    first = {a: {} for a in axes}
+    for r in records:
+        for a in axes:
+            first[a].setdefault(repr(r["params"].get(a)), len(first[a]))
+
+    def key(r):
+        out = []
+        for a in axes:
+            v = r["params"].get(a)
+            num = isinstance(v, (int, float)) and not isinstance(v, bool)
+            out.append((0, v) if num else (1, first[a][repr(v)]))
+        return out
+    return key
+
+
 def codec_baselines(records):
     """{key of a codec cell: its FP16 baseline's perplexity} (the raw cell of the same text,
     tokens, segments, window, rotation and model)."""
@@ -42,62 +61,87 @@ def codec_baselines(records):
     return {r["key"]: base.get(same(r["params"])) for r in records if r["kind"] == "codec"}
 
 
-def rows(records):
-    """{kind: (header, [row])} of the summary, one row per cell (per configuration: serve)."""
-    out = {}
+# Summary columns per kind: (header, field of a summary row, format).
+COLUMNS = {
+    "replay": [("L2 hit", "l2_hit_rate", ".3f"), ("late", "late_rate", ".3f"),
+               ("precision", "precision", ".3f"), ("wasted MiB", "wasted_mib", ".1f"),
+               ("ratio", "ratio", ".3f"), ("stall/step us", "stall_us", ".1f"),
+               ("mismatch", "mismatches", "d"), ("wall s", "wall_s", ".1f")],
+    "codec": [("ratio", "ratio", ".3f"), ("ppl", "ppl", ".4f"), ("dppl %", "dppl_pct", "+.3f"),
+              ("wall s", "wall_s", ".1f")],
+    "serve": [("config", "config", "s"), ("feasible", "feasible", "s"),
+              ("tok/s", "tokens_per_s", ".1f"), ("step ms", "step_ms", ".3f"),
+              ("limit", "limit", "s")],
+}
+
+
+def _metrics(r, base):
+    """The summary rows of one finished record (one per configuration for serve)."""
+    x = r["result"]
+    if r["kind"] == "replay":
+        a, pf = x["accesses"], x["prefetch"]
+        return [{"l2_hit_rate": a["l2_hit_rate"], "late_rate": a["late_rate"],
+                 "precision": pf["precision"], "wasted_mib": pf["wasted_bytes"] / MiB,
+                 "ratio": x["compression"]["ratio"],
+                 "stall_us": x["latency_ns"]["stall_per_step_mean"] / 1e3,
+                 "mismatches": x["check"]["mismatches"], "wall_s": r["wall_s"]}]
+    if r["kind"] == "codec":
+        b = base.get(r["key"])
+        return [{"ratio": x.get("ratio"), "ppl": x["ppl"], "wall_s": r["wall_s"],
+                 "dppl_pct": 100 * (x["ppl"] / b - 1) if b else None}]
+    return [{"config": p["config"], "feasible": "yes" if p["feasible"] else "no",
+             "tokens_per_s": p["tokens_per_s"], "step_ms": p["step_ns"] / 1e6,
+             "limit": p["limit"]} for p in x["points"]]
+
+
+def summary_rows(records):
+    """{kind: {"axes": [...], "rows": [...]}}: a row per cell (per configuration: serve),
+    its axis values, then its metrics (``COLUMNS``) or its error."""
     by_kind = {}
     for r in records:
         by_kind.setdefault(r["kind"], []).append(r)
     base = codec_baselines(records)
+    out = {}
     for kind, recs in by_kind.items():
         axes = varying(recs)
-        head = list(axes)
-        body = []
-        if kind == "replay":
-            head += ["L2 hit", "late", "precision", "wasted MiB", "ratio", "stall/step us",
-                     "mismatch", "wall s"]
-        elif kind == "codec":
-            head += ["ratio", "ppl", "dppl %", "wall s"]
-        else:
-            head += ["config", "feasible", "tok/s", "step ms", "limit"]
-        for r in recs:
-            cells = [str(r["params"].get(a)) for a in axes]
+        rows = []
+        for r in sorted(recs, key=_order(recs, axes)):
+            head = {"kind": kind, **{a: r["params"].get(a) for a in axes}}
             if r["status"] != "ok":
-                body.append(cells + ["failed: " + r.get("error", "?")[:80]]
-                            + [""] * (len(head) - len(cells) - 1))
+                rows.append({**head, "error": r.get("error", "?")})
                 continue
-            x = r["result"]
-            if kind == "replay":
-                a, pf = x["accesses"], x["prefetch"]
-                body.append(cells + [_f(a["l2_hit_rate"], ".3f"), _f(a["late_rate"], ".3f"),
-                                     _f(pf["precision"], ".3f"),
-                                     _f(pf["wasted_bytes"] / MiB, ".1f"),
-                                     _f(x["compression"]["ratio"], ".3f"),
-                                     _f(x["latency_ns"]["stall_per_step_mean"] / 1e3, ".1f"),
-                                     str(x["check"]["mismatches"]), _f(r["wall_s"], ".1f")])
-            elif kind == "codec":
-                b = base.get(r["key"])
-                d = 100 * (x["ppl"] / b - 1) if b else None
-                body.append(cells + [_f(x.get("ratio"), ".3f"), _f(x["ppl"], ".4f"),
-                                     _f(d, "+.3f"), _f(r["wall_s"], ".1f")])
-            else:
-                for pt in x["points"]:
-                    body.append(cells + [pt["config"], "yes" if pt["feasible"] else "no",
-                                         _f(pt["tokens_per_s"], ".1f"),
-                                         _f(pt["step_ns"] / 1e6, ".3f"), pt["limit"]])
-        out[kind] = (head, body)
+            rows += [{**head, **m} for m in _metrics(r, base)]
+        out[kind] = {"axes": axes, "rows": rows}
     return out
 
 
 def summary_markdown(records):
     """The summary as Markdown tables, one per kind."""
     lines = []
-    for kind, (head, body) in rows(records).items():
-        lines += [f"### {kind} ({len(body)} rows)", "",
+    for kind, t in summary_rows(records).items():
+        cols = COLUMNS[kind]
+        head = t["axes"] + [c[0] for c in cols]
+        lines += [f"### {kind} ({len(t['rows'])} rows)", "",
                   "| " + " | ".join(head) + " |", "|" + "---|" * len(head)]
-        lines += ["| " + " | ".join(b) + " |" for b in body]
+        for row in t["rows"]:
+            cells = [str(row[a]) for a in t["axes"]]
+            if "error" in row:
+                cells += ["failed: " + row["error"][:80]] + [""] * (len(cols) - 1)
+            else:
+                cells += [_f(row[f], fmt) for _, f, fmt in cols]
+            lines.append("| " + " | ".join(cells) + " |")
         lines.append("")
     return "\n".join(lines)
+
+
+def write_summary(records, results_path, name):
+    """``NAME.summary.md`` and ``NAME.summary.json`` beside the results file."""
+    base = Path(results_path).with_suffix("")
+    md = Path(f"{base}.summary.md")
+    md.write_text(f"# sweep {name}\n\n" + summary_markdown(records))
+    js = Path(f"{base}.summary.json")
+    js.write_text(json.dumps(summary_rows(records), indent=1) + "\n")
+    return md, js
 
 
 def pareto_front(points):
@@ -135,14 +179,16 @@ def plot_pareto(recs, path):
     preds = list(dict.fromkeys(r["params"]["prefetcher"] for r in recs))
     colours = {p: f"C{i}" for i, p in enumerate(preds)}
     for ax, (name, rs) in zip(axes, groups.items()):
-        pts = []
+        pts, labels = [], {}
         for r in rs:
             x = r["result"]["prefetch"]["wasted_bytes"] / MiB
             y = r["result"]["accesses"]["l2_hit_rate"] or 0.0
             pts.append((x, y))
             ax.scatter(x, y, color=colours[r["params"]["prefetcher"]], s=22, zorder=3)
-            ax.annotate(f"k{r['params']['k']}", (x, y), fontsize=6, xytext=(3, 2),
-                        textcoords="offset points")
+            labels.setdefault((x, y), []).append(str(r["params"]["k"]))
+        for (x, y), ks in labels.items():      # one label for the k that coincide
+            ax.annotate("k" + ",".join(sorted(set(ks), key=int)), (x, y), fontsize=6,
+                        xytext=(3, 2), textcoords="offset points")
         f = pareto_front(pts)
         ax.step([p[0] for p in f], [p[1] for p in f], where="post", color="0.4", lw=1,
                 ls="--", zorder=2, label="Pareto front")
