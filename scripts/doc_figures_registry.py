@@ -489,3 +489,18 @@ REGISTRY += [
           columns=[Col(f"hit k{k}", _pred("l2_hit_rate", k), "{:.3f}") for k in (4, 8, 16)]
           + [Col(f"wasted MiB k{k}", _pred("wasted_mib", k), "{:.1f}") for k in (4, 8, 16)]),
 ]
+_FZ = "docs/results/reliability/fuzz.json"
+REGISTRY += [
+    Figures("docs/reliability.md", "Decompressor fuzz in gateware", _FZ,
+            "{pages} pages, seed {seed}: {hangs} hangs, {oob} out-of-bounds writes, {verdict} "
+            "verdict disagreements, {nbytes} byte-count disagreements, {data} data mismatches "
+            "({cycles} simulated cycles, {wall} s)",
+            {"pages": Val("pages"), "seed": Val("seed", "{}"), "hangs": Val("hangs"),
+             "oob": Val("out_of_bounds_writes"), "verdict": Val("verdict_disagreements"),
+             "nbytes": Val("byte_count_disagreements"), "data": Val("data_mismatches"),
+             "cycles": Val("cycles"), "wall": Val("wall_s", "{:.0f}")}),
+    Table("docs/reliability.md", "Decompressor fuzz in gateware", _FZ, keys=("kind",),
+          columns=[Col("pages", "by_kind.{kind}.pages"), Col("ok", "by_kind.{kind}.ok"),
+                   Col("corrupt", "by_kind.{kind}.corrupt"),
+                   Col("overflow", "by_kind.{kind}.overflow")], table=2),
+]

@@ -49,9 +49,9 @@ def main(argv=None) -> int:
                    progress=not a.quiet)
     finally:
         sim.close()
-    print(f"{'corruption':16s} {'pages':>6s} {'valid':>6s} {'rejected':>8s}")
+    print(f"{'corruption':16s} {'pages':>6s} {'ok':>6s} {'corrupt':>8s} {'overflow':>8s}")
     for k, v in rep.by_kind.items():
-        print(f"{k:16s} {v['pages']:6d} {v['ok']:6d} {v['rejected']:8d}")
+        print(f"{k:16s} {v['pages']:6d} {v['ok']:6d} {v['corrupt']:8d} {v['overflow']:8d}")
     print(f"pages {rep.pages} ({rep.mode}, seed {rep.seed}): hangs {rep.hangs}, out-of-bounds "
           f"writes {rep.out_of_bounds_writes}, verdict disagreements "
           f"{rep.verdict_disagreements}, byte-count disagreements "

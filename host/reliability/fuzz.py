@@ -32,8 +32,8 @@ import numpy as np
 
 from gateware.bridge.protocol import LINE
 from gateware.codec import reference as R
-from gateware.dma.model import (DMAConfig, DMAModel, Descriptor, OP_DECOMPRESS, ST_OK,
-                                ST_TIMEOUT, codec_transforms)
+from gateware.dma.model import (DMAConfig, DMAModel, Descriptor, OP_DECOMPRESS, ST_CORRUPT,
+                                ST_OK, ST_OVERFLOW, ST_TIMEOUT, codec_transforms)
 from host.driver.batch import Batch
 from soc.mailbox import DRAM_SCRATCH
 
@@ -120,7 +120,7 @@ class FuzzReport:
     seed: int
     mode: str
     pages: int = 0
-    by_kind: dict = field(default_factory=dict)      # kind: {"pages", "ok", "corrupt", ...}
+    by_kind: dict = field(default_factory=dict)  # kind: pages; the reference's ok/corrupt/overflow
     hangs: int = 0                  # jobs not completed in the budget, or the DMA watchdog
     out_of_bounds_writes: int = 0   # guard bytes changed
     verdict_disagreements: int = 0  # completion status differs from the reference's
@@ -199,7 +199,7 @@ def fuzz(sim, pages, seed=0, mode=None, stalls=(0.2, 0.2), timeout=4096, progres
         decompress=decompress))
     blobs = R.compress_batch(base_pages(seed), mode)
     rep = FuzzReport(seed=seed, mode=mode)
-    rep.by_kind = {k: {"pages": 0, "ok": 0, "rejected": 0} for k in KINDS}
+    rep.by_kind = {k: {"pages": 0, "ok": 0, "corrupt": 0, "overflow": 0} for k in KINDS}
     bar = None
     if progress:
         import sys
@@ -238,7 +238,7 @@ def fuzz(sim, pages, seed=0, mode=None, stalls=(0.2, 0.2), timeout=4096, progres
         for (kind, blob, d), g, w in zip(jobs, got, want):
             k = rep.by_kind[kind]
             k["pages"] += 1
-            k["ok" if w[1] == ST_OK else "rejected"] += 1
+            k[{ST_OK: "ok", ST_CORRUPT: "corrupt", ST_OVERFLOW: "overflow"}[w[1]]] += 1
             off = d.dst - HOST_BASE
             inside[off: off + d.cap] = True
             if g[1] == ST_TIMEOUT:

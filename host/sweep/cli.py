@@ -16,6 +16,7 @@ Examples::
 from __future__ import annotations
 
 import argparse
+import signal
 import sys
 from pathlib import Path
 
@@ -74,6 +75,10 @@ def cmd_run(a, ap):
     if any(c.kind == "replay" and c.params["backend"] == "rtl" for c in todo):
         from soc.targets.sim import build_sim
         build = build_sim(a.build_dir, quiet=a.quiet)
+    def stop(signum, frame):          # SIGTERM (and SIGINT in a background job) as Ctrl-C
+        raise KeyboardInterrupt
+    signal.signal(signal.SIGTERM, stop)
+    signal.signal(signal.SIGINT, stop)
     try:
         st = run_sweep(cells, store, name, address=a.address, cpus=a.cpus,
                        retry_failed=not a.keep_failed, progress=not a.quiet, build=build)
