@@ -2,7 +2,7 @@
 PY := .venv/bin/python
 SETUP := scripts/setup.sh
 
-.PHONY: setup lint sim test bench traces codec-eval codec-ecp5 codec-simcost bitstream clean help
+.PHONY: setup lint sim test bench traces codec-eval codec-ecp5 codec-simcost bitstream sweep fuzz clean help
 help:
 	@echo "make setup   install system packages and the .venv (idempotent)"
 	@echo "make sim     build the SoC + firmware and run it under Verilator (the demo)"
@@ -14,6 +14,8 @@ help:
 	@echo "make bitstream [BOARD=ulx3s|ecpix5]  FPGA bitstream (yosys, nextpnr-ecp5, ecppack); report -> docs/bitstreams/"
 	@echo "make codec-ecp5  ECP5 (ULX3S 85F) LUT/FF/EBR/DSP and Fmax of the codec cores alone (slow: yosys + nextpnr)"
 	@echo "make codec-simcost  Verilator cost per eval() of each codec core alone"
+	@echo "make fuzz    10,000 corrupt pages through the SoC's decompressor behind its DMA: docs/results/reliability/fuzz.json"
+	@echo "make sweep   the four workloads x six predictors x k grid on Ray, on all cores and on one (~1 h on 2 cores): docs/results/sweep/"
 
 setup:
 	@bash $(SETUP)
@@ -53,6 +55,14 @@ bitstream: setup
 	mkdir -p docs/bitstreams
 	cp build/$(BOARD)/report.txt docs/bitstreams/$(BOARD).txt
 	cp build/$(BOARD)/report.json docs/bitstreams/$(BOARD).json
+
+sweep: setup traces
+	$(PY) bench/sweep_scaling.py
+	.venv/bin/speckv-sweep run docs/results/sweep/codec.toml --plots docs/results/sweep
+	.venv/bin/speckv-sweep run docs/results/sweep/serve.toml --plots docs/results/sweep
+
+fuzz: setup
+	.venv/bin/speckv-fuzz --pages 10000 --json docs/results/reliability/fuzz.json
 
 codec-ecp5: setup
 	$(PY) bench/codec_ecp5.py --json build/codec_ecp5.json

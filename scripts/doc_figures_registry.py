@@ -504,3 +504,4 @@ REGISTRY += [
                    Col("corrupt", "by_kind.{kind}.corrupt"),
                    Col("overflow", "by_kind.{kind}.overflow")], table=2),
 ]
+
