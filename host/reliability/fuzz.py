@@ -32,6 +32,7 @@ import numpy as np
 
 from gateware.bridge.protocol import LINE
 from gateware.codec import reference as R
+from gateware.common import PAGE_BYTES as PAGE
 from gateware.dma.model import (DMAConfig, DMAModel, Descriptor, OP_DECOMPRESS, ST_CORRUPT,
                                 ST_OK, ST_OVERFLOW, ST_TIMEOUT, codec_transforms)
 from host.driver.batch import Batch
@@ -41,7 +42,6 @@ KINDS = ("valid", "bitflip", "truncate", "extend", "forged_header", "random_payl
          "random_blob")
 JOBS = 16                      # the DMA's descriptor queue: jobs per batch
 SRC_SLOT = 8192                # device DRAM per source blob (blob + filler)
-PAGE = 4096
 GUARD = 2 * LINE               # guard bytes before, between and after the destinations
 DST_SLOT = PAGE + GUARD
 HOST_BASE = 0x3_0000_0000
