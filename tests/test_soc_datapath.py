@@ -33,7 +33,7 @@ from gateware.dma.model import (DMAConfig, DMAModel, Descriptor, OP_COPY, OP_DEC
 from host.driver.link import SimLink
 from host.traces.format import load_trace
 from soc.soc import ATU_ENTRIES, ATU_POLICY, PADDR_WIDTH, VPN_WIDTH
-from host.driver.batch import Batch
+from host.driver.batch import Batch, dma_jobs
 from soc.mailbox import DRAM_SCRATCH as SCRATCH
 from soc.mailbox import DRAM_SCRATCH_END as SCRATCH_END
 
@@ -294,40 +294,11 @@ def _sweep_jobs(rng):
     return jobs
 
 
-def _push(b, d):
-    b.csr_write("dma_src", d.src)
-    b.csr_write("dma_dst", d.dst)
-    b.csr_write("dma_length", d.length)
-    b.csr_write("dma_cap", d.cap if d.op != OP_COPY else (d.cap or d.length))
-    b.csr_write("dma_push", d.op | int(d.host) << 2 | int(d.last) << 3 | d.tag << 8)
-
-
 def _run_jobs(b, descs, completions_out, budget=2_000_000):
-    """Queue ``descs`` (single-descriptor jobs, at most 16), wait until all completed, read
-    and pop their completions in order into ``completions_out``."""
-    assert len(descs) <= 16
-    for d in descs:
-        _push(b, d)
-    b.send()
-    link = b.link
-    start = link.cycle
-    while True:
-        st = []
-        b.csr_read("dma_status", st.append)
-        b.send()
-        if (st[0] >> 16) & 0xFF == len(descs) and not (st[0] >> 24) & 1:
-            break
-        assert link.cycle - start < budget, f"DMA jobs not done: status 0x{st[0]:x}"
-        link.run(200)
-    assert not (st[0] >> 25) & 1, "a push was dropped"
-    for _ in descs:
-        c = {}
-        b.csr_read("dma_completion", lambda v: c.update(word=v))
-        b.csr_read("dma_completion_bytes", lambda v: c.update(bytes=v))
-        b.csr_write("dma_pop", 1)
-        b.send()
-        assert c["word"] & 1, "completion queue empty"
-        completions_out.append(((c["word"] >> 8) & 0xFF, (c["word"] >> 4) & 0xF, c["bytes"]))
+    """Run ``descs`` to completion; their (tag, status, bytes) appended in order."""
+    got = dma_jobs(b, descs, budget, poll=200)
+    assert got is not None, f"DMA jobs not done in {budget} cycles"
+    completions_out += got
 
 
 def test_dma_copy_sweep_across_4k_with_guard_bytes(ready):

@@ -15,6 +15,7 @@ by the engine while the bridge goes on with the next request.
 import dataclasses
 
 from gateware.bridge.protocol import LINE, Message, Op, Status
+from gateware.dma.model import OP_COPY
 
 MAX_BATCH = 256  # tags are 8 bits: at most this many requests per transact()
 
@@ -81,3 +82,42 @@ class Batch:
                 else:
                     check(a.msg)
             self.sent += len(chunk)
+
+
+def dma_jobs(b, descs, budget=2_000_000, poll=500):
+    """Push ``descs`` (``gateware.dma.model.Descriptor``, single-descriptor jobs, at most 16)
+    through the DMA CSRs of batch ``b``'s device, wait until all completed, pop their
+    completions: (tag, status, bytes) of each, in order. None when they are not all done
+    within ``budget`` cycles (a hang: the caller decides whether that is a failure)."""
+    if len(descs) > 16:
+        raise ValueError(f"{len(descs)} descriptors: the DMA queue holds 16")
+    for d in descs:
+        b.csr_write("dma_src", d.src)
+        b.csr_write("dma_dst", d.dst)
+        b.csr_write("dma_length", d.length)
+        b.csr_write("dma_cap", d.cap if d.op != OP_COPY else (d.cap or d.length))
+        b.csr_write("dma_push", d.op | int(d.host) << 2 | int(d.last) << 3 | d.tag << 8)
+    b.send()
+    start = b.link.cycle
+    while True:
+        st = []
+        b.csr_read("dma_status", st.append)
+        b.send()
+        if (st[0] >> 16) & 0xFF == len(descs) and not (st[0] >> 24) & 1:
+            break
+        if b.link.cycle - start > budget:
+            return None
+        b.link.run(poll)
+    if (st[0] >> 25) & 1:
+        raise RuntimeError(f"DMA status 0x{st[0]:x}: a push was dropped")
+    out = []
+    for _ in descs:
+        c = {}
+        b.csr_read("dma_completion", lambda v: c.update(word=v))
+        b.csr_read("dma_completion_bytes", lambda v: c.update(bytes=v))
+        b.csr_write("dma_pop", 1)
+        b.send()
+        if not c["word"] & 1:
+            raise RuntimeError("DMA completion queue empty while completions were counted")
+        out.append(((c["word"] >> 8) & 0xFF, (c["word"] >> 4) & 0xF, c["bytes"]))
+    return out

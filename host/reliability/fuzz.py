@@ -35,7 +35,7 @@ from gateware.codec import reference as R
 from gateware.common import PAGE_BYTES as PAGE
 from gateware.dma.model import (DMAConfig, DMAModel, Descriptor, OP_DECOMPRESS, ST_CORRUPT,
                                 ST_OK, ST_OVERFLOW, ST_TIMEOUT, codec_transforms)
-from host.driver.batch import Batch
+from host.driver.batch import Batch, dma_jobs
 from soc.mailbox import DRAM_SCRATCH
 
 KINDS = ("valid", "bitflip", "truncate", "extend", "forged_header", "random_payload",
@@ -146,36 +146,6 @@ def _setup(link, dram_size, timeout):
     return b
 
 
-def _run_jobs(b, descs, budget):
-    """Queue ``descs``; (tag, status, bytes) of each, in order, or None on a hang."""
-    for d in descs:
-        b.csr_write("dma_src", d.src)
-        b.csr_write("dma_dst", d.dst)
-        b.csr_write("dma_length", d.length)
-        b.csr_write("dma_cap", d.cap)
-        b.csr_write("dma_push", d.op | int(d.host) << 2 | int(d.last) << 3 | d.tag << 8)
-    b.send()
-    start = b.link.cycle
-    while True:
-        st = []
-        b.csr_read("dma_status", st.append)
-        b.send()
-        if (st[0] >> 16) & 0xFF == len(descs) and not (st[0] >> 24) & 1:
-            break
-        if b.link.cycle - start > budget:
-            return None
-        b.link.run(500)
-    out = []
-    for _ in descs:
-        c = {}
-        b.csr_read("dma_completion", lambda v: c.update(word=v))
-        b.csr_read("dma_completion_bytes", lambda v: c.update(bytes=v))
-        b.csr_write("dma_pop", 1)
-        b.send()
-        out.append(((c["word"] >> 8) & 0xFF, (c["word"] >> 4) & 0xF, c["bytes"]))
-    return out
-
-
 def _note(rep, what, kind, blob, **kw):
     if len(rep.examples) < 20:
         rep.examples.append({"problem": what, "kind": kind, "blob_hex": blob.hex(), **kw})
@@ -228,7 +198,7 @@ def fuzz(sim, pages, seed=0, mode=None, stalls=(0.2, 0.2), timeout=4096, progres
         link.host_memory[:] = guard
         descs = [d for _, _, d in jobs]
         want = [tuple(c) for c in model.run(descs).completions]
-        got = _run_jobs(b, descs, CYCLES_PER_PAGE * n)
+        got = dma_jobs(b, descs, CYCLES_PER_PAGE * n)
         if got is None:
             rep.hangs += 1
             _note(rep, "hang", "batch", b"", blobs=[j[1].hex() for j in jobs])
