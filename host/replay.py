@@ -82,6 +82,12 @@ def main(argv=None, build=None):
     ap.add_argument("--board-dir", default=str(ROOT / "build" / "ulx3s"),
                     help="board: the board build whose bitstream runs (its csr.csv and "
                          "csr.json); default %(default)s")
+    ap.add_argument("--link-faults", type=float, default=None, metavar="RATE",
+                    help="rtl: run the emulated link's link layer (sequence numbers, CRC-32 "
+                         "per flit, go-back-N replay) and inject faults into RATE of the flits "
+                         "either way (drop, duplicate, delay beyond the replay timeout, "
+                         "corrupt, evenly); 0: the link layer without faults")
+    ap.add_argument("--link-fault-seed", type=int, default=1, help="seed of the fault draws")
     ap.add_argument("--json", default=None, help="write the results here (JSON)")
     ap.add_argument("--json-sequences", action="store_true",
                     help="also write every access, prefetch decision, step record and "
@@ -119,6 +125,12 @@ def main(argv=None, build=None):
         if a.backend != "rtl":
             ap.error("--waveform needs --backend rtl")
     opts.waveform = wave
+    if a.link_faults is not None:
+        if a.backend != "rtl":
+            ap.error("--link-faults needs --backend rtl")
+        if not 0 <= a.link_faults <= 1:
+            ap.error(f"--link-faults {a.link_faults}: a rate in [0, 1]")
+        opts.link_faults, opts.link_fault_seed = a.link_faults, a.link_fault_seed
     if a.backend == "board":
         if a.compare:
             ap.error("--compare needs a fresh device per configuration: not with --backend "

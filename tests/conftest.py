@@ -19,7 +19,7 @@ SHARED_FIXTURES = {"sim_build": "soc", "smol": "traces", "tiny": "traces",
 WORKER_GROUPS = {
     "soc": ("test_engine", "test_flows", "test_generate_rtl", "test_link",
             "test_prefetch_firmware", "test_replay", "test_soc", "test_soc_datapath",
-            "test_soc_dma", "test_sweep_rtl", "test_fuzz"),
+            "test_soc_dma", "test_sweep_rtl", "test_fuzz", "test_link_faults"),
     "traces": ("test_rotation", "test_trace_capture", "test_trace_format"),
 }
 GROUP_OF = {mod: group for group, mods in WORKER_GROUPS.items() for mod in mods}

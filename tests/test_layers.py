@@ -25,7 +25,7 @@ HOST_ALLOWED = {"driver": {"driver"}, "traces": {"traces"},
                 "generate": {"driver", "traces", "prefetch", "replayer", "generate"},
                 "connectors": {"driver", "prefetch", "replayer", "connectors"},
                 "sweep": {"driver", "codec_eval", "replayer", "serving", "traces", "sweep"},
-                "reliability": {"driver", "traces", "reliability"}}
+                "reliability": {"driver", "traces", "replayer", "reliability"}}
 
 
 def _modules(layer):

@@ -43,6 +43,9 @@ PROFILES = {
 }
 
 
+FAULT_KINDS = ("drop", "duplicate", "delay", "corrupt")  # per flit, on either wire
+
+
 class LinkError(RuntimeError):
     """A response carried a non-OK status, or did not arrive in time."""
     def __init__(self, msg, response=None):
@@ -159,13 +162,17 @@ class Link(abc.ABC):
                 del pending[a.msg.tag]
             if pending and not arrived and self.cycle - start >= max_cycles:
                 raise LinkError(f"{len(pending)} response(s) missing after {max_cycles} cycles "
-                                f"(tags {sorted(pending)[:8]})")
+                                f"(tags {sorted(pending)[:8]}){self._why_missing()}")
         out = [got[m.tag] for m in msgs]
         if check:
             for m, a in zip(msgs, out):
                 if a.msg.status != Status.OK:
                     raise LinkError(f"{m} failed: {Status(a.msg.status).name}", a.msg)
         return out
+
+    def _why_missing(self):
+        """What the link knows about lost responses, for the timeout's message."""
+        return ""
 
     def _host_write(self, m):
         n = m.value
@@ -284,6 +291,41 @@ class SimLink(Link):
             if not 0.0 <= p < 1.0:
                 raise ValueError(f"stall probability must be in [0, 1), got {p}")
         self.target.link_stalls(round(h2d * 65536), round(d2h * 65536), seed)
+
+    def set_faults(self, rate=0.0, kinds=FAULT_KINDS, seed=1):
+        """Turn on the link layer of both ends (sequence numbers, a CRC-32 per flit,
+        acknowledgements, go-back-N replay; ``soc/sim/link_layer.cpp``) and inject faults:
+        each flit on either wire meets one of ``kinds`` (drop, duplicate, delay beyond the
+        replay timeout, corrupt 1-3 bits) with probability ``rate``, split evenly; seeded.
+        ``rate`` 0 runs the link layer clean (its overhead only). Call it with nothing in
+        flight. :meth:`reliability` counts what happened."""
+        bad = [k for k in kinds if k not in FAULT_KINDS]
+        if bad or not kinds:
+            raise ValueError(f"unknown fault kind(s) {bad or kinds}; known: {', '.join(FAULT_KINDS)}")
+        if not 0.0 <= rate <= 1.0:
+            raise ValueError(f"fault rate must be in [0, 1], got {rate}")
+        st = self.stats()
+        if st["waiting"] or st["h2d_in_flight"] or st["d2h_in_flight"] or st["inbox"]:
+            raise RuntimeError(f"set_faults with messages in flight: {st}")
+        q16 = min(65536, round(rate * 65536 / len(kinds)))
+        self.target.link_faults(*[q16 if k in kinds else 0 for k in FAULT_KINDS], seed)
+
+    def reliability(self):
+        """The link layer's counters: faults injected, what the receivers detected, what the
+        senders replayed, per direction (``h2d_*``: host to device), and whether the link
+        went down (a flit replayed ``SPK_LL_MAX_REPLAYS`` times without progress)."""
+        st = self.stats()
+        return {k: v for k, v in st.items()
+                if k in ("link_layer", "link_down", "replay_timeout") or k[:4] in ("h2d_", "d2h_")
+                and k not in ("h2d_msgs", "d2h_msgs", "h2d_bytes", "d2h_bytes",
+                              "h2d_in_flight", "d2h_in_flight")}
+
+    def _why_missing(self):
+        st = self.stats()
+        if st["link_down"]:
+            return (f"; the link is down: a flit was replayed too often without an "
+                    f"acknowledgement ({self.reliability()})")
+        return ""
 
     def send(self, msg):
         self.sent[msg.tag] = (msg, self.target.cycle)

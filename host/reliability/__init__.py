@@ -1,1 +1,2 @@
-"""Reliability: the decompressor fuzzer (``fuzz.py``, ``speckv-fuzz``)."""
+"""Reliability: the decompressor fuzzer (``fuzz.py``, ``speckv-fuzz``) and replays over a
+faulty link (``links.py``, ``speckv-link-faults``)."""

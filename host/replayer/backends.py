@@ -493,7 +493,8 @@ class RtlBackend(DeviceBackend):
     CALIBRATION = ("measured: latencies and prefetch times in simulated device cycles "
                    "(Verilator SoC, emulated link)")
 
-    def __init__(self, build, codec="kivi_k4v3", link="cxl2-x16", staging_slots=64, waveform=None):
+    def __init__(self, build, codec="kivi_k4v3", link="cxl2-x16", staging_slots=64, waveform=None,
+                 faults=None):
         from soc.sim import SimDriver
 
         self.drv = SimDriver(build.model, csr_json=build.csr_json)
@@ -507,6 +508,8 @@ class RtlBackend(DeviceBackend):
             self.drv.trace_start(*waveform)
         sim_link = SimLink(self.drv, link)
         sim_link.wait_ready(4_000_000)
+        if faults is not None:    # (rate, seed): the link layer on, faults from here
+            sim_link.set_faults(faults[0], seed=faults[1])
         super().__init__(sim_link, codec, staging_slots)
 
     def close(self):

@@ -73,6 +73,8 @@ class ReplayOptions:
     timing: str = "on"             # on: timing-true replay; off: synchronous epochs
     label: str = ""
     waveform: tuple | None = None  # rtl: (fst file, first cycle, last cycle)
+    link_faults: float | None = None  # rtl: link layer on, this per-flit fault rate (0: clean)
+    link_fault_seed: int = 1
     server: str = "localhost:1234"             # board: litex_server's host:port
     board_dir: str = str(ROOT / "build" / "ulx3s")  # board: its build (csr.csv, csr.json)
 
@@ -117,7 +119,9 @@ def make_backend(opts, build=None):
         if build is None:
             from soc.targets.sim import build_sim
             build = build_sim(ROOT / "build" / "sim", quiet=True)
-        return RtlBackend(build, opts.codec, opts.link, waveform=opts.waveform)
+        return RtlBackend(build, opts.codec, opts.link, waveform=opts.waveform,
+                          faults=None if opts.link_faults is None
+                          else (opts.link_faults, opts.link_fault_seed))
     raise ReplayError(f"unknown backend {opts.backend!r}: model or rtl")
 
 
@@ -175,6 +179,8 @@ def replay(opts: ReplayOptions, backend=None, build=None, progress=True):
         raise ReplayError(f"unknown prefetcher {opts.prefetcher!r}; known: {', '.join(PREFETCHERS)}")
     if opts.timing not in ("on", "off"):
         raise ReplayError(f"--timing must be on or off, not {opts.timing!r}")
+    if opts.link_faults is not None and opts.backend != "rtl":
+        raise ReplayError("--link-faults needs --backend rtl (the emulated link's link layer)")
     if opts.timing == "on" and opts.backend == "board":
         raise ReplayError("--timing on needs --backend rtl or model (a board's link is a UART)")
     t, layers, steps = _setup_trace(opts)
@@ -220,12 +226,16 @@ def replay(opts: ReplayOptions, backend=None, build=None, progress=True):
             bar.close()
         drv = getattr(backend, "drv", None)
         sim_cycles = drv.cycle if drv is not None else None
+        link_layer = (backend.link.reliability()
+                      if drv is not None and opts.link_faults is not None else None)
         if own:
             backend.close()
     used = run.classify()
     wall = time.time() - wall0
     res = summarize(opts, t, layers, steps, l1, gpu_only, run, wall, sim_cycles, backend, used)
     res["timing"]["step_ns_source"] = step_source
+    if link_layer is not None:
+        res["link_layer"] = link_layer
     return res
 
 

@@ -76,6 +76,7 @@ class SimDriver:
                                     ctypes.POINTER(u64)], u32),
             "spk_link_stats":     ([vp, ctypes.POINTER(u64)], None),
             "spk_link_stalls":    ([vp, u32, u32, u64], None),
+            "spk_link_faults":    ([vp, u32, u32, u32, u32, u64], None),
             "spk_link_host_memory": ([vp, vp, u64, u64], None),
             "spk_link_host_writes": ([vp], u64),
             "spk_timed_run":      ([vp, u64], u64),
@@ -215,7 +216,12 @@ class SimDriver:
 
     # The emulated CXL/PCIe link (native.cpp) -------------------------------------------------
     LINK_STATS = ("credits", "waiting", "h2d_in_flight", "d2h_in_flight", "inbox",
-                  "h2d_msgs", "d2h_msgs", "h2d_bytes", "d2h_bytes")
+                  "h2d_msgs", "d2h_msgs", "h2d_bytes", "d2h_bytes",
+                  "link_layer", "link_down", "replay_timeout") + tuple(
+        f"{d}_{c}" for d in ("h2d", "d2h") for c in (
+            "dropped", "duplicated", "delayed", "corrupted",       # faults injected
+            "crc_errors", "seq_gaps", "duplicates", "naks", "acks",  # its receiver saw
+            "replays", "timer_replays", "flits_replayed", "unacked"))  # its sender did
 
     def link_config(self, bytes_per_cycle, lat_min, lat_max, credits, seed):
         """Serialisation rate, one-way latency range (cycles) and credits of the link model;
@@ -226,6 +232,11 @@ class SimDriver:
     def link_stalls(self, h2d_q16, d2h_q16, seed):
         """Per-cycle valid/ready stall probabilities at the link pads, in 1/65536."""
         self.lib.spk_link_stalls(self._state, h2d_q16, d2h_q16, seed)
+
+    def link_faults(self, drop_q16, dup_q16, delay_q16, corrupt_q16, seed):
+        """Turn on the link layer (sequence numbers, CRC, replay) with per-flit fault
+        probabilities in 1/65536; no message may be in flight."""
+        self.lib.spk_link_faults(self._state, drop_q16, dup_q16, delay_q16, corrupt_q16, seed)
 
     def link_send(self, header, data):
         """Queue one host message: a 128-bit header and its 64 data bytes."""

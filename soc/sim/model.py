@@ -1,7 +1,7 @@
 """Build a Verilator model of generated Verilog with pyverilator, plus the native loop.
 
 pyverilator generates its C++ wrapper (signal accessors, tracing); we append
-``native.cpp`` to that wrapper before compiling, so the run-until-event loop lives in the
+``link_layer.cpp`` and ``native.cpp`` to that wrapper before compiling, so the run-until-event loop lives in the
 same shared library as the model. Memory contents (ROM firmware) are read by $readmemh
 when the model is constructed, so a firmware change needs no model rebuild. Builds are cached in ``cache_root/<key>/`` where the key
 hashes every input (Verilog text, CPU sources, native loop, flags): a second build of the
@@ -17,7 +17,8 @@ import shutil
 import subprocess
 from pathlib import Path
 
-NATIVE_CPP = Path(__file__).with_name("native.cpp")
+# Appended in this order: the link's wires and link layer, then the loop that drives them.
+NATIVE_SOURCES = [Path(__file__).with_name(n) for n in ("link_layer.cpp", "native.cpp")]
 
 # -O3 on the model and the wrapper; x-assign/x-initial fast: values Verilog leaves undefined
 # are 0, identical run to run.
@@ -36,7 +37,8 @@ def _key(paths, extra):
         for line in Path(p).read_bytes().splitlines():
             if not line.lstrip().startswith(b"//"):
                 h.update(line + b"\n")
-    h.update(NATIVE_CPP.read_bytes())
+    for p in NATIVE_SOURCES:
+        h.update(p.read_bytes())
     h.update(repr(extra).encode())
     return h.hexdigest()[:16]
 
@@ -118,7 +120,7 @@ def build_model(top_verilog, cpu_sources, cache_root, fst=True, jobs=None, log=N
                     build_dir=str(tmp_dir), gen_only=True, quiet=True,
                     args=vargs + [str(p) for p in cpu_sources], cargs=cflags, dump_en=True, dump_fst=fst)
             wrapper = tmp_dir / "pyverilator_wrapper.cpp"
-            wrapper.write_text(wrapper.read_text() + "\n" + NATIVE_CPP.read_text())
+            wrapper.write_text("\n".join([wrapper.read_text()] + [p.read_text() for p in NATIVE_SOURCES]))
             jobs = jobs or os.cpu_count() or 1
             subprocess.run(["make", f"-j{jobs}", "-C", str(tmp_dir), "-f", "Vsim.mk",
                             "LDFLAGS=-fPIC -shared", f"OPT_FAST={opt_fast}", "OPT_SLOW=-O1"],

@@ -10,7 +10,8 @@
 // The link: host messages wait for a credit, are serialised at the link bandwidth, travel
 // the one-way latency, and are presented to the device pad in order. Device messages are
 // serialised and delayed the same way and delivered to the host inbox at their arrival
-// cycle; each response returns one credit when it arrives.
+// cycle; each response returns one credit when it arrives. The wires and the link layer
+// (sequence numbers, CRC, retry; faults) are in link_layer.cpp, compiled before this file.
 //
 // Built with -DSPK_BOARD_LINK (soc/boards.py, the board host-link simulation): the SoC has a
 // real serial line (serial_tx / serial_rx, 8N1 at spk_line_config() cycles per bit, LiteX's
@@ -36,63 +37,10 @@ enum {
     SPK_STOP_D2H        = 1u << 5,   // a device message arrived at the host
 };
 
-struct SpkMsg {
-    uint32_t hdr[4];      // 128-bit header, little-endian words
-    uint32_t data[16];    // 64 B line
-    uint64_t t;           // cycle it reaches the other side (or was sent, for the log)
-    uint64_t sent;        // cycle it entered the link
-};
-
-struct SpkLink {
-    double bytes_per_cycle;   // link bandwidth
-    uint64_t lat_min, lat_max; // one-way latency range, cycles (uniform, seeded)
-    uint64_t rng;
-    uint32_t credits, credits_max;
-    double h2d_free, d2h_free; // cycle each direction's wire is next free
-    std::deque<SpkMsg> waiting;   // host messages waiting for a credit
-    std::deque<SpkMsg> h2d_wire;  // in flight to the device (arrival order)
-    std::deque<SpkMsg> d2h_wire;  // in flight to the host
-    std::deque<SpkMsg> inbox;     // arrived at the host, not yet read
-    uint64_t h2d_bytes, d2h_bytes, h2d_msgs, d2h_msgs;
-    // Random stalls at the device pads (tests): per cycle, a host message that has arrived
-    // is withheld (h2d_valid low) with probability h2d_stall / 2^16, and the host refuses a
-    // device message (d2h_ready low) with probability d2h_stall / 2^16; own seeded stream.
-    uint32_t h2d_stall, d2h_stall;
-    uint64_t stall_rng;
-    bool hold_h2d, hold_d2h;  // this cycle's draws
-    // Host memory the device writes into (HostWr), registered by Python: a well-formed
-    // HostWr inside it is applied here at its arrival cycle instead of going to the inbox
-    // (no Python round trip per line); anything else still goes to the inbox.
-    uint8_t *hmem;
-    uint64_t hmem_base, hmem_size, host_writes;
-};
-
-static inline uint64_t spk_rand(SpkLink *l) {  // xorshift64*
-    l->rng ^= l->rng >> 12; l->rng ^= l->rng << 25; l->rng ^= l->rng >> 27;
-    return l->rng * 2685821657736338717ull;
-}
-
 static inline uint64_t spk_stall_draw(SpkLink *l) {  // xorshift64*, the stall stream
     l->stall_rng ^= l->stall_rng >> 12; l->stall_rng ^= l->stall_rng << 25;
     l->stall_rng ^= l->stall_rng >> 27;
     return (l->stall_rng * 2685821657736338717ull) >> 48;  // 16 bits
-}
-
-static inline uint64_t spk_latency(SpkLink *l) {
-    if (l->lat_max <= l->lat_min) return l->lat_min;
-    return l->lat_min + spk_rand(l) % (l->lat_max - l->lat_min + 1);
-}
-
-// Bytes a message occupies on the wire: the 16 B header, plus the line if it carries one.
-static inline uint32_t spk_wire_bytes(const SpkMsg &m) {
-    const uint32_t op = m.hdr[0] & 0xff;
-    const bool with_data = (op == 0x02) || (op == 0x82) || (op == 0x90);  // MemWr, MemData, HostWr
-    return 16 + (with_data ? 64 : 0);
-}
-
-static inline bool spk_is_response(const SpkMsg &m) {
-    const uint32_t op = m.hdr[0] & 0xff;
-    return op == 0x81 || op == 0x82 || op == 0x83;
 }
 
 // Apply a HostWr line to the registered host memory; false if it is not one, or not a
@@ -156,21 +104,34 @@ static inline void spk_codec_clock(SpkState *s) {
 static inline void spk_codec_clock(SpkState *) {}
 #endif
 
-// Put waiting host messages on the wire while credits last.
+// Put waiting host messages on the wire while credits last (through the host's end of the
+// link layer when it is on).
 static void spk_link_pump(SpkState *s) {
     SpkLink *l = &s->link;
     while (l->credits > 0 && !l->waiting.empty()) {
         SpkMsg m = l->waiting.front();
         l->waiting.pop_front();
-        double depart = std::max((double)s->cycle, l->h2d_free);
-        double ser = spk_wire_bytes(m) / l->bytes_per_cycle;
-        l->h2d_free = depart + ser;
-        m.t = (uint64_t)std::ceil(depart + ser) + spk_latency(l);
-        if (!l->h2d_wire.empty() && m.t < l->h2d_wire.back().t) m.t = l->h2d_wire.back().t;  // in order
         l->credits--;
-        l->h2d_bytes += spk_wire_bytes(m);
-        l->h2d_msgs++;
-        l->h2d_wire.push_back(m);
+        if (l->ll_on) spk_port_send(l, &l->host, m, (double)s->cycle);
+        else spk_wire_put(l, &l->h2d, m, (double)s->cycle);
+    }
+}
+
+// The host message the device's pads see next: the wire's front (link layer off) or the
+// oldest flit the device's end accepted; null if none has arrived.
+static inline const SpkMsg *spk_h2d_head(SpkState *s) {
+    SpkLink *l = &s->link;
+    const std::deque<SpkMsg> &q = l->ll_on ? l->dev_in : l->h2d.q;
+    return (!q.empty() && q.front().t <= s->cycle) ? &q.front() : nullptr;
+}
+
+// Deliver a device message that reached the host: a response returns its credit, a HostWr
+// inside host memory is applied, anything else goes to the inbox.
+static inline void spk_host_deliver(SpkLink *l, const SpkMsg &m, uint32_t *ev) {
+    if (spk_is_response(m) && l->credits < l->credits_max) l->credits++;
+    if (!spk_host_write(l, m)) {
+        l->inbox.push_back(m);
+        *ev |= SPK_STOP_D2H;
     }
 }
 
@@ -195,9 +156,10 @@ static inline void spk_drive_inputs(SpkState *s) {
     t->host_bus_sel   = s->bus_sel;
     SpkLink *l = &s->link;
 #ifndef SPK_BOARD_LINK
-    t->bridge_d2h_ready = !l->hold_d2h;
-    if (!l->hold_h2d && !l->h2d_wire.empty() && l->h2d_wire.front().t <= s->cycle) {
-        const SpkMsg &m = l->h2d_wire.front();
+    t->bridge_d2h_ready = !l->hold_d2h && !(l->ll_on && l->dev.retry.size() >= SPK_LL_RETRY_MAX);
+    const SpkMsg *head = l->hold_h2d ? nullptr : spk_h2d_head(s);
+    if (head) {
+        const SpkMsg &m = *head;
         t->bridge_h2d_valid = 1;
         for (int i = 0; i < 4; i++) t->bridge_h2d_hdr[i] = m.hdr[i];
         for (int i = 0; i < 16; i++) t->bridge_h2d_data[i] = m.data[i];
@@ -279,6 +241,7 @@ static inline uint32_t spk_cycle(SpkState *s) {
     const bool h2d_fire = t->bridge_h2d_valid && t->bridge_h2d_ready;
     const bool d2h_fire = t->bridge_d2h_valid && t->bridge_d2h_ready;
     SpkMsg d2h;
+    std::memset(&d2h, 0, sizeof d2h);
     if (d2h_fire) {
         for (int i = 0; i < 4; i++) d2h.hdr[i] = t->bridge_d2h_hdr[i];
         for (int i = 0; i < 16; i++) d2h.data[i] = t->bridge_d2h_data[i];
@@ -309,26 +272,24 @@ static inline uint32_t spk_cycle(SpkState *s) {
         ev |= SPK_STOP_BUS_DONE;
     }
     SpkLink *l = &s->link;
-    if (h2d_fire) l->h2d_wire.pop_front();
+    if (h2d_fire) (l->ll_on ? l->dev_in : l->h2d.q).pop_front();
     if (d2h_fire) {
-        double depart = std::max((double)(s->cycle - 1), l->d2h_free);
-        double ser = spk_wire_bytes(d2h) / l->bytes_per_cycle;
-        l->d2h_free = depart + ser;
         d2h.sent = s->cycle - 1;
-        d2h.t = (uint64_t)std::ceil(depart + ser) + spk_latency(l);
-        if (!l->d2h_wire.empty() && d2h.t < l->d2h_wire.back().t) d2h.t = l->d2h_wire.back().t;
-        l->d2h_bytes += spk_wire_bytes(d2h);
-        l->d2h_msgs++;
-        l->d2h_wire.push_back(d2h);
+        if (l->ll_on) spk_port_send(l, &l->dev, d2h, (double)(s->cycle - 1));
+        else spk_wire_put(l, &l->d2h, d2h, (double)(s->cycle - 1));
     }
-    while (!l->d2h_wire.empty() && l->d2h_wire.front().t <= s->cycle) {
-        const SpkMsg &m = l->d2h_wire.front();
-        if (spk_is_response(m) && l->credits < l->credits_max) l->credits++;
-        if (!spk_host_write(l, m)) {
-            l->inbox.push_back(m);
-            ev |= SPK_STOP_D2H;
-        }
-        l->d2h_wire.pop_front();
+    if (l->ll_on) {
+        const double now = (double)s->cycle;
+        spk_wire_arrivals(&l->h2d, s->cycle, [&](SpkMsg &m) {
+            if (spk_port_receive(l, &l->dev, m, now)) { m.t = s->cycle; l->dev_in.push_back(m); }
+        });
+        spk_wire_arrivals(&l->d2h, s->cycle, [&](SpkMsg &m) {
+            if (spk_port_receive(l, &l->host, m, now)) { m.t = s->cycle; spk_host_deliver(l, m, &ev); }
+        });
+        spk_port_tick(l, &l->dev, s->cycle);
+        spk_port_tick(l, &l->host, s->cycle);
+    } else {
+        spk_wire_arrivals(&l->d2h, s->cycle, [&](SpkMsg &m) { spk_host_deliver(l, m, &ev); });
     }
     if (ev & SPK_STOP_D2H) spk_link_pump(s);
     if (finish) {
@@ -365,8 +326,16 @@ SpkState *spk_new(SPK_TOP *top) {
     s->link.lat_min = s->link.lat_max = 0;
     s->link.rng = 0x9e3779b97f4a7c15ull;
     s->link.credits = s->link.credits_max = 1;
-    s->link.h2d_free = s->link.d2h_free = 0;
-    s->link.h2d_bytes = s->link.d2h_bytes = s->link.h2d_msgs = s->link.d2h_msgs = 0;
+    s->link.h2d.free = s->link.d2h.free = 0;
+    s->link.h2d.bytes = s->link.d2h.bytes = s->link.h2d.msgs = s->link.d2h.msgs = 0;
+    std::memset(s->link.h2d.injected, 0, sizeof s->link.h2d.injected);
+    std::memset(s->link.d2h.injected, 0, sizeof s->link.d2h.injected);
+    s->link.ll_on = s->link.down = false;
+    std::memset(s->link.fault_q16, 0, sizeof s->link.fault_q16);
+    s->link.fault_rng = 1;
+    s->link.replay_timeout = 0;
+    spk_port_reset(&s->link.host, &s->link.h2d);
+    spk_port_reset(&s->link.dev, &s->link.d2h);
     s->link.h2d_stall = s->link.d2h_stall = 0;
     s->link.stall_rng = 0x2545f4914f6cdd1dull;
     s->link.hold_h2d = s->link.hold_d2h = false;
@@ -481,6 +450,7 @@ uint64_t spk_link_host_writes(SpkState *s) { return s->link.host_writes; }
 // Queue a host message (4 header words, 16 data words); it leaves when a credit is free.
 void spk_link_send(SpkState *s, const uint32_t *hdr, const uint32_t *data) {
     SpkMsg m;
+    std::memset(&m, 0, sizeof m);
     for (int i = 0; i < 4; i++) m.hdr[i] = hdr[i];
     for (int i = 0; i < 16; i++) m.data[i] = data[i];
     m.sent = s->cycle;
@@ -503,13 +473,49 @@ uint32_t spk_link_recv(SpkState *s, uint32_t *hdr, uint32_t *data, uint64_t *tim
     return 1;
 }
 
-// Counters: [credits, waiting, h2d in flight, d2h in flight, inbox, h2d msgs, d2h msgs,
-// h2d bytes, d2h bytes].
+// Turn the link layer on (sequence numbers, CRC, acknowledgements, replay; see
+// link_layer.cpp) with per-flit fault probabilities in 1/65536 (drop, duplicate, delay
+// beyond the replay timeout, corrupt), drawn from their own seeded stream. Call it with no
+// messages in flight (after spk_link_config): both ends start from sequence number 0.
+void spk_link_faults(SpkState *s, uint32_t drop, uint32_t dup, uint32_t delay, uint32_t corrupt,
+                     uint64_t seed) {
+    SpkLink *l = &s->link;
+    l->ll_on = true;
+    l->down = false;
+    l->fault_q16[SPK_FAULT_DROP] = drop;
+    l->fault_q16[SPK_FAULT_DUP] = dup;
+    l->fault_q16[SPK_FAULT_DELAY] = delay;
+    l->fault_q16[SPK_FAULT_CORRUPT] = corrupt;
+    l->fault_rng = seed ? seed : 1;
+    const double flit = 16 + 64 + SPK_LL_BYTES;
+    l->replay_timeout = 2 * l->lat_max + 2 * SPK_LL_ACK_DELAY + 64
+                        + (uint64_t)std::ceil(SPK_LL_RETRY_MAX * flit / l->bytes_per_cycle);
+    spk_port_reset(&l->host, &l->h2d);
+    spk_port_reset(&l->dev, &l->d2h);
+    std::memset(l->h2d.injected, 0, sizeof l->h2d.injected);
+    std::memset(l->d2h.injected, 0, sizeof l->d2h.injected);
+    spk_drive_inputs(s);
+}
+
+// Counters (soc/sim/driver.py LINK_STATS names them, in this order).
 void spk_link_stats(SpkState *s, uint64_t *out) {
     SpkLink *l = &s->link;
-    out[0] = l->credits; out[1] = l->waiting.size(); out[2] = l->h2d_wire.size();
-    out[3] = l->d2h_wire.size(); out[4] = l->inbox.size(); out[5] = l->h2d_msgs;
-    out[6] = l->d2h_msgs; out[7] = l->h2d_bytes; out[8] = l->d2h_bytes;
+    out[0] = l->credits; out[1] = l->waiting.size(); out[2] = l->h2d.q.size() + l->h2d.late.size();
+    out[3] = l->d2h.q.size() + l->d2h.late.size(); out[4] = l->inbox.size(); out[5] = l->h2d.msgs;
+    out[6] = l->d2h.msgs; out[7] = l->h2d.bytes; out[8] = l->d2h.bytes;
+    out[9] = l->ll_on; out[10] = l->down; out[11] = l->replay_timeout;
+    uint64_t *o = out + 12;
+    // per direction: faults injected on its wire, what its receiver detected, what its
+    // sender replayed (h2d: sent by the host's end, received by the device's)
+    const SpkWire *wires[2] = {&l->h2d, &l->d2h};
+    const SpkPort *tx[2] = {&l->host, &l->dev}, *rx[2] = {&l->dev, &l->host};
+    for (int d = 0; d < 2; d++) {
+        for (int k = 0; k < SPK_NFAULTS; k++) *o++ = wires[d]->injected[k];
+        *o++ = rx[d]->crc_errors; *o++ = rx[d]->seq_gaps; *o++ = rx[d]->duplicates;
+        *o++ = rx[d]->naks; *o++ = rx[d]->acks;
+        *o++ = tx[d]->replays; *o++ = tx[d]->timer_replays; *o++ = tx[d]->replayed;
+        *o++ = tx[d]->retry.size();
+    }
 }
 
 #ifdef SPK_BOARD_LINK
