@@ -56,6 +56,7 @@ static void command_poll(void)
 	seq = *mbox(MBOX_CMD_SEQ);
 	if (seq == last_seq)
 		return;
+	spec_dma_drain();    /* a command's DMA job must not pop a prefetch's completion */
 	cmd = *mbox(MBOX_CMD);
 	if (cmd == MBOX_CMD_OFFLOAD)
 		status = pool_offload(*mbox(MBOX_CMD_VPN), *mbox(MBOX_CMD_SRC), *mbox(MBOX_CMD_FLAGS),

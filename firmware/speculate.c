@@ -272,6 +272,12 @@ static void dma_queue(uint32_t op, uint32_t src, uint64_t dst, uint32_t length, 
 	dma_outstanding++;
 }
 
+void spec_dma_drain(void)
+{
+	while (dma_outstanding)
+		dma_reap();
+}
+
 static void record(uint32_t i, uint32_t v)
 {
 	*mbox(MBOX_STEP_RECORD + i) = v;
@@ -409,8 +415,7 @@ static void issue_chunk(uint32_t first, uint32_t end, uint32_t step)
 static void step_finish(uint32_t step)
 {
 	uint32_t t0 = timer_now();
-	while (dma_outstanding)
-		dma_reap();
+	spec_dma_drain();
 	if (have_arm) {
 		/* st_used counts the pages kept (predicted again) too: it can exceed issued_prev */
 		uint32_t waste = issued_prev > st_used ? issued_prev - st_used : 0;

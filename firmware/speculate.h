@@ -27,5 +27,9 @@ void spec_poll(void);
 /* Configure a request: resets the predictors, the UCB statistics, the throttle and the L2
  * directory. Returns 0, or MBOX_ERR_CONFIG with a field out of range (nothing changed). */
 uint32_t spec_config(const struct spec_config *c);
+/* Wait for the prefetch DMA jobs still queued (their completions count into the step in
+ * progress). The DMA has one completion queue: the page store's synchronous jobs (mailbox
+ * commands) pop the oldest completion as theirs, so they may only run after this. */
+void spec_dma_drain(void);
 
 #endif

@@ -84,6 +84,17 @@ def test_timing_true_rtl_agrees_with_model(sim_build, variant):
         assert r["timing"]["steps_overran"] > 0
 
 
+def test_offloads_while_prefetches_are_queued(sim_build):
+    """Timing-true with a short step: pages are offloaded while a hint's prefetch DMA jobs are
+    still queued. The DMA has one completion queue; before the firmware drained the
+    prefetches first, an offload popped a prefetch's completion as its own and stored 8 of
+    these 312 pages with another job's length (4096, 320, 128, 64 bytes)."""
+    r = replay(ReplayOptions(trace=MINI, backend="rtl", timing="on", prefetcher="last", k=4,
+                             layers=8), build=sim_build, progress=False)
+    assert r["compression"]["pages"] == 312 and r["prefetch"]["issued"] > 100
+    assert r["check"]["length_mismatches"] == 0 and r["check"]["mismatches"] == 0, r["check"]
+
+
 def test_equivalence_check_sees_a_difference():
     """The comparison the test above relies on reports a changed tier, decision or byte."""
     from host.replayer.equivalence import differences
