@@ -17,7 +17,6 @@
 #include "commands.h"
 #include "dispatch.h"
 #include "predict.h"
-#include "predict.h"
 #include "mailbox.h"
 
 #define LINE_MAX 96
@@ -48,6 +47,8 @@ static char *read_line(void)
 
 int main(void)
 {
+	/* Not ready until DRAM is up: the mailbox RAM keeps its words through a reset. */
+	*mbox(MBOX_STATUS) = 0;
 #ifdef CONFIG_CPU_HAS_INTERRUPT
 	irq_setmask(0);
 	irq_setie(1);

@@ -88,6 +88,10 @@ def main(argv=None, build=None):
                          "either way (drop, duplicate, delay beyond the replay timeout, "
                          "corrupt, evenly); 0: the link layer without faults")
     ap.add_argument("--link-fault-seed", type=int, default=1, help="seed of the fault draws")
+    ap.add_argument("--device-reset-at", type=int, default=None, metavar="STEP",
+                    help="rtl: reset the SoC before decode step STEP without telling the host; "
+                         "the host checks the device at each step (ready word, its DMA "
+                         "window), brings it back and offloads its pages again")
     ap.add_argument("--json", default=None, help="write the results here (JSON)")
     ap.add_argument("--json-sequences", action="store_true",
                     help="also write every access, prefetch decision, step record and "
@@ -125,6 +129,10 @@ def main(argv=None, build=None):
         if a.backend != "rtl":
             ap.error("--waveform needs --backend rtl")
     opts.waveform = wave
+    if a.device_reset_at is not None:
+        if a.backend != "rtl":
+            ap.error("--device-reset-at needs --backend rtl")
+        opts.device_reset_at = a.device_reset_at
     if a.link_faults is not None:
         if a.backend != "rtl":
             ap.error("--link-faults needs --backend rtl")

@@ -84,15 +84,36 @@ def test_timing_true_rtl_agrees_with_model(sim_build, variant):
         assert r["timing"]["steps_overran"] > 0
 
 
-def test_offloads_while_prefetches_are_queued(sim_build):
-    """Timing-true with a short step: pages are offloaded while a hint's prefetch DMA jobs are
-    still queued. The DMA has one completion queue; before the firmware drained the
-    prefetches first, an offload popped a prefetch's completion as its own and stored 8 of
-    these 312 pages with another job's length (4096, 320, 128, 64 bytes)."""
-    r = replay(ReplayOptions(trace=MINI, backend="rtl", timing="on", prefetcher="last", k=4,
-                             layers=8), build=sim_build, progress=False)
+# Timing-true with a short step: pages are offloaded while a hint's prefetches are queued.
+BUSY = dict(trace=MINI, backend="rtl", timing="on", prefetcher="last", k=4, layers=8)
+
+
+@pytest.fixture(scope="module")
+def busy_replay(sim_build):
+    return replay(ReplayOptions(**BUSY), build=sim_build, progress=False)
+
+
+def test_offloads_while_prefetches_are_queued(busy_replay):
+    """The DMA has one completion queue; before the firmware drained the prefetches first,
+    an offload popped a prefetch's completion as its own and stored 8 of these 312 pages with
+    another job's length (4096, 320, 128, 64 bytes)."""
+    r = busy_replay
     assert r["compression"]["pages"] == 312 and r["prefetch"]["issued"] > 100
     assert r["check"]["length_mismatches"] == 0 and r["check"]["mismatches"] == 0, r["check"]
+
+
+def test_device_reset_mid_run(sim_build, busy_replay):
+    """The SoC is reset before step 12 without the host being told: the host notices at the
+    step's start (its DMA window is gone), waits for the firmware, configures it again and
+    offloads the 288 pages it holds again; every byte read is the same as without the reset.
+    Without the re-offload, 26 reads return pages the new pool overwrote."""
+    r = replay(ReplayOptions(**BUSY, device_reset_at=12), build=sim_build, progress=False)
+    assert r["check"]["mismatches"] == 0, r["check"]
+    assert r["check"]["digest"] == busy_replay["check"]["digest"]
+    assert r["accesses"]["total"] == busy_replay["accesses"]["total"]
+    (ev,) = r["device_resets"]
+    assert ev["step"] == 12 and ev["reoffloaded"] == 24 * 12 and ev["recovery_cycles"] > 0
+    assert r["speed"]["sim_cycles"] > busy_replay["speed"]["sim_cycles"]
 
 
 def test_equivalence_check_sees_a_difference():

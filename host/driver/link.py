@@ -310,6 +310,12 @@ class SimLink(Link):
         q16 = min(65536, round(rate * 65536 / len(kinds)))
         self.target.link_faults(*[q16 if k in kinds else 0 for k in FAULT_KINDS], seed)
 
+    def reset_link(self):
+        """The link goes down and up again, as after a device reset: whatever was waiting,
+        in flight or unread is dropped and the credits are the device's again."""
+        self.target.link_reset()
+        self.sent.clear()
+
     def reliability(self):
         """The link layer's counters: faults injected, what the receivers detected, what the
         senders replayed, per direction (``h2d_*``: host to device), and whether the link

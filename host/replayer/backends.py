@@ -34,13 +34,13 @@ from gateware.common import LINE_BYTES, PAGE_BYTES as PAGE
 from gateware.bridge.protocol import Message, Op
 from host.driver.device import Device, DeviceError
 from host.driver.hints import SpecConfig
-from host.driver.link import PROFILES, SimLink
+from host.driver.link import PROFILES, LinkError, SimLink
 from host.driver.tunnel import TunnelLink
 from host.prefetch.speculation import SpeculationEngine, tag_line
 from host.replayer.costs import Costs
 from soc.mailbox import (HINT_ERRORS, MBOX_CMD_SPEC_CONFIG, MBOX_HINT_DONE_SEQ, MBOX_HINT_MAGIC,
                          MBOX_HINT_REJECTED, MBOX_HINT_SEQ, MBOX_HINT_STATUS, MBOX_STEP_RECORD,
-                         STEP_RECORD, TAG_MAGIC)
+                         MBOX_READY, MBOX_STATUS, STEP_RECORD, TAG_MAGIC)
 
 HOST_BASE = 0x2_0000_0000
 
@@ -344,6 +344,7 @@ class DeviceBackend(Backend):
         return self.dev.mbox + 4 * word
 
     def start(self, cfg: SpecConfig, predictor=None):
+        self._cfg0 = cfg
         size = cfg.host_bytes + PAGE
         self.demand_off = cfg.host_bytes
         for prefix in ("engine", "dma"):
@@ -358,6 +359,35 @@ class DeviceBackend(Backend):
                               done.status)
         self.hint_seq = self.link.cfg_read(self._mbox(MBOX_HINT_SEQ))
         self._hint = None
+
+    def alive(self):
+        """Is this still the device the host configured? Its firmware reports ready (mailbox
+        word 0) and the DMA still has the host window :meth:`start` wrote (a reset clears the
+        CSRs, so a device that came back empty fails here even once ready). False also when
+        it does not answer."""
+        try:
+            return (self.link.cfg_read(self._mbox(MBOX_STATUS)) == MBOX_READY
+                    and self.link.csr_read("dma_host_base") == HOST_BASE)
+        except LinkError:
+            return False
+
+    def recover(self, max_cycles=20_000_000, poll=20_000):
+        """Bring a reset device back: retrain the link, wait for the firmware, configure it
+        again (:meth:`start`). The caller re-offloads the pages it holds.
+
+        The mailbox RAM keeps its words through a reset, so word 0 may still say ready from
+        the last boot until the new one clears it; the DMA's DRAM window is a CSR, cleared by
+        the reset and written by the firmware just before it says ready again. Ready is both."""
+        self.link.reset_link()
+        start = self.link.cycle
+        while not (self.link.csr_read("dma_dram_size")
+                   and self.link.cfg_read(self._mbox(MBOX_STATUS)) == MBOX_READY):
+            if self.link.cycle - start > max_cycles:
+                raise BackendError(f"the device did not come back in {max_cycles} cycles")
+            self.link.run(poll)
+        self._hint = None
+        self._staging = 0
+        self.start(self._cfg0)
 
     def offload(self, vpn, page):
         slot = self._staging
@@ -511,6 +541,11 @@ class RtlBackend(DeviceBackend):
         if faults is not None:    # (rate, seed): the link layer on, faults from here
             sim_link.set_faults(faults[0], seed=faults[1])
         super().__init__(sim_link, codec, staging_slots)
+
+    def inject_reset(self, cycles=16):
+        """Reset the SoC (sys_rst for ``cycles``): the fault a reset experiment injects. The
+        host is not told; the DRAM keeps its bits, the firmware and its pool start over."""
+        self.drv.reset(cycles)
 
     def close(self):
         self.drv.close()

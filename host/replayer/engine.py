@@ -75,6 +75,8 @@ class ReplayOptions:
     waveform: tuple | None = None  # rtl: (fst file, first cycle, last cycle)
     link_faults: float | None = None  # rtl: link layer on, this per-flit fault rate (0: clean)
     link_fault_seed: int = 1
+    device_reset_at: int | None = None  # rtl: reset the SoC before this step; the host checks
+                                        # the device at every step start and recovers
     server: str = "localhost:1234"             # board: litex_server's host:port
     board_dir: str = str(ROOT / "build" / "ulx3s")  # board: its build (csr.csv, csr.json)
 
@@ -138,6 +140,8 @@ class _Run(HostTiers):
         self.offloaded = 0
 
     def step(self, s):
+        if self.opts.device_reset_at is not None and not self.backend.alive():
+            self.recover(s, self.t.page)
         log = StepLog(s)
         t0 = self.backend.clock() if self.timed else 0
         n_full = int(self.t.n_full[s])
@@ -179,6 +183,8 @@ def replay(opts: ReplayOptions, backend=None, build=None, progress=True):
         raise ReplayError(f"unknown prefetcher {opts.prefetcher!r}; known: {', '.join(PREFETCHERS)}")
     if opts.timing not in ("on", "off"):
         raise ReplayError(f"--timing must be on or off, not {opts.timing!r}")
+    if opts.device_reset_at is not None and opts.backend != "rtl":
+        raise ReplayError("--device-reset-at needs --backend rtl (the SoC is reset)")
     if opts.link_faults is not None and opts.backend != "rtl":
         raise ReplayError("--link-faults needs --backend rtl (the emulated link's link layer)")
     if opts.timing == "on" and opts.backend == "board":
@@ -216,6 +222,8 @@ def replay(opts: ReplayOptions, backend=None, build=None, progress=True):
                    unit="step", file=sys.stderr, leave=False)
     try:
         for s in range(steps):
+            if s == opts.device_reset_at:
+                backend.inject_reset()
             run.step(s)
             if bar:
                 bar.update(1)
@@ -236,6 +244,8 @@ def replay(opts: ReplayOptions, backend=None, build=None, progress=True):
     res["timing"]["step_ns_source"] = step_source
     if link_layer is not None:
         res["link_layer"] = link_layer
+    if opts.device_reset_at is not None:
+        res["device_resets"] = run.resets
     return res
 
 

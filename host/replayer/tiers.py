@@ -58,6 +58,7 @@ class HostTiers:
         self.served = []     # ({layer: seq posted}, seq seen served, {vpn})
         self.pending = None  # ({layer: seq posted}, StepLog) of the hint in flight
         self.hinting = False  # the step in progress posts its hint
+        self.resets = []     # device resets noticed (recover())
 
     def offload(self, vpn, page) -> int:
         """Store a raw FP16 page [2, 16, 64] in the device pool; its compressed length."""
@@ -65,6 +66,20 @@ class HostTiers:
         self.lengths[vpn] = n
         self.mismatches += not self.check.offload(vpn, n)
         return n
+
+    def recover(self, step, page_of):
+        """The device stopped answering or came back empty: bring it back and offload again
+        every page the host holds (``page_of(vpn)``: its raw page). A hint in flight is lost.
+        Recorded in :attr:`resets`."""
+        t0 = self.backend.clock()
+        self.backend.recover()
+        self.pending = None
+        again = 0
+        for vpn, n in self.lengths.items():
+            again += 1
+            self.mismatches += self.backend.offload(vpn, page_of(vpn)) != n
+        self.resets.append({"step": step, "noticed_cycle": int(t0), "reoffloaded": again,
+                            "recovery_cycles": int(self.backend.clock() - t0)})
 
     def read(self, s, vpn, in_l1, index, log):
         """Read page ``vpn`` at step ``s``; ``index``: the L2 directory. Returns the page's

@@ -77,6 +77,7 @@ class SimDriver:
             "spk_link_stats":     ([vp, ctypes.POINTER(u64)], None),
             "spk_link_stalls":    ([vp, u32, u32, u64], None),
             "spk_link_faults":    ([vp, u32, u32, u32, u32, u64], None),
+            "spk_link_reset":     ([vp], None),
             "spk_link_host_memory": ([vp, vp, u64, u64], None),
             "spk_link_host_writes": ([vp], u64),
             "spk_timed_run":      ([vp, u64], u64),
@@ -237,6 +238,10 @@ class SimDriver:
         """Turn on the link layer (sequence numbers, CRC, replay) with per-flit fault
         probabilities in 1/65536; no message may be in flight."""
         self.lib.spk_link_faults(self._state, drop_q16, dup_q16, delay_q16, corrupt_q16, seed)
+
+    def link_reset(self):
+        """Drop every message waiting, in flight or unread; credits back to the device's."""
+        self.lib.spk_link_reset(self._state)
 
     def link_send(self, header, data):
         """Queue one host message: a 128-bit header and its 64 data bytes."""

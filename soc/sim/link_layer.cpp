@@ -300,12 +300,17 @@ static inline void spk_port_tick(SpkLink *l, SpkPort *p, uint64_t now) {
     if (!p->retry.empty() && now >= p->replay_at) spk_port_replay(l, p, (double)now, true);
 }
 
-static void spk_port_reset(SpkPort *p, SpkWire *out) {
+// Both ends start over from sequence number 0 (a link that retrains); counters kept.
+static void spk_port_resync(SpkPort *p) {
     std::deque<SpkMsg>().swap(p->retry);
-    p->out = out;
     p->tx_seq = p->rx_expected = p->no_progress = p->rx_unacked = 0;
     p->replay_at = p->ack_at = 0;
     p->nak_pending = false;
+}
+
+static void spk_port_reset(SpkPort *p, SpkWire *out) {
+    spk_port_resync(p);
+    p->out = out;
     p->crc_errors = p->seq_gaps = p->duplicates = p->naks = p->acks = 0;
     p->replays = p->timer_replays = p->replayed = 0;
 }

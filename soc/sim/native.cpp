@@ -497,6 +497,27 @@ void spk_link_faults(SpkState *s, uint32_t drop, uint32_t dup, uint32_t delay, u
     spk_drive_inputs(s);
 }
 
+// The link goes down and up again (a device reset, a retrained link): every message waiting,
+// in flight or unread is lost, the credits are the device's again, and the link layer's
+// ends start over. Counters and configuration stay.
+void spk_link_reset(SpkState *s) {
+    SpkLink *l = &s->link;
+    std::deque<SpkMsg>().swap(l->waiting);
+    std::deque<SpkMsg>().swap(l->inbox);
+    std::deque<SpkMsg>().swap(l->dev_in);
+    SpkWire *wires[2] = {&l->h2d, &l->d2h};
+    for (SpkWire *w : wires) {
+        std::deque<SpkMsg>().swap(w->q);
+        w->late.clear();
+        w->free = (double)s->cycle;
+    }
+    l->credits = l->credits_max;
+    l->down = false;
+    spk_port_resync(&l->host);
+    spk_port_resync(&l->dev);
+    spk_drive_inputs(s);
+}
+
 // Counters (soc/sim/driver.py LINK_STATS names them, in this order).
 void spk_link_stats(SpkState *s, uint64_t *out) {
     SpkLink *l = &s->link;
