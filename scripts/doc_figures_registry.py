@@ -505,3 +505,52 @@ REGISTRY += [
                    Col("overflow", "by_kind.{kind}.overflow")], table=2),
 ]
 
+_LF, _DR = "docs/results/reliability/link_faults.json", "docs/results/reliability/device_reset.json"
+_LFD = "link_faults.per_direction.{direction}."
+_LF_ROWS = [("device cycles", "sim_cycles", "{:,}"), ("step time, mean (ns)", "step_ns_mean", "{:,.0f}"),
+            ("demand read, mean (ns)", "sync_fetch_mean_ns", "{:,.0f}"),
+            ("demand read, p99 (ns)", "sync_fetch_p99_ns", "{:,.0f}"),
+            ("L2 hit rate", "l2_hit_rate", "{:.3f}"), ("late prefetches", "late", "{:,}")]
+REGISTRY += [
+    Figures("docs/reliability.md", "Link faults", _LF,
+            "twice, over the link layer clean and with 1 % of the flits faulted: {inj} faults "
+            "injected, {det} detected, {rep} flits replayed, link down: no; {mism} byte "
+            "mismatches, bytes read identical (same digest)",
+            {"inj": Val("link_faults.injected"), "det": Val("link_faults.detected"),
+             "rep": Val("link_faults.flits_replayed"), "mism": Val("byte_mismatches")}),
+    Figures("docs/reliability.md", "Link faults", _LF,
+            "visible as {rep} flits sent again for {n} faults",
+            {"rep": Val("link_faults.per_direction.d2h.recovery.flits_replayed"),
+             "n": Val(calc("d2h faults injected", lambda d: sum(
+                 d["link_faults"]["per_direction"]["d2h"]["injected"].values())))}),
+    Figures("docs/reliability.md", "Link faults", _LF,
+            "Recovery cost {cost} % of the device cycles; it shows in the demand-read tail "
+            "(p99 +{p99} %), where a replay timeout ({rt} cycles",
+            {"cost": Val(change("clean.sim_cycles", "faulted.sim_cycles"), "{:.1f}"),
+             "p99": Val(change("clean.sync_fetch_p99_ns", "faulted.sync_fetch_p99_ns"), "{:.0f}"),
+             "rt": Val("link_faults.replay_timeout_cycles", "{}")}),
+    Table("docs/reliability.md", "Link faults", _LF, keys=("direction",),
+          columns=[Col(h, _LFD + p) for h, p in (
+              ("dropped", "injected.dropped"), ("duplicated", "injected.duplicated"),
+              ("delayed", "injected.delayed"), ("corrupted", "injected.corrupted"),
+              ("CRC errors", "detected.crc_errors"), ("sequence gaps", "detected.seq_gaps"),
+              ("duplicates dropped", "detected.duplicates"), ("NAKs", "recovery.naks"),
+              ("replays", "recovery.replays"), ("timer replays", "recovery.timer_replays"),
+              ("flits replayed", "recovery.flits_replayed"))], table=0),
+] + [Figures("docs/reliability.md", "Link faults", _LF, f"| {name} | {{a}} | {{b}} |",
+             {"a": Val(f"clean.{key}", fmt), "b": Val(f"faulted.{key}", fmt)})
+     for name, key, fmt in _LF_ROWS] + [
+    Figures("docs/reliability.md", "Device reset mid-run", _DR,
+            "reset before step {step}: noticed at cycle {cyc}, {n} pages offloaded again, back "
+            "after {rc} cycles; {mism} byte mismatches and the bytes read identical",
+            {"step": Val("device_resets.0.step", "{}"), "cyc": Val("device_resets.0.noticed_cycle"),
+             "n": Val("device_resets.0.reoffloaded"), "rc": Val("device_resets.0.recovery_cycles"),
+             "mism": Val("byte_mismatches")}),
+    Figures("docs/reliability.md", "Device reset mid-run", _DR,
+            "The reset cost {d} device cycles ({a} without it, {b} with)",
+            {"d": Val(diff("clean.sim_cycles", "faulted.sim_cycles")),
+             "a": Val("clean.sim_cycles"), "b": Val("faulted.sim_cycles")}),
+    Figures("docs/reliability.md", "Device reset mid-run", _DR,
+            "The L2 hit rate falls from {a} to {b} over the run",
+            {"a": Val("clean.l2_hit_rate", "{:.3f}"), "b": Val("faulted.l2_hit_rate", "{:.3f}")}),
+]

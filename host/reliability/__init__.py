@@ -1,2 +1,2 @@
-"""Reliability: the decompressor fuzzer (``fuzz.py``, ``speckv-fuzz``) and replays over a
-faulty link (``links.py``, ``speckv-link-faults``)."""
+"""Reliability: the decompressor fuzzer (``fuzz.py``, ``speckv-fuzz``) and replays under
+link faults and device resets beside clean ones (``faults.py``, ``speckv-faults``)."""
