@@ -18,6 +18,20 @@ from host.replayer.engine import (DEFAULT_TRACE, PREFETCHERS, ROOT, ReplayError,
                                   compare, replay, timings)
 
 
+def _faults(ap, a, opts):
+    """The injected faults (--device-reset-at, --link-faults) into ``opts``, checked."""
+    if a.device_reset_at is not None:
+        if a.backend != "rtl":
+            ap.error("--device-reset-at needs --backend rtl")
+        opts.device_reset_at = a.device_reset_at
+    if a.link_faults is not None:
+        if a.backend != "rtl":
+            ap.error("--link-faults needs --backend rtl")
+        if not 0 <= a.link_faults <= 1:
+            ap.error(f"--link-faults {a.link_faults}: a rate in [0, 1]")
+        opts.link_faults, opts.link_fault_seed = a.link_faults, a.link_fault_seed
+
+
 def main(argv=None, build=None):
     from host.replayer.report import print_table, save_plots
     ap = argparse.ArgumentParser(
@@ -129,16 +143,7 @@ def main(argv=None, build=None):
         if a.backend != "rtl":
             ap.error("--waveform needs --backend rtl")
     opts.waveform = wave
-    if a.device_reset_at is not None:
-        if a.backend != "rtl":
-            ap.error("--device-reset-at needs --backend rtl")
-        opts.device_reset_at = a.device_reset_at
-    if a.link_faults is not None:
-        if a.backend != "rtl":
-            ap.error("--link-faults needs --backend rtl")
-        if not 0 <= a.link_faults <= 1:
-            ap.error(f"--link-faults {a.link_faults}: a rate in [0, 1]")
-        opts.link_faults, opts.link_fault_seed = a.link_faults, a.link_fault_seed
+    _faults(ap, a, opts)
     if a.backend == "board":
         if a.compare:
             ap.error("--compare needs a fresh device per configuration: not with --backend "
