@@ -321,10 +321,7 @@ class SimLink(Link):
         senders replayed, per direction (``h2d_*``: host to device), and whether the link
         went down (a flit replayed ``SPK_LL_MAX_REPLAYS`` times without progress)."""
         st = self.stats()
-        return {k: v for k, v in st.items()
-                if k in ("link_layer", "link_down", "replay_timeout") or k[:4] in ("h2d_", "d2h_")
-                and k not in ("h2d_msgs", "d2h_msgs", "h2d_bytes", "d2h_bytes",
-                              "h2d_in_flight", "d2h_in_flight")}
+        return {k: st[k] for k in self.target.LINK_LAYER_STATS}
 
     def _why_missing(self):
         st = self.stats()

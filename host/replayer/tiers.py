@@ -74,11 +74,10 @@ class HostTiers:
         t0 = self.backend.clock()
         self.backend.recover()
         self.pending = None
-        again = 0
         for vpn, n in self.lengths.items():
-            again += 1
             self.mismatches += self.backend.offload(vpn, page_of(vpn)) != n
-        self.resets.append({"step": step, "noticed_cycle": int(t0), "reoffloaded": again,
+        self.resets.append({"step": step, "noticed_cycle": int(t0),
+                            "reoffloaded": len(self.lengths),
                             "recovery_cycles": int(self.backend.clock() - t0)})
 
     def read(self, s, vpn, in_l1, index, log):

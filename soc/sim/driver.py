@@ -216,13 +216,13 @@ class SimDriver:
             self.bus_write(reg["addr"] + 4 * i, (value >> shift) & ((1 << width) - 1))
 
     # The emulated CXL/PCIe link (native.cpp) -------------------------------------------------
-    LINK_STATS = ("credits", "waiting", "h2d_in_flight", "d2h_in_flight", "inbox",
-                  "h2d_msgs", "d2h_msgs", "h2d_bytes", "d2h_bytes",
-                  "link_layer", "link_down", "replay_timeout") + tuple(
+    LINK_LAYER_STATS = ("link_layer", "link_down", "replay_timeout") + tuple(
         f"{d}_{c}" for d in ("h2d", "d2h") for c in (
             "dropped", "duplicated", "delayed", "corrupted",       # faults injected
             "crc_errors", "seq_gaps", "duplicates", "naks", "acks",  # its receiver saw
             "replays", "timer_replays", "flits_replayed", "unacked"))  # its sender did
+    LINK_STATS = ("credits", "waiting", "h2d_in_flight", "d2h_in_flight", "inbox",
+                  "h2d_msgs", "d2h_msgs", "h2d_bytes", "d2h_bytes") + LINK_LAYER_STATS
 
     def link_config(self, bytes_per_cycle, lat_min, lat_max, credits, seed):
         """Serialisation rate, one-way latency range (cycles) and credits of the link model;

@@ -136,20 +136,15 @@ struct SpkLink {
     SpkPort host, dev;                // the host's end, the device's end
 };
 
-static inline uint64_t spk_rand(SpkLink *l) {  // xorshift64*
-    l->rng ^= l->rng >> 12; l->rng ^= l->rng << 25; l->rng ^= l->rng >> 27;
-    return l->rng * 2685821657736338717ull;
-}
-
-static inline uint64_t spk_fault_rand(SpkLink *l) {  // xorshift64*, the fault stream
-    l->fault_rng ^= l->fault_rng >> 12; l->fault_rng ^= l->fault_rng << 25;
-    l->fault_rng ^= l->fault_rng >> 27;
-    return l->fault_rng * 2685821657736338717ull;
+// xorshift64*: the link's seeded random streams (latency, faults, stalls), each its own state.
+static inline uint64_t spk_xorshift(uint64_t *x) {
+    *x ^= *x >> 12; *x ^= *x << 25; *x ^= *x >> 27;
+    return *x * 2685821657736338717ull;
 }
 
 static inline uint64_t spk_latency(SpkLink *l) {
     if (l->lat_max <= l->lat_min) return l->lat_min;
-    return l->lat_min + spk_rand(l) % (l->lat_max - l->lat_min + 1);
+    return l->lat_min + spk_xorshift(&l->rng) % (l->lat_max - l->lat_min + 1);
 }
 
 // Bytes a flit occupies on the wire: the 16 B header, plus the line if it carries one, plus
@@ -178,7 +173,7 @@ static void spk_wire_put(SpkLink *l, SpkWire *w, SpkMsg m, double now) {
     w->bytes += bytes;
     w->msgs++;
     if (l->ll_on) {
-        const uint64_t r = spk_fault_rand(l);
+        const uint64_t r = spk_xorshift(&l->fault_rng);
         uint32_t draw = (uint32_t)(r >> 48), edge = 0;
         for (int k = 0; k < SPK_NFAULTS; k++) {
             edge += l->fault_q16[k];

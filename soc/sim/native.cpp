@@ -37,10 +37,8 @@ enum {
     SPK_STOP_D2H        = 1u << 5,   // a device message arrived at the host
 };
 
-static inline uint64_t spk_stall_draw(SpkLink *l) {  // xorshift64*, the stall stream
-    l->stall_rng ^= l->stall_rng >> 12; l->stall_rng ^= l->stall_rng << 25;
-    l->stall_rng ^= l->stall_rng >> 27;
-    return (l->stall_rng * 2685821657736338717ull) >> 48;  // 16 bits
+static inline uint64_t spk_stall_draw(SpkLink *l) {  // 16 bits of the stall stream
+    return spk_xorshift(&l->stall_rng) >> 48;
 }
 
 // Apply a HostWr line to the registered host memory; false if it is not one, or not a
